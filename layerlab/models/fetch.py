@@ -1,0 +1,116 @@
+"""Fetch a checkpoint (file or folder) at any fsspec URL into a local cache and return its path.
+
+Local paths and ``file://`` URLs are used in place. Remote objects land under
+``$LAYERLAB_CACHE`` (default ``~/.cache/layerlab/models``) in a folder named by a hash of the URL,
+written to a temporary name first and renamed, so an interrupted download is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+from layerlab.models.errors import CheckpointError
+
+
+def cache_root() -> Path:
+    """Folder that holds fetched checkpoints."""
+    return Path(os.environ.get("LAYERLAB_CACHE", Path.home() / ".cache" / "layerlab" / "models"))
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _local_path(url: str) -> Path:
+    return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
+
+
+def _url_to_fs(url: str):
+    """(filesystem, path) for a URL; prefers layerlab.storage when present so credentials/options match."""
+    try:
+        from layerlab.storage import url_to_fs  # type: ignore[attr-defined]
+    except ImportError:
+        from fsspec.core import url_to_fs
+    return url_to_fs(url)
+
+
+def _cache_dir_for(url: str) -> Path:
+    return cache_root() / hashlib.sha256(url.encode()).hexdigest()[:20]
+
+
+def fetch_file(url: str, what: str = "checkpoint") -> Path:
+    """Local path of the file at ``url``; remote files are downloaded to the cache once."""
+    if _is_local(url):
+        path = _local_path(url)
+        if not path.is_file():
+            reason = "is a directory, expected a file" if path.is_dir() else "does not exist"
+            raise CheckpointError(f"{what} {url}: {reason}")
+        return path
+    target = _cache_dir_for(url) / (url.rstrip("/").rsplit("/", 1)[-1] or "checkpoint")
+    if target.is_file():
+        return target
+    try:
+        fs, path = _url_to_fs(url)
+        if not fs.isfile(path):
+            raise CheckpointError(f"{what} {url}: does not exist (or is not a file)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        fs.get_file(path, str(tmp))
+        os.replace(tmp, target)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{what} {url}: cannot fetch ({type(exc).__name__}: {exc})") from exc
+    return target
+
+
+def fetch_dir(url: str, required: Sequence[str], optional: Sequence[str] = (), what: str = "bundle") -> Path:
+    """Local folder holding ``required`` (and any present ``optional``) files of the folder at ``url``."""
+    if _is_local(url):
+        path = _local_path(url)
+        if not path.is_dir():
+            raise CheckpointError(f"{what} {url}: {'is a file, expected a directory' if path.exists() else 'does not exist'}")
+        missing = [name for name in required if not (path / name).is_file()]
+        if missing:
+            raise CheckpointError(f"{what} {url}: missing {', '.join(missing)}")
+        return path
+    target = _cache_dir_for(url)
+    if all((target / name).is_file() for name in required):
+        return target
+    try:
+        fs, root = _url_to_fs(url)
+        missing = [name for name in required if not fs.isfile(f"{root.rstrip('/')}/{name}")]
+        if missing:
+            raise CheckpointError(f"{what} {url}: missing {', '.join(missing)}")
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        tmp.mkdir(parents=True)
+        for name in list(required) + list(optional):
+            remote = f"{root.rstrip('/')}/{name}"
+            if fs.isfile(remote):
+                fs.get_file(remote, str(tmp / name))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{what} {url}: cannot fetch ({type(exc).__name__}: {exc})") from exc
+    return target
+
+
+def load_torch_file(path: Path | str, what: str) -> object:
+    """``torch.load(weights_only=True)`` on CPU with a readable CheckpointError when it fails."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{what} {path}: not a readable torch checkpoint with plain tensors/containers "
+            f"(weights_only=True): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc

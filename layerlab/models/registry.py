@@ -1,0 +1,54 @@
+"""``load(spec)``: pick the adapter from the spec's prefix and import only that adapter.
+
+Spec grammar: ``s3prl:NAME`` | ``s3prl:wavlm_local:URL`` | ``s3prl:hubert_local:URL`` |
+``hf:ID_OR_DIR`` | ``speechbrain:DIR_OR_URL`` | ``ckpt:URL`` | ``ge2e`` | ``fbank`` | ``mfcc``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from layerlab.models.base import LayeredModel
+from layerlab.models.errors import UnknownModelSpec
+
+#: prefix -> "module:function(argument, spec, device)" building the model; imported on first use
+ADAPTERS: dict[str, str] = {
+    "s3prl": "layerlab.models.s3prl_adapter:load_s3prl",
+    "hf": "layerlab.models.hf_adapter:load_hf",
+    "speechbrain": "layerlab.models.ecapa_adapter:load_speechbrain",
+    "ckpt": "layerlab.models.ecapa_adapter:load_layerlab_ckpt",
+    "ge2e": "layerlab.models.ge2e_adapter:load_ge2e",
+    "fbank": "layerlab.models.baseline_features:load_fbank",
+    "mfcc": "layerlab.models.baseline_features:load_mfcc",
+}
+#: prefixes that take no argument
+BARE = {"ge2e", "fbank", "mfcc"}
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split ``spec`` into (prefix, argument); raise UnknownModelSpec for anything malformed."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UnknownModelSpec(f"model spec must be a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    prefix, sep, arg = spec.partition(":")
+    if prefix not in ADAPTERS:
+        raise UnknownModelSpec(
+            f"unknown model spec {spec!r}: prefix {prefix!r} is not one of {', '.join(sorted(ADAPTERS))} "
+            "(e.g. s3prl:wavlm_base_plus, hf:/path/to/dir, speechbrain:/path/to/bundle, ckpt:s3://b/m.pt, ge2e)"
+        )
+    if prefix in BARE and arg:
+        raise UnknownModelSpec(f"model spec {spec!r}: {prefix!r} takes no argument")
+    if prefix not in BARE and not arg:
+        raise UnknownModelSpec(f"model spec {spec!r}: {prefix!r} needs an argument, e.g. {prefix}:NAME_OR_PATH")
+    return prefix, arg
+
+
+def load(spec: str, device: str | torch.device | None = None) -> LayeredModel:
+    """Build the frozen, eval-mode LayeredModel for ``spec`` on ``device`` (default: cuda if available)."""
+    prefix, arg = parse_spec(spec)
+    module_name, func_name = ADAPTERS[prefix].split(":")
+    builder = getattr(importlib.import_module(module_name), func_name)
+    model = builder(arg, spec=spec.strip(), device=device)
+    return model
