@@ -1,0 +1,78 @@
+"""The CKA reducer as a Ray actor (the only CKA module that imports Ray), plus a resend-until-committed sender.
+
+The actor restarts automatically (``max_restarts=-1``) and resumes from its checkpoint; calls in
+flight are retried (``max_task_retries=-1``). Because ``add`` is idempotent per shard id, a
+sender that keeps its shard states until they are committed can always re-send safely.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import ray
+
+from layerlab.cka.reduction import CKAReduction
+
+
+class _ReducerActor:
+    """Ray actor body: a :class:`CKAReduction` that rebuilds itself from the checkpoint on (re)start."""
+
+    def __init__(self, checkpoint_url: str | None, checkpoint_every: int, fanout: int) -> None:
+        self.core = CKAReduction(checkpoint_url, checkpoint_every, fanout)
+
+    def add(self, shard_id: str, state: dict[str, Any]) -> bool:
+        return self.core.add(shard_id, state)
+
+    def checkpoint(self) -> list[str]:
+        return self.core.checkpoint()
+
+    def committed_shards(self) -> list[str]:
+        return self.core.committed_shards()
+
+    def result(self, estimator: str = "biased") -> Any:
+        return self.core.result(estimator)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.core.state_dict()
+
+    def info(self) -> dict[str, Any]:
+        import os
+
+        return {"pid": os.getpid(), "resumed": self.core.resumed, "shards": len(self.core.seen)}
+
+
+def start_reducer(
+    checkpoint_url: str | None,
+    checkpoint_every: int = 8,
+    fanout: int = 16,
+    name: str | None = None,
+    detached: bool = False,
+    env_vars: Mapping[str, str] | None = None,
+) -> Any:
+    """Start (or get, by ``name``) the reducer actor; ``detached`` keeps it alive beyond the driver.
+
+    ``env_vars`` (e.g. the AWS endpoint/credentials of the checkpoint store) go to the actor's runtime env.
+    """
+    options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1}
+    if env_vars:
+        options["runtime_env"] = {"env_vars": dict(env_vars)}
+    if name:
+        options.update(name=name, get_if_exists=True)
+    if detached:
+        options["lifetime"] = "detached"
+    actor_cls = ray.remote(_ReducerActor)
+    return actor_cls.options(**options).remote(checkpoint_url, checkpoint_every, fanout)
+
+
+def send_until_committed(reducer: Any, states: Mapping[str, dict[str, Any]], max_rounds: int = 10, pause_s: float = 0.5) -> list[str]:
+    """Send every shard state, then re-send those a restart lost until all are in a checkpoint."""
+    missing = sorted(states)
+    for _ in range(max_rounds):
+        ray.get([reducer.add.remote(sid, states[sid]) for sid in missing])
+        committed = set(ray.get(reducer.checkpoint.remote()))
+        missing = sorted(set(states) - committed)
+        if not missing:
+            return sorted(committed)
+        time.sleep(pause_s)
+    raise RuntimeError(f"reducer: shards {missing[:5]}... still not committed after {max_rounds} rounds")
