@@ -26,6 +26,7 @@ def _register() -> None:
     from layerlab.data import cli as data_cli
 
     data_cli.register(app)
+    __import__("layerlab.models.cli", fromlist=["register"]).register(app)
 
 
 _register()
