@@ -1,0 +1,1 @@
+"""Audio data: shard format, streaming reader, bad-input quarantine, synthetic corpus, importers."""

@@ -1,0 +1,260 @@
+"""One storage layer for every stage: fsspec URLs, atomic writes, JSON documents, retries.
+
+Any fsspec URL works: plain paths, ``file://``, ``memory://``, ``s3://`` (endpoint and credentials
+from the standard AWS environment: ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``,
+profiles, instance roles), ``gs://``. Writes are atomic: a reader never sees a half-written object
+under its final name (local files are renamed into place; object-store PUTs are atomic by nature).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import fsspec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Errors that are never worth retrying: the object is missing, forbidden or the call is wrong.
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError, TypeError)
+
+
+def _s3_options() -> dict[str, Any]:
+    """s3fs options from the standard AWS environment (endpoint override for MinIO/moto/R2)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    client_kwargs: dict[str, Any] = {}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        client_kwargs["region_name"] = region
+    return {"client_kwargs": client_kwargs} if client_kwargs else {}
+
+
+def protocol_of(url: str) -> str:
+    """The fsspec protocol of a URL (``file`` for plain paths)."""
+    url = str(url)
+    return url.split("://", 1)[0] if "://" in url else "file"
+
+
+def is_local(url: str) -> bool:
+    """True for plain paths and ``file://`` URLs."""
+    return protocol_of(url) == "file"
+
+
+def url_to_fs(url: str | os.PathLike[str]) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for ``url`` and the path inside it."""
+    url = str(url)
+    proto = protocol_of(url)
+    options = _s3_options() if proto in ("s3", "s3a") else {}
+    if proto == "file" and "://" not in url:
+        url = os.path.abspath(os.path.expanduser(url))
+    fs, path = fsspec.core.url_to_fs(url, **options)
+    return fs, path
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path parts onto a URL with ``/`` (works for object stores and local paths)."""
+    out = str(url).rstrip("/")
+    for p in parts:
+        out = f"{out}/{str(p).strip('/')}"
+    return out
+
+
+def with_retries(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: float = 0.2) -> T:
+    """Call ``fn`` retrying transient errors (network, throttling, 5xx) with jittered backoff.
+
+    Permanent errors (missing object, permission, bad argument) are raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except _PERMANENT:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classify below
+            if attempt == attempts or not _is_transient(exc):
+                raise
+            delay = base_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
+            log.warning("transient error on %s (attempt %d/%d): %s; retrying in %.2fs", what, attempt, attempts, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Heuristic classification of object-store errors as retryable."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    name = type(exc).__name__
+    text = str(exc)
+    transient_names = ("ReadTimeout", "ConnectTimeout", "EndpointConnectionError", "ConnectionClosedError", "ClientPayloadError", "ServerDisconnectedError", "ResponseStreamingError")
+    if any(n in name for n in transient_names):
+        return True
+    markers = ("SlowDown", "Throttl", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500 ", "502", "504", "Connection reset")
+    return isinstance(exc, OSError) and any(m in text for m in markers)
+
+
+def exists(url: str) -> bool:
+    """Whether an object or directory exists at ``url``."""
+    fs, path = url_to_fs(url)
+    return with_retries(lambda: fs.exists(path), what=f"exists {url}")
+
+
+def read_bytes(url: str) -> bytes:
+    """Read a whole object. Raises FileNotFoundError naming the URL when it is missing."""
+    fs, path = url_to_fs(url)
+    try:
+        return with_retries(lambda: fs.cat_file(path), what=f"read {url}")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{url}: no such file or object") from exc
+
+
+def atomic_write_bytes(url: str, data: bytes) -> None:
+    """Write ``data`` so that ``url`` holds either the old object or the complete new one."""
+    fs, path = url_to_fs(url)
+    if is_local(url):
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return
+    # Object stores: a single PUT (or a completed multipart upload) is atomic.
+    with_retries(lambda: fs.pipe_file(path, data), what=f"write {url}")
+
+
+@contextlib.contextmanager
+def atomic_local_then_upload(url: str, suffix: str = "") -> Iterator[Path]:
+    """Yield a local temporary file path; on success it is moved/uploaded atomically to ``url``.
+
+    Used for writers that need a real file (Parquet, torch.save). On error nothing is published.
+    """
+    tmp = local_temp_for(url, suffix)
+    try:
+        yield tmp
+        publish_file(tmp, url)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def local_temp_for(url: str, suffix: str = "") -> Path:
+    """A fresh local temporary path from which ``publish_file`` can move/upload to ``url`` cheaply."""
+    if is_local(url):
+        target = Path(url_to_fs(url)[1])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
+    fd, name = tempfile.mkstemp(prefix="layerlab-", suffix=suffix)
+    os.close(fd)
+    return Path(name)
+
+
+def publish_file(local: Path, url: str) -> None:
+    """Atomically make the complete local file ``local`` visible at ``url``, then drop ``local``."""
+    fs, path = url_to_fs(url)
+    try:
+        if is_local(url):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local, path)
+        else:
+            with_retries(lambda: fs.put_file(str(local), path), what=f"upload {url}")
+    finally:
+        Path(local).unlink(missing_ok=True)
+
+
+def write_json(url: str, obj: Any) -> None:
+    """Atomically write a JSON document (sorted keys, so equal content gives equal bytes)."""
+    atomic_write_bytes(url, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def read_json(url: str) -> Any:
+    """Read a JSON document; the error names the URL when it is missing or malformed."""
+    raw = read_bytes(url)
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{url}: not valid JSON ({exc})") from exc
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "model_dump"):
+        return o.model_dump()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__} to JSON")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a local file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_url(url: str, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of an object at any URL, streamed."""
+    fs, path = url_to_fs(url)
+    h = hashlib.sha256()
+
+    def run() -> None:
+        with fs.open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+
+    with_retries(run, what=f"checksum {url}")
+    return h.hexdigest()
+
+
+def list_files(url: str, suffix: str = "") -> list[str]:
+    """URLs of the files directly under ``url`` whose names end with ``suffix``, sorted."""
+    fs, path = url_to_fs(url)
+    if not fs.exists(path):
+        return []
+    proto = protocol_of(url)
+    names = sorted(p for p in fs.ls(path, detail=False) if str(p).endswith(suffix) and not Path(str(p)).name.startswith("."))
+    if proto == "file":
+        return [str(p) for p in names]
+    return [f"{proto}://{str(p).lstrip('/')}" if proto != "memory" else f"memory://{str(p)}" for p in names]
+
+
+def remove(url: str, recursive: bool = False) -> None:
+    """Delete an object (or a directory tree with ``recursive``); missing is not an error."""
+    fs, path = url_to_fs(url)
+    if is_local(url):
+        p = Path(path)
+        if p.is_dir() and recursive:
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+        return
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
+
+
+def open_input(url: str, mode: str = "rb") -> Any:
+    """Open an object for streaming reads (a seekable file object)."""
+    fs, path = url_to_fs(url)
+    try:
+        return fs.open(path, mode)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{url}: no such file or object") from exc
