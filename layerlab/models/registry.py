@@ -6,7 +6,12 @@ Spec grammar: ``s3prl:NAME`` | ``s3prl:wavlm_local:URL`` | ``s3prl:hubert_local:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import random
+from typing import Iterator
+
+import numpy as np
 
 import torch
 
@@ -50,5 +55,20 @@ def load(spec: str, device: str | torch.device | None = None) -> LayeredModel:
     prefix, arg = parse_spec(spec)
     module_name, func_name = ADAPTERS[prefix].split(":")
     builder = getattr(importlib.import_module(module_name), func_name)
-    model = builder(arg, spec=spec.strip(), device=device)
+    with preserved_rng_state():
+        model = builder(arg, spec=spec.strip(), device=device)
     return model
+
+
+@contextlib.contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Leave torch (CPU), numpy and ``random`` RNG streams as they were: building a model (random init
+    before weights are loaded) must not shift a caller's seeded experiment."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)

@@ -7,8 +7,9 @@ output; ``(len - 1) // 320 + 1`` frames per utterance, the last CNN frame repeat
 
 Padding: no s3prl model is padding-invariant. GroupNorm feature extractors
 (``extractor_mode="default"``: HuBERT/WavLM Base) normalise over the whole padded time axis, so
-every frame of a shorter utterance changes; ``layer_norm`` models (Large) change only in the last
-few frames (partially padded last CNN frame + positional convolution).
+every frame of a shorter utterance changes (~0.5 abs on a tiny random model); ``layer_norm`` models
+(Large) change strongly only in the last ~4-8 frames (the partially padded last CNN frame and the
+positional convolution) and slightly everywhere else (~1e-4 relative: attention sees that frame).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ class S3PRLModel(LayeredModel):
             )
         padding_mask = torch.arange(max_len, device=wavs.device)[None, :] >= model_lengths[:, None]
         hidden = self._run_backbone(wavs, padding_mask)
+        # HuBERT's encoder pads its layer inputs to a multiple of 2 frames; drop such frames (as s3prl does)
+        real = min(h.shape[1] for h in hidden)
+        hidden = [h[:, :real] for h in hidden]
         target = (max_len - 1) // STRIDE + 1
         out_lengths = frames_after_stride(lengths, STRIDE)
         keep = int(out_lengths.max())
