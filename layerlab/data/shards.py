@@ -179,6 +179,16 @@ class ShardWriter:
             self._flush_row_group()
         return True
 
+    def add_file(self, url: str, id: str, speaker: str, source: str | None = None, **fields: Any) -> bool:
+        """Read an audio file from any URL and ``add`` it; an unreadable file is quarantined."""
+        src = source or url
+        try:
+            data = storage.read_bytes(url)
+        except OSError as exc:
+            self.quarantine(id, src, f"unreadable file: {exc.strerror or exc}")
+            return False
+        return self.add(AudioRecord(id=id, audio=data, speaker=speaker, source=src, **fields))
+
     def quarantine(self, id: str, source: str, reason: str, stage: str = "ingest") -> None:
         """Record an input that could not be used (unreadable file, bad audio, duplicate id...)."""
         log.warning("quarantined %s (%s): %s", id or "<no id>", source, reason)
