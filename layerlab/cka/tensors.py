@@ -24,7 +24,8 @@ def as_tensor(x: Any, device: torch.device | None = None, dtype: torch.dtype | N
     if isinstance(x, torch.Tensor):
         t = x
     elif isinstance(x, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        arr = np.ascontiguousarray(x)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     else:
         t = torch.as_tensor(np.asarray(x))
     if dtype is not None or device is not None:

@@ -1,0 +1,142 @@
+"""CKA engine throughput: layerlab all-pairs accumulation vs per-pair baselines vs this machine's DGEMM rate.
+
+Run: ``.venv/bin/python benchmarks/cka.py [--quick]``. Prints, for WavLM-Base-shaped (13 x 768) and
+Large-shaped (25 x 1024) activations, frames/s of
+  * layerlab ``FeatureCKA`` (float64 accumulation, all layer pairs, block-row GEMMs),
+  * a per-pair Gram-space linear CKA in float32 (what public CKA libraries do: Grams per pair),
+  * a per-pair feature-space linear CKA in float64 (the textbook formula, recomputed per pair),
+  * the "physical limit": float64 GEMM FLOP/s measured in this run / (D^2 FLOP per frame, a SYRK),
+and the accumulator memory after 1 and after k batches (independent of n). All ratios are
+against baselines measured in this same process; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from layerlab.cka import FeatureCKA  # noqa: E402
+from layerlab.cka.tensors import pick_device  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_rate(device: torch.device, size: int = 2048, reps: int = 3) -> float:
+    """Best float64 GEMM FLOP/s over a few square multiplies (the machine's practical limit)."""
+    a = torch.randn(size, size, dtype=torch.float64, device=device)
+    b = torch.randn(size, size, dtype=torch.float64, device=device)
+    a @ b
+    best = 0.0
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = max(best, 2.0 * size**3 / (time.perf_counter() - t0))
+    return best
+
+
+def gram_cka_pair(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Per-pair Gram-space linear CKA in float32, the common public-library implementation."""
+    k = x @ x.T
+    l = y @ y.T
+
+    def centre(g: torch.Tensor) -> torch.Tensor:
+        return g - g.mean(0, keepdim=True) - g.mean(1, keepdim=True) + g.mean()
+
+    kc, lc = centre(k), centre(l)
+    return float((kc * lc).sum() / (kc.norm() * lc.norm()))
+
+
+def feature_cka_pair(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Per-pair feature-space linear CKA in float64 (textbook formula, self terms recomputed per pair)."""
+    x = x.double() - x.double().mean(0)
+    y = y.double() - y.double().mean(0)
+    return float((x.T @ y).square().sum() / ((x.T @ x).norm() * (y.T @ y).norm()))
+
+
+def time_pairs(fn, layers: list[torch.Tensor], pairs: int, device: torch.device) -> float:
+    """Seconds per layer pair of ``fn`` (averaged over ``pairs`` pairs)."""
+    num = len(layers)
+    fn(layers[0], layers[1])
+    _sync(device)
+    t0 = time.perf_counter()
+    for p in range(pairs):
+        fn(layers[p % num], layers[(p * 7 + 3) % num])
+    _sync(device)
+    return (time.perf_counter() - t0) / pairs
+
+
+def state_bytes(acc: FeatureCKA) -> int:
+    tensors = [acc.S, acc.rho, acc.R, acc.V, acc.M, *acc.G]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def time_accumulator(acc: FeatureCKA, data: list[torch.Tensor], batches: int, device: torch.device) -> float:
+    """Frames/s of ``acc.update`` over ``batches`` batches (after one warm-up batch)."""
+    acc.update(data)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        acc.update(data)
+    _sync(device)
+    return batches * data[0].shape[0] / (time.perf_counter() - t0)
+
+
+def bench_shape(name: str, num_layers: int, dim: int, batch: int, batches: int, baseline_ns: list[int], pairs: int, limit: float, device: torch.device) -> None:
+    width = num_layers * dim
+    all_pairs = num_layers * num_layers
+    gen = torch.Generator().manual_seed(0)
+    data = [torch.randn(batch, dim, generator=gen) + 3.0 for _ in range(num_layers)]
+    print(f"\n== {name}: {num_layers} layers x {dim} dims (D = {width}), device {device}")
+    acc = FeatureCKA([dim] * num_layers, device=device)
+    ours = time_accumulator(acc, data, batches, device)
+    mem_one_batch = state_bytes(acc)
+    acc.update(data)
+    mem_more = state_bytes(acc)
+    t0 = time.perf_counter()
+    acc.compute("debiased")
+    compute_s = time.perf_counter() - t0
+    del acc
+    fast = time_accumulator(FeatureCKA([dim] * num_layers, device=device, fast_matmul=True), data, batches, device)
+    limit_fps = limit / width**2
+    print(f"layerlab FeatureCKA float64, all {all_pairs} pairs, batch {batch}:     {ours:9.1f} frames/s")
+    print(f"layerlab FeatureCKA fast_matmul (fp32/TF32 GEMM, fp64 sums):   {fast:9.1f} frames/s")
+    print(f"float64 GEMM limit ({limit / 1e9:.1f} GFLOP/s / D^2 FLOP per frame):   {limit_fps:9.1f} frames/s -> float64 layerlab at {100 * ours / limit_fps:.0f}%")
+    for n in baseline_ns:
+        base = [torch.randn(n, dim, generator=gen).to(device) for _ in range(num_layers)]
+        gram_fps = n / (time_pairs(gram_cka_pair, base, pairs, device) * all_pairs)
+        print(f"per-pair Gram-space float32 baseline, n = {n:5d} frames:       {gram_fps:9.1f} frames/s -> layerlab x{ours / gram_fps:.1f} (fast x{fast / gram_fps:.1f})")
+        del base
+    base = [torch.randn(baseline_ns[0], dim, generator=gen).to(device) for _ in range(num_layers)]
+    feat_fps = baseline_ns[0] / (time_pairs(feature_cka_pair, base, pairs, device) * all_pairs)
+    print(f"per-pair feature-space float64 baseline:                       {feat_fps:9.1f} frames/s -> layerlab x{ours / feat_fps:.1f} (fast x{fast / feat_fps:.1f})")
+    print(f"accumulator memory: {mem_one_batch / 2**20:.1f} MiB after {(batches + 1) * batch} frames, "
+          f"{mem_more / 2**20:.1f} MiB after {(batches + 2) * batch} frames (independent of n); compute() {compute_s:.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller batches (a smoke run, noisier numbers)")
+    args = parser.parse_args()
+    device = pick_device()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
+    limit = gemm_rate(device)
+    print(f"measured float64 GEMM rate: {limit / 1e9:.1f} GFLOP/s")
+    scale = 4 if args.quick else 1
+    bench_shape("WavLM-Base-shaped", 13, 768, 2048 // scale, 2, [2048, 8192 // scale], 3, limit, device)
+    bench_shape("WavLM-Large-shaped", 25, 1024, 1024 // scale, 2, [2048, 8192 // scale], 2, limit, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""CKA heat maps in the style of the paper's figures: layer-index axes, one shared colour scale."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class HeatmapPanel:
+    """One CKA map: ``matrix[a, b]`` with rows = model A layers (y axis), cols = model B layers (x axis)."""
+
+    matrix: np.ndarray
+    title: str
+    label_a: str = "layer"
+    label_b: str = "layer"
+
+
+def render_heatmaps(panels: Sequence[HeatmapPanel], vmin: float = 0.0, vmax: float = 1.0, columns: int | None = None) -> bytes:
+    """PNG bytes of all panels side by side sharing one colour scale ``[vmin, vmax]`` and one colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise ValueError("panels: need at least one CKA matrix to plot")
+    cols = columns or min(len(panels), 4)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.8, 3.2 * rows), squeeze=False, constrained_layout=True)
+    image = None
+    for ax, panel in zip(axes.ravel(), panels):
+        mat = np.asarray(panel.matrix, dtype=np.float64)
+        image = ax.imshow(mat, origin="lower", cmap="magma", vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_ylabel(f"{panel.label_a} index")
+        ax.set_xlabel(f"{panel.label_b} index")
+        for axis, size in ((ax.xaxis, mat.shape[1]), (ax.yaxis, mat.shape[0])):
+            step = max(1, size // 6)
+            axis.set_ticks(range(0, size, step))
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.85, label="linear CKA")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_heatmaps(url: str, panels: Sequence[HeatmapPanel], vmin: float = 0.0, vmax: float = 1.0) -> None:
+    """Render ``panels`` and write the PNG to any storage URL."""
+    from layerlab import storage
+
+    storage.atomic_write_bytes(url, render_heatmaps(panels, vmin, vmax))

@@ -1,0 +1,193 @@
+"""CKA of activation caches end to end (no Ray): read shards, accumulate per group, merge, write outputs.
+
+Outputs under ``out``: ``cka_<estimator>_<level>[_<pair>].parquet`` (tidy tables with layer names and,
+with bootstrap, ``ci_low``/``ci_high``), ``cka_<estimator>_<level>.png`` (heat maps sharing one colour
+scale) and ``summary.json``. With two caches the joint layout gives A x A, B x B and A x B at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from layerlab.accumulator import merge_all
+from layerlab.cka.cache_input import CacheInfo, read_cache_info, read_utterances, shard_urls
+
+GROUPINGS = ("shard", "speaker", "utterance")
+
+
+@dataclass
+class CKAJob:
+    """Everything that defines one CKA computation over one or two caches."""
+
+    a_url: str
+    b_url: str | None = None
+    estimator: str = "biased"
+    level: str = "frame"
+    batch_size: int = 1024
+    seed: int = 0
+    group_by: str = "shard"
+    device: str | None = None
+    fast_matmul: bool = False
+    info_a: CacheInfo | None = field(default=None, repr=False)
+    info_b: CacheInfo | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.group_by not in GROUPINGS:
+            raise ValueError(f"group_by: must be one of {GROUPINGS}, got {self.group_by!r}")
+        if self.estimator not in ("biased", "debiased", "minibatch"):
+            raise ValueError(f"estimator: must be biased, debiased or minibatch, got {self.estimator!r}")
+        self.info_a = self.info_a or read_cache_info(self.a_url)
+        if self.b_url:
+            self.info_b = self.info_b or read_cache_info(self.b_url)
+
+    @property
+    def infos(self) -> list[CacheInfo]:
+        return [self.info_a] + ([self.info_b] if self.info_b else [])
+
+    def shard_pairs(self) -> list[tuple[str, list[str]]]:
+        """(shard name, [url in A, url in B]) for every shard present in all caches."""
+        per_cache = [shard_urls(info.url, self.level) for info in self.infos]
+        names = sorted(per_cache[0])
+        if len(per_cache) == 2:
+            missing = sorted(set(names) ^ set(per_cache[1]))
+            if missing:
+                raise ValueError(f"caches {self.a_url} and {self.b_url} do not mirror the same shards: {missing[:5]}")
+        return [(n, [c[n] for c in per_cache]) for n in names]
+
+    def layers_of(self, urls: list[str]) -> Iterator[tuple[str, str, list[np.ndarray]]]:
+        """(id, speaker, layers of A then B) for the utterances of one shard present in every cache."""
+        return _joined_utterances(urls, self.infos, self.level)
+
+    def new_accumulator(self, shift: Any = None) -> Any:
+        """An empty accumulator over all layers (A, or A then B in the joint layout)."""
+        from layerlab.cka.feature_stats import FeatureCKA
+        from layerlab.cka.minibatch import MinibatchCKA
+
+        dims = [d for info in self.infos for d in info.dims]
+        rates = [r for info in self.infos for r in info.frame_rates_hz] if self.level == "frame" else None
+        if self.estimator == "minibatch":
+            return MinibatchCKA(dims, batch_size=self.batch_size, seed=self.seed, device=self.device, frame_rates_hz=rates)
+        dims_b = self.info_b.dims if self.info_b else None
+        return FeatureCKA(self.info_a.dims, dims_b, mode="joint" if dims_b else "within", shift=shift, device=self.device, fast_matmul=self.fast_matmul, frame_rates_hz=rates)
+
+
+def _joined_utterances(urls: list[str], infos: list[CacheInfo], level: str) -> Iterator[tuple[str, str, list[np.ndarray]]]:
+    first = {u.id: u for u in read_utterances(urls[0], infos[0], level)}
+    if len(urls) == 1:
+        for u in first.values():
+            yield u.id, u.speaker, u.layers
+        return
+    for u in read_utterances(urls[1], infos[1], level):
+        if u.id in first:
+            yield u.id, first[u.id].speaker or u.speaker, first[u.id].layers + u.layers
+
+
+def shard_group_states(job: CKAJob, urls: list[str], shift: Any) -> dict[str, Any]:
+    """Accumulate one shard into one accumulator per group (the shard, each speaker or each utterance)."""
+    groups: dict[str, Any] = {}
+    buffers: dict[str, list[list[np.ndarray]]] = {}
+    shard_key = urls[0].rsplit("/", 1)[-1]
+
+    def flush(key: str) -> None:
+        if buffers.get(key):
+            acc = groups.setdefault(key, job.new_accumulator(shift))
+            batch = buffers.pop(key)
+            if job.level == "frame":
+                lengths = [np.array([len(u[i]) for u in batch]) for i in range(len(batch[0]))]
+                padded = [_pad([u[i] for u in batch]) for i in range(len(batch[0]))]
+                acc.update(padded, lengths=lengths)
+            else:
+                acc.update([np.concatenate([u[i] for u in batch]) for i in range(len(batch[0]))])
+
+    for uid, speaker, layers in job.layers_of(urls):
+        key = {"shard": shard_key, "speaker": speaker or "unknown", "utterance": uid}[job.group_by]
+        buffers.setdefault(key, []).append(layers)
+        if sum(len(u[0]) for u in buffers[key]) >= job.batch_size:
+            flush(key)
+    for key in list(buffers):
+        flush(key)
+    return groups
+
+
+def _pad(frames: list[np.ndarray]) -> np.ndarray:
+    out = np.zeros((len(frames), max(len(f) for f in frames), frames[0].shape[1]), dtype=np.float32)
+    for i, f in enumerate(frames):
+        out[i, : len(f)] = f
+    return out
+
+
+def pilot_shift_for(job: CKAJob, frames: int = 4096) -> np.ndarray | None:
+    """A shared shift from the first utterances of the first shard (None for the minibatch estimator)."""
+    from layerlab.cka.align import flatten_frames
+
+    if job.estimator == "minibatch":
+        return None
+    name, urls = job.shard_pairs()[0]
+    rates = [r for info in job.infos for r in info.frame_rates_hz] if job.level == "frame" else None
+    parts, count = [], 0
+    for _, _, layers in job.layers_of(urls):
+        aligned = flatten_frames([x[None] for x in layers], frame_rates_hz=rates) if rates else layers
+        parts.append(np.concatenate([np.asarray(a, dtype=np.float64) for a in aligned], axis=1))
+        count += len(parts[-1])
+        if count >= frames:
+            break
+    if not parts:
+        raise ValueError(f"shard {name}: no utterances shared by the caches")
+    return np.concatenate(parts).mean(axis=0)
+
+
+def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = None, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Compute the matrices from the merged state (and bootstrap CIs from groups) and write all outputs."""
+    from layerlab import storage
+    from layerlab.cka.bootstrap import bootstrap_cka
+    from layerlab.cka.heatmap import HeatmapPanel, write_heatmaps
+    from layerlab.cka.tables import write_matrix
+
+    matrix = merged.compute() if job.estimator == "minibatch" else merged.compute(job.estimator)
+    ci = None
+    if bootstrap and groups and len(groups) >= 2:
+        if progress:
+            progress(f"bootstrap: {bootstrap} resamples over {len(groups)} {job.group_by} groups")
+        ci = bootstrap_cka(groups, bootstrap, job.estimator if job.estimator != "minibatch" else "biased", seed=job.seed)
+    names = [info.layer_names for info in job.infos]
+    specs = [info.model_spec or info.url for info in job.infos]
+    la = len(names[0])
+    blocks = {"a_a": (slice(0, la), slice(0, la), 0, 0)}
+    if len(names) == 2:
+        blocks.update(b_b=(slice(la, None), slice(la, None), 1, 1), a_b=(slice(0, la), slice(la, None), 0, 1))
+    stem = f"cka_{job.estimator}_{job.level}"
+    written, panels = [], []
+    for tag, (rows, cols, i, j) in blocks.items():
+        suffix = "" if len(blocks) == 1 else f"_{tag}"
+        url = storage.join(out_url, f"{stem}{suffix}.parquet")
+        write_matrix(
+            url, matrix[rows, cols], names[i], names[j], model_a=specs[i], model_b=specs[j], estimator=job.estimator,
+            level=job.level, frames=int(getattr(merged, "n", 0)), fast_matmul=job.fast_matmul,
+            ci_low=None if ci is None else ci.low[rows, cols], ci_high=None if ci is None else ci.high[rows, cols],
+        )
+        written.append(url)
+        panels.append(HeatmapPanel(matrix[rows, cols], f"{specs[i]} vs {specs[j]}", specs[i].split(":")[-1], specs[j].split(":")[-1]))
+    png = storage.join(out_url, f"{stem}.png")
+    write_heatmaps(png, panels)
+    summary = {"tables": written, "heatmap": png, "estimator": job.estimator, "level": job.level, "frames": int(getattr(merged, "n", 0)), "bootstrap": bootstrap if ci is not None else 0}
+    storage.write_json(storage.join(out_url, "summary.json"), summary)
+    return summary
+
+
+def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Single-process CKA of the job's caches: per-shard (or finer) states, tree merge, outputs."""
+    shift = pilot_shift_for(job)
+    groups: list[Any] = []
+    for name, urls in job.shard_pairs():
+        if progress:
+            progress(f"shard {name}")
+        groups.extend(shard_group_states(job, urls, shift).values())
+    if not groups:
+        raise ValueError(f"{job.a_url}: no frames found in any shard")
+    from layerlab.cka.state_io import accumulator_from_state
+
+    merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups])
+    return finish(job, merged, out_url, groups, bootstrap, progress)

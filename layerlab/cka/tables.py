@@ -1,0 +1,57 @@
+"""CKA matrices as tidy Parquet tables (one row per layer pair, layer names kept) and back."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def matrix_table(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], **meta: Any) -> pa.Table:
+    """Long-format table: ``layer_a, layer_b, index_a, index_b, cka`` (+ ``ci_low/ci_high`` when given)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (len(names_a), len(names_b)):
+        raise ValueError(f"matrix: shape {matrix.shape} does not match {len(names_a)} x {len(names_b)} layer names")
+    ia, ib = np.meshgrid(np.arange(len(names_a)), np.arange(len(names_b)), indexing="ij")
+    cols: dict[str, Any] = {
+        "layer_a": [str(names_a[i]) for i in ia.ravel()],
+        "layer_b": [str(names_b[j]) for j in ib.ravel()],
+        "index_a": ia.ravel().astype(np.int32),
+        "index_b": ib.ravel().astype(np.int32),
+        "cka": matrix.ravel(),
+    }
+    for key in ("ci_low", "ci_high"):
+        if key in meta and meta[key] is not None:
+            cols[key] = np.asarray(meta.pop(key), dtype=np.float64).ravel()
+        meta.pop(key, None)
+    table = pa.table(cols)
+    doc = {"names_a": list(map(str, names_a)), "names_b": list(map(str, names_b)), **meta}
+    return table.replace_schema_metadata({b"layerlab.cka": json.dumps(doc, default=str).encode()})
+
+
+def write_matrix(url: str, matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], **meta: Any) -> None:
+    """Write a CKA matrix to a Parquet file at any storage URL (atomically)."""
+    from layerlab import storage
+
+    buf = io.BytesIO()
+    pq.write_table(matrix_table(matrix, names_a, names_b, **meta), buf)
+    storage.atomic_write_bytes(url, buf.getvalue())
+
+
+def read_matrix(url: str) -> tuple[np.ndarray, list[str], list[str], dict[str, Any]]:
+    """Read a table written by :func:`write_matrix`: ``(matrix, names_a, names_b, metadata)``."""
+    from layerlab import storage
+
+    table = pq.read_table(io.BytesIO(storage.read_bytes(url)))
+    raw = (table.schema.metadata or {}).get(b"layerlab.cka")
+    if raw is None:
+        raise ValueError(f"{url}: not a layerlab CKA table (no layerlab.cka schema metadata)")
+    meta = json.loads(raw)
+    names_a, names_b = meta.pop("names_a"), meta.pop("names_b")
+    matrix = np.full((len(names_a), len(names_b)), np.nan)
+    matrix[table.column("index_a").to_numpy(), table.column("index_b").to_numpy()] = table.column("cka").to_numpy()
+    return matrix, names_a, names_b, meta
