@@ -97,6 +97,7 @@ def test_cli_help_has_example():
     assert result.exit_code == 0 and "Example" in result.output
 
 
+@pytest.mark.slow
 def test_distributed_job_equals_single_process(tmp_path, ray_session):
     from layerlab.cka.pipeline import CKAJob, run_cka
     from layerlab.cka.reducer import run_cka_on_ray
