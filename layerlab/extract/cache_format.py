@@ -1,0 +1,197 @@
+"""The activation-cache format: file names, Parquet schemas, ``metadata.json`` and ``manifest.json``.
+
+Layout of a cache at ``<cache>`` (any fsspec URL)::
+
+    metadata.json                  CacheMetadata: model, layers, dtypes, mode, source, tiers
+    manifest.json                  CacheManifest: completed shards per tier (rows, bytes, sha256), counts
+    pooled/shard-00003.parquet     one row per utterance: id, speaker, num_samples, labels, splits,
+                                   mean/<layer>, std/<layer> (list<float32>, dim D_l)
+    frames/shard-00003.parquet     one row per utterance: id, num_frames/<layer> (int32),
+                                   frames/<layer> (flat list<float16>, num_frames * D_l, row-major)
+    cka/<name>/shard-00003.npz     per-shard CKA partial state (layerlab.cka.state_io npz)
+    cka/<name>/shift.npz           the shift shared by every shard's FeatureCKA state
+    cka/<name>/merged.npz          merge of all committed shards (written when the run completes)
+    quarantine.parquet             id, source, reason, stage ("ingest"... from the audio shards, "model")
+
+Only files listed in ``manifest.json`` are part of the cache: a file left by a crashed task is
+invisible to readers and is overwritten by the rerun. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+FORMAT_NAME = "layerlab-activation-cache"
+FORMAT_VERSION = 1
+METADATA_NAME = "metadata.json"
+MANIFEST_NAME = "manifest.json"
+QUARANTINE_NAME = "quarantine.parquet"
+TIERS = ("pooled", "frames")
+
+QUARANTINE_SCHEMA = pa.schema(
+    [("id", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("stage", pa.string())]
+)
+
+
+def mean_column(layer: str) -> str:
+    """Pooled-tier column holding the per-utterance mean of ``layer``."""
+    return f"mean/{layer}"
+
+
+def std_column(layer: str) -> str:
+    """Pooled-tier column holding the per-utterance standard deviation (ddof=0) of ``layer``."""
+    return f"std/{layer}"
+
+
+def frames_column(layer: str) -> str:
+    """Frames-tier column: flat fp16 frames of ``layer`` (num_frames * dim values)."""
+    return f"frames/{layer}"
+
+
+def num_frames_column(layer: str) -> str:
+    """Frames-tier column: number of valid frames of ``layer``."""
+    return f"num_frames/{layer}"
+
+
+def pooled_schema(layer_names: list[str]) -> pa.Schema:
+    """Schema of a pooled-tier shard."""
+    fields = [
+        ("id", pa.string()),
+        ("speaker", pa.string()),
+        ("num_samples", pa.int64()),
+        ("labels", pa.map_(pa.string(), pa.string())),
+        ("splits", pa.map_(pa.string(), pa.string())),
+    ]
+    for name in layer_names:
+        fields.append((mean_column(name), pa.list_(pa.float32())))
+    for name in layer_names:
+        fields.append((std_column(name), pa.list_(pa.float32())))
+    return pa.schema(fields)
+
+
+def frames_schema(layer_names: list[str]) -> pa.Schema:
+    """Schema of a frames-tier shard."""
+    fields: list[tuple[str, pa.DataType]] = [("id", pa.string())]
+    for name in layer_names:
+        fields.append((num_frames_column(name), pa.int32()))
+    for name in layer_names:
+        fields.append((frames_column(name), pa.list_(pa.float16())))
+    return pa.schema(fields)
+
+
+def shard_stem(source_name: str) -> str:
+    """``shards/shard-00003.parquet`` -> ``shard-00003``."""
+    return source_name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def tier_file(tier: str, source_name: str) -> str:
+    """Cache-relative path of one tier's shard mirroring the audio shard ``source_name``."""
+    return f"{tier}/{shard_stem(source_name)}.parquet"
+
+
+def cka_file(name: str, source_name: str) -> str:
+    """Cache-relative path of one shard's CKA partial state for side-output ``name``."""
+    return f"cka/{name}/{shard_stem(source_name)}.npz"
+
+
+class SourceInfo(BaseModel):
+    """Which audio dataset the cache was extracted from."""
+
+    url: str
+    dataset: str
+    manifest_checksum: str
+    shards: int
+    utterances: int
+    audio_seconds: float
+
+
+class CacheMetadata(BaseModel):
+    """``metadata.json``: everything needed to interpret the cache without the model."""
+
+    format: Literal["layerlab-activation-cache"] = FORMAT_NAME
+    version: int = FORMAT_VERSION
+    model_spec: str
+    layer_names: list[str]
+    dims: list[int]
+    frame_rates_hz: list[float | None]
+    sample_rate: int
+    num_parameters: int
+    padding_invariant: bool
+    dtype: dict[str, str] = Field(default_factory=lambda: {"frames": "float16", "pooled": "float32"})
+    mode: Literal["bucketed", "padded", "unbatched"]
+    batch: dict[str, Any]
+    tiers: list[str]
+    source: SourceInfo
+    cka: list[dict[str, Any]] = Field(default_factory=list)
+    layerlab_version: str = ""
+
+    def identity(self) -> dict[str, Any]:
+        """Fields that must match for a rerun to extend this cache (not versions or timings)."""
+        doc = self.model_dump(mode="json")
+        doc.pop("layerlab_version", None)
+        return doc
+
+    def layer_index(self, name: str) -> int:
+        """Position of layer ``name``; KeyError listing the layers otherwise."""
+        if name not in self.layer_names:
+            raise KeyError(f"no layer {name!r} in this cache; layers: {', '.join(self.layer_names)}")
+        return self.layer_names.index(name)
+
+
+class FileEntry(BaseModel):
+    """One published cache file."""
+
+    name: str
+    rows: int = 0
+    bytes: int
+    sha256: str
+
+
+class QuarantineRow(BaseModel):
+    """An utterance that is not in the cache, and why."""
+
+    id: str
+    source: str
+    reason: str
+    stage: str
+
+
+class ShardRecord(BaseModel):
+    """A completed shard: its files per tier, CKA states, and what was quarantined in the model."""
+
+    source: str
+    source_sha256: str
+    kept: int
+    audio_seconds: float
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+    cka: dict[str, FileEntry] = Field(default_factory=dict)
+    quarantined: list[QuarantineRow] = Field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+class CacheManifest(BaseModel):
+    """``manifest.json``: completed shards keyed by source shard name, counts, completion flag."""
+
+    format: Literal["layerlab-activation-cache"] = FORMAT_NAME
+    version: int = FORMAT_VERSION
+    shards: dict[str, ShardRecord] = Field(default_factory=dict)
+    complete: bool = False
+    kept: int = 0
+    quarantined_source: int = 0
+    quarantined_model: int = 0
+    audio_seconds: float = 0.0
+    quarantine: FileEntry | None = None
+    cka_merged: dict[str, FileEntry] = Field(default_factory=dict)
+
+    def recount(self) -> None:
+        """Recompute the kept / model-quarantine / audio totals from the shard records."""
+        self.kept = sum(r.kept for r in self.shards.values())
+        self.quarantined_model = sum(len(r.quarantined) for r in self.shards.values())
+        self.audio_seconds = round(sum(r.audio_seconds for r in self.shards.values()), 6)
+
+    def tier_bytes(self, tier: str) -> int:
+        """Total bytes of one tier's completed shards."""
+        return sum(r.files[tier].bytes for r in self.shards.values() if tier in r.files)

@@ -1,0 +1,79 @@
+"""Typed configuration of an extraction run (no Ray, no torch: cheap to import and validate)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Tier = Literal["pooled", "frames", "both"]
+Mode = Literal["auto", "bucketed", "padded", "unbatched"]
+
+
+class CKASideOutput(BaseModel):
+    """One CKA partial state per shard for a layer selection, so a comparison never needs the frames tier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("all", pattern=r"^[A-Za-z0-9_.-]+$", description="folder name under <cache>/cka/")
+    layers: list[str] | None = Field(None, description="layer names; None = every frame-level layer")
+    estimator: Literal["feature", "minibatch"] = "feature"
+    minibatch_size: int = Field(1024, ge=4)
+    pilot_utterances: int = Field(8, ge=1, description="utterances of the first shard whose mean is the shared shift")
+    seed: int = 0
+
+
+class ExtractConfig(BaseModel):
+    """Everything that shapes an extraction run besides the model spec and the two URLs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier: Tier = "pooled"
+    concurrency: tuple[int, int] = Field((1, 1), description="(min, max) model actors")
+    batch_seconds: float = Field(40.0, gt=0, description="max padded audio seconds per model call")
+    bucket_window_seconds: float = Field(600.0, gt=0, description="audio decoded ahead and bucketed together")
+    max_batch_size: int = Field(64, ge=1)
+    mode: Mode = "auto"
+    device: str | None = Field(None, description="None = cuda when the actor sees a GPU, else cpu")
+    num_gpus_per_actor: float = Field(1.0, ge=0, description="used only when the cluster has GPUs")
+    num_cpus_per_actor: float | None = Field(None, gt=0, description="None = 1 with GPUs, else CPUs / max actors")
+    task_retries: int = Field(4, ge=0, description="re-runs of a shard whose actor died")
+    row_group_mb: float = Field(32.0, gt=0)
+    compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"
+    cka: list[CKASideOutput] = Field(default_factory=list)
+    max_shards: int | None = Field(None, ge=0, description="stop after this many new shards (partial runs)")
+    overwrite: bool = Field(False, description="discard an existing cache at the output URL")
+    env_vars: dict[str, str] = Field(default_factory=dict, description="extra env vars for the actors")
+    progress: bool = True
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: object) -> object:
+        if isinstance(value, int):
+            return (value, value)
+        if isinstance(value, str):
+            parts = [int(p) for p in value.replace(",", " ").split()]
+            return (parts[0], parts[-1])
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExtractConfig":
+        lo, hi = self.concurrency
+        if lo < 1 or hi < lo:
+            raise ValueError(f"concurrency: need 1 <= min <= max, got {self.concurrency}")
+        names = [c.name for c in self.cka]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cka: side-output names must be unique, got {names}")
+        return self
+
+    @property
+    def tiers(self) -> list[str]:
+        """The tiers written, in canonical order."""
+        return ["pooled", "frames"] if self.tier == "both" else [self.tier]
+
+
+def resolve_mode(mode: str, padding_invariant: bool) -> str:
+    """``auto`` -> ``bucketed`` for padding-invariant models, ``unbatched`` for padding-sensitive ones."""
+    if mode == "auto":
+        return "bucketed" if padding_invariant else "unbatched"
+    return mode

@@ -1,0 +1,258 @@
+"""Extract one audio shard into the cache (no Ray): stream, decode, bucket, run the model, write tiers.
+
+An utterance whose batch fails in the model is rerun alone; if it fails again it is quarantined
+with the reason (stage ``model``). Undecodable rows are quarantined too (stage ``decode``). Files
+are written to local temporaries and published only when the whole shard succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from layerlab import storage
+from layerlab.data.audio import decode_flac, resample
+from layerlab.data.shards import iter_shard_batches
+from layerlab.extract import cache_format as cf
+from layerlab.extract.batch_plan import plan
+from layerlab.extract.config import CKASideOutput, ExtractConfig
+from layerlab.extract.features import UtteranceFeatures, split_features
+from layerlab.extract.prefetch import prefetch
+from layerlab.extract.tier_writer import TierWriter
+from layerlab.models.base import LayeredModel, LayerOutput
+from layerlab.models.batching import pad_batch
+
+log = logging.getLogger(__name__)
+
+READ_COLUMNS = ["id", "audio", "sample_rate", "num_samples", "speaker", "source", "labels", "splits"]
+
+
+@dataclass
+class Item:
+    """A decoded utterance waiting for the model."""
+
+    row: dict[str, Any]
+    wav: np.ndarray
+
+
+@dataclass
+class ShardOutcome:
+    """What one shard task returns to the driver."""
+
+    record: cf.ShardRecord
+    utterances: int = 0
+    audio_seconds: float = 0.0
+    model_seconds: float = 0.0
+    retried_alone: int = 0
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def cka_layer_indices(side: CKASideOutput, model: LayeredModel) -> list[int]:
+    """Indices of the side-output's layers (default: every frame-level layer)."""
+    if side.layers is None:
+        return [i for i, utt in enumerate(model.utterance_level) if not utt]
+    missing = [n for n in side.layers if n not in model.layer_names]
+    if missing:
+        raise ValueError(f"cka {side.name!r}: unknown layers {missing}; the model has {model.layer_names}")
+    idx = [model.layer_names.index(n) for n in side.layers]
+    if any(model.utterance_level[i] for i in idx):
+        raise ValueError(f"cka {side.name!r}: utterance-level layers cannot enter frame-level CKA")
+    return idx
+
+
+def _rates(model: LayeredModel, idx: list[int]) -> list[float] | None:
+    rates = [float(model.frame_rates[i]) for i in idx]  # type: ignore[arg-type]
+    return rates if len(set(rates)) > 1 else None
+
+
+def new_accumulator(side: CKASideOutput, model: LayeredModel, shift: np.ndarray | None, seed_salt: str) -> Any:
+    """A fresh per-shard CKA accumulator for one side-output."""
+    from layerlab.cka import FeatureCKA, MinibatchCKA
+
+    idx = cka_layer_indices(side, model)
+    dims = [model.dims[i] for i in idx]
+    if side.estimator == "feature":
+        return FeatureCKA(dims, shift=shift, device=model.device, frame_rates_hz=_rates(model, idx))
+    seed = (side.seed * 1_000_003 + zlib.crc32(seed_salt.encode())) % (2**31)
+    return MinibatchCKA(dims, batch_size=side.minibatch_size, seed=seed, device=model.device, frame_rates_hz=_rates(model, idx))
+
+
+class ShardExtractor:
+    """Turns audio shards into cache shards with one loaded model (reused across shards)."""
+
+    def __init__(self, model: LayeredModel, config: ExtractConfig, mode: str) -> None:
+        self.model = model
+        self.config = config
+        self.mode = mode
+        self.keep_frames = "frames" in config.tiers
+        self.max_samples = int(config.batch_seconds * model.sample_rate)
+        self.window_samples = int(config.bucket_window_seconds * model.sample_rate)
+        self.cka_idx = {c.name: cka_layer_indices(c, model) for c in config.cka}
+
+    # ---------------------------------------------------------------- input
+    def _items(self, source_url: str, quarantine: list[cf.QuarantineRow]) -> Iterator[Item]:
+        """Decoded utterances of a shard, streamed row group by row group."""
+        for batch in iter_shard_batches(source_url, columns=READ_COLUMNS, batch_rows=16):
+            for row in batch.to_pylist():
+                audio = row.pop("audio")
+                row["labels"] = dict(row.get("labels") or [])
+                row["splits"] = dict(row.get("splits") or [])
+                try:
+                    wav = decode_flac(audio)
+                    if int(row["sample_rate"]) != self.model.sample_rate:
+                        wav = resample(wav, int(row["sample_rate"]), self.model.sample_rate)
+                except Exception as exc:  # noqa: BLE001 - any decode failure is quarantined with its reason
+                    quarantine.append(cf.QuarantineRow(id=row["id"], source=row.get("source") or "", reason=f"decode: {exc}", stage="decode"))
+                    continue
+                yield Item(row=row, wav=np.ascontiguousarray(wav, dtype=np.float32))
+
+    def _windows(self, items: Iterator[Item]) -> Iterator[list[Item]]:
+        """Groups of utterances totalling about ``bucket_window_seconds`` (the bucketing horizon)."""
+        window: list[Item] = []
+        samples = 0
+        for item in items:
+            window.append(item)
+            samples += item.wav.shape[0]
+            if samples >= self.window_samples:
+                yield window
+                window, samples = [], 0
+        if window:
+            yield window
+
+    # ---------------------------------------------------------------- model
+    def _forward(self, items: list[Item], accs: dict[str, Any]) -> list[UtteranceFeatures]:
+        """One model call; checks activations, updates CKA states, returns per-utterance features."""
+        wavs, lengths = pad_batch([it.wav for it in items])
+        if self.model.device.type == "cuda":
+            wavs = wavs.pin_memory()
+        out: LayerOutput = self.model(wavs, lengths)
+        for name, h, n in zip(out.names, out.hidden, out.lengths):
+            valid = torch.arange(h.shape[1], device=h.device)[None, :] < n.to(h.device)[:, None]
+            if not torch.isfinite(h[valid]).all():
+                raise FloatingPointError(f"non-finite activations in layer {name}")
+        for cname, acc in accs.items():
+            idx = self.cka_idx[cname]
+            acc.update([out.hidden[i] for i in idx], [out.lengths[i] for i in idx])
+        return split_features(out, self.keep_frames)
+
+    def _run(self, items: list[Item], accs: dict[str, Any], stats: ShardOutcome) -> list[tuple[Item, UtteranceFeatures | BaseException]]:
+        """Run a batch; on failure rerun each utterance alone and return its error if it fails again."""
+        t0 = time.perf_counter()
+        try:
+            feats = self._forward(items, accs)
+            return list(zip(items, feats))
+        except Exception as exc:  # noqa: BLE001 - classified per utterance below
+            _free_device_memory(exc)
+            if len(items) == 1:
+                return [(items[0], exc)]
+            log.warning("batch of %d failed (%s); rerunning its utterances alone", len(items), exc)
+        finally:
+            stats.model_seconds += time.perf_counter() - t0
+        results: list[tuple[Item, UtteranceFeatures | BaseException]] = []
+        for it in items:
+            stats.retried_alone += 1
+            t1 = time.perf_counter()
+            try:
+                results.append((it, self._forward([it], accs)[0]))
+            except Exception as exc:  # noqa: BLE001
+                _free_device_memory(exc)
+                results.append((it, exc))
+            finally:
+                stats.model_seconds += time.perf_counter() - t1
+        return results
+
+    # ---------------------------------------------------------------- shard
+    def run(self, source_url: str, source_name: str, source_sha256: str, out_url: str, shifts: dict[str, np.ndarray | None]) -> ShardOutcome:
+        """Extract one shard and publish its tier files and CKA states; returns the shard's record."""
+        t_start = time.perf_counter()
+        quarantine: list[cf.QuarantineRow] = []
+        outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
+        accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
+        writers = {
+            tier: TierWriter(tier, storage.join(out_url, cf.tier_file(tier, source_name)), cf.tier_file(tier, source_name),
+                             self.model.layer_names, self.config.compression, int(self.config.row_group_mb * 2**20))
+            for tier in self.config.tiers
+        }
+        try:
+            for window in self._windows(prefetch(self._items(source_url, quarantine), depth=64)):
+                batches = plan([it.wav.shape[0] for it in window], self.mode, self.max_samples, self.config.max_batch_size)
+                for batch in batches:
+                    for item, result in self._run([window[i] for i in batch], accs, outcome):
+                        if isinstance(result, BaseException):
+                            reason = f"{type(result).__name__}: {result}"
+                            log.warning("quarantined %s in the model: %s", item.row["id"], reason)
+                            quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
+                            continue
+                        for w in writers.values():
+                            w.add(item.row, result)
+                        outcome.utterances += 1
+                        outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
+            files = {tier: w.finish() for tier, w in writers.items()}
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        record = outcome.record
+        record.files = files
+        record.cka = {name: self._publish_cka(out_url, name, source_name, acc) for name, acc in accs.items()}
+        record.kept = outcome.utterances
+        record.audio_seconds = round(outcome.audio_seconds, 6)
+        record.quarantined = quarantine
+        record.wall_seconds = round(time.perf_counter() - t_start, 3)
+        return outcome
+
+    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any) -> cf.FileEntry:
+        """Write one shard's CKA state (minibatch buffers flushed so states stay small)."""
+        import hashlib
+
+        from layerlab.cka.state_io import state_to_bytes
+
+        if hasattr(acc, "flush"):
+            acc.flush()
+        data = state_to_bytes(acc.state_dict())
+        rel = cf.cka_file(name, source_name)
+        storage.atomic_write_bytes(storage.join(out_url, rel), data)
+        return cf.FileEntry(name=rel, rows=int(getattr(acc, "n", getattr(acc, "num_batches", 0))), bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    # ---------------------------------------------------------------- pilot
+    def pilot_shifts(self, source_url: str) -> dict[str, np.ndarray]:
+        """Shared FeatureCKA shifts: the mean of the first utterances' frames, per feature side-output."""
+        from layerlab.cka import pilot_shift
+
+        sides = [c for c in self.config.cka if c.estimator == "feature"]
+        if not sides:
+            return {}
+        want = max(c.pilot_utterances for c in sides)
+        items: list[Item] = []
+        for item in self._items(source_url, []):
+            if item.wav.shape[0] >= self.model.min_samples:
+                items.append(item)
+            if len(items) >= want:
+                break
+        if not items:
+            raise ValueError(f"{source_url}: no usable utterance for the CKA pilot shift")
+        from layerlab.cka.align import flatten_frames
+
+        shifts = {}
+        for c in sides:
+            idx = self.cka_idx[c.name]
+            per_layer: list[list[torch.Tensor]] = [[] for _ in idx]
+            for it in items[: c.pilot_utterances]:
+                out = self.model(*pad_batch([it.wav]))
+                frames = flatten_frames([out.hidden[i] for i in idx], [out.lengths[i] for i in idx], _rates(self.model, idx))
+                for k, f in enumerate(frames):
+                    per_layer[k].append(f)
+            shifts[c.name] = pilot_shift([torch.cat(p) for p in per_layer])
+        return shifts
+
+
+def _free_device_memory(exc: BaseException) -> None:
+    """After a CUDA out-of-memory error, release cached blocks so the rerun alone can fit."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError) and torch.cuda.is_available():
+        torch.cuda.empty_cache()

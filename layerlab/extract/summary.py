@@ -1,0 +1,57 @@
+"""The final summary of an extraction run (printed by the CLI and the job script)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ExtractSummary(BaseModel):
+    """Counts, sizes and speeds of one run; ``ok`` is False when a shard failed."""
+
+    out_url: str
+    model_spec: str
+    mode: str
+    tiers: list[str]
+    shards_total: int
+    shards_written: int
+    shards_skipped: int
+    shards_failed: dict[str, str] = Field(default_factory=dict)
+    complete: bool
+    utterances: int = Field(0, description="utterances written by this run")
+    audio_seconds: float = Field(0.0, description="audio written by this run")
+    cache_utterances: int = 0
+    quarantined_source: int = 0
+    quarantined_model: int = 0
+    retried_alone: int = 0
+    tier_bytes: dict[str, int] = Field(default_factory=dict)
+    actors_started: int = 0
+    wall_seconds: float = 0.0
+    model_seconds: float = 0.0
+    cka_results: dict[str, list[list[float]]] = Field(default_factory=dict)
+    written_shards: list[str] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No shard failed."""
+        return not self.shards_failed
+
+    def render(self) -> str:
+        """Human-readable multi-line summary."""
+        rate = self.utterances / self.wall_seconds if self.wall_seconds > 0 else 0.0
+        hours = self.audio_seconds / 3600
+        lines = [
+            f"cache: {self.out_url}  ({'complete' if self.complete else 'INCOMPLETE'})",
+            f"model: {self.model_spec}  mode: {self.mode}  tiers: {', '.join(self.tiers)}",
+            f"shards: {self.shards_written} written, {self.shards_skipped} already done, {len(self.shards_failed)} failed, of {self.shards_total}",
+            f"this run: {self.utterances} utterances, {hours:.4f} h audio in {self.wall_seconds:.1f} s "
+            f"({rate:.1f} utt/s, {hours / max(self.wall_seconds, 1e-9):.5f} audio-h/s) on {self.actors_started} actor(s)",
+            f"cache: {self.cache_utterances} utterances; quarantined: {self.quarantined_source} at source, {self.quarantined_model} in the model"
+            + (f" ({self.retried_alone} utterances rerun alone)" if self.retried_alone else ""),
+        ]
+        for tier, size in self.tier_bytes.items():
+            lines.append(f"{tier} tier: {size / 1e6:.2f} MB")
+        for name, reason in self.shards_failed.items():
+            lines.append(f"FAILED {name}: {reason}")
+        for name in self.cka_results:
+            lines.append(f"cka side-output {name!r}: merged matrix in cka/{name}/merged.npz")
+        return "\n".join(lines)

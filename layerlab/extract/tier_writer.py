@@ -1,0 +1,98 @@
+"""Buffered Parquet writers for the two cache tiers: columnar buffers, row groups by bytes, atomic publish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from layerlab import storage
+from layerlab.extract import cache_format as cf
+from layerlab.extract.features import UtteranceFeatures
+
+
+def _list_array(parts: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
+    """A list<value_type> array with one row per flattened numpy part."""
+    sizes = np.fromiter((p.size for p in parts), dtype=np.int64, count=len(parts))
+    offsets = np.zeros(len(parts) + 1, dtype=np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    flat = np.concatenate([p.reshape(-1) for p in parts]) if parts else np.zeros(0)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat.astype(value_type.to_pandas_dtype(), copy=False), value_type))
+
+
+class TierWriter:
+    """Append utterances to one tier's shard; ``finish`` publishes it atomically and returns its entry."""
+
+    def __init__(self, tier: str, url: str, name: str, layer_names: list[str], compression: str, row_group_bytes: int) -> None:
+        if tier not in cf.TIERS:
+            raise ValueError(f"unknown tier {tier!r}")
+        self.tier, self.url, self.name = tier, url, name
+        self.layers = list(layer_names)
+        self.schema = cf.pooled_schema(self.layers) if tier == "pooled" else cf.frames_schema(self.layers)
+        self.tmp: Path = storage.local_temp_for(url, ".parquet")
+        self.writer = pq.ParquetWriter(
+            str(self.tmp), self.schema, compression=None if compression == "none" else compression,
+            use_dictionary=["id", "speaker"] if tier == "pooled" else ["id"], write_statistics=["id"],
+        )
+        self.row_group_bytes = int(row_group_bytes)
+        self.rows = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.buf: dict[str, list[Any]] = {f.name: [] for f in self.schema}
+        self.buf_bytes = 0
+
+    def add(self, row: dict[str, Any], feats: UtteranceFeatures) -> None:
+        """Buffer one utterance (``row`` has id, speaker, num_samples, labels, splits)."""
+        b = self.buf
+        b["id"].append(row["id"])
+        if self.tier == "pooled":
+            b["speaker"].append(row["speaker"])
+            b["num_samples"].append(int(row["num_samples"]))
+            b["labels"].append(sorted(row["labels"].items()))
+            b["splits"].append(sorted(row["splits"].items()))
+            for name, m, s in zip(self.layers, feats.means, feats.stds):
+                b[cf.mean_column(name)].append(m)
+                b[cf.std_column(name)].append(s)
+                self.buf_bytes += 8 * m.size
+        else:
+            assert feats.frames is not None, "frames tier needs frames"
+            for name, n, f in zip(self.layers, feats.num_frames, feats.frames):
+                b[cf.num_frames_column(name)].append(n)
+                b[cf.frames_column(name)].append(f)
+                self.buf_bytes += 2 * f.size
+        self.rows += 1
+        if self.buf_bytes >= self.row_group_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows as one row group."""
+        if not self.buf["id"]:
+            return
+        arrays = []
+        for field in self.schema:
+            values = self.buf[field.name]
+            if pa.types.is_list(field.type):
+                arrays.append(_list_array(values, field.type.value_type))
+            else:
+                arrays.append(pa.array(values, field.type))
+        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self._reset()
+
+    def finish(self) -> cf.FileEntry:
+        """Close, checksum and publish the shard; returns its manifest entry."""
+        self.flush()
+        self.writer.close()
+        entry = cf.FileEntry(name=self.name, rows=self.rows, bytes=self.tmp.stat().st_size, sha256=storage.sha256_file(self.tmp))
+        storage.publish_file(self.tmp, self.url)
+        return entry
+
+    def abort(self) -> None:
+        """Drop the unpublished file (nothing partial becomes visible)."""
+        try:
+            self.writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
