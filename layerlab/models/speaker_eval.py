@@ -1,0 +1,62 @@
+"""Speaker-separation check for a model's utterance embedding: same/different-speaker cosine and EER.
+
+Used by the GE2E real-data test and ``benchmarks/ge2e_speakers.py``; all pairs of utterances are trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from layerlab.models.base import LayeredModel
+from layerlab.models.batching import iter_layer_outputs
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """Trial counts, mean cosine of same/different-speaker pairs, and the equal error rate."""
+
+    n_same: int
+    n_diff: int
+    mean_same: float
+    mean_diff: float
+    eer: float
+
+
+def embed_utterances(model: LayeredModel, wavs: Sequence[np.ndarray], layer: str = "embedding", batch_size: int = 8) -> torch.Tensor:
+    """[N, D] utterance vectors: the named utterance-level layer, or the mean over frames of a frame layer."""
+    index = model.layer_names.index(layer)
+    out: list[torch.Tensor | None] = [None] * len(wavs)
+    for i, layers in iter_layer_outputs(model, wavs, mode="bucketed", batch_size=batch_size):
+        out[i] = layers[index].mean(dim=0)
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+def equal_error_rate(positive: np.ndarray, negative: np.ndarray) -> float:
+    """EER from target/non-target scores: the point where miss rate equals false-alarm rate (sort-based)."""
+    scores = np.concatenate([positive, negative])
+    labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+    order = np.argsort(-scores, kind="stable")
+    labels = labels[order]
+    # threshold after each position: accept the top k
+    false_accept = np.cumsum(1 - labels) / len(negative)
+    miss = 1 - np.cumsum(labels) / len(positive)
+    false_accept = np.concatenate([[0.0], false_accept])
+    miss = np.concatenate([[1.0], miss])
+    k = int(np.argmin(np.abs(false_accept - miss)))
+    return float((false_accept[k] + miss[k]) / 2)
+
+
+def verification_scores(embeddings: torch.Tensor, speakers: Sequence[str]) -> VerificationResult:
+    """Cosine scores of all utterance pairs, split by same/different speaker, with the EER."""
+    emb = torch.nn.functional.normalize(embeddings.double(), dim=1)
+    cos = (emb @ emb.T).numpy()
+    spk = np.asarray(speakers)
+    iu = np.triu_indices(len(spk), k=1)
+    same = spk[iu[0]] == spk[iu[1]]
+    scores = cos[iu]
+    pos, neg = scores[same], scores[~same]
+    return VerificationResult(int(same.sum()), int((~same).sum()), float(pos.mean()), float(neg.mean()), equal_error_rate(pos, neg))
