@@ -99,7 +99,9 @@ def bench_shape(name: str, num_layers: int, dim: int, batch: int, batches: int, 
     data = [torch.randn(batch, dim, generator=gen) + 3.0 for _ in range(num_layers)]
     print(f"\n== {name}: {num_layers} layers x {dim} dims (D = {width}), device {device}")
     acc = FeatureCKA([dim] * num_layers, device=device)
+    limit = max(limit, gemm_rate(device))  # re-measured next to our run: shared machines fluctuate
     ours = time_accumulator(acc, data, batches, device)
+    limit = max(limit, gemm_rate(device))
     mem_one_batch = state_bytes(acc)
     acc.update(data)
     mem_more = state_bytes(acc)

@@ -1,11 +1,28 @@
 """Layer x layer linear CKA: streaming float64 accumulators, estimators, reducer, tables and figures.
 
 Public entry point: :func:`cka_matrix`. Accumulators: :class:`FeatureCKA` (biased and debiased,
-full data) and :class:`MinibatchCKA` (Nguyen et al. 2021). Importing this package never imports Ray.
+full data) and :class:`MinibatchCKA` (Nguyen et al. 2021). Names resolve lazily so importing the
+package (e.g. for CLI registration) does not import torch; nothing here imports Ray.
 """
 
-from layerlab.cka.api import cka_matrix
-from layerlab.cka.feature_stats import FeatureCKA, pilot_shift
-from layerlab.cka.minibatch import MinibatchCKA
+from __future__ import annotations
 
-__all__ = ["cka_matrix", "FeatureCKA", "MinibatchCKA", "pilot_shift"]
+from typing import Any
+
+_EXPORTS = {
+    "cka_matrix": "layerlab.cka.api",
+    "FeatureCKA": "layerlab.cka.feature_stats",
+    "pilot_shift": "layerlab.cka.feature_stats",
+    "MinibatchCKA": "layerlab.cka.minibatch",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'layerlab.cka' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -59,7 +59,7 @@ def cka_matrix(
         raise ValueError("batch_size: only used by the minibatch estimator")
     shift = torch.cat([t.to(torch.float64).mean(dim=0) for t in layers])
     feat = FeatureCKA(dims_a, dims_b, shift=shift, device=device)
-    chunk = max(1, 4096)
+    chunk = 4096  # bounds the float64 working copy of the frames
     for start in range(0, n, chunk):
         feat.update([t[start : start + chunk] for t in layers])
     return feat.compute(estimator)

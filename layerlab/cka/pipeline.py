@@ -146,12 +146,14 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = No
     from layerlab.cka.heatmap import HeatmapPanel, write_heatmaps
     from layerlab.cka.tables import write_matrix
 
+    if bootstrap and job.estimator == "minibatch":
+        raise ValueError("bootstrap: only for the biased/debiased estimators (minibatch groups would batch within one group)")
     matrix = merged.compute() if job.estimator == "minibatch" else merged.compute(job.estimator)
     ci = None
     if bootstrap and groups and len(groups) >= 2:
         if progress:
             progress(f"bootstrap: {bootstrap} resamples over {len(groups)} {job.group_by} groups")
-        ci = bootstrap_cka(groups, bootstrap, job.estimator if job.estimator != "minibatch" else "biased", seed=job.seed)
+        ci = bootstrap_cka(groups, bootstrap, job.estimator, seed=job.seed)
     names = [info.layer_names for info in job.infos]
     specs = [info.model_spec or info.url for info in job.infos]
     la = len(names[0])
