@@ -1,7 +1,7 @@
 """A CSV manifest: one row per utterance, ``path`` relative to the CSV's folder (or a URL).
 
 Optional columns: ``id`` (default: path without extension, ``/`` -> ``-``), ``speaker``
-(default: the parent folder's name), ``transcript``, ``split``, ``split_<task>``. Every other
+(empty or absent: the parent folder's name), ``transcript``, ``split``, ``split_<task>``. Every other
 column is a label (empty cells are omitted). ``split`` applies to every label task of the row
 (and ``asr`` when there is a transcript; ``all`` when there is neither); ``split_<task>`` sets or
 overrides one task's split. SRC is the CSV file itself. Named ``csv_manifest`` so that it does not
@@ -45,7 +45,7 @@ def build(ctx: ImportContext) -> None:
             tasks = list(labels) + (["asr"] if transcript else [])
             splits = {t: row["split"] for t in tasks or ["all"]}
         splits.update({k[len("split_"):]: v for k, v in row.items() if k.startswith("split_") and v})
-        speaker = row["speaker"] if "speaker" in row else speaker_of(rel, "parent")
+        speaker = row.get("speaker") or speaker_of(posixpath.normpath(path), "parent")
         if ctx.add_file(
             uid,
             rel,
