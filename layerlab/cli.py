@@ -28,6 +28,7 @@ def _register() -> None:
     data_cli.register(app)
     __import__("layerlab.models.cli", fromlist=["register"]).register(app)
     __import__("layerlab.cka.cli", fromlist=["register"]).register(app)
+    __import__("layerlab.extract.cli", fromlist=["register"]).register(app)
 
 
 _register()

@@ -1,0 +1,67 @@
+"""``layerlab extract``: audio shards -> activation cache, on a local or cluster Ray."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+EXAMPLE = "layerlab extract --model s3prl:wavlm_base_plus --data s3://bucket/corpus --out s3://bucket/cache/wavlm --tier both --concurrency 1,4"
+
+
+def extract_cmd(
+    model: str = typer.Option(..., "--model", help="Model spec, e.g. s3prl:wavlm_base_plus, s3prl:hubert_local:/ckpt.pt, ge2e"),
+    data: str = typer.Option(..., "--data", help="Audio-shard dataset URL (local path, file://, s3://, gs://)"),
+    out: str = typer.Option(..., "--out", help="Cache URL to create or resume"),
+    tier: Optional[str] = typer.Option(None, "--tier", help="pooled | frames | both (default pooled)"),
+    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="model actors: N or MIN,MAX (autoscaling)"),
+    batch_seconds: Optional[float] = typer.Option(None, "--batch-seconds", help="max padded audio seconds per model call"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="auto | bucketed | padded | unbatched"),
+    cka: Optional[list[str]] = typer.Option(None, "--cka", help="CKA side-output over all frame-level layers (NAME or NAME=layer,layer); repeatable"),
+    config: Optional[str] = typer.Option(None, "--config", help="YAML/JSON file with ExtractConfig fields (flags override)"),
+    max_shards: Optional[int] = typer.Option(None, "--max-shards", help="stop after this many new shards"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="discard an existing cache at --out"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+) -> None:
+    """Extract every layer of a model over an audio-shard dataset into a resumable activation cache.
+
+    Reruns skip completed shards. Exit code 1 when a shard failed (rerun to retry it).
+
+    Example:  layerlab extract --model s3prl:wavlm_base_plus --data s3://bucket/corpus --out s3://bucket/cache/wavlm --tier both --concurrency 1,4
+    """
+    import ray
+
+    from layerlab.extract.pipeline import extract
+
+    cfg = build_config(config, tier=tier, concurrency=concurrency, batch_seconds=batch_seconds, mode=mode, cka=cka,
+                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress)
+    if not ray.is_initialized():
+        ray.init()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
+    summary = extract(model, data, out, cfg)
+    typer.echo(summary.render())
+    if not summary.ok:
+        raise typer.Exit(code=1)
+
+
+def build_config(path: str | None, **flags: object):  # noqa: ANN201 - returns ExtractConfig (import kept lazy)
+    """ExtractConfig from an optional YAML/JSON file, with the non-None command-line flags on top."""
+    import yaml
+
+    from layerlab import storage
+    from layerlab.extract.config import CKASideOutput, ExtractConfig
+
+    doc: dict = (yaml.safe_load(storage.read_bytes(path)) or {}) if path else {}
+    cka = flags.pop("cka", None)
+    doc.update({k: v for k, v in flags.items() if v is not None and v is not False})
+    if cka:
+        sides = list(doc.get("cka", []))
+        for item in cka:  # type: ignore[union-attr]
+            name, _, layers = str(item).partition("=")
+            sides.append(CKASideOutput(name=name, layers=layers.split(",") if layers else None).model_dump())
+        doc["cka"] = sides
+    return ExtractConfig.model_validate(doc)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``extract`` to the ``layerlab`` command."""
+    app.command("extract", help=f"Extract a model's layer activations into a resumable cache.\n\nExample:  {EXAMPLE}")(extract_cmd)

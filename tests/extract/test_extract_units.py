@@ -1,0 +1,150 @@
+"""Extraction pieces without Ray: batch plans, resource arithmetic, the shard worker and the cache reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from layerlab import storage
+from layerlab.data.manifest import read_manifest
+from layerlab.extract import cache_format as cf
+from layerlab.extract.batch_plan import plan
+from layerlab.extract.cache_reader import Cache, iter_frames, iter_pooled
+from layerlab.extract.config import ExtractConfig, resolve_mode
+from layerlab.extract.resources import can_grow, plan_resources
+from layerlab.extract.shard_worker import ShardExtractor
+from layerlab.models import load
+from layerlab.models.batching import pad_batch
+
+
+# ------------------------------------------------------------------ batch plans
+@pytest.mark.parametrize("mode", ["bucketed", "padded", "unbatched"])
+def test_plans_cover_every_utterance_once_within_the_padded_budget(mode):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(400, 40_000, size=57).tolist() + [90_000]  # one longer than the budget
+    batches = plan(lengths, mode, max_samples=80_000, max_batch_size=8)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 8
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 80_000
+    if mode == "unbatched":
+        assert all(len(b) == 1 for b in batches)
+    if mode == "padded":
+        assert flat == [i for b in batches for i in b]  # input order kept
+
+
+def test_auto_mode_is_unbatched_for_padding_sensitive_models():
+    assert resolve_mode("auto", padding_invariant=False) == "unbatched"
+    assert resolve_mode("auto", padding_invariant=True) == "bucketed"
+    assert resolve_mode("padded", padding_invariant=False) == "padded"
+
+
+# ------------------------------------------------------------------ resources (GPUs faked as resource dicts)
+def test_gpu_cluster_gives_gpu_actors_with_explicit_cpus():
+    res = plan_resources({"CPU": 8.0, "GPU": 4.0}, ExtractConfig(concurrency=(2, 4)))
+    assert (res.num_gpus, res.num_cpus, res.min_actors, res.max_actors, res.uses_gpu) == (1.0, 1.0, 2, 4, True)
+    half = plan_resources({"CPU": 8.0, "GPU": 1.0}, ExtractConfig(concurrency=(1, 2), num_gpus_per_actor=0.5, num_cpus_per_actor=2))
+    assert (half.num_gpus, half.num_cpus, half.torch_threads) == (0.5, 2, 2)
+
+
+def test_cpu_cluster_splits_cpus_over_max_actors():
+    res = plan_resources({"CPU": 8.0}, ExtractConfig(concurrency=(1, 3)))
+    assert (res.num_gpus, res.num_cpus, res.torch_threads) == (0.0, 2.0, 2)
+    assert plan_resources({"CPU": 2.0}, ExtractConfig()).num_cpus == 2.0
+
+
+def test_pool_grows_only_with_queued_work_and_free_resources():
+    res = plan_resources({"CPU": 8.0, "GPU": 2.0}, ExtractConfig(concurrency=(1, 2)))
+    assert can_grow({"CPU": 4.0, "GPU": 1.0}, res, actors=1, queued=3)
+    assert not can_grow({"CPU": 4.0, "GPU": 0.0}, res, actors=1, queued=3)  # no free GPU
+    assert not can_grow({"CPU": 0.5, "GPU": 1.0}, res, actors=1, queued=3)  # no free CPU
+    assert not can_grow({"CPU": 4.0, "GPU": 1.0}, res, actors=1, queued=0)  # nothing waiting
+    assert not can_grow({"CPU": 4.0, "GPU": 1.0}, res, actors=2, queued=3)  # at max
+
+
+def test_concurrency_accepts_n_and_min_max():
+    assert ExtractConfig(concurrency=3).concurrency == (3, 3)
+    assert ExtractConfig(concurrency="1,4").concurrency == (1, 4)
+    with pytest.raises(ValueError):
+        ExtractConfig(concurrency=(3, 2))
+
+
+# ------------------------------------------------------------------ shard worker + reader
+@pytest.fixture(scope="module")
+def model(wavlm_spec):
+    torch.set_num_threads(2)
+    return load(wavlm_spec, "cpu")
+
+
+def _run_shards(model, corpus, out, mode, tier="both"):
+    root, _ = corpus
+    config = ExtractConfig(tier=tier, mode=mode, batch_seconds=3.0)
+    worker = ShardExtractor(model, config, mode)
+    manifest = cf.CacheManifest()
+    for s in read_manifest(root).shards:
+        manifest.shards[s.name] = worker.run(storage.join(root, s.name), s.name, s.sha256, out, {}).record
+    meta = cf.CacheMetadata(
+        model_spec=model.spec, layer_names=model.layer_names, dims=model.dims, frame_rates_hz=model.frame_rates,
+        sample_rate=16000, num_parameters=model.num_parameters, padding_invariant=model.padding_invariant, mode=mode,
+        batch={}, tiers=config.tiers, source=cf.SourceInfo(url=root, dataset="t", manifest_checksum="x", shards=3, utterances=17, audio_seconds=1.0),
+    )
+    return Cache(url=out, metadata=meta, manifest=manifest)
+
+
+def test_model_failure_is_retried_alone_and_quarantined_with_reason(model, corpus, tmp_path):
+    cache = _run_shards(model, corpus, str(tmp_path / "c"), "bucketed")
+    quarantined = [q for rec in cache.manifest.shards.values() for q in rec.quarantined]
+    assert [(q.id, q.stage) for q in quarantined] == [("utt004", "model")]
+    assert "at least 400" in quarantined[0].reason and quarantined[0].source == "synthetic:4"
+    ids = [i for b in iter_pooled(cache) for i in b.column("id").to_pylist()]
+    assert sorted(ids) == sorted(corpus[1])  # the short utterance's batch-mates are all kept
+
+
+def test_unbatched_frames_equal_the_model_on_each_utterance_alone(model, corpus, tmp_path):
+    from layerlab.data.shards import iter_utterances
+
+    cache = _run_shards(model, corpus, str(tmp_path / "c"), "unbatched")
+    wavs = {u.id: u.wav for u in iter_utterances(corpus[0])}
+    rows = list(iter_frames(cache))
+    assert len(rows) == len(corpus[1])
+    for row in rows[:4]:
+        ref = model(*pad_batch([wavs[row.id]]))
+        for name, h, n in zip(ref.names, ref.hidden, ref.lengths):
+            assert row.frames[name].dtype == np.float16
+            np.testing.assert_array_equal(row.frames[name], h[0, : int(n[0])].half().numpy())
+
+
+def test_pooled_tier_equals_mean_and_std_of_the_frames_tier(model, corpus, tmp_path):
+    cache = _run_shards(model, corpus, str(tmp_path / "c"), "bucketed")
+    frames = {r.id: r.frames for r in iter_frames(cache)}
+    checked = 0
+    for batch in iter_pooled(cache):
+        for row in batch.to_pylist():
+            for name in cache.metadata.layer_names:
+                f = frames[row["id"]][name].astype(np.float64)
+                assert np.abs(np.asarray(row[cf.mean_column(name)]) - f.mean(axis=0)).max() <= 1e-3
+                assert np.abs(np.asarray(row[cf.std_column(name)]) - f.std(axis=0)).max() <= 1e-3
+                checked += 1
+            assert row["labels"] == [("sid", row["speaker"])] and row["num_samples"] > 0
+    assert checked == len(corpus[1]) * len(cache.metadata.layer_names)
+
+
+def test_a_failing_shard_publishes_nothing(model, tmp_path):
+    from layerlab.data.records import AudioRecord
+    from layerlab.data.shards import ShardWriter
+
+    root = str(tmp_path / "data")
+    with ShardWriter(root, "broken") as w:
+        w.add(AudioRecord(id="a", audio=np.random.default_rng(0).uniform(-0.5, 0.5, 8000).astype(np.float32), sample_rate=16000, speaker="s", source="x"))
+    shard = read_manifest(root).shards[0]
+    # truncate the shard so the Parquet reader fails mid-task
+    path = storage.url_to_fs(storage.join(root, shard.name))[1]
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    worker = ShardExtractor(model, ExtractConfig(tier="both"), "bucketed")
+    out = tmp_path / "cache"
+    with pytest.raises(ValueError, match="not a readable Parquet shard"):
+        worker.run(storage.join(root, shard.name), shard.name, shard.sha256, str(out), {})
+    assert not any(p.is_file() for p in out.rglob("*")) if out.exists() else True
