@@ -31,6 +31,7 @@ def test_cli_imports_and_prints_the_summary(tmp_path: Path, import_audio, import
     assert result.exit_code == 0, result.output
     assert "kept: 1 utterances" in result.output and "quarantined: 1" in result.output
     assert "empty file (0 bytes)" in result.output
+    assert "import counts:" in result.output and "1  kept" in result.output
     assert verify(str(out)) == []
 
 

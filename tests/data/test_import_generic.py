@@ -58,6 +58,7 @@ def test_csv_manifest_labels_splits_and_quarantine(tmp_path: Path, import_audio,
         "clips/s1/bad.wav,bad,,,,,,\n"
         "clips/s3/missing.wav,gone,,,,,,\n"
         ",,,,,,,\n"
+        "clips/s2,a-directory,,,,,,\n"
     )
     out = tmp_path / "out"
     summary = import_dataset("csv", str(root / "manifest.csv"), str(out))
@@ -76,7 +77,8 @@ def test_csv_manifest_labels_splits_and_quarantine(tmp_path: Path, import_audio,
     assert q["clips/s1/bad.wav"].startswith("undecodable audio")
     assert q["clips/s3/missing.wav"] == "missing file: listed in manifest.csv:7 but not found"
     assert q["manifest.csv:8"] == "missing path: empty 'path' cell"
-    assert len(q) == 3 and summary.kept == 4
+    assert q["clips/s2"].startswith("unreadable file: IsADirectoryError")  # OSError other than not-found
+    assert len(q) == 4 and summary.kept == 4
 
 
 def test_csv_manifest_errors_name_the_file(tmp_path: Path) -> None:

@@ -73,6 +73,13 @@ def import_command(
     options = parse_options(kind, option)
     summary = import_dataset(kind, src, out, name=name, max_shard_bytes=int(max_shard_mb * 1024 * 1024), max_seconds=max_seconds, **options)
     typer.echo(summary.render())
+    from layerlab.data.manifest import read_manifest
+
+    counts = read_manifest(out).extra.get("import_counts", {})
+    if counts:
+        typer.echo("import counts:")
+    for key, n in counts.items():
+        typer.echo(f"  {n:6d}  {key}")
 
 
 def register(corpus_app: typer.Typer) -> None:

@@ -6,15 +6,12 @@ Quarantine reasons are ``"<category>: <detail>"`` so the build summary counts th
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from layerlab.data.importers.tree import SourceTree
 from layerlab.data.records import AudioRecord
 from layerlab.data.shards import ShardWriter
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
