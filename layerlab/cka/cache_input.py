@@ -26,7 +26,7 @@ class CacheInfo:
     model_spec: str
     layer_names: list[str]
     dims: list[int]
-    frame_rates_hz: list[float]
+    frame_rates_hz: list[float | None]  # None: an utterance-level layer (T = 1), usable at --level utterance only
 
 
 @dataclass
@@ -55,7 +55,7 @@ def read_cache_info(url: str) -> CacheInfo:
     rates = rates if isinstance(rates, list) else [rates] * len(names)
     if not len(names) == len(dims) == len(rates):
         raise ValueError(f"{meta_url}: layer_names, dims and frame_rates_hz have different lengths")
-    return CacheInfo(url, str(meta.get("model_spec", "")), names, [int(d) for d in dims], [float(r) for r in rates])
+    return CacheInfo(url, str(meta.get("model_spec", "")), names, [int(d) for d in dims], [None if r is None else float(r) for r in rates])
 
 
 def shard_urls(url: str, level: str) -> dict[str, str]:

@@ -42,6 +42,11 @@ class CKAJob:
         self.info_a = self.info_a or read_cache_info(self.a_url)
         if self.b_url:
             self.info_b = self.info_b or read_cache_info(self.b_url)
+        if self.level == "frame":
+            for info in self.infos:
+                bad = [n for n, r in zip(info.layer_names, info.frame_rates_hz) if r is None]
+                if bad:
+                    raise ValueError(f"{info.url}: layers {bad[:3]} are utterance-level (no frame rate); use --level utterance")
 
     @property
     def infos(self) -> list[CacheInfo]:
