@@ -49,4 +49,5 @@ def verify_cmd(url: str = typer.Argument(..., help="Dataset root URL.")) -> None
 def register(app: typer.Typer) -> None:
     """Attach the ``corpus`` command group (and its builders) to the root CLI."""
     __import__("layerlab.data.importers.cli", fromlist=["register"]).register(corpus_app)
+    __import__("layerlab.data.synth.cli", fromlist=["register"]).register(corpus_app)
     app.add_typer(corpus_app, name="corpus")
