@@ -169,3 +169,13 @@ def test_audio_is_not_all_clean(utterances: list) -> None:
     degraded = [u for u in utterances if "noise" in u.source or "reverb" in u.source]
     assert 0 < len(degraded) < len(utterances)
 
+
+
+def test_builds_onto_s3(s3_bucket: str) -> None:
+    cfg = SynthConfig(speakers=4, read_per_speaker=3, keyword_repeats=0, unknown_per_speaker=0, commands_per_speaker=1, style_sentences_per_speaker=0)
+    root = f"{s3_bucket}/corpora/synth"
+    summary = build_synth_corpus(root, cfg, progress=False)
+    assert summary.kept == 4 * (3 + 1 + 1) and summary.quarantined == 0
+    assert verify(root) == []
+    assert len(read_table(root, "asv_trials")) > 0
+    assert all(tiling_problem(u.alignment, len(u.wav)) is None for u in iter_utterances(root))

@@ -149,6 +149,13 @@ class EspeakEngine:
         if code != EE_OK:
             raise EspeakError(f"{what} failed: {_ERRORS.get(code, f'error {code}')}")
 
+    def _check_variant(self, voice: str) -> None:
+        """espeak silently ignores an unknown ``+variant``; refuse it instead."""
+        if "+" in voice:
+            variant = voice.split("+", 1)[1]
+            if not (Path(self.data_path) / "voices" / "!v" / variant).is_file():
+                raise EspeakError(f"voice {voice!r}: variant {variant!r} not found in {self.data_path}/voices/!v")
+
     def synthesize(self, text: str, settings: VoiceSettings, seed: int = 0) -> Synthesis:
         """Speak ``text`` with ``settings``; returns the samples and the phoneme onsets.
 
@@ -157,6 +164,7 @@ class EspeakEngine:
         """
         if not text.strip():
             raise EspeakError("cannot synthesise empty text")
+        self._check_variant(settings.voice)
         with self._lock:
             self._check(self._lib.espeak_ng_SetRandSeed(int(seed) & 0x7FFFFFFF), "espeak_ng_SetRandSeed")
             ctypes.CDLL(None).srand(ctypes.c_uint(seed & 0xFFFFFFFF))  # libc rand(), used by older code paths
