@@ -26,13 +26,31 @@ class VerificationResult:
     eer: float
 
 
-def embed_utterances(model: LayeredModel, wavs: Sequence[np.ndarray], layer: str = "embedding", batch_size: int = 8) -> torch.Tensor:
-    """[N, D] utterance vectors: the named utterance-level layer, or the mean over frames of a frame layer."""
-    index = model.layer_names.index(layer)
-    out: list[torch.Tensor | None] = [None] * len(wavs)
+def utterance_vectors(model: LayeredModel, wavs: Sequence[np.ndarray], batch_size: int = 8) -> dict[str, torch.Tensor]:
+    """{layer: [N, D]} in one pass: utterance-level layers as is, frame layers mean-pooled over valid frames."""
+    per_layer: list[list[torch.Tensor]] = [[] for _ in model.layer_names]
+    order: list[int] = []
     for i, layers in iter_layer_outputs(model, wavs, mode="bucketed", batch_size=batch_size):
-        out[i] = layers[index].mean(dim=0)
-    return torch.stack(out)  # type: ignore[arg-type]
+        order.append(i)
+        for k, frames in enumerate(layers):
+            per_layer[k].append(frames.mean(dim=0))
+    inverse = np.argsort(order)
+    return {name: torch.stack(vecs)[torch.from_numpy(inverse)] for name, vecs in zip(model.layer_names, per_layer)}
+
+
+def embed_utterances(model: LayeredModel, wavs: Sequence[np.ndarray], layer: str = "embedding", batch_size: int = 8) -> torch.Tensor:
+    """[N, D] vectors of one layer (see ``utterance_vectors``)."""
+    if layer not in model.layer_names:
+        raise ValueError(f"{model.spec}: no layer {layer!r}; layers are {model.layer_names}")
+    return utterance_vectors(model, wavs, batch_size)[layer]
+
+
+def partial_embeddings(model: LayeredModel, wav: np.ndarray, window: int = 25600, step: int = 12320) -> torch.Tensor:
+    """Resemblyzer-style utterance vector: L2-normalised mean of embeddings of 1.6 s windows every 0.77 s."""
+    starts = list(range(0, max(len(wav) - window, 0) + 1, step))
+    pieces = [wav[s : s + window] for s in starts]
+    vecs = utterance_vectors(model, pieces, batch_size=16)["embedding"]
+    return torch.nn.functional.normalize(vecs.mean(dim=0), dim=0)
 
 
 def equal_error_rate(positive: np.ndarray, negative: np.ndarray) -> float:
