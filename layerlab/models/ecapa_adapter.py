@@ -10,7 +10,6 @@ lengths. Layers: block0..block3, mfa (100 Hz), asp (pooled statistics), embeddin
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -151,17 +150,11 @@ def ecapa_checkpoint(config: dict[str, Any], state_dict: dict[str, torch.Tensor]
 
 
 def save_ecapa_checkpoint(url: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> None:
-    """Write a layerlab-ecapa-v1 checkpoint to any fsspec URL (atomically where storage supports it)."""
+    """Write a layerlab-ecapa-v1 checkpoint to any fsspec URL, atomically (via layerlab.storage)."""
+    from layerlab.storage import atomic_write_bytes
+
     buf = io.BytesIO()
     torch.save(ecapa_checkpoint(config, state_dict), buf)
-    try:
-        from layerlab.storage import atomic_write_bytes  # type: ignore[attr-defined]
-    except ImportError:
-        import fsspec
-
-        with fsspec.open(url, "wb") as f:
-            f.write(buf.getvalue())
-        return
     atomic_write_bytes(url, buf.getvalue())
 
 

@@ -31,11 +31,9 @@ def _local_path(url: str) -> Path:
 
 
 def _url_to_fs(url: str):
-    """(filesystem, path) for a URL; prefers layerlab.storage when present so credentials/options match."""
-    try:
-        from layerlab.storage import url_to_fs  # type: ignore[attr-defined]
-    except ImportError:
-        from fsspec.core import url_to_fs
+    """(filesystem, path) for a URL, through layerlab.storage so credentials and options match."""
+    from layerlab.storage import url_to_fs
+
     return url_to_fs(url)
 
 

@@ -128,3 +128,17 @@ def test_unknown_s3prl_names():
         load("s3prl:apc")
     with pytest.raises(UnknownModelSpec, match="needs a checkpoint URL"):
         load("s3prl:wavlm_local")
+
+
+def test_local_checkpoint_from_s3_url(s3_bucket, wavlm_base_like, tmp_path, monkeypatch, real_batch):
+    from layerlab.storage import atomic_write_bytes
+
+    monkeypatch.setenv("LAYERLAB_CACHE", str(tmp_path / "cache"))
+    url = f"{s3_bucket}/models/wavlm tiny.pt"
+    atomic_write_bytes(url, wavlm_base_like.read_bytes())
+    remote = load(f"s3prl:wavlm_local:{url}")
+    local = load(f"s3prl:wavlm_local:{wavlm_base_like}")
+    for a, b in zip(remote(*real_batch).hidden, local(*real_batch).hidden):
+        assert torch.equal(a, b)
+    with pytest.raises(CheckpointError, match=r"s3prl wavlm checkpoint s3://.*/models/absent\.pt: does not exist"):
+        load(f"s3prl:wavlm_local:{s3_bucket}/models/absent.pt")
