@@ -1,4 +1,4 @@
-"""Fixtures for the importer tests: short clips of real speech to lay out like each dataset."""
+"""Fixtures for the importer tests: short speech clips (from a tiny synthetic corpus) to lay out like each dataset."""
 
 from __future__ import annotations
 
@@ -11,13 +11,20 @@ import soundfile as sf
 
 
 class ImportAudio:
-    """Short int16 clips cut from the real LibriSpeech excerpt (one voice per speaker index)."""
+    """Short int16 clips cut from per-speaker voices (16 kHz), one voice per speaker index."""
 
-    def __init__(self, excerpt: Path) -> None:
-        self.voices: list[np.ndarray] = []
-        for spk_dir in sorted(p for p in excerpt.iterdir() if p.is_dir()):
-            files = sorted(spk_dir.glob("*.flac"))[:2]
-            self.voices.append(np.concatenate([sf.read(f, dtype="int16")[0] for f in files]))
+    def __init__(self, voices: list[np.ndarray]) -> None:
+        self.voices = voices
+
+    @classmethod
+    def from_synth(cls, root: str) -> "ImportAudio":
+        """Voices from a synthetic corpus: each speaker's utterances concatenated, as int16."""
+        from layerlab.data.shards import iter_utterances
+
+        by_speaker: dict[str, list[np.ndarray]] = {}
+        for u in iter_utterances(root):
+            by_speaker.setdefault(u.speaker, []).append(u.wav)
+        return cls([np.round(np.concatenate(w) * 32767).astype(np.int16) for _, w in sorted(by_speaker.items())])
 
     def clip(self, i: int, seconds: float = 1.0, sample_rate: int = 16_000) -> np.ndarray:
         """Clip ``i``: voice ``i % 5``, a window further into it for each round of five."""
@@ -60,9 +67,17 @@ def import_empty(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def import_audio(librispeech_excerpt: Path) -> ImportAudio:
-    """Clip factory over the real LibriSpeech excerpt (WAV/FLAC at any sample rate)."""
-    return ImportAudio(librispeech_excerpt)
+def import_audio(tmp_path_factory: pytest.TempPathFactory) -> ImportAudio:
+    """Clip factory (WAV/FLAC at any sample rate) over a tiny synthetic corpus: 5 voices x 3 sentences."""
+    from layerlab.data.synth import SynthConfig, build_synth_corpus
+
+    root = str(tmp_path_factory.mktemp("import_synth"))
+    config = SynthConfig(
+        speakers=5, read_per_speaker=3, keyword_repeats=0, unknown_per_speaker=0, silence_per_speaker=0,
+        commands_per_speaker=0, style_sentences_per_speaker=0, workers=1, noise={"prob": 0.0}, reverb={"prob": 0.0},
+    )
+    build_synth_corpus(root, config, progress=False)
+    return ImportAudio.from_synth(root)
 
 
 @pytest.fixture()
