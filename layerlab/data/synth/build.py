@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import multiprocessing
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -15,8 +13,9 @@ from layerlab.data.shards import BuildSummary, ShardWriter
 from layerlab.data.synth import tasks
 from layerlab.data.synth.config import SynthConfig
 from layerlab.data.synth.espeak import library_paths
-from layerlab.data.synth.render import RenderedUtterance, init_worker, render
+from layerlab.data.synth.render import RenderedUtterance
 from layerlab.data.synth.voices import make_speakers
+from layerlab.data.synth.workers import RenderPool
 
 
 @dataclass
@@ -41,12 +40,19 @@ class SynthBuildSummary(BuildSummary):
 
 
 def _rendered(plans: list[tasks.UtterancePlan], config: SynthConfig) -> Iterator[RenderedUtterance]:
-    """Render every plan in worker processes; results come back in plan order."""
-    work = functools.partial(render, noise=config.noise, reverb=config.reverb)
-    ctx = multiprocessing.get_context("spawn")  # clean workers: nothing inherited from the caller
-    chunk = max(1, min(16, len(plans) // (config.workers * 8) or 1))
-    with ctx.Pool(config.workers, initializer=init_worker) as pool:
-        yield from pool.imap(work, plans, chunksize=chunk)
+    """Render every plan in generator processes; results come back in plan order."""
+    with RenderPool(config.workers, config.noise, config.reverb) as pool:
+        yield from pool.imap(plans)
+
+
+def _loader_version() -> str:
+    """Installed espeakng-loader version: different versions may speak differently."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("espeakng-loader")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_synth_corpus(out_url: str, config: SynthConfig, progress: bool = True) -> SynthBuildSummary:
@@ -57,7 +63,7 @@ def build_synth_corpus(out_url: str, config: SynthConfig, progress: bool = True)
     roles = tasks.assign_roles(speakers, config)
     plans = tasks.plan_corpus(speakers, roles, config)
     extra = {
-        "generator": "layerlab corpus synth (espeak-ng via espeakng-loader)",
+        "generator": f"layerlab corpus synth (espeak-ng via espeakng-loader {_loader_version()})",
         "config": config.model_dump(mode="json", exclude={"workers"}),  # output never depends on workers
         "speakers": [s.describe() for s in speakers],
         "tasks": tasks.task_description(config, roles),

@@ -7,7 +7,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from layerlab import storage
 
 NoiseColour = Literal["white", "pink", "brown"]
 
@@ -93,6 +92,8 @@ class SynthConfig(BaseModel):
     @classmethod
     def from_yaml(cls, url: str) -> "SynthConfig":
         """Load a config from a YAML file (any storage URL); errors name the file and the field."""
+        from layerlab import storage  # imported here: generator processes never need fsspec
+
         try:
             data = yaml.safe_load(storage.read_bytes(url)) or {}
         except yaml.YAMLError as exc:

@@ -112,6 +112,8 @@ class EspeakEngine:
         lib.espeak_SetParameter.restype = ctypes.c_int
         lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_Synth.restype = ctypes.c_int
+        if not hasattr(lib, "espeak_ng_SetRandSeed"):
+            raise EspeakError(f"{lib_path} lacks espeak_ng_SetRandSeed (libespeak-ng >= 1.52 needed for reproducible audio)")
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_ng_SetRandSeed.restype = ctypes.c_int
         lib.espeak_Info.argtypes = [ctypes.c_void_p]
@@ -127,6 +129,7 @@ class EspeakEngine:
         self._callback = _SynthCallback(self._on_audio)  # keep a reference: C holds the pointer
         lib.espeak_SetSynthCallback(self._callback)
         self._lock = threading.Lock()
+        self._libc = ctypes.CDLL(None)
 
     @property
     def version(self) -> str:
@@ -137,7 +140,7 @@ class EspeakEngine:
         if n > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         i = 0
-        while events[i].type != EVENT_LIST_TERMINATED:
+        while events and events[i].type != EVENT_LIST_TERMINATED:
             ev = events[i]
             if ev.type == EVENT_PHONEME:
                 name = bytes(ev.id.string).split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -167,7 +170,7 @@ class EspeakEngine:
         self._check_variant(settings.voice)
         with self._lock:
             self._check(self._lib.espeak_ng_SetRandSeed(int(seed) & 0x7FFFFFFF), "espeak_ng_SetRandSeed")
-            ctypes.CDLL(None).srand(ctypes.c_uint(seed & 0xFFFFFFFF))  # libc rand(), used by older code paths
+            self._libc.srand(ctypes.c_uint(seed & 0xFFFFFFFF))  # libc rand(), used by older code paths
             self._check(self._lib.espeak_SetVoiceByName(settings.voice.encode()), f"espeak_SetVoiceByName({settings.voice!r}) in {self.data_path}")
             for param, value, name in (
                 (PARAM_RATE, settings.rate, "rate"),

@@ -10,13 +10,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pyarrow as pa
 
 from layerlab.data.synth import texts
 from layerlab.data.synth.config import STYLES, SynthConfig
 from layerlab.data.synth.espeak import VoiceSettings
 from layerlab.data.synth.voices import Speaker
+
+if TYPE_CHECKING:  # pyarrow stays out of the generator processes (smaller, faster forks)
+    import pyarrow as pa
 
 KEYWORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE_LABEL = "_unknown_", "_silence_"
@@ -155,8 +159,10 @@ def plan_corpus(speakers: list[Speaker], roles: SpeakerRoles, config: SynthConfi
     return plans
 
 
-def asv_trials(read_ids_by_speaker: dict[str, list[str]], roles: SpeakerRoles, config: SynthConfig) -> pa.Table:
+def asv_trials(read_ids_by_speaker: dict[str, list[str]], roles: SpeakerRoles, config: SynthConfig) -> "pa.Table":
     """Trial list on held-out speakers: every same-speaker pair, plus sampled different-speaker pairs."""
+    import pyarrow as pa
+
     held = sorted(s for s, role in roles.asv.items() if role == "test" and read_ids_by_speaker.get(s))
     targets: list[tuple[str, str, int]] = []
     for spk in held:
