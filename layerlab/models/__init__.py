@@ -1,5 +1,27 @@
-"""The model zoo: every model (s3prl, transformers, speechbrain ECAPA, GE2E, baselines, our checkpoints)
-seen through one protocol, ``LayeredModel``. Adapters are imported lazily by ``load(spec)``.
+"""The model zoo: every model seen through one protocol, ``LayeredModel`` (named layers, dims, frame
+rates, valid lengths). ``load(spec)`` imports only the adapter the spec's prefix names.
+
+Specs and padding behaviour (``model.padding_invariant``: does a padded batch give the same valid
+frames as the utterance alone?):
+
+=====================================  ==================================  ==========================
+spec                                   layers (rate)                       padding_invariant
+=====================================  ==================================  ==========================
+``s3prl:NAME``, ``s3prl:*_local:URL``  hidden_0..hidden_L (50 Hz)          False. GroupNorm (Base):
+                                                                           every frame changes;
+                                                                           layer_norm (Large): last
+                                                                           frames, slightly the rest
+``hf:ID_OR_DIR``                       hidden_0..hidden_L (50 Hz)          True only for layer-norm
+                                                                           models fed an attention
+                                                                           mask; else False
+``speechbrain:DIR_OR_URL``, ``ckpt:``  block0..3, mfa (100 Hz), asp,       False: last frames change,
+                                       embedding (utterance)               embedding cos ~0.9999
+``ge2e``                               lstm1..3 (100 Hz), embedding        True
+``fbank`` / ``mfcc``                   fbank 240-d / mfcc 39-d (100 Hz)    True
+=====================================  ==================================  ==========================
+
+Utterance-level layers have T == 1 and frame rate ``None``. For exact per-utterance features from
+a non-invariant model, extract ``unbatched`` (see ``layerlab.models.batching``).
 """
 
 from layerlab.models.base import LayerInfo, LayeredModel, LayerOutput

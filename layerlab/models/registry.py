@@ -12,7 +12,6 @@ import random
 from typing import Iterator
 
 import numpy as np
-
 import torch
 
 from layerlab.models.base import LayeredModel
@@ -56,8 +55,7 @@ def load(spec: str, device: str | torch.device | None = None) -> LayeredModel:
     module_name, func_name = ADAPTERS[prefix].split(":")
     builder = getattr(importlib.import_module(module_name), func_name)
     with preserved_rng_state():
-        model = builder(arg, spec=spec.strip(), device=device)
-    return model
+        return builder(arg, spec=spec.strip(), device=device)
 
 
 @contextlib.contextmanager

@@ -108,3 +108,18 @@ def test_speechbrain_bundle_errors(tmp_path, sb_bundle):
     (partial / "embedding_model.ckpt").write_bytes(b"\x00not a checkpoint")
     with pytest.raises(CheckpointError, match="embedding_model.ckpt: not a readable torch checkpoint"):
         load(f"speechbrain:{partial}")
+
+
+def test_padding_changes_last_frames_and_slightly_the_embedding(sb_model, real_wavs):
+    """ECAPA is not padding-invariant: block0's last frames (reflect padding at the batch end) change
+    strongly, deeper blocks and the pooled layers change slightly (length-masked statistics)."""
+    from layerlab.models.batching import pad_batch
+
+    alone = sb_model(torch.from_numpy(real_wavs[2])[None]).hidden
+    batched = sb_model(*pad_batch([real_wavs[2], real_wavs[0]])).hidden
+    n = alone[0].shape[1]
+    block0 = (batched[0][0, :n] - alone[0][0]).abs().amax(dim=1)
+    assert float(block0[:-3].max()) <= 1e-4 and float(block0[-2:].max()) > 1e-1
+    emb_alone, emb_batched = alone[-1][0, 0], batched[-1][0, 0]
+    cos = torch.nn.functional.cosine_similarity(emb_alone, emb_batched, dim=0)
+    assert 0.99 < float(cos) and not torch.allclose(emb_alone, emb_batched, atol=1e-5)

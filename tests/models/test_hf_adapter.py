@@ -70,3 +70,9 @@ def test_hf_errors(tmp_path):
     (text / "config.json").write_text('{"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1, "intermediate_size": 8}')
     with pytest.raises(CheckpointError, match="model_type 'bert' is not a supported speech encoder"):
         load(f"hf:{text}")
+
+
+def test_hub_id_not_in_the_offline_cache(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="hf model layerlab-test/no-such-model: cannot load its config"):
+        load("hf:layerlab-test/no-such-model")
