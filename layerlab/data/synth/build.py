@@ -75,6 +75,8 @@ def build_synth_corpus(out_url: str, config: SynthConfig, progress: bool = True)
         bar = tqdm(total=len(plans), desc="synth corpus", unit="utt", disable=not progress)
         for plan, result in zip(plans, _rendered(plans, config)):
             bar.update(1)
+            if result.id != plan.id:  # results must arrive in plan order: that is what makes rows deterministic
+                raise RuntimeError(f"generator returned {result.id!r} where {plan.id!r} was expected")
             if result.error is not None or result.wav is None:
                 writer.quarantine(plan.id, result.source, result.error or "no audio", stage="synth")
                 continue
