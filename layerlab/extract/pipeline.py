@@ -187,6 +187,8 @@ def extract(
             summary.audio_seconds += outcome.audio_seconds
             summary.model_seconds += outcome.model_seconds
             summary.retried_alone += outcome.retried_alone
+            summary.shard_seconds += outcome.record.wall_seconds
+            summary.actor_peak_rss_mb = max(summary.actor_peak_rss_mb, outcome.stats.get("peak_rss_mb", 0.0))
             progress.update(outcome.utterances + len(outcome.record.quarantined), outcome.audio_seconds)
 
         def on_error(task: ShardTask, exc: BaseException) -> None:

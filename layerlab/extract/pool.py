@@ -46,6 +46,7 @@ class ExtractActor:
         self.model = load(model_spec, config.device)
         self.mode = resolve_mode(config.mode, bool(self.model.padding_invariant))
         self.worker = ShardExtractor(self.model, config, self.mode)
+        self.model(torch.zeros(1, self.model.sample_rate), torch.tensor([self.model.sample_rate]))  # warm-up call
 
     def describe(self) -> dict[str, Any]:
         """Static model facts for the cache metadata, plus the resolved mode and this process."""
@@ -58,8 +59,11 @@ class ExtractActor:
 
     def run_shard(self, task: ShardTask, out_url: str, shifts: dict[str, Any]) -> Any:
         """Extract one shard (see ShardExtractor.run); the outcome carries this worker's pid."""
+        import resource
+
         outcome = self.worker.run(task.url, task.name, task.sha256, out_url, shifts)
         outcome.stats["pid"] = float(os.getpid())
+        outcome.stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return outcome
 
     def pilot_shifts(self, source_url: str) -> dict[str, Any]:

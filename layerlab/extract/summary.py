@@ -27,6 +27,8 @@ class ExtractSummary(BaseModel):
     actors_started: int = 0
     wall_seconds: float = 0.0
     model_seconds: float = 0.0
+    shard_seconds: float = Field(0.0, description="sum of per-shard task times (actor busy time)")
+    actor_peak_rss_mb: float = 0.0
     cka_results: dict[str, list[list[float]]] = Field(default_factory=dict)
     written_shards: list[str] = Field(default_factory=list)
 
