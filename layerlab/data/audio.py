@@ -31,6 +31,7 @@ class NormalisedAudio:
     sample_rate: int
     orig_sample_rate: int
     orig_channels: int
+    orig_num_samples: int
     gain: float  # applied scale (1.0 unless the input peaked above full scale)
 
 
@@ -92,7 +93,7 @@ def normalise(audio: np.ndarray | bytes, sample_rate: int = 0, limits: AudioLimi
     if peak > 1.0:  # FLAC is fixed-point: scale down rather than clip
         gain = 0.999 / peak
         mono = (mono * gain).astype(np.float32)
-    return NormalisedAudio(mono, TARGET_SAMPLE_RATE, int(sample_rate), orig_channels, gain)
+    return NormalisedAudio(mono, TARGET_SAMPLE_RATE, int(sample_rate), orig_channels, int(wav2d.shape[0]), gain)
 
 
 def encode_flac(wav: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE) -> bytes:

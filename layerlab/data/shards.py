@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from layerlab import storage
+from layerlab.data.alignment import rescale_spans
 from layerlab.data.audio import AudioLimits, BadAudio, decode_flac, encode_flac, normalise
 from layerlab.data.manifest import QUARANTINE_NAME, AudioManifest, FileEntry, read_manifest, write_manifest
 from layerlab.data.records import AudioRecord, PhoneSpan
@@ -149,11 +150,13 @@ class ShardWriter:
         self._seen[record.id] = record.source
         alignment = None
         if record.alignment is not None:
-            ratio = norm.sample_rate / norm.orig_sample_rate
-            alignment = [
-                {"phone": s.phone, "start": int(round(s.start * ratio)), "end": int(round(s.end * ratio))}
-                for s in record.alignment
-            ]
+            try:
+                spans = rescale_spans(record.alignment, norm.orig_num_samples, int(norm.wav.shape[0]))
+            except ValueError as exc:
+                self.quarantine(record.id, record.source, f"bad alignment: {exc}")
+                del self._seen[record.id]
+                return False
+            alignment = [{"phone": p.phone, "start": p.start, "end": p.end} for p in spans]
         self._rows.append(
             {
                 "id": record.id,
@@ -177,6 +180,9 @@ class ShardWriter:
         # shards roll close to max_shard_bytes and the writer's buffer stays bounded.
         if len(self._rows) >= self.row_group_rows or self._pending_bytes >= self.max_shard_bytes // 4:
             self._flush_row_group()
+        elif self._tmp is not None and self._tmp.stat().st_size + self._pending_bytes >= self.max_shard_bytes:
+            self._flush_row_group()
+            self._finish_shard()
         return True
 
     def add_file(self, url: str, id: str, speaker: str, source: str | None = None, **fields: Any) -> bool:

@@ -197,3 +197,29 @@ def test_every_kind_of_bad_input_is_quarantined_with_its_reason(tmp_path: Path, 
     m = read_manifest(root)
     assert m.kept == 2 and m.quarantined == len(q)
     assert [u.id for u in iter_utterances(root)] == [r.id for r in good]
+
+
+def test_alignment_tiling_survives_resampling(tmp_path: Path) -> None:
+    """Spans that tile a 22.05 kHz utterance still tile the 16 kHz row exactly, none collapses."""
+    rng = np.random.default_rng(3)
+    n = 22050 + 7
+    cuts = np.sort(rng.choice(np.arange(1, n), size=40, replace=False))
+    bounds = [0, 1, 2, *cuts.tolist(), n]  # includes 1-sample spans that naive rounding would collapse
+    spans = [PhoneSpan(f"p{i}", a, b) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    root = str(tmp_path / "ds")
+    _write(root, [AudioRecord("u", (0.1 * rng.standard_normal(n)).astype(np.float32), "s", "gen", 22050, alignment=spans)])
+    (u,) = list(iter_utterances(root))
+    got = u.alignment
+    assert got is not None and len(got) == len(spans)
+    assert got[0].start == 0 and got[-1].end == len(u.wav)
+    assert all(a.end == b.start for a, b in zip(got[:-1], got[1:]))
+    assert all(s.end > s.start for s in got)
+
+
+def test_alignment_outside_the_audio_is_quarantined(tmp_path: Path) -> None:
+    root = str(tmp_path / "ds")
+    with ShardWriter(root, "t") as w:
+        bad = AudioRecord("u", (0.1 * np.ones(1600)).astype(np.float32), "s", "gen", 16000, alignment=[PhoneSpan("a", 0, 5000)])
+        assert not w.add(bad)
+    (row,) = read_quarantine(root).to_pylist()
+    assert row["id"] == "u" and row["reason"].startswith("bad alignment")

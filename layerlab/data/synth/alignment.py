@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from layerlab.data.records import PhoneSpan
+from layerlab.data.alignment import rescale_spans as rescale_alignment
 from layerlab.data.synth.espeak import PhonemeEvent
 
 SILENCE = "sil"
@@ -55,22 +56,10 @@ def merge_silences(spans: Sequence[PhoneSpan]) -> list[PhoneSpan]:
 
 
 def rescale_spans(spans: Sequence[PhoneSpan], new_length: int) -> list[PhoneSpan]:
-    """Map a tiling of ``[0, old)`` onto ``[0, new_length)`` (resampling), still an exact tiling.
-
-    Boundaries are scaled and rounded, then nudged so that every span keeps at least one sample.
-    """
+    """Map a tiling of ``[0, old)`` onto ``[0, new_length)`` (resampling), still an exact tiling."""
     if not spans:
         raise ValueError("cannot rescale an empty alignment")
-    old_length = spans[-1].end
-    if new_length < len(spans):
-        raise ValueError(f"{len(spans)} spans do not fit in {new_length} samples")
-    inner = [int(round(s.start * new_length / old_length)) for s in spans[1:]]
-    bounds = [0, *inner, new_length]
-    for i in range(1, len(bounds) - 1):  # forward: strictly increasing
-        bounds[i] = max(bounds[i], bounds[i - 1] + 1)
-    for i in range(len(bounds) - 2, 0, -1):  # backward: leave room for the spans after
-        bounds[i] = min(bounds[i], bounds[i + 1] - 1)
-    return [PhoneSpan(s.phone, bounds[i], bounds[i + 1]) for i, s in enumerate(spans)]
+    return rescale_alignment(spans, spans[-1].end, new_length)
 
 
 def pad_spans(spans: Sequence[PhoneSpan], before: int, after: int) -> list[PhoneSpan]:
