@@ -7,13 +7,16 @@ scale) and ``summary.json``. With two caches the joint layout gives A x A, B x B
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from layerlab.accumulator import merge_all
-from layerlab.cka.cache_input import CacheInfo, read_cache_info, read_utterances, shard_urls
+from layerlab.cka.cache_input import (
+    CacheInfo, Utterance, read_cache_info, read_utterances, shard_urls, side_output_estimator, side_output_info, tier_for,
+)
 
 GROUPINGS = ("shard", "speaker", "utterance")
 
@@ -31,6 +34,7 @@ class CKAJob:
     group_by: str = "shard"
     device: str | None = None
     fast_matmul: bool = False
+    side_output: str | None = None  # read the extraction's per-shard CKA states of this name instead of a tier
     info_a: CacheInfo | None = field(default=None, repr=False)
     info_b: CacheInfo | None = field(default=None, repr=False)
 
@@ -42,11 +46,29 @@ class CKAJob:
         self.info_a = self.info_a or read_cache_info(self.a_url)
         if self.b_url:
             self.info_b = self.info_b or read_cache_info(self.b_url)
+        if self.side_output:
+            self._check_side_output()
+        else:
+            for info in self.infos:
+                tier_for(info, self.level)  # fail now, with the reason, when the level's tier was not extracted
         if self.level == "frame":
             for info in self.infos:
                 bad = [n for n, r in zip(info.layer_names, info.frame_rates_hz) if r is None]
                 if bad:
                     raise ValueError(f"{info.url}: layers {bad[:3]} are utterance-level (no frame rate); use --level utterance")
+
+    def _check_side_output(self) -> None:
+        """Side-output states are frame-level, per shard, of one cache, with a fixed accumulator kind."""
+        if self.b_url or self.level != "frame":
+            raise ValueError("--from-side-output: the side-output is frame-level CKA within one cache; use --level frame and no --b")
+        narrowed = side_output_info(self.info_a, str(self.side_output))  # raises, naming the recorded side-outputs
+        kind = side_output_estimator(narrowed, str(self.side_output))
+        if (kind == "minibatch") != (self.estimator == "minibatch"):
+            allowed = "minibatch" if kind == "minibatch" else "biased or debiased"
+            raise ValueError(f"{self.a_url}: side-output {self.side_output!r} holds {kind} states; use --estimator {allowed}")
+        if self.group_by != "shard":
+            raise ValueError("--from-side-output: states are per shard, so the bootstrap unit must be --group-by shard")
+        self.info_a = narrowed
 
     @property
     def infos(self) -> list[CacheInfo]:
@@ -54,7 +76,7 @@ class CKAJob:
 
     def shard_pairs(self) -> list[tuple[str, list[str]]]:
         """(shard name, [url in A, url in B]) for every shard present in all caches."""
-        per_cache = [shard_urls(info.url, self.level) for info in self.infos]
+        per_cache = [shard_urls(info, self.level) for info in self.infos]
         names = sorted(per_cache[0])
         if len(per_cache) == 2:
             missing = sorted(set(names) ^ set(per_cache[1]))
@@ -62,7 +84,7 @@ class CKAJob:
                 raise ValueError(f"caches {self.a_url} and {self.b_url} do not mirror the same shards: {missing[:5]}")
         return [(n, [c[n] for c in per_cache]) for n in names]
 
-    def layers_of(self, urls: list[str]) -> Iterator[tuple[str, str, list[np.ndarray]]]:
+    def layers_of(self, urls: list[str]) -> Iterator[tuple[str, str | None, list[np.ndarray]]]:
         """(id, speaker, layers of A then B) for the utterances of one shard present in every cache."""
         return _joined_utterances(urls, self.infos, self.level)
 
@@ -79,15 +101,43 @@ class CKAJob:
         return FeatureCKA(self.info_a.dims, dims_b, mode="joint" if dims_b else "within", shift=shift, device=self.device, fast_matmul=self.fast_matmul, frame_rates_hz=rates)
 
 
-def _joined_utterances(urls: list[str], infos: list[CacheInfo], level: str) -> Iterator[tuple[str, str, list[np.ndarray]]]:
-    first = {u.id: u for u in read_utterances(urls[0], infos[0], level)}
-    if len(urls) == 1:
-        for u in first.values():
+def _joined_utterances(urls: list[str], infos: list[CacheInfo], level: str) -> Iterator[tuple[str, str | None, list[np.ndarray]]]:
+    """Stream one shard (A, or A and B joined by id; only utterances present in both)."""
+    streams = [read_utterances(u, info, level) for u, info in zip(urls, infos)]
+    if len(streams) == 1:
+        for u in streams[0]:
             yield u.id, u.speaker, u.layers
         return
-    for u in read_utterances(urls[1], infos[1], level):
-        if u.id in first:
-            yield u.id, first[u.id].speaker or u.speaker, first[u.id].layers + u.layers
+    # both caches mirror one audio shard but may order it differently (other batching mode): read them
+    # in lock-step and hold back only the utterances that arrived before their partner
+    pending: list[dict[str, Utterance]] = [{}, {}]
+    for pair in itertools.zip_longest(*streams):
+        for side, u in enumerate(pair):
+            if u is None:
+                continue
+            partner = pending[1 - side].pop(u.id, None)
+            if partner is None:
+                pending[side][u.id] = u
+                continue
+            a, b = (u, partner) if side == 0 else (partner, u)
+            yield a.id, a.speaker if a.speaker is not None else b.speaker, a.layers + b.layers
+
+
+def _group_key(job: CKAJob, shard_key: str, uid: str, speaker: str | None, url: str) -> str:
+    """The bootstrap group of one utterance (its shard, speaker or itself)."""
+    if job.group_by == "speaker":
+        if speaker is None:
+            raise ValueError(f"{url}: no speaker column (frames tier written before speakers were stored); re-extract, or use --level utterance or --group-by shard")
+        return speaker or "unknown"
+    return shard_key if job.group_by == "shard" else uid
+
+
+def merge_groups(keyed: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Merge (group key, accumulator) pairs from many shards into one accumulator per key (e.g. a speaker across shards)."""
+    by_key: dict[str, list[Any]] = {}
+    for key, acc in keyed:
+        by_key.setdefault(key, []).append(acc)
+    return {key: merge_all(accs) for key, accs in sorted(by_key.items())}
 
 
 def shard_group_states(job: CKAJob, urls: list[str], shift: Any) -> dict[str, Any]:
@@ -108,7 +158,7 @@ def shard_group_states(job: CKAJob, urls: list[str], shift: Any) -> dict[str, An
                 acc.update([np.concatenate([u[i] for u in batch]) for i in range(len(batch[0]))])
 
     for uid, speaker, layers in job.layers_of(urls):
-        key = {"shard": shard_key, "speaker": speaker or "unknown", "utterance": uid}[job.group_by]
+        key = _group_key(job, shard_key, uid, speaker, urls[0])
         buffers.setdefault(key, []).append(layers)
         if sum(len(u[0]) for u in buffers[key]) >= job.batch_size:
             flush(key)
@@ -184,14 +234,42 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = No
     return summary
 
 
+def collect_groups(job: CKAJob, shift: Any, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """One accumulator per group over every shard (a speaker's utterances in several shards form one group)."""
+
+    def keyed() -> Iterator[tuple[str, Any]]:
+        for name, urls in job.shard_pairs():
+            if progress:
+                progress(f"shard {name}")
+            yield from shard_group_states(job, urls, shift).items()
+
+    return merge_groups(keyed())
+
+
+def run_from_side_output(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """CKA from the extraction's per-shard side-output states (no tier is read); shards are the bootstrap groups."""
+    from layerlab.cka.state_io import accumulator_from_state
+    from layerlab.extract.cache_reader import cka_shard_states
+
+    try:
+        states = cka_shard_states(job.info_a.url, str(job.side_output))
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from exc
+    if not states:
+        raise FileNotFoundError(f"{job.info_a.url}/manifest.json: no completed shards yet (is the extraction still running?)")
+    if progress:
+        progress(f"side-output {job.side_output}: merging {len(states)} shard states")
+    groups = [accumulator_from_state(s, device=job.device) for s in states.values()]
+    merged = merge_all([accumulator_from_state(s, device=job.device) for s in states.values()])
+    return finish(job, merged, out_url, groups, bootstrap, progress)
+
+
 def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Single-process CKA of the job's caches: per-shard (or finer) states, tree merge, outputs."""
+    if job.side_output:
+        return run_from_side_output(job, out_url, bootstrap, progress)
     shift = pilot_shift_for(job)
-    groups: list[Any] = []
-    for name, urls in job.shard_pairs():
-        if progress:
-            progress(f"shard {name}")
-        groups.extend(shard_group_states(job, urls, shift).values())
+    groups = list(collect_groups(job, shift, progress).values())
     if not groups:
         raise ValueError(f"{job.a_url}: no frames found in any shard")
     from layerlab.cka.state_io import accumulator_from_state

@@ -80,21 +80,23 @@ def send_until_committed(reducer: Any, states: Mapping[str, dict[str, Any]], max
 
 def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bootstrap: int = 0, env_vars: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Distributed CKA of a :class:`~layerlab.cka.pipeline.CKAJob`: one Ray task per shard, one reducer actor."""
-    from layerlab.cka.pipeline import finish, pilot_shift_for, shard_group_states
-    from layerlab.cka.state_io import accumulator_from_state
     from layerlab.accumulator import merge_all
+    from layerlab.cka.pipeline import finish, merge_groups, pilot_shift_for, shard_group_states
+    from layerlab.cka.state_io import accumulator_from_state
 
     @ray.remote(num_cpus=1)
-    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        groups = list(shard_group_states(job, urls, shift).values())
-        merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups])
-        return merged.state_dict(), [g.state_dict() for g in groups] if keep_groups else []
+    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        groups = shard_group_states(job, urls, shift)
+        if not groups:  # every utterance of the shard was quarantined
+            return None, {}
+        merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()])
+        return merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}
 
     shift = pilot_shift_for(job)
     reducer = start_reducer(checkpoint_url, env_vars=env_vars)
     refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0) for name, urls in job.shard_pairs()}
     results = dict(zip(refs, ray.get(list(refs.values()))))
-    send_until_committed(reducer, {name: res[0] for name, res in results.items()})
+    send_until_committed(reducer, {name: res[0] for name, res in results.items() if res[0] is not None})
     merged = accumulator_from_state(ray.get(reducer.state_dict.remote()))
-    groups = [accumulator_from_state(g) for res in results.values() for g in res[1]]
+    groups = list(merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items()).values())
     return finish(job, merged, out_url, groups, bootstrap)

@@ -6,7 +6,7 @@ Layout of a cache at ``<cache>`` (any fsspec URL)::
     manifest.json                  CacheManifest: completed shards per tier (rows, bytes, sha256), counts
     pooled/shard-00003.parquet     one row per utterance: id, speaker, num_samples, labels, splits,
                                    mean/<layer>, std/<layer> (list<float32>, dim D_l)
-    frames/shard-00003.parquet     one row per utterance: id, num_frames/<layer> (int32),
+    frames/shard-00003.parquet     one row per utterance: id, speaker, num_frames/<layer> (int32),
                                    frames/<layer> (flat list<float16>, num_frames * D_l, row-major)
     cka/<name>/shard-00003.npz     per-shard CKA partial state (layerlab.cka.state_io npz)
     cka/<name>/shift.npz           the shift shared by every shard's FeatureCKA state
@@ -73,8 +73,8 @@ def pooled_schema(layer_names: list[str]) -> pa.Schema:
 
 
 def frames_schema(layer_names: list[str]) -> pa.Schema:
-    """Schema of a frames-tier shard."""
-    fields: list[tuple[str, pa.DataType]] = [("id", pa.string())]
+    """Schema of a frames-tier shard (``speaker`` too, so frame-level bootstrap can group by speaker)."""
+    fields: list[tuple[str, pa.DataType]] = [("id", pa.string()), ("speaker", pa.string())]
     for name in layer_names:
         fields.append((num_frames_column(name), pa.int32()))
     for name in layer_names:

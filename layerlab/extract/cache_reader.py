@@ -87,9 +87,10 @@ def pooled_matrix(url: str | Cache, layer: str, stat: str = "mean") -> tuple[lis
 
 @dataclass
 class FramesRow:
-    """One utterance of the frames tier: fp16 ``[T_l, D_l]`` valid frames per requested layer."""
+    """One utterance of the frames tier: its speaker and fp16 ``[T_l, D_l]`` valid frames per requested layer."""
 
     id: str
+    speaker: str
     frames: dict[str, np.ndarray]
 
 
@@ -101,12 +102,15 @@ def iter_frames(url: str | Cache, layers: Sequence[str] | None = None, batch_row
     columns = ["id"] + [cf.frames_column(n) for n in names]
     for shard in cache.shard_files("frames"):
         with storage.open_input(shard) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
+            pf = pq.ParquetFile(f)
+            extra = ["speaker"] if "speaker" in pf.schema_arrow.names else []  # caches written before the column existed
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns + extra):
                 yield from _frames_rows(batch, names, dims)
 
 
 def _frames_rows(batch: pa.RecordBatch, names: list[str], dims: dict[str, int]) -> Iterator[FramesRow]:
     ids = batch.column("id").to_pylist()
+    speakers = batch.column("speaker").to_pylist() if "speaker" in batch.schema.names else [""] * len(ids)
     per_layer: dict[str, list[np.ndarray]] = {}
     for n in names:
         col = batch.column(cf.frames_column(n))
@@ -114,7 +118,7 @@ def _frames_rows(batch: pa.RecordBatch, names: list[str], dims: dict[str, int]) 
         values = col.values.to_numpy(zero_copy_only=False)
         per_layer[n] = [values[offsets[i] : offsets[i + 1]].reshape(-1, dims[n]) for i in range(len(ids))]
     for i, uid in enumerate(ids):
-        yield FramesRow(id=uid, frames={n: per_layer[n][i] for n in names})
+        yield FramesRow(id=uid, speaker=speakers[i] or "", frames={n: per_layer[n][i] for n in names})
 
 
 def read_quarantine(url: str) -> pa.Table:

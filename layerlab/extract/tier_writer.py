@@ -35,7 +35,7 @@ class TierWriter:
         self.tmp: Path = storage.local_temp_for(url, ".parquet")
         self.writer = pq.ParquetWriter(
             str(self.tmp), self.schema, compression=None if compression == "none" else compression,
-            use_dictionary=["id", "speaker"] if tier == "pooled" else ["id"], write_statistics=["id"],
+            use_dictionary=["id", "speaker"], write_statistics=["id"],
         )
         self.row_group_bytes = int(row_group_bytes)
         self.rows = 0
@@ -49,8 +49,8 @@ class TierWriter:
         """Buffer one utterance (``row`` has id, speaker, num_samples, labels, splits)."""
         b = self.buf
         b["id"].append(row["id"])
+        b["speaker"].append(row["speaker"])
         if self.tier == "pooled":
-            b["speaker"].append(row["speaker"])
             b["num_samples"].append(int(row["num_samples"]))
             b["labels"].append(sorted(row["labels"].items()))
             b["splits"].append(sorted(row["splits"].items()))

@@ -2,38 +2,61 @@
 
 from __future__ import annotations
 
-import json
+import shutil
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from cka_helpers import layer_stack
 from typer.testing import CliRunner
 
+from layerlab import storage
 from layerlab.cka import FeatureCKA, cka_matrix, pilot_shift
 from layerlab.cka.bootstrap import bootstrap_cka
 from layerlab.cka.heatmap import HeatmapPanel, render_heatmaps
 from layerlab.cka.tables import read_matrix, write_matrix
+from layerlab.extract import cache_format as cf
+from layerlab.extract.cache_reader import iter_frames, pooled_matrix
+from layerlab.extract.features import split_features
+from layerlab.extract.tier_writer import TierWriter
+from layerlab.models.base import LayerOutput
 
 
-def write_cache(root, names, dims, rate, utts, seed, tier="frames"):
-    """A tiny activation cache in the planned layout (metadata.json + frames/ shards)."""
+def write_cache(root, names, dims, rate, utts, seed, tiers=("pooled", "frames")):
+    """A tiny activation cache in the real format, written by the extraction stage's own code.
+
+    Features come from ``split_features`` (fp16 frames, float32 mean/std), shards from ``TierWriter``
+    (small row groups, so readers must stream several per shard), and ``metadata.json`` /
+    ``manifest.json`` from ``CacheMetadata`` / ``CacheManifest`` exactly as ``extract()`` publishes them.
+    """
     rng = np.random.default_rng(seed)
-    (root / tier).mkdir(parents=True)
-    (root / "metadata.json").write_text(json.dumps({"model_spec": f"tiny:{root.name}", "layer_names": names, "dims": dims, "frame_rates_hz": [rate] * len(names)}))
+    url = str(root)
+    source = cf.SourceInfo(url="synthetic://cka-tests", dataset="synthetic", manifest_checksum="0" * 64, shards=2, utterances=2 * utts, audio_seconds=0.0)
+    meta = cf.CacheMetadata(model_spec=f"tiny:{root.name}", layer_names=names, dims=dims, frame_rates_hz=[float(rate)] * len(names),
+                            sample_rate=16000, num_parameters=0, padding_invariant=True, mode="bucketed", batch={}, tiers=list(tiers), source=source)
+    storage.write_json(storage.join(url, cf.METADATA_NAME), meta.model_dump(mode="json"))
+    manifest = cf.CacheManifest()
     for shard in range(2):
-        rows = {"id": [], "speaker": [], "num_frames": [], **{f"frames/{n}": [] for n in names}}
+        name = f"shard-{shard:05d}.parquet"
+        writers = {t: TierWriter(t, storage.join(url, cf.tier_file(t, name)), cf.tier_file(t, name), names, "zstd", row_group_bytes=512) for t in tiers}
+        seconds = 0.0
         for u in range(utts):
             t = int(rng.integers(5, 30)) * (2 if rate == 100 else 1)
             lat = rng.standard_normal((t, 4))
-            rows["id"].append(f"utt-{shard}-{u}")
-            rows["speaker"].append(f"spk{u % 3}")
-            rows["num_frames"].append(t)
-            for li, (n, d) in enumerate(zip(names, dims)):
+            hidden = []
+            for li, d in enumerate(dims):
                 x = lat @ np.random.default_rng(li).standard_normal((4, d)) + rng.standard_normal((t, d)) * (0.5 + li) + 100.0
-                rows[f"frames/{n}"].append(x.astype(np.float16).ravel().tolist())
-        pq.write_table(pa.table(rows), root / tier / f"shard-{shard:05d}.parquet")
+                hidden.append(torch.from_numpy(x[None].astype(np.float32)))
+            out = LayerOutput(hidden=hidden, lengths=[torch.tensor([t])] * len(names), names=list(names))
+            row = {"id": f"utt-{shard}-{u}", "speaker": f"spk{u % 3}", "num_samples": t * 320, "labels": {}, "splits": {}}
+            for w in writers.values():
+                w.add(row, split_features(out, keep_frames="frames" in tiers)[0])
+            seconds += t * 320 / 16000
+        manifest.shards[name] = cf.ShardRecord(source=name, source_sha256="0" * 64, kept=utts, audio_seconds=seconds, files={t: w.finish() for t, w in writers.items()})
+    manifest.recount()
+    manifest.complete = True
+    storage.write_json(storage.join(url, cf.MANIFEST_NAME), manifest.model_dump(mode="json"))
     return root
 
 
@@ -107,3 +130,49 @@ def test_distributed_job_equals_single_process(tmp_path, ray_session):
     single = run_cka(job, str(tmp_path / "single"))
     dist = run_cka_on_ray(job, str(tmp_path / "dist"), str(tmp_path / "ckpt.npz"))
     np.testing.assert_allclose(read_matrix(dist["tables"][0])[0], read_matrix(single["tables"][0])[0], atol=1e-12)
+
+
+def test_parquet_files_not_in_the_manifest_are_ignored(tmp_path):
+    from layerlab.cka.pipeline import CKAJob, run_cka
+
+    a = write_cache(tmp_path / "m", ["h0", "h1"], [5, 5], 50, 6, seed=3)
+    assert pq.ParquetFile(a / "frames" / "shard-00000.parquet").num_row_groups > 1  # readers must stream row groups
+    before = run_cka(CKAJob(str(a)), str(tmp_path / "before"))
+    # a valid shard left by an interrupted task: on disk in frames/, never recorded in manifest.json
+    shutil.copy(a / "frames" / "shard-00000.parquet", a / "frames" / "shard-00099.parquet")
+    job = CKAJob(str(a))
+    assert [name for name, _ in job.shard_pairs()] == ["shard-00000.parquet", "shard-00001.parquet"]
+    after = run_cka(job, str(tmp_path / "after"))
+    total = sum(len(r.frames["h0"]) for r in iter_frames(str(a)))
+    assert before["frames"] == after["frames"] == total
+    np.testing.assert_array_equal(read_matrix(after["tables"][0])[0], read_matrix(before["tables"][0])[0])
+
+
+def test_group_by_speaker_at_frame_level_uses_the_cached_speakers(tmp_path):
+    from layerlab.cka.pipeline import CKAJob, collect_groups, pilot_shift_for
+
+    a = write_cache(tmp_path / "m", ["h0", "h1"], [5, 5], 50, 6, seed=4)
+    frames_per_speaker: dict[str, int] = {}
+    for row in iter_frames(str(a)):
+        frames_per_speaker[row.speaker] = frames_per_speaker.get(row.speaker, 0) + len(row.frames["h0"])
+    assert sorted(frames_per_speaker) == ["spk0", "spk1", "spk2"]
+    job = CKAJob(str(a), level="frame", group_by="speaker")
+    groups = collect_groups(job, pilot_shift_for(job))
+    # one group per speaker across both shards, holding exactly that speaker's frames
+    assert {k: g.n for k, g in groups.items()} == frames_per_speaker
+
+
+def test_frame_level_on_a_pooled_only_cache_fails_clearly_and_utterance_level_works(tmp_path):
+    from layerlab.cka.pipeline import CKAJob, run_cka
+    from layerlab.cli import app
+
+    a = write_cache(tmp_path / "pooled_only", ["h0", "h1", "h2"], [5, 6, 7], 50, 8, seed=5, tiers=("pooled",))
+    with pytest.raises(ValueError, match="needs the frames tier.*--level utterance"):
+        CKAJob(str(a), level="frame")
+    result = CliRunner().invoke(app, ["cka", "--a", str(a), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "needs the frames tier" in result.output and str(a) in result.output
+    summary = run_cka(CKAJob(str(a), level="utterance"), str(tmp_path / "utt"))
+    mat = read_matrix(summary["tables"][0])[0]
+    means = [pooled_matrix(str(a), n)[1].astype(np.float64) for n in ["h0", "h1", "h2"]]
+    np.testing.assert_allclose(mat, np.asarray(cka_matrix(means)), atol=1e-9)
+    assert summary["frames"] == 16  # one row per utterance

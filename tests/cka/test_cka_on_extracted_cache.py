@@ -1,0 +1,77 @@
+"""CKA on a cache written by the real extraction (tiny real WavLM on the session's Ray), frame and utterance level."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from layerlab.cka import cka_matrix
+from layerlab.cka.tables import read_matrix
+from layerlab.extract import CKASideOutput, ExtractConfig, iter_frames
+
+
+def _build_corpus(root: str) -> list[str]:
+    """The extraction tests' small real audio-shard corpus (tests/extract/extract_corpus.py)."""
+    path = Path(__file__).resolve().parents[1] / "extract" / "extract_corpus.py"
+    spec = importlib.util.spec_from_file_location("extract_corpus_for_cka", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_corpus(root, utterances=10, max_shard_bytes=60_000)
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> str:
+    """A frames + pooled cache of a tiny s3prl WavLM over a few real audio shards, with a CKA side-output."""
+    from layerlab.extract import extract
+    from layerlab.models import tiny
+
+    base = tmp_path_factory.mktemp("cka_on_extract")
+    spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(base / 'wavlm.pt', seed=5)}"
+    data = str(base / "data")
+    expected = _build_corpus(data)
+    out = str(base / "cache")
+    summary = extract(spec, data, out, ExtractConfig(progress=False, tier="both", mode="bucketed", cka=[CKASideOutput(name="all")]))
+    assert summary.complete and summary.shards_total >= 2 and summary.utterances == len(expected)
+    return out
+
+
+def _check_cka(mat: np.ndarray) -> None:
+    np.testing.assert_allclose(np.diag(mat), 1.0, atol=1e-9)
+    np.testing.assert_allclose(mat, mat.T, atol=1e-12)
+    assert mat.min() >= 0.0 and mat.max() <= 1.0 + 1e-9
+
+
+def test_cka_on_a_real_extracted_cache(extracted, tmp_path):
+    from layerlab.cka.pipeline import CKAJob, run_cka
+    from layerlab.cli import app
+
+    frame = run_cka(CKAJob(extracted, level="frame"), str(tmp_path / "frame"))
+    mat, names, _, _ = read_matrix(frame["tables"][0])
+    _check_cka(mat)
+    assert names == ["hidden_0", "hidden_1", "hidden_2"] and not np.allclose(mat, 1.0)
+    rows = list(iter_frames(extracted))
+    layers = [np.concatenate([r.frames[n] for r in rows]).astype(np.float32) for n in names]
+    assert frame["frames"] == len(layers[0])
+    np.testing.assert_allclose(mat, np.asarray(cka_matrix(layers)), atol=1e-6)
+
+    utt = run_cka(CKAJob(extracted, level="utterance"), str(tmp_path / "utt"))
+    umat = read_matrix(utt["tables"][0])[0]
+    _check_cka(umat)
+    assert utt["frames"] == len(rows)  # one pooled mean per utterance
+
+    # frame-level bootstrap grouped by the speakers stored in the frames tier
+    boot = run_cka(CKAJob(extracted, level="frame", group_by="speaker"), str(tmp_path / "boot"), bootstrap=10)
+    assert boot["bootstrap"] == 10 and {r.speaker for r in rows} == {"spk0", "spk1", "spk2"}
+
+    # the extraction's CKA side-output (float32 activations, merged per shard) via the CLI, close to the fp16 frames' CKA
+    result = CliRunner().invoke(app, ["cka", "--a", extracted, "--out", str(tmp_path / "side"), "--from-side-output", "all", "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    side, side_names, _, _ = read_matrix(str(tmp_path / "side" / "cka_biased_frame.parquet"))
+    _check_cka(side)
+    assert side_names == names and np.abs(side - mat).max() < 2e-3
+    with pytest.raises(ValueError, match="no CKA side-output 'nope'.*all"):
+        CKAJob(extracted, side_output="nope")
