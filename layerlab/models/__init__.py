@@ -24,18 +24,29 @@ Utterance-level layers have T == 1 and frame rate ``None``. For exact per-uttera
 a non-invariant model, extract ``unbatched`` (see ``layerlab.models.batching``).
 """
 
-from layerlab.models.base import LayerInfo, LayeredModel, LayerOutput
-from layerlab.models.errors import AudioInputError, CheckpointError, ModelError, UnknownModelSpec
-from layerlab.models.registry import load, parse_spec
+from __future__ import annotations
 
-__all__ = [
-    "AudioInputError",
-    "CheckpointError",
-    "LayerInfo",
-    "LayerOutput",
-    "LayeredModel",
-    "ModelError",
-    "UnknownModelSpec",
-    "load",
-    "parse_spec",
-]
+from typing import Any
+
+# Exports resolve lazily, so importing a submodule (e.g. the CLI) does not import torch.
+_HOMES = {
+    "LayerInfo": "layerlab.models.base",
+    "LayeredModel": "layerlab.models.base",
+    "LayerOutput": "layerlab.models.base",
+    "AudioInputError": "layerlab.models.errors",
+    "CheckpointError": "layerlab.models.errors",
+    "ModelError": "layerlab.models.errors",
+    "UnknownModelSpec": "layerlab.models.errors",
+    "load": "layerlab.models.registry",
+    "parse_spec": "layerlab.models.registry",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'layerlab.models' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_HOMES[name]), name)
