@@ -7,7 +7,7 @@ package (e.g. for CLI registration) does not import torch; nothing here imports 
 
 from __future__ import annotations
 
-from typing import Any
+from layerlab.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     "cka_matrix": "layerlab.cka.api",
@@ -19,10 +19,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import the public names on first use."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'layerlab.cka' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ Python; ``extract`` (Ray) is imported on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
+from layerlab.lazy_exports import lazy_getattr
 from layerlab.extract.cache_reader import Cache, iter_frames, iter_pooled, open_cache, pooled_matrix, read_quarantine, verify_cache
 from layerlab.extract.config import CKASideOutput, ExtractConfig
 from layerlab.extract.summary import ExtractSummary
@@ -18,9 +17,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "extract":
-        from layerlab.extract.pipeline import extract
-
-        return extract
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(__name__, {"extract": "layerlab.extract.pipeline"})

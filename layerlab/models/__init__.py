@@ -26,7 +26,7 @@ a non-invariant model, extract ``unbatched`` (see ``layerlab.models.batching``).
 
 from __future__ import annotations
 
-from typing import Any
+from layerlab.lazy_exports import lazy_getattr
 
 # Exports resolve lazily, so importing a submodule (e.g. the CLI) does not import torch.
 _HOMES = {
@@ -44,9 +44,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'layerlab.models' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_getattr(__name__, _HOMES)

@@ -7,7 +7,7 @@ Quarantine reasons are ``"<category>: <detail>"`` so the build summary counts th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from layerlab.data.importers.tree import SourceTree
 from layerlab.data.records import AudioRecord
@@ -74,6 +74,19 @@ class ImportContext:
     def unexpected(self, rel: str, why: str) -> None:
         """Report a file that does not fit the dataset's layout (never skipped silently)."""
         self.writer.quarantine("", rel, f"unexpected file: {why}")
+
+    def check_root(self, files: Iterable[str], allowed_files: set[str], layout: str,
+                   dirs: Iterable[str] = (), allowed_dirs: set[str] | None = None) -> None:
+        """Report root files (and, with ``allowed_dirs``, every file of root folders) outside the layout."""
+        for f in files:
+            if f not in allowed_files:
+                self.unexpected(f, f"not part of the {layout} layout")
+        if allowed_dirs is None:
+            return
+        for d in dirs:
+            if d not in allowed_dirs:
+                for f in self.tree.walk_files(d):
+                    self.unexpected(f, f"folder {d!r} is not part of the {layout} layout")
 
     def missing(self, id: str, rel: str, listed_in: str) -> None:
         """Report a file that a list or label file names but the tree does not contain."""

@@ -28,13 +28,7 @@ def build(ctx: ImportContext) -> None:
     dirs, files = tree.listdir()
     if "data" not in dirs:
         raise FileNotFoundError(f"{tree.url}: no data/ folder; expected {DATASET_DIR}/data/{{train,valid,test}}_data.csv")
-    for f in files:
-        if f not in ROOT_FILES:
-            ctx.unexpected(f, "not part of the Fluent Speech Commands layout")
-    for d in dirs:
-        if d not in ("data", "wavs"):
-            for f in tree.walk_files(d):
-                ctx.unexpected(f, f"folder {d!r} is not part of the Fluent Speech Commands layout")
+    ctx.check_root(files, ROOT_FILES, "Fluent Speech Commands", dirs, {"data", "wavs"})
     data_dirs, data_files = tree.listdir("data")
     for f in data_files:
         if f not in DATA_FILES:

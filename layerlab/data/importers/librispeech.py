@@ -64,9 +64,7 @@ def build(ctx: ImportContext, subset: str | None = None, split_tasks: tuple[str,
     if subset is not None:
         split_of_subset(subset)  # validate early
     dirs, files = tree.listdir()
-    for f in files:
-        if f not in ROOT_FILES:
-            ctx.unexpected(f, "not part of the LibriSpeech layout")
+    ctx.check_root(files, ROOT_FILES, "LibriSpeech")
     seen: set[str] = set()
     subset_dirs = [d for d in dirs if SUBSET_RE.match(d)]
     if subset_dirs:  # the LibriSpeech/ root

@@ -42,9 +42,7 @@ def build(ctx: ImportContext, silence: bool = True, silence_seconds: float = 1.0
     """Stream the word folders, then the silence crops, into the writer."""
     tree = ctx.tree
     dirs, files = tree.listdir()
-    for f in files:
-        if f not in ROOT_FILES:
-            ctx.unexpected(f, "not part of the Speech Commands layout")
+    ctx.check_root(files, ROOT_FILES, "Speech Commands")
     listed: dict[str, tuple[str, str]] = {}  # "word/file.wav" -> (split, list name)
     for name, split in LISTS.items():
         if name not in files:

@@ -40,13 +40,7 @@ def build(ctx: ImportContext, trial_list: str | None = None) -> None:
     dirs, files = tree.listdir()
     if "wav" not in dirs:
         raise FileNotFoundError(f"{tree.url}: no wav/ folder; expected the VoxCeleb1 layout wav/<id1xxxx>/<youtube_id>/<nnnnn>.wav")
-    for f in files:
-        if f not in ROOT_FILES:
-            ctx.unexpected(f, "not part of the VoxCeleb1 layout")
-    for d in dirs:
-        if d != "wav":
-            for f in tree.walk_files(d):
-                ctx.unexpected(f, f"folder {d!r} is not part of the VoxCeleb1 layout")
+    ctx.check_root(files, ROOT_FILES, "VoxCeleb1", dirs, {"wav"})
     present = [t for t in TRIAL_LISTS if t in files]
     if trial_list is not None and trial_list not in files:
         raise FileNotFoundError(f"{tree.display(trial_list)}: trial list not found (present: {present or 'none'})")

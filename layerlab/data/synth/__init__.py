@@ -7,7 +7,7 @@ Names are imported lazily so generator worker processes start without the writer
 
 from __future__ import annotations
 
-from typing import Any
+from layerlab.lazy_exports import lazy_getattr
 
 __all__ = ["NoiseConfig", "ReverbConfig", "SynthBuildSummary", "SynthConfig", "build_synth_corpus"]
 
@@ -20,9 +20,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'layerlab.data.synth' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_getattr(__name__, _HOMES)
