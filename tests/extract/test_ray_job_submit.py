@@ -1,0 +1,75 @@
+"""`ray job submit` of jobs/extract.py against a real local head (`ray start --head --block`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from extract_corpus import build_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_job_submit_extract(tmp_path: Path) -> None:
+    from layerlab.extract.cache_reader import open_cache
+    from layerlab.models import tiny
+
+    data = str(tmp_path / "data")
+    kept = build_corpus(data, utterances=8, short_ids=(), nan_ids=())
+    ckpt = tiny.build_s3prl_wavlm(tmp_path / "wavlm.pt", seed=1)
+    out = str(tmp_path / "cache")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
+    gcs, dash = _free_port(), _free_port()
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
+         "--dashboard-host=127.0.0.1", "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        from ray.job_submission import JobStatus, JobSubmissionClient
+
+        deadline = time.time() + 90
+        while True:
+            try:
+                client = JobSubmissionClient(address)
+                break
+            except Exception:
+                if time.time() > deadline or head.poll() is not None:
+                    raise
+                time.sleep(1)
+        job_id = client.submit_job(
+            entrypoint=f"python jobs/extract.py --model s3prl:wavlm_local:{ckpt} --data {data} --out {out} --tier both --no-progress",
+            runtime_env={"working_dir": str(REPO), "excludes": [".venv", ".git", "runs", "*.pt", "tests", "benchmarks"],
+                         "env_vars": {"RAY_AUTH_MODE": "disabled"}},
+        )
+        deadline = time.time() + 240
+        while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+            assert time.time() < deadline, "job did not finish in time"
+            time.sleep(2)
+        logs = client.get_job_logs(job_id)
+        assert status == JobStatus.SUCCEEDED, logs[-3000:]
+        assert "complete" in logs
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+    cache = open_cache(out)
+    assert cache.manifest.complete and cache.manifest.kept == len(kept)
