@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
-corpus_app = typer.Typer(help="Build and inspect audio-shard datasets.", no_args_is_help=True)
+corpus_app = typer.Typer(
+    help="Build and inspect audio-shard datasets.\n\nExample:  layerlab corpus synth --out ./runs/demo/corpus --speakers 48",
+    no_args_is_help=True,
+)
 
 
 @corpus_app.command("info")
