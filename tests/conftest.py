@@ -36,6 +36,7 @@ def ray_session() -> Iterator[None]:
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # always a fresh embedded instance, never a cluster left by `ray start`
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,

@@ -24,6 +24,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _forget_cluster(gcs_port: int) -> None:
+    """Remove Ray's pointer to the head we started, so later `ray.init()` calls do not try to join it."""
+    pointer = Path("/tmp/ray/ray_current_cluster")
+    if pointer.exists() and pointer.read_text().strip().endswith(f":{gcs_port}"):
+        pointer.unlink()
+
+
 @pytest.mark.slow
 def test_ray_job_submit_extract(tmp_path: Path) -> None:
     from layerlab.extract.cache_reader import open_cache
@@ -71,5 +78,6 @@ def test_ray_job_submit_extract(tmp_path: Path) -> None:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        _forget_cluster(gcs)
     cache = open_cache(out)
     assert cache.manifest.complete and cache.manifest.kept == len(kept)
