@@ -189,7 +189,8 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"cache {spec}: {url}")
     lines.append("speaker verification EER (%) on held-out synthetic speakers, per layer (cosine of mean vectors):")
     for spec, per_layer in summary["asv_eer_percent_by_layer"].items():
-        lines.append(f"  {spec}: " + ", ".join(f"{k} {v:.1f}" for k, v in per_layer.items()))
+        note = "  (normalised per utterance, as SUPERB's baseline: its means carry no speaker information, ~50% is expected)" if spec in ("fbank", "mfcc") else ""
+        lines.append(f"  {spec}: " + ", ".join(f"{k} {v:.1f}" for k, v in per_layer.items()) + note)
     for key, mat in summary["frame_cka"].items():
         if key.endswith(":biased"):
             lines.append(f"frame-level CKA within {key.split(':')[0]}: " + json.dumps(mat))
