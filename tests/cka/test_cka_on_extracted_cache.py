@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+
+from helpers.speech_corpus import build_corpus
 
 from layerlab.cka import cka_matrix
 from layerlab.cka.tables import read_matrix
@@ -15,12 +14,8 @@ from layerlab.extract import CKASideOutput, ExtractConfig, iter_frames
 
 
 def _build_corpus(root: str) -> list[str]:
-    """The extraction tests' small real audio-shard corpus (tests/extract/extract_corpus.py)."""
-    path = Path(__file__).resolve().parents[1] / "extract" / "extract_corpus.py"
-    spec = importlib.util.spec_from_file_location("extract_corpus_for_cka", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_corpus(root, utterances=10, max_shard_bytes=60_000)
+    """The extraction tests' small audio-shard corpus of synthetic speech."""
+    return build_corpus(root, utterances=10, max_shard_bytes=60_000)
 
 
 @pytest.fixture(scope="module")

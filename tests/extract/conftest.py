@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from extract_corpus import build_corpus
+from helpers.speech_corpus import build_corpus
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

@@ -98,7 +98,7 @@ def test_max_shards_stops_early_and_a_different_setup_is_refused(wavlm_spec, cor
 
 
 def test_s3_end_to_end(wavlm_spec, s3_bucket, tmp_path):
-    from extract_corpus import build_corpus
+    from helpers.speech_corpus import build_corpus
 
     data = f"{s3_bucket}/corpus"
     expected = build_corpus(data, utterances=8, seed=3, max_shard_bytes=60_000)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from extract_corpus import build_corpus
+from helpers.speech_corpus import build_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -41,10 +41,13 @@ def test_ray_job_submit_extract(tmp_path: Path) -> None:
     ckpt = tiny.build_s3prl_wavlm(tmp_path / "wavlm.pt", seed=1)
     out = str(tmp_path / "cache")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
-    gcs, dash = _free_port(), _free_port()
+    # every port explicit: an embedded Ray of the same test session may hold the defaults (e.g. 52365)
+    gcs, dash, agent, agent_grpc, rt_agent, metrics = (_free_port() for _ in range(6))
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
-         "--dashboard-host=127.0.0.1", "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"],
+         "--dashboard-host=127.0.0.1", f"--dashboard-agent-listen-port={agent}",
+         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={rt_agent}", f"--metrics-export-port={metrics}",
+         "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     address = f"http://127.0.0.1:{dash}"
@@ -60,11 +63,19 @@ def test_ray_job_submit_extract(tmp_path: Path) -> None:
                 if time.time() > deadline or head.poll() is not None:
                     raise
                 time.sleep(1)
-        job_id = client.submit_job(
-            entrypoint=f"python jobs/extract.py --model s3prl:wavlm_local:{ckpt} --data {data} --out {out} --tier both --no-progress",
-            runtime_env={"working_dir": str(REPO), "excludes": [".venv", ".git", "runs", "*.pt", "tests", "benchmarks"],
-                         "env_vars": {"RAY_AUTH_MODE": "disabled"}},
-        )
+        deadline = time.time() + 90
+        while True:  # the dashboard answers before the head's job agent is ready ("No available agent")
+            try:
+                job_id = client.submit_job(
+                    entrypoint=f"python jobs/extract.py --model s3prl:wavlm_local:{ckpt} --data {data} --out {out} --tier both --no-progress",
+                    runtime_env={"working_dir": str(REPO), "excludes": [".venv", ".git", "runs", "*.pt", "tests", "benchmarks"],
+                                 "env_vars": {"RAY_AUTH_MODE": "disabled"}},
+                )
+                break
+            except RuntimeError as exc:
+                if "No available agent" not in str(exc) or time.time() > deadline:
+                    raise
+                time.sleep(2)
         deadline = time.time() + 240
         while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
             assert time.time() < deadline, "job did not finish in time"
