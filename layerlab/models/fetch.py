@@ -7,14 +7,17 @@ written to a temporary name first and renamed, so an interrupted download is nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from layerlab.models.errors import CheckpointError
+from layerlab.storage import is_local as _is_local
+from layerlab.storage import url_to_fs as _url_to_fs
 
 
 def cache_root() -> Path:
@@ -22,19 +25,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("LAYERLAB_CACHE", Path.home() / ".cache" / "layerlab" / "models"))
 
 
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
 def _local_path(url: str) -> Path:
     return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
 
 
-def _url_to_fs(url: str):
-    """(filesystem, path) for a URL, through layerlab.storage so credentials and options match."""
-    from layerlab.storage import url_to_fs
-
-    return url_to_fs(url)
+@contextlib.contextmanager
+def _fetch_errors(what: str, url: str) -> Iterator[None]:
+    """Turn any storage failure while fetching into a CheckpointError naming the URL."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{what} {url}: cannot fetch ({type(exc).__name__}: {exc})") from exc
 
 
 def _cache_dir_for(url: str) -> Path:
@@ -52,7 +55,7 @@ def fetch_file(url: str, what: str = "checkpoint") -> Path:
     target = _cache_dir_for(url) / (url.rstrip("/").rsplit("/", 1)[-1] or "checkpoint")
     if target.is_file():
         return target
-    try:
+    with _fetch_errors(what, url):
         fs, path = _url_to_fs(url)
         if not fs.isfile(path):
             raise CheckpointError(f"{what} {url}: does not exist (or is not a file)")
@@ -60,10 +63,6 @@ def fetch_file(url: str, what: str = "checkpoint") -> Path:
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         fs.get_file(path, str(tmp))
         os.replace(tmp, target)
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(f"{what} {url}: cannot fetch ({type(exc).__name__}: {exc})") from exc
     return target
 
 
@@ -80,7 +79,7 @@ def fetch_dir(url: str, required: Sequence[str], optional: Sequence[str] = (), w
     target = _cache_dir_for(url)
     if all((target / name).is_file() for name in required):
         return target
-    try:
+    with _fetch_errors(what, url):
         fs, root = _url_to_fs(url)
         missing = [name for name in required if not fs.isfile(f"{root.rstrip('/')}/{name}")]
         if missing:
@@ -94,10 +93,6 @@ def fetch_dir(url: str, required: Sequence[str], optional: Sequence[str] = (), w
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(f"{what} {url}: cannot fetch ({type(exc).__name__}: {exc})") from exc
     return target
 
 
