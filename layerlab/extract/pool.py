@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -123,13 +122,17 @@ class ModelActorPool:
         queue = deque(tasks)
         idle = list(self.actors)
         in_flight: dict[Any, tuple[Any, ShardTask]] = {}
-        while queue or in_flight:
-            self._maybe_grow(len(queue) - len(idle))
-            idle.extend(a for a in self.actors if a not in idle and a not in self.busy)
+
+        def dispatch() -> None:
             while queue and idle:
                 actor, task = idle.pop(0), queue.popleft()
                 in_flight[actor.run_shard.remote(task, out_url, shifts)] = (actor, task)
                 self.busy[actor] = task
+
+        while queue or in_flight:
+            self._maybe_grow(len(queue) - len(idle))
+            idle.extend(a for a in self.actors if a not in idle and a not in self.busy)
+            dispatch()
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             finished: list[ShardTask] = []
             for ref in ready:
@@ -143,10 +146,7 @@ class ModelActorPool:
                 else:
                     on_result(task, outcome)
                 finished.append(task)
-            while queue and idle:  # hand out work before the hook runs, so a hook sees busy actors
-                actor, task = idle.pop(0), queue.popleft()
-                in_flight[actor.run_shard.remote(task, out_url, shifts)] = (actor, task)
-                self.busy[actor] = task
+            dispatch()  # hand out work before the hook runs, so a hook sees busy actors
             for task in finished:
                 if after_dispatch is not None:
                     after_dispatch(task, self)
@@ -159,4 +159,3 @@ class ModelActorPool:
             except Exception:  # noqa: BLE001 - already gone
                 pass
         self.actors.clear()
-        time.sleep(0)  # yield: let Ray release resources before another pool starts
