@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
-from tqdm import tqdm
+from layerlab.progress import progress_bar
 
 
 class Progress:
     """Counts utterances (the bar) and audio seconds (the postfix: audio-h/s)."""
 
     def __init__(self, total_utterances: int, total_audio_seconds: float, enabled: bool = True) -> None:
-        self.bar = tqdm(total=total_utterances, unit="utt", desc="extract", disable=not enabled, dynamic_ncols=True)
+        self.bar = progress_bar(total_utterances, "extract", "utt", enabled)
         self.total_audio = total_audio_seconds
         self.audio = 0.0
         self.t0 = time.perf_counter()

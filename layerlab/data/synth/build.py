@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from tqdm import tqdm
+from layerlab.progress import progress_bar
 
 from layerlab.data.records import AudioRecord
 from layerlab.data.shards import BuildSummary, ShardWriter
@@ -72,7 +72,7 @@ def build_synth_corpus(out_url: str, config: SynthConfig, progress: bool = True)
     read_ids: dict[str, list[str]] = {}
     phones: set[str] = set()
     with ShardWriter(out_url, config.dataset, max_shard_bytes=config.max_shard_bytes, extra=extra) as writer:
-        bar = tqdm(total=len(plans), desc="synth corpus", unit="utt", disable=not progress)
+        bar = progress_bar(len(plans), "synth corpus", "utt", progress)
         for plan, result in zip(plans, _rendered(plans, config)):
             bar.update(1)
             if result.id != plan.id:  # results must arrive in plan order: that is what makes rows deterministic
