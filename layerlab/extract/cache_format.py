@@ -150,6 +150,16 @@ class FileEntry(BaseModel):
     sha256: str
 
 
+def publish_bytes(out_url: str, rel: str, data: bytes, rows: int = 0) -> FileEntry:
+    """Atomically write ``data`` to ``<out_url>/<rel>`` and return its manifest entry (size, SHA-256)."""
+    import hashlib
+
+    from layerlab import storage
+
+    storage.atomic_write_bytes(storage.join(out_url, rel), data)
+    return FileEntry(name=rel, rows=rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
 class QuarantineRow(BaseModel):
     """An utterance that is not in the cache, and why."""
 

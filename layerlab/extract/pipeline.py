@@ -127,12 +127,7 @@ def _finalise(out_url: str, data_url: str, source: Any, manifest: cf.CacheManife
         state = reduction.state_dict()
         if state is None:
             continue
-        data = state_to_bytes(state)
-        rel = f"cka/{side.name}/merged.npz"
-        storage.atomic_write_bytes(storage.join(out_url, rel), data)
-        import hashlib
-
-        manifest.cka_merged[side.name] = cf.FileEntry(name=rel, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        manifest.cka_merged[side.name] = cf.publish_bytes(out_url, f"cka/{side.name}/merged.npz", state_to_bytes(state))
         try:
             results[side.name] = np.asarray(reduction.result("biased")).tolist()
         except ValueError as exc:  # e.g. too few frames for a minibatch

@@ -209,16 +209,12 @@ class ShardExtractor:
 
     def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any) -> cf.FileEntry:
         """Write one shard's CKA state (minibatch buffers flushed so states stay small)."""
-        import hashlib
-
         from layerlab.cka.state_io import state_to_bytes
 
         if hasattr(acc, "flush"):
             acc.flush()
-        data = state_to_bytes(acc.state_dict())
-        rel = cf.cka_file(name, source_name)
-        storage.atomic_write_bytes(storage.join(out_url, rel), data)
-        return cf.FileEntry(name=rel, rows=int(getattr(acc, "n", getattr(acc, "num_batches", 0))), bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        rows = int(getattr(acc, "n", getattr(acc, "num_batches", 0)))
+        return cf.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(acc.state_dict()), rows)
 
     # ---------------------------------------------------------------- pilot
     def pilot_shifts(self, source_url: str) -> dict[str, np.ndarray]:
