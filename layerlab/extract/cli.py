@@ -22,6 +22,7 @@ def extract_cmd(
     max_shards: Optional[int] = typer.Option(None, "--max-shards", help="stop after this many new shards"),
     overwrite: bool = typer.Option(False, "--overwrite", help="discard an existing cache at --out"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="skip SHA-256 checks of source shards and of finished cache shards (huge trusted runs)"),
 ) -> None:
     """Extract every layer of a model over an audio-shard dataset into a resumable activation cache.
 
@@ -29,11 +30,18 @@ def extract_cmd(
 
     Example:  layerlab extract --model s3prl:wavlm_base_plus --data s3://bucket/corpus --out s3://bucket/cache/wavlm --tier both --concurrency 1,4
     """
+    from layerlab import storage
+    from layerlab.data.manifest import read_manifest
     from layerlab.extract.pipeline import extract
+    from layerlab.models.registry import check_spec
     from layerlab.runtime import init_ray
 
     cfg = build_config(config, tier=tier, concurrency=concurrency, batch_seconds=batch_seconds, mode=mode, cka=cka,
-                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress)
+                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress, verify=not no_verify)
+    # every user mistake is found here, on the driver, before Ray starts
+    check_spec(model)
+    read_manifest(data)
+    storage.check_output_dir(out)
     init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
     summary = extract(model, data, out, cfg)
     typer.echo(summary.render())
