@@ -144,8 +144,11 @@ def test_a_failing_shard_publishes_nothing(model, tmp_path):
     path = storage.url_to_fs(storage.join(root, shard.name))[1]
     data = open(path, "rb").read()
     open(path, "wb").write(data[: len(data) // 2])
-    worker = ShardExtractor(model, ExtractConfig(tier="both"), "bucketed")
     out = tmp_path / "cache"
-    with pytest.raises(ValueError, match="not a readable Parquet shard"):
+    worker = ShardExtractor(model, ExtractConfig(tier="both"), "bucketed")
+    with pytest.raises(ValueError, match="checksum mismatch"):  # the source shard is verified before it is read
         worker.run(storage.join(root, shard.name), shard.name, shard.sha256, str(out), {})
+    unverified = ShardExtractor(model, ExtractConfig(tier="both", verify=False), "bucketed")
+    with pytest.raises(ValueError, match="not a readable Parquet shard"):
+        unverified.run(storage.join(root, shard.name), shard.name, shard.sha256, str(out), {})
     assert not any(p.is_file() for p in out.rglob("*")) if out.exists() else True
