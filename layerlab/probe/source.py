@@ -32,6 +32,7 @@ class Layer:
     frame_rate_hz: float | None
     hop_samples: int | None = None
     frame_convention: str = ""
+    window_samples: int | None = None
 
     @property
     def utterance_level(self) -> bool:
@@ -204,8 +205,8 @@ def _layer_of(meta: Any) -> Layer:
     rate = getattr(meta, "frame_rate_hz", None)
     if getattr(meta, "level", "frame") == "utterance":
         rate = None
-    return Layer(str(meta.name), int(meta.dim), None if rate is None else float(rate),
-                 getattr(meta, "hop_samples", None), str(getattr(meta, "frame_convention", "") or ""))
+    return Layer(str(meta.name), int(meta.dim), None if rate is None else float(rate), getattr(meta, "hop_samples", None),
+                 str(getattr(meta, "frame_convention", "") or ""), getattr(meta, "window_samples", None))
 
 
 def open_source(cache: str, *, verify: bool = True) -> CacheSource:
