@@ -69,7 +69,7 @@ def ensure_ray() -> None:
     try:
         from layerlab.runtime import init_ray  # the project's one start-up (worker env, auth) once it exists
     except ImportError:
-        ray.init(address=os.environ.get("RAY_ADDRESS"), configure_logging=False, log_to_driver=False)
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", configure_logging=False, log_to_driver=False)
     else:
         init_ray()
 

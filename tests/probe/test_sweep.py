@@ -1,4 +1,4 @@
-"""Ray Tune sweeps on a real local Ray: a 4-trial ASHA sweep of the weighted-sum probe, per-layer probes as a grid."""
+"""Ray Tune sweeps on a real local Ray over an in-memory source (slow; the fast suite sweeps a real cache in test_cache_e2e)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def source():
     return planted_source()
 
 
+@pytest.mark.slow
 def test_asha_sweep_of_four_trials(ray_session, source, tmp_path) -> None:
     cfg = ProbeConfig(max_epochs=6, patience=6, batch_size=8, cpus_per_trial=0.5, asha_grace_period=2, bootstrap=0,
                       search={"lr": (3e-3, 3e-2), "weight_decay": [0.0], "hidden": [16, 32]})
@@ -34,6 +35,7 @@ def test_asha_sweep_of_four_trials(ray_session, source, tmp_path) -> None:
     assert sorted(o.config["lr"] for o in again) == sorted(o.config["lr"] for o in outcomes)
 
 
+@pytest.mark.slow
 def test_per_layer_grid(ray_session, source, tmp_path) -> None:
     from ray import tune
 

@@ -158,3 +158,24 @@ def test_derived_sid_split_is_stratified_and_seeded() -> None:
     for split in ("train", "dev", "test"):  # every speaker in every split
         assert src.rows.loc[a.splits.ids[split], "speaker"].nunique() == 6
     assert np.isclose(len(a.splits.ids["test"]) / len(src.rows), 0.2, atol=0.05)
+
+
+def test_frame_labels_follow_alignment_spans_exactly(source) -> None:
+    """Planted phones last whole 160-sample frames: span -> frame mapping must recover them frame by frame."""
+    from layerlab.probe.tasks.pr_frame import frame_labels, spans_of
+
+    from memory_data import PHONES
+
+    layer = source.layers[2]
+    index = {p: i for i, p in enumerate(PHONES)}
+    for uid in list(source.rows.index)[:5]:
+        phones, starts, ends = spans_of(source.rows.at[uid, "alignment"])
+        n = source.frames[uid][2].shape[0]
+        expect = np.concatenate([[index[p]] * ((e - s) // 160) for p, s, e in zip(phones, starts, ends)])
+        np.testing.assert_array_equal(frame_labels(layer, source.rows.at[uid, "alignment"], n, index), expect)
+
+
+def test_frame_wise_phone_probe(source) -> None:
+    _, _, good, _ = _train(source, "pr-frame", ["l2"], max_epochs=10, lr=1e-2)
+    _, _, bad, _ = _train(source, "pr-frame", ["l0"], max_epochs=3, lr=1e-2)
+    assert good.metrics["frame_accuracy"] > 0.9 > 0.5 > bad.metrics["frame_accuracy"]
