@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 EXAMPLE = "layerlab probe --cache runs/demo/cache/ge2e --task sid --out runs/probe/ge2e-sid --layers both --tune 4 --scheduler asha"
@@ -15,8 +13,8 @@ def probe_cmd(
     out: str = typer.Option(..., "--out", help="Results folder/URL (rerun with the same --out to resume a sweep)"),
     layers: str = typer.Option("both", "--layers", help="weighted | each | both"),
     tune_samples: int = typer.Option(1, "--tune", help="hyperparameter samples of the weighted-sum probe"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="asha (early-stops poor trials on the dev metric)"),
-    config: Optional[str] = typer.Option(None, "--config", help="YAML ProbeConfig (training, search space, resources)"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="asha (early-stops poor trials on the dev metric)"),
+    config: str | None = typer.Option(None, "--config", help="YAML ProbeConfig (training, search space, resources)"),
     seed: int = typer.Option(0, "--seed", help="seed of model init, batch order and sampling"),
 ) -> None:
     """Train a task's probe on the learned weighted sum of all layers and on each layer; write metrics, weights, figures.

@@ -17,7 +17,7 @@ class SearchSpace(BaseModel):
     hidden: list[int] = Field(default_factory=lambda: [256], min_length=1, description="head width choices")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SearchSpace":
+    def _ordered(self) -> SearchSpace:
         if not 0 < self.lr[0] <= self.lr[1]:
             raise ValueError(f"search.lr must be (low, high) with 0 < low <= high, got {self.lr}")
         return self
@@ -69,7 +69,7 @@ class ProbeConfig(BaseModel):
     checkpoint_every: int = Field(1, ge=1, description="epochs between trial checkpoints")
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "ProbeConfig":
+    def from_yaml(cls, path: str | Path) -> ProbeConfig:
         """Load a YAML file (a mapping of the fields above); errors name the file."""
         import yaml
 
@@ -80,7 +80,7 @@ class ProbeConfig(BaseModel):
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{path}: probe config not found") from exc
         if not isinstance(doc, dict):
-            raise ValueError(f"{path}: a probe config must be a YAML mapping")
+            raise TypeError(f"{path}: a probe config must be a YAML mapping")
         try:
             return cls.model_validate(doc)
         except Exception as exc:

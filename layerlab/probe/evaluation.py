@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Evaluation:
         draws: dict[str, list[float]] = {k: [] for k in self.metrics}
         for _ in range(resamples):
             values = self.recompute(rng.integers(0, self.num_units, self.num_units))
-            for k in draws:
-                draws[k].append(values[k])
+            for k, bucket in draws.items():
+                bucket.append(values[k])
         lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
         return {k: (float(np.nanquantile(v, lo)), float(np.nanquantile(v, hi))) for k, v in draws.items()}

@@ -14,7 +14,7 @@ layer scales differ by 10x, as they do in WavLM.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -67,7 +67,9 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     try:
-        from layerlab.runtime import init_ray  # the project's one start-up (worker env, auth) once it exists
+        from layerlab.runtime import (
+            init_ray,  # the project's one start-up (worker env, auth) once it exists
+        )
     except ImportError:
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", configure_logging=False, log_to_driver=False)
     else:
@@ -77,7 +79,7 @@ def ensure_ray() -> None:
 def _storage(url: str) -> tuple[str, Any]:
     """(storage_path, storage_filesystem) for Tune from any fsspec URL."""
     if storage.is_local(url):
-        path = url[len("file://"):] if url.startswith("file://") else url
+        path = url.removeprefix("file://")
         return os.path.abspath(path), None
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 

@@ -65,7 +65,7 @@ def test_equal_width_importance_uses_activation_norms() -> None:
     scales = rms_norms(means, stds)
     expect = [np.sqrt(np.mean((m**2).sum(1) + (s**2).sum(1))) for m, s in zip(means, stds)]
     np.testing.assert_allclose(scales, expect)
-    raw, corrected = WeightedSum([6, 6]).importance(scales)
+    _, corrected = WeightedSum([6, 6]).importance(scales)
     np.testing.assert_allclose(corrected, np.asarray(expect) / sum(expect))
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from memory_data import planted_source
 
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.sweep import param_space, run_sweep
-
-from memory_data import planted_source
 
 
 @pytest.fixture(scope="module")

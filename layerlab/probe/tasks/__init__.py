@@ -20,7 +20,7 @@ def task_names() -> list[str]:
     return sorted(_TASKS)
 
 
-def get_task(name: str) -> "TaskDef":
+def get_task(name: str) -> TaskDef:
     """The declaration of task ``name``; ValueError listing the known tasks otherwise."""
     if name not in _TASKS:
         raise ValueError(f"unknown probe task {name!r}; tasks: {', '.join(task_names())}")

@@ -7,7 +7,8 @@ stopping never looks at the test speakers (SUPERB reports the best *test* EER; w
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,12 @@ from layerlab.probe.heads import AMSoftmax, XVector
 from layerlab.probe.source import ProbeSource
 from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
 from layerlab.probe.tasks.frames import aligned_utterances, batched
-from layerlab.probe.tasks.trials import Trials, derived_trials, score_trials, table_trials
+from layerlab.probe.tasks.trials import (
+    Trials,
+    derived_trials,
+    score_trials,
+    table_trials,
+)
 
 
 class SpeakerProbe(nn.Module):

@@ -13,7 +13,12 @@ from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation
 from layerlab.probe.source import ProbeSource, check_finite
 from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
-from layerlab.probe.tasks.trials import Trials, derived_trials, score_trials, table_trials
+from layerlab.probe.tasks.trials import (
+    Trials,
+    derived_trials,
+    score_trials,
+    table_trials,
+)
 
 
 class BoundCosineTask:

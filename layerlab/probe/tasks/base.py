@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ class TaskDef:
     tier: Literal["pooled", "frames"]  # the tier its head needs (utterance heads: pooled suffices)
     primary: str
     higher_is_better: dict[str, bool]
-    bind: Callable[..., "BoundTask"]
+    bind: Callable[..., BoundTask]
     trains: bool = True  # False: scored directly (asv-cosine)
     description: str = ""
 
@@ -123,7 +124,7 @@ def _stratified(ids: list[str], strata: list[str], fractions: dict[str, float], 
         n = len(members)
         start = 0
         for split, frac in fractions.items():
-            k = max(1, int(round(n * frac))) if n >= len(fractions) + 1 else 0
+            k = max(1, round(n * frac)) if n >= len(fractions) + 1 else 0
             for uid in members[start : start + k]:
                 out[uid] = split
             start += k
@@ -140,7 +141,7 @@ def _by_speaker(ids: list[str], speakers: list[str], fractions: dict[str, float]
     role: dict[str, str] = {}
     start = 0
     for split, frac in fractions.items():
-        k = max(1, int(round(len(order) * frac)))
+        k = max(1, round(len(order) * frac))
         for s in order[start : start + k]:
             role[s] = split
         start += k

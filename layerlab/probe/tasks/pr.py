@@ -6,7 +6,8 @@ alignment. Frames are streamed from the frames tier through a bounded shuffle bu
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,13 @@ from layerlab.probe.evaluation import Evaluation
 from layerlab.probe.featurizer import WeightedSum
 from layerlab.probe.heads import FrameLinear
 from layerlab.probe.source import ProbeSource, input_error
-from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, label_of, resolve_splits
+from layerlab.probe.tasks.base import (
+    TaskDef,
+    check_tier,
+    find_spec,
+    label_of,
+    resolve_splits,
+)
 from layerlab.probe.tasks.frames import aligned_utterances, batched
 
 BLANK = "<blank>"

@@ -7,7 +7,8 @@ and frame convention (``LayerMeta.spans_to_frames``); frames outside every span 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch

@@ -8,7 +8,8 @@ utterance right only when every slot is.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,14 @@ from layerlab.probe.evaluation import Evaluation
 from layerlab.probe.featurizer import WeightedSum, rms_norms
 from layerlab.probe.heads import MeanPoolLinear
 from layerlab.probe.source import ProbeSource, check_finite, input_error
-from layerlab.probe.tasks.base import TaskDef, check_labels_seen, check_tier, find_spec, labelled_rows, resolve_splits
+from layerlab.probe.tasks.base import (
+    TaskDef,
+    check_labels_seen,
+    check_tier,
+    find_spec,
+    labelled_rows,
+    resolve_splits,
+)
 from layerlab.probe.tasks.frames import aligned_utterances, batched
 
 
