@@ -76,6 +76,37 @@ def ensure_ray() -> None:
         init_ray()
 
 
+def _count(space: dict[str, Any], samples: int) -> int:
+    """Trials an experiment runs: samples times the size of every grid."""
+    total = samples
+    for value in space.values():
+        if isinstance(value, dict) and "grid_search" in value:
+            total *= len(value["grid_search"])
+    return total
+
+
+def _progress(name: str, total: int) -> Any:
+    """A Tune callback advancing a progress bar (layerlab.progress) as trials finish."""
+    from ray import tune
+
+    from layerlab.progress import progress_bar
+
+    class TrialProgress(tune.Callback):
+        def setup(self, **info: Any) -> None:
+            self.bar = progress_bar(total, f"probe {name}", "trial")
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.bar.update(1)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.bar.update(1)
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            self.bar.close()
+
+    return TrialProgress()
+
+
 def _storage(url: str) -> tuple[str, Any]:
     """(storage_path, storage_filesystem) for Tune from any fsspec URL."""
     if storage.is_local(url):
@@ -135,7 +166,7 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
             trainable, param_space=space,
             tune_config=tune.TuneConfig(metric="dev_metric", mode=mode, num_samples=samples, scheduler=sched,
                                         max_concurrent_trials=cfg.max_concurrent_trials),
-            run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs, verbose=0,
+            run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs, verbose=0, callbacks=[_progress(name, _count(space, samples))],
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                       failure_config=tune.FailureConfig(max_failures=1)),
         )

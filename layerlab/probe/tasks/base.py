@@ -78,7 +78,7 @@ def check_tier(source: ProbeSource, task: str, tier: str) -> None:
     """Refuse a source without the tier a task needs."""
     if tier not in source.tiers:
         raise input_error(source.url, task, f"needs the {tier} tier, but the cache has only {', '.join(sorted(source.tiers))}; "
-                                            f"re-extract with `layerlab extract --tiers {tier},...`")
+                                            f"re-extract with `layerlab extract --tier both`")
 
 
 def label_of(row: pd.Series, key: str) -> str | None:
