@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_cache_e2e import _extract
 from typer.testing import CliRunner
 
 from layerlab.probe.config import ProbeConfig
-
-from test_cache_e2e import _extract
 
 POOLED = {"max_epochs": 80, "patience": 12, "batch_size": 16, "lr": 2e-3, "cpus_per_trial": 1, "bootstrap": 200}
 FRAMES = {"max_epochs": 10, "patience": 4, "batch_size": 16, "lr": 2e-3, "cpus_per_trial": 1, "bootstrap": 200,
