@@ -66,7 +66,7 @@ class ProbeConfig(BaseModel):
     max_concurrent_trials: int | None = Field(None, ge=1)
     asha_grace_period: int = Field(3, ge=1, description="epochs before ASHA may stop a trial")
     asha_reduction_factor: int = Field(2, ge=2)
-    checkpoint_every: int = Field(1, ge=1, description="epochs between trial checkpoints")
+    report_interval_s: float = Field(2.0, ge=0, description="least seconds between a trial's Tune reports (the last epoch always reports)")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ProbeConfig:

@@ -158,7 +158,7 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
         if scheduler == "asha":
             from ray.tune.schedulers import ASHAScheduler
 
-            sched = ASHAScheduler(time_attr="training_iteration", max_t=cfg.max_epochs, grace_period=min(cfg.asha_grace_period, cfg.max_epochs),
+            sched = ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=min(cfg.asha_grace_period, cfg.max_epochs),
                                   reduction_factor=cfg.asha_reduction_factor)
         elif scheduler not in (None, "", "none", "fifo"):
             raise ValueError(f"unknown scheduler {scheduler!r}; use 'asha' or none")

@@ -1,8 +1,9 @@
 """The probe training loop: plain PyTorch on CPU or GPU, dev-set early stopping, best-dev state, resumable state.
 
 The loop never loads or runs a model: batches come from the bound task (pooled matrices in memory or
-frames streamed from the cache). ``report`` (Ray Tune's, or none) is called after every epoch with
-the dev metric and, every ``checkpoint_every`` epochs, the full training state to checkpoint.
+frames streamed from the cache). ``report`` (Ray Tune's, or none) is called after an epoch with the
+dev metric and the full training state to checkpoint, at most every ``report_interval_s`` seconds
+and always after the last epoch (Tune's per-report overhead would otherwise dominate fast probes).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         state = {k: resume[k] for k in state}
-    start = time.perf_counter()
+    start = last_report = time.perf_counter()
     limit = max_epochs or cfg.max_epochs
     while state["epoch"] < limit and state["bad"] < cfg.patience:
         epoch = state["epoch"]
@@ -88,12 +89,11 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
         state["epoch"] = epoch + 1
         row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), f"dev_{task.primary}": value, "best_dev": state["best"]}
         state["history"].append(row)
-        if report is not None:
-            done = state["epoch"] >= limit or state["bad"] >= cfg.patience
-            snap = None
-            if improved or done or state["epoch"] % cfg.checkpoint_every == 0:
-                snap = {"model": _cpu_state(model), "optimizer": copy.deepcopy(opt.state_dict()), **{k: state[k] for k in state}}
+        done = state["epoch"] >= limit or state["bad"] >= cfg.patience
+        if report is not None and (done or time.perf_counter() - last_report >= cfg.report_interval_s):
+            snap = {"model": _cpu_state(model), "optimizer": copy.deepcopy(opt.state_dict()), **{k: state[k] for k in state}}
             report({"dev_metric": value, "best_dev": float(state["best"]), "epoch": epoch + 1, "train_loss": row["train_loss"]}, snap)
+            last_report = time.perf_counter()
     if state["best_state"] is None:
         state["best_state"] = _cpu_state(model)
     return FitResult(state["best_state"], float(state["best"]) if state["best"] is not None else float("nan"), int(state["best_epoch"]) + 1,

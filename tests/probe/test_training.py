@@ -95,7 +95,7 @@ def test_pooled_probe_equals_frames_probe(source) -> None:
 
 
 def test_early_stopping_and_resume_state(source) -> None:
-    cfg = ProbeConfig(**{**FAST, "max_epochs": 50, "patience": 3})
+    cfg = ProbeConfig(**{**FAST, "max_epochs": 50, "patience": 3, "report_interval_s": 0.0})
     tdef = get_task("sid")
     bound = tdef.bind(source, tdef, cfg, ["l0"])  # noise only: dev accuracy plateaus, stopping early
     snaps = []
