@@ -113,3 +113,16 @@ def test_ray_job_submit_probe(fbank_cache: str, tmp_path: Path) -> None:  # noqa
         if pointer.exists() and pointer.read_text().strip().endswith(f":{gcs}"):
             pointer.unlink()
     assert len(pd.read_parquet(out / "trials.parquet")) == 2
+
+
+@pytest.mark.slow
+def test_probe_results_and_tune_storage_on_s3(fbank_cache: str, s3_bucket: str) -> None:  # noqa: F811
+    from layerlab import storage
+    from layerlab.probe import ProbeConfig, run_probe
+
+    out = f"{s3_bucket}/probe/fbank-sid"
+    cfg = ProbeConfig(max_epochs=5, patience=5, batch_size=8, cpus_per_trial=0.5, bootstrap=50)
+    summary = run_probe(fbank_cache, "sid", out, layers="weighted", tune_samples=2, config=cfg)
+    assert storage.exists(f"{out}/metrics.parquet") and storage.exists(f"{out}/figures/layer_weights.png")
+    assert storage.list_files(f"{out}/tune/weighted_sum"), "Tune wrote no experiment state to S3"
+    assert "weighted_sum/accuracy" in summary["test"]
