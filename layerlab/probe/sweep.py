@@ -154,6 +154,8 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
     if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
         tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=fs)
     else:
+        from ray.tune.search import BasicVariantGenerator
+
         sched = None
         if scheduler == "asha":
             from ray.tune.schedulers import ASHAScheduler
@@ -164,7 +166,8 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
             raise ValueError(f"unknown scheduler {scheduler!r}; use 'asha' or none")
         tuner = tune.Tuner(
             trainable, param_space=space,
-            tune_config=tune.TuneConfig(metric="dev_metric", mode=mode, num_samples=samples, scheduler=sched,
+            tune_config=tune.TuneConfig(metric="dev_metric", mode=mode, num_samples=samples, scheduler=sched, reuse_actors=True,
+                                        search_alg=BasicVariantGenerator(random_state=seed),
                                         max_concurrent_trials=cfg.max_concurrent_trials),
             run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs, verbose=0, callbacks=[_progress(name, _count(space, samples))],
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
