@@ -56,6 +56,8 @@ class ProbeConfig(BaseModel):
     split_seed: int = Field(0, ge=0, description="seed of derived splits (recorded in the results)")
     derived_dev_fraction: float = Field(0.15, gt=0, lt=0.5)
     derived_test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    drop_unseen_labels: bool = Field(False, description="drop (and count) dev/test utterances whose label never occurs in train "
+                                                        "instead of refusing the task")
     test_fold: str | None = Field(None, description="fold used as test when a task's splits are folds")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for confidence intervals (0: none)")
     ci_level: float = Field(0.95, gt=0, lt=1)

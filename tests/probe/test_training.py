@@ -179,3 +179,11 @@ def test_frame_wise_phone_probe(source) -> None:
     _, _, bad, _ = _train(source, "pr-frame", ["l0"], max_epochs=3, lr=1e-2)
     assert good.metrics["frame_accuracy"] > 0.9
     assert bad.metrics["frame_accuracy"] < 0.5
+
+
+def test_unseen_test_labels_can_be_dropped_and_counted() -> None:
+    src = planted_source()
+    src.rows.at["s0-u09", "labels"] = {**src.rows.at["s0-u09", "labels"], "sid": "nobody"}
+    tdef = get_task("sid")
+    bound = tdef.bind(src, tdef, ProbeConfig(**FAST, drop_unseen_labels=True), ["l1"])
+    assert bound.info["dropped_unseen_labels"] == {"test": 1} and "s0-u09" not in bound.splits.ids["test"]

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +24,7 @@ from layerlab.probe.featurizer import WeightedSum, rms_norms
 from layerlab.probe.heads import MeanPoolLinear
 from layerlab.probe.source import ProbeSource, check_finite, input_error
 from layerlab.probe.tasks.base import (
+    Splits,
     TaskDef,
     check_labels_seen,
     check_tier,
@@ -62,6 +64,10 @@ class BoundUtteranceTask:
         self.rows = labelled_rows(source, task.name, self.keys)
         strata = [str(s) for s in self.rows[f"y_{self.keys[0]}"]]
         self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=strata, speaker_disjoint=False)
+        dropped = drop_unseen(self.rows, self.splits, self.keys) if cfg.drop_unseen_labels else {}
+        for split, n in dropped.items():
+            if not self.splits.ids[split]:
+                raise input_error(source.url, task.name, f"split {split!r} has no examples left after dropping {n} with labels unseen in train")
         self.classes = {k: check_labels_seen(source, task.name, self.rows, self.splits, k) for k in self.keys}
         for k in self.keys:  # keep declared class order when the contract lists them (labels outside it are errors)
             declared = list(getattr(spec, "classes", {}).get(k, []))
@@ -81,7 +87,7 @@ class BoundUtteranceTask:
         if self.tier == "pooled":
             self._load_pooled()
         self.info: dict[str, Any] = {"tier": self.tier, "label_keys": self.keys, "classes": {k: len(v) for k, v in self.classes.items()},
-                                     "splits": self.splits.describe()}
+                                     "splits": self.splits.describe(), "dropped_unseen_labels": dropped}
 
     def _load_pooled(self) -> None:
         pooled = self.source.pooled()
@@ -173,6 +179,19 @@ class BoundUtteranceTask:
     def importance(self, model: UtteranceProbe) -> tuple[np.ndarray, np.ndarray]:
         """(softmax weights, norm-corrected weights) of the featurizer."""
         return model.featurizer.importance(self._scales if self._scales is not None else None)
+
+
+def drop_unseen(rows: pd.DataFrame, splits: Splits, keys: list[str]) -> dict[str, int]:
+    """Remove dev/test ids whose label (any key) never occurs in train; returns how many were dropped per split."""
+    seen = {k: set(rows.loc[splits.ids["train"], f"y_{k}"]) for k in keys}
+    dropped = {}
+    for split in ("dev", "test"):
+        keep = [u for u in splits.ids[split] if all(rows.at[u, f"y_{k}"] in seen[k] for k in keys)]
+        if len(keep) < len(splits.ids[split]):
+            dropped[split] = len(splits.ids[split]) - len(keep)
+            splits.notes.append(f"{dropped[split]} {split} utterances dropped: label unseen in train")
+            splits.ids[split] = keep
+    return dropped
 
 
 def utterance_task(name: str, spec_names: tuple[str, ...], description: str, keys: list[str] | None = None) -> TaskDef:
