@@ -86,16 +86,20 @@ class BoundPhoneTask:
         self.rows["phones"] = seqs[keep].to_numpy()
         self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=None, speaker_disjoint=True)
         train_phones = sorted({p for u in self.splits.ids["train"] for p in self.rows.at[u, "phones"]})
+        declared = list(getattr(spec, "classes", {}).get(key, []))
+        inventory = sorted(set(declared) | set(train_phones))  # the dataset's phone set when it declares one
         for split in ("dev", "test"):
-            unseen = sorted({p for u in self.splits.ids[split] for p in self.rows.at[u, "phones"]} - set(train_phones))
+            unseen = sorted({p for u in self.splits.ids[split] for p in self.rows.at[u, "phones"]} - set(inventory))
             if unseen:
-                raise input_error(source.url, task.name, f"phone(s) {unseen[:5]} appear in {split} but never in train")
-        self.vocab = [BLANK] + train_phones
+                where = "in train or the dataset's declared phone set" if declared else "in train"
+                raise input_error(source.url, task.name, f"phone(s) {unseen[:5]} appear in {split} but never {where}")
+        self.vocab = [BLANK] + inventory
         index = {p: i for i, p in enumerate(self.vocab)}
         self.targets = {u: [index[p] for p in ph] for u, ph in zip(self.rows.index, self.rows["phones"])}
         self.dims = [next(l.dim for l in source.layers if l.name == n) for n in self.layers]
         self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
-        self.info: dict[str, Any] = {"tier": "frames", "phones": len(train_phones), "splits": self.splits.describe()}
+        self.info: dict[str, Any] = {"tier": "frames", "phones": len(inventory), "phones_in_train": len(train_phones),
+                                     "splits": self.splits.describe()}
 
     def build(self, hp: dict[str, Any], seed: int) -> FrameProbe:
         """A fresh probe seeded with ``seed``."""

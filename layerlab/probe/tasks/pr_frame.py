@@ -62,11 +62,12 @@ class BoundFramePhoneTask:
             raise input_error(source.url, task.name, "the cache does not record each layer's hop, so spans cannot be mapped to frames")
         self.timeline = max(frame_layers, key=lambda l: l.frame_rate_hz or 0.0)
         self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=None, speaker_disjoint=True)
-        train = sorted({p for u in self.splits.ids["train"] for p in spans_of(self.rows.at[u, "alignment"])[0]})
+        declared = set(getattr(spec, "classes", {}).get(spec.label_keys[0] if spec.label_keys else "pr", []))
+        train = sorted({p for u in self.splits.ids["train"] for p in spans_of(self.rows.at[u, "alignment"])[0]} | declared)
         for split in ("dev", "test"):
             unseen = sorted({p for u in self.splits.ids[split] for p in spans_of(self.rows.at[u, "alignment"])[0]} - set(train))
             if unseen:
-                raise input_error(source.url, task.name, f"phone(s) {unseen[:5]} appear in {split} but never in train")
+                raise input_error(source.url, task.name, f"phone(s) {unseen[:5]} appear in {split} but never in train or the declared phone set")
         self.phones = train
         self.index = {p: i for i, p in enumerate(train)}
         self.dims = [next(l.dim for l in source.layers if l.name == n) for n in self.layers]
