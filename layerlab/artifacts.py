@@ -8,12 +8,11 @@ file's size and checksum before trusting it (:func:`read_verified`, :func:`open_
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 from typing import IO, Any, Iterable
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from layerlab import storage
 
@@ -132,7 +131,7 @@ def open_verified(root: str, entry: FileEntry, verify: bool = True) -> IO[bytes]
     (frames shards) are checksummed in a streamed pass and then opened for streaming reads.
     """
     if verify and entry.bytes <= IN_MEMORY_BYTES:
-        return io.BytesIO(read_verified(root, entry))
+        return pa.BufferReader(read_verified(root, entry))  # a native buffer: no Python callbacks from pyarrow threads
     if verify:
         problem = check_entry(root, entry)
         if problem:

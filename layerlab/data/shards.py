@@ -380,10 +380,17 @@ def read_metadata(root: str, columns: Sequence[str] = ("id", "speaker", "num_sam
     return pa.Table.from_batches(batches)
 
 
-def read_quarantine(root: str) -> pa.Table:
-    """The dataset's quarantine table: id, source, reason, stage."""
-    url = storage.join(root, QUARANTINE_NAME)
-    with storage.open_input(url) as f:
+def read_quarantine(root: str, verify: bool = True) -> pa.Table:
+    """The dataset's quarantine table: id, source, reason, stage (checked against the manifest).
+
+    Read from memory (a pyarrow buffer, not a Python file object): pyarrow's reader threads calling
+    back into a Python file object made ``corpus info`` abort at interpreter exit ("terminate called
+    without an active exception", exit 134) in some runs.
+    """
+    m = read_manifest(root)
+    if m.quarantine is None:
+        return QUARANTINE_SCHEMA.empty_table()
+    with artifacts.open_verified(root, m.quarantine, verify) as f:
         return pq.read_table(f)
 
 

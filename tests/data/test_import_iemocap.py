@@ -22,7 +22,7 @@ def _emo_file(dialog: str, utts: list[tuple[str, str]]) -> str:
     lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
     for k, (utt, emo) in enumerate(utts):
         lines += [f"[{6.2901 + 3 * k:.4f} - {8.2357 + 3 * k:.4f}]\t{utt}\t{emo}\t[2.5000, 2.5000, 2.5000]",
-                  f"C-E1:\tNeutral;\t()", f"A-E3:\tval 3; act 2; dom  2;\t()", ""]
+                  "C-E1:\tNeutral;\t()", "A-E3:\tval 3; act 2; dom  2;\t()", ""]
     return "\n".join(lines)
 
 
