@@ -47,7 +47,7 @@ def utterance_ratio(cache: str, data: str, spec: str, epochs: int, seed: int) ->
 
     source = open_source(cache)
     tdef = get_task("sid")
-    cfg = ProbeConfig(batch_size=32, lr=1e-3, bootstrap=0)
+    cfg = ProbeConfig(batch_size=32, lr=1e-3, intervals=False)
     layers = [l.name for l in source.layers]
     bound = tdef.bind(source, tdef, cfg, layers)
     model = load(spec, device="cpu")
@@ -92,7 +92,7 @@ def frame_ratio(cache: str, data: str, spec: str, seed: int) -> None:
 
     source = open_source(cache)
     tdef = get_task("pr")
-    cfg = ProbeConfig(batch_size=16, lr=1e-2, bootstrap=0)
+    cfg = ProbeConfig(batch_size=16, lr=1e-2, intervals=False)
     layers = [l.name for l in source.layers]
     bound = tdef.bind(source, tdef, cfg, layers)
     probe = bound.build({}, seed)

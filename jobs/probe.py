@@ -1,22 +1,14 @@
 """``ray job submit -- python jobs/probe.py --cache URL --task T --out URL [...]``: thin entry point.
 
+The same options as ``layerlab probe`` (it is that command); Ray joins the job's cluster (RAY_ADDRESS).
+
 Example:  ray job submit --working-dir . -- python jobs/probe.py --cache s3://bucket/cache/wavlm \
               --task sid --out s3://bucket/probe/wavlm-sid --tune 16 --scheduler asha
 """
 
 from __future__ import annotations
 
-import typer
-
-from layerlab.probe.cli import register
-
-
-def main() -> None:
-    """Parse the same options as ``layerlab probe`` (Ray joins RAY_ADDRESS's cluster), probe, print the summary."""
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    register(app)
-    app(prog_name="jobs/probe.py")
-
+from layerlab.cli import run_subcommand
 
 if __name__ == "__main__":
-    main()
+    run_subcommand("probe")

@@ -38,7 +38,7 @@ def _evaluate(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, layers: list
     model = None
     for split in ("dev", "test"):
         model, ev = evaluate_state(bound, outcome.config, outcome.state["best_state"], split, cfg)
-        rows += metric_rows(model_name, tdef.name, probe, split, ev, tdef.higher_is_better, cfg.bootstrap, cfg.ci_level, seed)
+        rows += metric_rows(model_name, tdef.name, probe, split, ev, tdef.higher_is_better, cfg.ci_level if cfg.intervals else None)
     return rows, model, bound
 
 
@@ -52,7 +52,7 @@ def _cosine(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, model_name: st
     rows = []
     for split in ("dev", "test"):
         for layer, ev in bound.score_layers(split).items():
-            rows += metric_rows(model_name, tdef.name, layer, split, ev, tdef.higher_is_better, cfg.bootstrap, cfg.ci_level, seed)
+            rows += metric_rows(model_name, tdef.name, layer, split, ev, tdef.higher_is_better, cfg.ci_level if cfg.intervals else None)
     return rows, bound.info
 
 

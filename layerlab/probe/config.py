@@ -59,7 +59,7 @@ class ProbeConfig(BaseModel):
     drop_unseen_labels: bool = Field(False, description="drop (and count) dev/test utterances whose label never occurs in train "
                                                         "instead of refusing the task")
     test_fold: str | None = Field(None, description="fold used as test when a task's splits are folds")
-    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for confidence intervals (0: none)")
+    intervals: bool = Field(True, description="confidence intervals (leave-one-speaker-out jackknife) on metrics")
     ci_level: float = Field(0.95, gt=0, lt=1)
     asv: ASVConfig = Field(default_factory=ASVConfig)
     search: SearchSpace = Field(default_factory=SearchSpace)
@@ -72,18 +72,7 @@ class ProbeConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ProbeConfig:
-        """Load a YAML file (a mapping of the fields above); errors name the file."""
-        import yaml
+        """Load a YAML file of the fields above through the project's one config loader (errors name the file)."""
+        from layerlab.config import load_config
 
-        from layerlab import storage
-
-        try:
-            doc = yaml.safe_load(storage.read_bytes(str(path)).decode()) or {}
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"{path}: probe config not found") from exc
-        if not isinstance(doc, dict):
-            raise TypeError(f"{path}: a probe config must be a YAML mapping")
-        try:
-            return cls.model_validate(doc)
-        except Exception as exc:
-            raise ValueError(f"{path}: invalid probe config: {exc}") from exc
+        return load_config(cls, str(path))

@@ -1,4 +1,4 @@
-"""Probe results as tidy tables: metrics (with bootstrap intervals), trials, layer weights; written as Parquet."""
+"""Probe results as tidy tables: metrics (with jackknife intervals), trials, layer weights; written as Parquet."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def higher_is_better(metric: str, directions: dict[str, bool]) -> bool:
 
 
 def metric_rows(model: str, task: str, probe: str, split: str, ev: Evaluation, directions: dict[str, bool],
-                resamples: int, level: float, seed: int) -> list[dict[str, Any]]:
-    """One row per metric of one evaluation, with percentile-bootstrap intervals over its units."""
-    ci = ev.intervals(resamples, level, seed)
+                confidence: float | None) -> list[dict[str, Any]]:
+    """One row per metric of one evaluation, with leave-one-group-out jackknife intervals (None: no intervals)."""
+    nan = (float("nan"), float("nan"))
+    ci = ev.intervals(confidence) if confidence else {m: nan for m in ev.metrics}
     return [{"model": model, "task": task, "probe": probe, "split": split, "metric": m, "value": float(v),
              "ci_low": ci[m][0], "ci_high": ci[m][1], "n": int(ev.n), "higher_is_better": higher_is_better(m, directions)}
             for m, v in ev.metrics.items()]

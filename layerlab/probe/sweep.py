@@ -61,19 +61,10 @@ def _trial(config: dict[str, Any], *, source: Any, task_name: str, cfg_json: str
 
 
 def ensure_ray() -> None:
-    """Start or join Ray when it is not running (respects ``RAY_ADDRESS``; embedded local Ray otherwise)."""
-    import ray
+    """Start or join Ray when it is not running (``RAY_ADDRESS`` joins a cluster; embedded local Ray otherwise)."""
+    from layerlab.runtime import init_ray
 
-    if ray.is_initialized():
-        return
-    try:
-        from layerlab.runtime import (
-            init_ray,  # the project's one start-up (worker env, auth) once it exists
-        )
-    except ImportError:
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", configure_logging=False, log_to_driver=False)
-    else:
-        init_ray()
+    init_ray(quiet=True)
 
 
 def _count(space: dict[str, Any], samples: int) -> int:

@@ -17,15 +17,9 @@ from typing import Any
 import torch
 
 from layerlab.probe.config import ProbeConfig
+from layerlab.runtime import pick_device
 from layerlab.probe.evaluation import Evaluation
 from layerlab.probe.tasks.base import BoundTask
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto``: CUDA when visible, else CPU; otherwise the named device."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 @dataclass

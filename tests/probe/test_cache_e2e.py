@@ -42,7 +42,7 @@ def fbank_cache(ray_session, tiny_corpus: str, tmp_path_factory: pytest.TempPath
 def test_asha_sweep_on_cache_writes_results(fbank_cache: str, tmp_path: Path) -> None:
     from layerlab.probe import run_probe
 
-    cfg = ProbeConfig(max_epochs=6, patience=6, batch_size=8, cpus_per_trial=0.5, asha_grace_period=2, bootstrap=200,
+    cfg = ProbeConfig(max_epochs=6, patience=6, batch_size=8, cpus_per_trial=0.5, asha_grace_period=2, intervals=True,
                       search={"lr": (1e-3, 3e-2), "weight_decay": [0.0], "hidden": [32, 64]})
     out = tmp_path / "sid"
     summary = run_probe(fbank_cache, "sid", str(out), layers="both", tune_samples=4, scheduler="asha", config=cfg)

@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 SWEEP = """
 import sys
 from layerlab.probe import ProbeConfig, run_probe
-cfg = ProbeConfig(max_epochs=40, patience=40, batch_size=4, cpus_per_trial=1, bootstrap=0,
+cfg = ProbeConfig(max_epochs=40, patience=40, batch_size=4, cpus_per_trial=1, intervals=False,
                   search={"lr": (1e-4, 1e-3), "weight_decay": [0.0], "hidden": [64]})
 run_probe(sys.argv[1], "sid", sys.argv[2], layers="weighted", tune_samples=2, config=cfg)
 """
@@ -121,7 +121,7 @@ def test_probe_results_and_tune_storage_on_s3(fbank_cache: str, s3_bucket: str) 
     from layerlab.probe import ProbeConfig, run_probe
 
     out = f"{s3_bucket}/probe/fbank-sid"
-    cfg = ProbeConfig(max_epochs=5, patience=5, batch_size=8, cpus_per_trial=0.5, bootstrap=50)
+    cfg = ProbeConfig(max_epochs=5, patience=5, batch_size=8, cpus_per_trial=0.5, intervals=True)
     summary = run_probe(fbank_cache, "sid", out, layers="weighted", tune_samples=2, config=cfg)
     assert storage.exists(f"{out}/metrics.parquet") and storage.exists(f"{out}/figures/layer_weights.png")
     assert storage.list_files(f"{out}/tune/weighted_sum"), "Tune wrote no experiment state to S3"

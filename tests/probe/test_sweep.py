@@ -17,7 +17,7 @@ def source():
 
 @pytest.mark.slow
 def test_asha_sweep_of_four_trials(ray_session, source, tmp_path) -> None:
-    cfg = ProbeConfig(max_epochs=6, patience=6, batch_size=8, cpus_per_trial=0.5, asha_grace_period=2, bootstrap=0,
+    cfg = ProbeConfig(max_epochs=6, patience=6, batch_size=8, cpus_per_trial=0.5, asha_grace_period=2, intervals=False,
                       search={"lr": (3e-3, 3e-2), "weight_decay": [0.0], "hidden": [16, 32]})
     outcomes = run_sweep(source, "sid", cfg, layers=["l0", "l1", "l2", "emb"], storage_url=str(tmp_path / "tune"), name="ws",
                          space=param_space(cfg, 4), samples=4, scheduler="asha", mode="max", seed=0)
@@ -38,7 +38,7 @@ def test_asha_sweep_of_four_trials(ray_session, source, tmp_path) -> None:
 def test_per_layer_grid(ray_session, source, tmp_path) -> None:
     from ray import tune
 
-    cfg = ProbeConfig(max_epochs=5, patience=5, batch_size=8, cpus_per_trial=0.5, bootstrap=0, lr=1e-2)
+    cfg = ProbeConfig(max_epochs=5, patience=5, batch_size=8, cpus_per_trial=0.5, intervals=False, lr=1e-2)
     layers = ["l0", "l1", "emb"]
     outcomes = run_sweep(source, "sid", cfg, layers=layers, storage_url=str(tmp_path / "tune"), name="per_layer",
                          space={"lr": 1e-2, "layer": tune.grid_search(layers)}, samples=1, scheduler=None, mode="max")

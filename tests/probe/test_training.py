@@ -12,7 +12,7 @@ from layerlab.probe.source import ProbeInputError
 from layerlab.probe.tasks import get_task
 from layerlab.probe.train import evaluate_state, fit
 
-FAST = {"max_epochs": 25, "patience": 8, "bootstrap": 0, "batch_size": 8, "lr": 3e-3}
+FAST = {"max_epochs": 25, "patience": 8, "intervals": False, "batch_size": 8, "lr": 3e-3}
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,8 @@ class BoundASVTask:
     def evaluate(self, model: SpeakerProbe, split: str) -> Evaluation:
         """EER and normalised minDCF of cosine-scored trials, resampled over trials."""
         trials = self.trials[split]
-        return score_trials(trials, self.embeddings(model, trials.ids()), self.cfg.asv.p_target)
+        speaker_of = {u: str(self.rows.at[u, "speaker"]) for u in trials.ids()}
+        return score_trials(trials, self.embeddings(model, trials.ids()), self.cfg.asv.p_target, speaker_of)
 
     def importance(self, model: SpeakerProbe) -> tuple[np.ndarray, np.ndarray]:
         """(softmax weights, norm-corrected weights)."""

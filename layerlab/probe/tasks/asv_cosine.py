@@ -59,7 +59,8 @@ class BoundCosineTask:
                 v = x[where[u]]
                 check_finite(self.source, self.task.name, u, name, v)
                 vectors[u] = v - shift
-            out[name] = score_trials(self.trials[split], vectors, self.cfg.asv.p_target)
+            speaker_of = {u: str(self.source.rows.at[u, "speaker"]) for u in needed}
+            out[name] = score_trials(self.trials[split], vectors, self.cfg.asv.p_target, speaker_of)
         return out
 
 

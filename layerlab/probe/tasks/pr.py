@@ -16,7 +16,7 @@ from torch import nn
 
 from layerlab.metrics import edit_distance
 from layerlab.probe.config import ProbeConfig
-from layerlab.probe.evaluation import Evaluation
+from layerlab.probe.evaluation import Evaluation, speaker_groups
 from layerlab.probe.featurizer import WeightedSum
 from layerlab.probe.heads import FrameLinear
 from layerlab.probe.source import ProbeSource, input_error
@@ -127,8 +127,8 @@ class BoundPhoneTask:
                           blank=0, reduction="mean", zero_infinity=True)
 
     def evaluate(self, model: FrameProbe, split: str) -> Evaluation:
-        """Phone error rate (edits / reference phones) of greedy CTC decoding, resampled over utterances."""
-        edits, refs = [], []
+        """Phone error rate (edits / reference phones) of greedy CTC decoding; intervals over speakers."""
+        edits, refs, order = [], [], []
         model.eval()
         device = next(model.parameters()).device
         with torch.no_grad():
@@ -138,12 +138,14 @@ class BoundPhoneTask:
                     ref = self.targets[u]
                     edits.append(edit_distance(ref, h))
                     refs.append(len(ref))
+                    order.append(u)
         e, r = np.asarray(edits, dtype=np.float64), np.asarray(refs, dtype=np.float64)
 
         def metrics(idx: np.ndarray) -> dict[str, float]:
             return {"per": float(e[idx].sum() / max(r[idx].sum(), 1.0))}
 
-        return Evaluation(metrics(np.arange(len(e))), n=len(e), units="utterances", num_units=len(e), recompute=metrics)
+        groups, grouping = speaker_groups([str(self.rows.at[u, "speaker"]) for u in order], order)
+        return Evaluation(metrics(np.ones(len(e), dtype=bool)), n=len(e), units="utterances", statistic=metrics, groups=groups, grouping=grouping)
 
     def importance(self, model: FrameProbe) -> tuple[np.ndarray, np.ndarray]:
         """(softmax weights, norm-corrected weights); equal widths use the pooled tier's RMS norms when present."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from layerlab.probe.config import ProbeConfig
-from layerlab.probe.evaluation import Evaluation
+from layerlab.probe.evaluation import Evaluation, speaker_groups
 from layerlab.probe.source import Layer, ProbeSource, input_error
 from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
 from layerlab.probe.tasks.frames import aligned_utterances, batched
@@ -104,12 +104,13 @@ class BoundFramePhoneTask:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.to(device).reshape(-1), ignore_index=-1)
 
     def evaluate(self, model: FrameProbe, split: str) -> Evaluation:
-        """Frame accuracy over labelled frames, resampled over utterances."""
-        correct, total = [], []
+        """Frame accuracy over labelled frames; intervals over speakers."""
+        correct, total, order = [], [], []
         model.eval()
         device = next(model.parameters()).device
         with torch.no_grad():
-            for _, frames, _, labels in self._batches(split, False, 0):
+            for ids, frames, _, labels in self._batches(split, False, 0):
+                order.extend(ids)
                 pred = model([x.to(device) for x in frames]).argmax(-1).cpu()
                 mask = labels >= 0
                 correct += ((pred == labels) & mask).sum(1).tolist()
@@ -119,7 +120,8 @@ class BoundFramePhoneTask:
         def metrics(idx: np.ndarray) -> dict[str, float]:
             return {"frame_accuracy": float(c[idx].sum() / max(t[idx].sum(), 1.0))}
 
-        ev = Evaluation(metrics(np.arange(len(c))), n=int(t.sum()), units="utterances", num_units=len(c), recompute=metrics)
+        groups, grouping = speaker_groups([str(self.rows.at[u, "speaker"]) for u in order], order)
+        ev = Evaluation(metrics(np.ones(len(c), dtype=bool)), n=int(t.sum()), units="frames", statistic=metrics, groups=groups, grouping=grouping)
         ev.extra["utterances"] = float(len(c))
         return ev
 

@@ -68,8 +68,8 @@ def table_trials(source: ProbeSource, task: str, name: str, allowed: set[str]) -
     return Trials(list(enrol[ok]), list(test[ok]), label, f"table {name!r}", int((~ok).sum()))
 
 
-def score_trials(trials: Trials, vectors: dict[str, np.ndarray], p_target: float) -> Evaluation:
-    """Cosine scores of every trial -> EER and normalised minDCF, resampleable over trials."""
+def score_trials(trials: Trials, vectors: dict[str, np.ndarray], p_target: float, speaker_of: dict[str, str] | None = None) -> Evaluation:
+    """Cosine scores of every trial -> EER and normalised minDCF; intervals leave out one speaker (all its trials) at a time."""
     def unit(v: np.ndarray) -> np.ndarray:
         return v / max(float(np.linalg.norm(v)), 1e-12)
 
@@ -83,6 +83,12 @@ def score_trials(trials: Trials, vectors: dict[str, np.ndarray], p_target: float
             return {"eer": float("nan"), "min_dcf": float("nan")}
         return {"eer": float(eer(s, y)), "min_dcf": float(min_dcf(s, y, p_target=p_target))}
 
-    ev = Evaluation(metrics(np.arange(len(scores))), n=len(scores), units="trials", num_units=len(scores), recompute=metrics)
+    if speaker_of:
+        groups: list = [(speaker_of[a], speaker_of[b]) if speaker_of[a] != speaker_of[b] else (speaker_of[a],)
+                        for a, b in zip(trials.enrol, trials.test)]
+        grouping = "speaker"
+    else:
+        groups, grouping = list(range(len(scores))), "trial"
+    ev = Evaluation(metrics(np.ones(len(scores), dtype=bool)), n=len(scores), units="trials", statistic=metrics, groups=groups, grouping=grouping)
     ev.extra["dropped_unknown_trials"] = float(trials.dropped_unknown)
     return ev

@@ -19,7 +19,7 @@ from torch import nn
 
 from layerlab.metrics import accuracy
 from layerlab.probe.config import ProbeConfig
-from layerlab.probe.evaluation import Evaluation
+from layerlab.probe.evaluation import Evaluation, speaker_groups
 from layerlab.probe.featurizer import WeightedSum, rms_norms
 from layerlab.probe.heads import MeanPoolLinear
 from layerlab.probe.source import ProbeSource, check_finite, input_error
@@ -145,26 +145,29 @@ class BoundUtteranceTask:
         logits, targets = self.logits(model, batch)
         return sum(F.cross_entropy(part, targets[:, k]) for k, part in enumerate(self._slot_logits(logits)))  # type: ignore[return-value]
 
-    def predict(self, model: UtteranceProbe, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted class per slot ``[N, S]``, targets ``[N, S]``) on ``split``."""
+    def predict(self, model: UtteranceProbe, split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(ids, predicted class per slot ``[N, S]``, targets ``[N, S]``) on ``split``."""
         ids = self.splits.ids[split]
+        order: list[str] = []
         preds, targets = [], []
         model.eval()
         with torch.no_grad():
             if self.tier == "pooled":
-                batches: Iterable[tuple] = (("pooled", *self._pooled_batch(ids[s : s + 256])) for s in range(0, len(ids), 256))
+                batches: Iterable[tuple[list[str], tuple]] = (
+                    (ids[s : s + 256], ("pooled", *self._pooled_batch(ids[s : s + 256]))) for s in range(0, len(ids), 256))
             else:
-                batches = (("frames", f, n, torch.from_numpy(self.targets[[self.position[u] for u in b]]))
+                batches = ((b, ("frames", f, n, torch.from_numpy(self.targets[[self.position[u] for u in b]])))
                            for b, f, n in batched(aligned_utterances(self.source, self.task.name, self.layers, set(ids)), self.cfg.batch_size))
-            for batch in batches:
+            for batch_ids, batch in batches:
                 logits, y = self.logits(model, batch)
                 preds.append(torch.stack([p.argmax(1) for p in self._slot_logits(logits)], 1).cpu().numpy())
                 targets.append(y.cpu().numpy())
-        return np.concatenate(preds), np.concatenate(targets)
+                order.extend(batch_ids)
+        return order, np.concatenate(preds), np.concatenate(targets)
 
     def evaluate(self, model: UtteranceProbe, split: str) -> Evaluation:
-        """Accuracy (all slots right) and, with several slots, per-slot accuracies; resampled over utterances."""
-        pred, y = self.predict(model, split)
+        """Accuracy (all slots right) and, with several slots, per-slot accuracies; intervals over speakers."""
+        ids, pred, y = self.predict(model, split)
         keys = self.keys
 
         def metrics(idx: np.ndarray) -> dict[str, float]:
@@ -174,7 +177,9 @@ class BoundUtteranceTask:
                 out.update({f"accuracy_{k}": accuracy(p[:, i], t[:, i]) for i, k in enumerate(keys)})
             return out
 
-        return Evaluation(metrics(np.arange(len(pred))), n=len(pred), units="utterances", num_units=len(pred), recompute=metrics)
+        groups, grouping = speaker_groups([str(self.rows.at[u, "speaker"]) for u in ids], ids)
+        return Evaluation(metrics(np.ones(len(pred), dtype=bool)), n=len(pred), units="utterances", statistic=metrics,
+                          groups=groups, grouping=grouping)
 
     def importance(self, model: UtteranceProbe) -> tuple[np.ndarray, np.ndarray]:
         """(softmax weights, norm-corrected weights) of the featurizer."""
