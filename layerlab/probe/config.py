@@ -56,6 +56,7 @@ class ProbeConfig(BaseModel):
     split_seed: int = Field(0, ge=0, description="seed of derived splits (recorded in the results)")
     derived_dev_fraction: float = Field(0.15, gt=0, lt=0.5)
     derived_test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    ignore_dataset_split: bool = Field(False, description="derive a seeded split even when the dataset gives one (recorded)")
     drop_unseen_labels: bool = Field(False, description="drop (and count) dev/test utterances whose label never occurs in train "
                                                         "instead of refusing the task")
     test_fold: str | None = Field(None, description="fold used as test when a task's splits are folds")

@@ -163,7 +163,7 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
     seed = cfg.split_seed
     notes: list[str] = []
     key = getattr(spec, "split_key", None)
-    given = [_split_value(r, key) for _, r in rows.iterrows()] if key else [None] * len(ids)
+    given = [_split_value(r, key) for _, r in rows.iterrows()] if key and not cfg.ignore_dataset_split else [None] * len(ids)
     folds = list(getattr(spec, "folds", []) or [])
     group = dict(zip(ids, speakers if speaker_disjoint else strata))
 
