@@ -154,6 +154,7 @@ def extract(
     source = read_manifest(data_url)
     init_ray()  # respects RAY_ADDRESS; starts an embedded Ray otherwise
     pool = start_pool(model_spec, config)
+    pool.request(len(source.shards))  # all the demand at once: the autoscaler launches nodes in parallel
     summary: ExtractSummary | None = None
     try:
         _, desc = pool.first_ready()

@@ -115,7 +115,7 @@ class PlacementLog:
         out: dict[str, Counter] = {}
         for e in self.events:
             if e["event"] == "up":
-                out.setdefault(f"{e.get('node_ip')}/{e.get('node_id')}", Counter())["gpu" if e.get("gpu_ids") else "cpu"] += 1
+                out.setdefault(f"{e.get('node_ip')}/{str(e.get('node_id'))[-8:]}", Counter())["gpu" if e.get("gpu_ids") else "cpu"] += 1
         return {k: dict(v) for k, v in out.items()}
 
     def peak_actors(self) -> int:
@@ -176,7 +176,7 @@ class ModelActorPool:
             except ray.exceptions.RayError as exc:
                 raise PlacementError(f"model actor failed to start: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
             self.ready[actor] = desc
-            self.placements.add("up", self._index[actor], node_ip=desc.get("node_ip"), node_id=str(desc.get("node_id"))[:12],
+            self.placements.add("up", self._index[actor], node_ip=desc.get("node_ip"), node_id=str(desc.get("node_id")),
                                 gpu_ids=desc.get("gpu_ids", []))
 
     def _check_placement(self) -> None:
@@ -203,6 +203,10 @@ class ModelActorPool:
                 raise PlacementError(f"no model actor came up within {timeout:g} s")
         actor = next(iter(self.ready))
         return actor, self.ready[actor]
+
+    def request(self, wanted: int) -> None:
+        """Request actors up to ``wanted`` (capped at max) now, e.g. one per queued shard before the first is up."""
+        self._grow(wanted)
 
     def _grow(self, wanted: int) -> None:
         """Request actors up to ``wanted`` (capped at max); they need not fit now."""

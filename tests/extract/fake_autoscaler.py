@@ -47,45 +47,58 @@ def autoscaling_config(port: int, *, worker_resources: dict[str, float], max_wor
 def fake_env() -> dict[str, str]:
     """Environment for the head and for drivers that talk to it."""
     return {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "disabled",
-            "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+            "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
+            # fake worker raylets wait for their dashboard agent; on a loaded machine the default 30 s is too short
+            "RAY_agent_register_timeout_ms": "180000"}
 
 
 @contextmanager
 def fake_cluster(tmp: Path, *, worker_resources: dict[str, float] | None = None, max_workers: int = 2,
                  ready_timeout: float = 60.0) -> Iterator[str]:
     """Start the head, yield its address (``127.0.0.1:PORT``), then kill its whole process group."""
+    for attempt in range(3):  # a loaded machine can miss Ray's fixed 30 s node start-up wait: retry the head
+        port, head = _start_head(tmp, worker_resources or {"CPU": 1, "GPU": 1}, max_workers, ready_timeout)
+        if head is not None:
+            break
+    else:
+        raise RuntimeError(f"fake Ray head did not start in 3 attempts: {(tmp / 'head.log').read_text()[-2000:]}")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        _kill_group(head)
+
+
+def _kill_group(head: subprocess.Popen) -> None:
+    """SIGTERM, a short grace period, then SIGKILL to the head's process group (fake worker nodes included)."""
+    try:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    head.wait(timeout=10)
+
+
+def _start_head(tmp: Path, worker_resources: dict[str, float], max_workers: int,
+                ready_timeout: float) -> tuple[int, subprocess.Popen | None]:
+    """Start one head in its own session; (port, process) or (port, None) after killing a failed start."""
     port = _free_port()
     cfg = tmp / "autoscaling.json"
-    cfg.write_text(json.dumps(autoscaling_config(port, worker_resources=worker_resources or {"CPU": 1, "GPU": 1},
-                                                 max_workers=max_workers)))
+    cfg.write_text(json.dumps(autoscaling_config(port, worker_resources=worker_resources, max_workers=max_workers)))
     ray_bin = str(Path(sys.executable).with_name("ray"))
-    log = open(tmp / "head.log", "wb")
-    head = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=0",
-         f"--autoscaling-config={cfg}", "--include-dashboard=false", "--disable-usage-stats"],
-        env=fake_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if head.poll() is not None:
-                raise RuntimeError(f"fake Ray head exited early: {(tmp / 'head.log').read_text()[-2000:]}")
-            if b"Ray runtime started" in (tmp / "head.log").read_bytes():
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Ray head did not start in time")
-            time.sleep(0.5)
-        yield address
-    finally:
-        try:
-            os.killpg(head.pid, signal.SIGTERM)
-            try:
-                head.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                pass
-            os.killpg(head.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        head.wait(timeout=10)
-        log.close()
+    with open(tmp / "head.log", "wb") as log:
+        head = subprocess.Popen(
+            [ray_bin, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=0",
+             f"--autoscaling-config={cfg}", "--include-dashboard=false", "--disable-usage-stats"],
+            env=fake_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline and head.poll() is None:
+        if b"Ray runtime started" in (tmp / "head.log").read_bytes():
+            return port, head
+        time.sleep(0.5)
+    _kill_group(head)
+    return port, None

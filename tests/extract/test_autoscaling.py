@@ -15,7 +15,8 @@ import pytest
 from fake_autoscaler import fake_cluster, fake_env
 from helpers.speech_corpus import build_corpus
 
-pytestmark = pytest.mark.timeout(420)
+# a Ray head plus launched worker nodes: ~1-5 min on the shared 2-core machine, so not in the default run
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _layerlab(args: list[str], address: str, timeout: float) -> subprocess.CompletedProcess:
@@ -48,7 +49,7 @@ def test_extract_scales_gpu_workers_up_from_zero_and_every_actor_holds_a_gpu(tmp
     assert summary["actor_resources"] == {"CPU": 1.0, "GPU": 1.0}
     ups = [e for e in summary["actor_events"] if e["event"] == "up"]
     assert ups and all(e["gpu_ids"] for e in ups), ups  # every actor held a GPU
-    assert {e["node_id"] for e in ups} <= {n[:12] for n in gpu_nodes}  # ... on a launched GPU worker node
+    assert {e["node_id"] for e in ups} <= gpu_nodes  # ... on a launched GPU worker node
     assert all(kinds.keys() == {"gpu"} for kinds in summary["actors_by_node"].values())
     from layerlab.cache import open_cache
 
