@@ -154,8 +154,31 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: run the command, then leave without interpreter finalisation.
+
+    pyarrow tables read from Python-owned buffers (after fsspec reads) could make the process abort at
+    interpreter teardown ("terminate called without an active exception", exit 134) in a few percent
+    of runs, after the command had finished. The command's own work is complete here: Ray is shut
+    down, output is flushed, and the process exits with the command's code.
+    """
+    import os
+
+    try:
+        code = app(standalone_mode=False)
+        code = code if isinstance(code, int) else 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def run_subcommand(*names: str, prepend: tuple[str, ...] = (), argv: list[str] | None = None) -> None:

@@ -408,14 +408,14 @@ class CacheReader:
         if name not in source.tables:
             raise CacheError(f"{self.source_url}: no table {name!r} (tables: {', '.join(sorted(source.tables)) or 'none'})")
         with artifacts.open_verified(self.source_url, source.tables[name], self.verify) as f:
-            return pq.read_table(f)
+            return pq.read_table(f, use_threads=False)
 
     def quarantine(self) -> pa.Table:
         """The cache's quarantine table (id, source, reason, stage); from the shard records until the run completes."""
         if self.manifest.quarantine is None:
             return artifacts.quarantine_table(q for rec in self.manifest.shards.values() for q in rec.quarantined)
         with self.open_file(self.manifest.quarantine) as f:
-            return pq.read_table(f)
+            return pq.read_table(f, use_threads=False)
 
     def cka_states(self, name: str) -> dict[str, dict[str, Any]]:
         """Per-shard CKA partial states of the extraction side-output ``name``, keyed by source shard."""

@@ -384,14 +384,15 @@ def read_quarantine(root: str, verify: bool = True) -> pa.Table:
     """The dataset's quarantine table: id, source, reason, stage (checked against the manifest).
 
     Read from memory (a pyarrow buffer, not a Python file object): pyarrow's reader threads calling
-    back into a Python file object made ``corpus info`` abort at interpreter exit ("terminate called
-    without an active exception", exit 134) in some runs.
+    back into a Python file object, and pyarrow's decoding thread pool left running at interpreter
+    exit, made ``corpus info`` abort ("terminate called without an active exception", exit 134) in
+    some runs; small tables are decoded on the calling thread.
     """
     m = read_manifest(root)
     if m.quarantine is None:
         return QUARANTINE_SCHEMA.empty_table()
     with artifacts.open_verified(root, m.quarantine, verify) as f:
-        return pq.read_table(f)
+        return pq.read_table(f, use_threads=False)
 
 
 def read_table(root: str, name: str) -> pa.Table:
@@ -399,8 +400,8 @@ def read_table(root: str, name: str) -> pa.Table:
     m = read_manifest(root)
     if name not in m.tables:
         raise KeyError(f"{root}: no table {name!r}; available: {sorted(m.tables)}")
-    with storage.open_input(storage.join(root, m.tables[name].name)) as f:
-        return pq.read_table(f)
+    with artifacts.open_verified(root, m.tables[name]) as f:
+        return pq.read_table(f, use_threads=False)
 
 
 def verify(root: str) -> list[str]:
