@@ -19,9 +19,10 @@ def describe_validation(exc: ValidationError) -> str:
     """The first problem of a pydantic error as ``field: message`` (plus a count of further problems)."""
     errors = exc.errors()
     first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "value"
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    where = ".".join(str(p) for p in first.get("loc", ()))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first.get('msg', 'invalid')}{more}"
+    return f"{where}: {msg}{more}" if where else f"{msg}{more}"
 
 
 def validate(model: type[M], doc: dict[str, Any], where: str) -> M:

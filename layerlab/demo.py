@@ -63,7 +63,7 @@ def build_corpus(out: str, config: DemoConfig, say: Any) -> str:
         say(f"corpus: reusing {corpus}")
         return corpus
     say(f"corpus: building {config.speakers} synthetic speakers into {corpus}")
-    summary = build_synth_corpus(corpus, SynthConfig(speakers=config.speakers, seed=config.seed))
+    summary = build_synth_corpus(corpus, SynthConfig(speakers=config.speakers, seed=config.seed), overwrite=True)  # the demo owns its folder
     say(summary.render())
     return corpus
 

@@ -64,6 +64,15 @@ def url_to_fs(url: str | os.PathLike[str]) -> tuple[fsspec.AbstractFileSystem, s
     return fs, path
 
 
+def canonical_url(url: str | os.PathLike[str]) -> str:
+    """One spelling per location: ``syn6``, ``./syn6/``, ``/abs/syn6`` and ``file:///abs/syn6`` all give ``/abs/syn6``."""
+    text = str(url)
+    if protocol_of(text) == "file":
+        path = text[len("file://"):] if text.startswith("file://") else text
+        return os.path.normpath(os.path.abspath(os.path.expanduser(path)))
+    return text.rstrip("/")
+
+
 def join(url: str, *parts: str) -> str:
     """Join path parts onto a URL with ``/`` (works for object stores and local paths)."""
     out = str(url).rstrip("/")

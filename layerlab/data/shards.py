@@ -21,7 +21,7 @@ from layerlab import artifacts, storage
 from layerlab.artifacts import QUARANTINE_SCHEMA
 from layerlab.data.alignment import rescale_spans
 from layerlab.data.audio import AudioLimits, BadAudio, decode_flac, encode_flac, normalise
-from layerlab.data.manifest import QUARANTINE_NAME, AudioManifest, FileEntry, read_manifest, write_manifest
+from layerlab.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, AudioManifest, FileEntry, read_manifest, write_manifest
 from layerlab.data.records import AudioRecord, PhoneSpan
 from layerlab.data.tasks import MAX_OBSERVED_CLASSES, TaskSpec, observed_tasks, tasks_from_extra
 
@@ -314,6 +314,46 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+# -- output guard ------------------------------------------------------------------------------
+
+def prepare_output(root: str, build: dict[str, Any], overwrite: bool = False) -> bool:
+    """Guard a build's ``--out``: True when the same build already finished there (reuse it).
+
+    A folder holding another dataset (different generator/importer, source or settings), or anything
+    else that is not an unfinished build of ours, is refused unless ``overwrite`` (then it is emptied).
+    ``build`` identifies the build (recorded as ``extra["build"]`` in the manifest).
+    """
+    root = storage.canonical_url(root)
+    fs, path = storage.url_to_fs(root)
+    manifest_url = storage.join(root, MANIFEST_NAME)
+    if storage.exists(manifest_url):
+        m = read_manifest(root)
+        if m.extra.get("build") == build and not overwrite:
+            return True
+        if not overwrite:
+            raise FileExistsError(f"{root}: already holds another dataset ({m.dataset!r}, {m.kept} utterances, built by "
+                                  f"{m.extra.get('build', {}).get('by') or m.extra.get('importer') or m.extra.get('generator', 'unknown')}); "
+                                  "use another --out, or --overwrite to replace it")
+        storage.remove(root, recursive=True)
+        return False
+    if storage.exists(root):
+        if not fs.isdir(path):
+            raise NotADirectoryError(f"{root}: output must be a folder, but a file is there")
+        foreign = [p for p in fs.ls(path, detail=False) if Path(str(p)).name not in ("shards", "tables", QUARANTINE_NAME) and not Path(str(p)).name.startswith(".")]
+        if foreign and not overwrite:
+            raise FileExistsError(f"{root}: folder is not empty and holds no dataset (e.g. {Path(str(foreign[0])).name}); "
+                                  "use another --out, or --overwrite to replace its contents")
+        if foreign:
+            storage.remove(root, recursive=True)
+    return False
+
+
+def existing_summary(root: str) -> BuildSummary:
+    """The summary of a finished dataset (a rerun that reuses it)."""
+    m = read_manifest(root)
+    return BuildSummary(storage.canonical_url(root), m.kept, m.quarantined, len(m.shards), m.audio_seconds, [s.bytes for s in m.shards], {"reused: already built": 1})
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ def extract_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="discard an existing cache at --out"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
     summary_json: Optional[str] = typer.Option(None, "--summary-json", help="also write the run summary (counts, actors per node) as JSON here"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="skip SHA-256 checks of source shards and of finished cache shards (huge trusted runs)"),
 ) -> None:
     """Extract every layer of a model over an audio-shard dataset into a resumable activation cache.
 
@@ -34,12 +35,19 @@ def extract_cmd(
 
     Example:  layerlab extract --model s3prl:wavlm_base_plus --data s3://bucket/corpus --out s3://bucket/cache/wavlm --tier both --concurrency 1,4
     """
+    from layerlab import storage
+    from layerlab.data.manifest import read_manifest
     from layerlab.extract.pipeline import extract
+    from layerlab.models.registry import check_spec
     from layerlab.runtime import init_ray
 
     cfg = build_config(config, tier=tier, concurrency=concurrency, device=device, num_gpus_per_actor=gpus_per_actor,
                        num_cpus_per_actor=cpus_per_actor, placement_timeout_s=placement_timeout, batch_seconds=batch_seconds, mode=mode, cka=cka,
-                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress)
+                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress, verify=not no_verify)
+    # every user mistake is found here, on the driver, before Ray starts
+    check_spec(model)
+    read_manifest(data)
+    storage.check_output_dir(out)
     init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
     summary = extract(model, data, out, cfg)
     typer.echo(summary.render())

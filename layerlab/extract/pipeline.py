@@ -136,6 +136,23 @@ def record_placements(summary: ExtractSummary, pool: ModelActorPool) -> None:
     summary.actor_events = info["events"]
 
 
+def finished_shards(out_url: str, manifest: cf.CacheManifest, source_by_name: dict[str, Any], verify: bool = True) -> dict[str, cf.ShardRecord]:
+    """Shard records a rerun may skip: same source shard checksum and (with ``verify``) every file intact.
+
+    A truncated, corrupted or replaced cache file makes its shard be extracted again.
+    """
+    keep = {}
+    for name, rec in manifest.shards.items():
+        if name not in source_by_name or rec.source_sha256 != source_by_name[name].sha256:
+            continue
+        problems = artifacts.verify_entries(out_url, list(rec.files.values()) + list(rec.cka.values())) if verify else []
+        if problems:
+            log.warning("shard %s will be extracted again: %s", name, problems[0])
+            continue
+        keep[name] = rec
+    return keep
+
+
 def extract(
     model_spec: str,
     data_url: str,
@@ -151,7 +168,9 @@ def extract(
     """
     config = config or ExtractConfig()
     t0 = time.perf_counter()
+    data_url, out_url = storage.canonical_url(data_url), storage.canonical_url(out_url)
     source = read_manifest(data_url)
+    storage.check_output_dir(out_url)
     init_ray()  # respects RAY_ADDRESS; starts an embedded Ray otherwise
     pool = start_pool(model_spec, config)
     pool.request(len(source.shards))  # all the demand at once: the autoscaler launches nodes in parallel
@@ -162,7 +181,7 @@ def extract(
         _prepare_output(out_url, meta, config.overwrite)
         manifest = read_cache_manifest(out_url)
         by_name = {s.name: s for s in source.shards}
-        manifest.shards = {k: v for k, v in manifest.shards.items() if k in by_name and v.source_sha256 == by_name[k].sha256}
+        manifest.shards = finished_shards(out_url, manifest, by_name, config.verify)
         todo = [ShardTask(storage.join(data_url, s.name), s.name, s.sha256) for s in source.shards if s.name not in manifest.shards]
         skipped = len(source.shards) - len(todo)
         if config.max_shards is not None:

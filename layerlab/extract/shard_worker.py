@@ -18,7 +18,7 @@ import torch
 
 from layerlab.data.audio import decode_flac, resample
 from layerlab.data.shards import iter_shard_batches
-from layerlab import artifacts
+from layerlab import artifacts, storage
 from layerlab.accumulator import state_to_bytes
 from layerlab.cache import format as cf
 from layerlab.cache.writer import TierWriter, UtteranceFeatures
@@ -182,6 +182,8 @@ class ShardExtractor:
     def run(self, source_url: str, source_name: str, source_sha256: str, out_url: str, shifts: dict[str, np.ndarray | None]) -> ShardOutcome:
         """Extract one shard and publish its tier files and CKA states; returns the shard's record."""
         t_start = time.perf_counter()
+        if self.config.verify and storage.sha256_url(source_url) != source_sha256:
+            raise artifacts.IntegrityError(f"{source_url}: checksum mismatch (SHA-256 differs from the dataset manifest): the audio shard changed or is corrupted; run `layerlab corpus verify`")
         quarantine: list[cf.QuarantineRow] = []
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
