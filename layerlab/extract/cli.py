@@ -14,7 +14,11 @@ def extract_cmd(
     data: str = typer.Option(..., "--data", help="Audio-shard dataset URL (local path, file://, s3://, gs://)"),
     out: str = typer.Option(..., "--out", help="Cache URL to create or resume"),
     tier: Optional[str] = typer.Option(None, "--tier", help="pooled | frames | both (default pooled)"),
-    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="model actors: N or MIN,MAX (autoscaling)"),
+    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="model actors: N or MIN,MAX (up to MAX requested while shards wait: the autoscaler adds nodes for them)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu | auto (default auto: GPU when the cluster has or its autoscaler can launch GPUs)"),
+    gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", help="GPUs per model actor when on GPU (default 1; 0.5 packs two per GPU)"),
+    cpus_per_actor: Optional[float] = typer.Option(None, "--cpus-per-actor", help="CPUs per model actor (default 1 on GPU, else CPUs / MAX)"),
+    placement_timeout: Optional[float] = typer.Option(None, "--placement-timeout", help="seconds to wait for the first actor before failing (default 600)"),
     batch_seconds: Optional[float] = typer.Option(None, "--batch-seconds", help="max padded audio seconds per model call"),
     mode: Optional[str] = typer.Option(None, "--mode", help="auto | bucketed | padded | unbatched"),
     cka: Optional[list[str]] = typer.Option(None, "--cka", help="CKA side-output over all frame-level layers (NAME or NAME=layer,layer); repeatable"),
@@ -22,6 +26,7 @@ def extract_cmd(
     max_shards: Optional[int] = typer.Option(None, "--max-shards", help="stop after this many new shards"),
     overwrite: bool = typer.Option(False, "--overwrite", help="discard an existing cache at --out"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+    summary_json: Optional[str] = typer.Option(None, "--summary-json", help="also write the run summary (counts, actors per node) as JSON here"),
     no_verify: bool = typer.Option(False, "--no-verify", help="skip SHA-256 checks of source shards and of finished cache shards (huge trusted runs)"),
 ) -> None:
     """Extract every layer of a model over an audio-shard dataset into a resumable activation cache.
@@ -36,7 +41,8 @@ def extract_cmd(
     from layerlab.models.registry import check_spec
     from layerlab.runtime import init_ray
 
-    cfg = build_config(config, tier=tier, concurrency=concurrency, batch_seconds=batch_seconds, mode=mode, cka=cka,
+    cfg = build_config(config, tier=tier, concurrency=concurrency, device=device, num_gpus_per_actor=gpus_per_actor,
+                       num_cpus_per_actor=cpus_per_actor, placement_timeout_s=placement_timeout, batch_seconds=batch_seconds, mode=mode, cka=cka,
                        max_shards=max_shards, overwrite=overwrite, progress=not no_progress, verify=not no_verify)
     # every user mistake is found here, on the driver, before Ray starts
     check_spec(model)
@@ -45,6 +51,10 @@ def extract_cmd(
     init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
     summary = extract(model, data, out, cfg)
     typer.echo(summary.render())
+    if summary_json:
+        from layerlab import storage
+
+        storage.write_json(summary_json, summary.model_dump(mode="json"))
     if not summary.ok:
         raise typer.Exit(code=1)
 

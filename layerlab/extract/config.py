@@ -34,9 +34,12 @@ class ExtractConfig(BaseModel):
     bucket_window_seconds: float = Field(600.0, gt=0, description="audio decoded ahead and bucketed together")
     max_batch_size: int = Field(64, ge=1)
     mode: Mode = "auto"
-    device: str | None = Field(None, description="None = cuda when the actor sees a GPU, else cpu")
-    num_gpus_per_actor: float = Field(1.0, ge=0, description="used only when the cluster has GPUs")
+    device: Literal["auto", "cuda", "cpu"] | None = Field(
+        None, description="where actors run: cuda (request GPUs), cpu, or auto/None (GPU when the cluster has or can get GPUs)")
+    num_gpus_per_actor: float = Field(1.0, ge=0, description="GPUs each actor requests when actors run on GPUs")
     num_cpus_per_actor: float | None = Field(None, gt=0, description="None = 1 with GPUs, else CPUs / max actors")
+    placement_timeout_s: float = Field(
+        600.0, gt=0, description="stop with an error when no actor could be placed for this long (the demand is never met)")
     task_retries: int = Field(4, ge=0, description="re-runs of a shard whose actor died")
     row_group_mb: float = Field(32.0, gt=0)
     compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"

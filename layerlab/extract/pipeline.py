@@ -23,7 +23,7 @@ from layerlab.data.manifest import read_manifest
 from layerlab.data.shards import read_quarantine as read_source_quarantine
 from layerlab.extract.config import ExtractConfig
 from layerlab.extract.pool import ModelActorPool, ShardTask
-from layerlab.extract.resources import plan_resources
+from layerlab.extract.resources import autoscaler_node_types, plan_resources
 from layerlab.extract.summary import ExtractSummary
 from layerlab.progress import AudioProgress
 from layerlab.runtime import init_ray, worker_env
@@ -79,7 +79,8 @@ def _shifts(out_url: str, config: ExtractConfig, pool: ModelActorPool, first_sha
     urls = {n: storage.join(out_url, f"cka/{n}/shift.npz") for n in feature_sides}
     if all(storage.exists(u) for u in urls.values()):
         return {n: state_from_bytes(storage.read_bytes(u))["shift"] for n, u in urls.items()}
-    shifts = ray.get(pool.actors[0].pilot_shifts.remote(first_shard))
+    actor, _ = pool.first_ready()
+    shifts = ray.get(actor.pilot_shifts.remote(first_shard))
     for n, u in urls.items():
         storage.atomic_write_bytes(u, state_to_bytes({"shift": np.asarray(shifts[n])}))
     return shifts
@@ -114,6 +115,25 @@ def _finalise(out_url: str, data_url: str, source: Any, manifest: cf.CacheManife
             log.warning("cka %s: no result (%s)", side.name, exc)
     manifest.complete = True
     return results
+
+
+def start_pool(model_spec: Any, config: ExtractConfig, actor_body: type | None = None) -> ModelActorPool:
+    """Size actors from the request and the autoscaler's node types (logging the rule) and start the pool."""
+    node_types, source = autoscaler_node_types(ray.get_runtime_context().gcs_address)
+    res = plan_resources(ray.cluster_resources(), config, node_types)
+    log.info("extract: actors of %s because %s (autoscaler node types from %s)", res.bundle, res.rule, source)
+    kwargs = {"actor_body": actor_body} if actor_body is not None else {}
+    return ModelActorPool(model_spec, config, res, worker_env(config.env_vars), **kwargs)
+
+
+def record_placements(summary: ExtractSummary, pool: ModelActorPool) -> None:
+    """Copy the pool's placement record (rule, actors per node and GPU/CPU, timeline) into the summary."""
+    info = pool.summary()
+    summary.actors_started = sum(1 for e in info["events"] if e["event"] == "up")
+    summary.actor_rule = info["rule"]
+    summary.actor_resources = info["resources"]
+    summary.actors_by_node = info["by_node"]
+    summary.actor_events = info["events"]
 
 
 def finished_shards(out_url: str, manifest: cf.CacheManifest, source_by_name: dict[str, Any], verify: bool = True) -> dict[str, cf.ShardRecord]:
@@ -152,10 +172,11 @@ def extract(
     source = read_manifest(data_url)
     storage.check_output_dir(out_url)
     init_ray()  # respects RAY_ADDRESS; starts an embedded Ray otherwise
-    res = plan_resources(ray.cluster_resources(), config)
-    pool = ModelActorPool(model_spec, config, res, worker_env(config.env_vars))
+    pool = start_pool(model_spec, config)
+    pool.request(len(source.shards))  # all the demand at once: the autoscaler launches nodes in parallel
+    summary: ExtractSummary | None = None
     try:
-        desc = ray.get(pool.actors[0].describe.remote())
+        _, desc = pool.first_ready()
         meta = _metadata(model_spec, data_url, config, desc, source)
         _prepare_output(out_url, meta, config.overwrite)
         manifest = read_cache_manifest(out_url)
@@ -192,9 +213,10 @@ def extract(
             pool.run(todo, out_url, shifts, on_result, on_error, after_shard)
         finally:
             progress.close()
-        summary.actors_started = len(pool.actors)
     finally:
         pool.shutdown()
+        if summary is not None:
+            record_placements(summary, pool)
     if len(manifest.shards) == len(source.shards):
         summary.cka_results = _finalise(out_url, data_url, source, manifest, config)
     manifest.recount()

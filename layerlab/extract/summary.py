@@ -31,6 +31,10 @@ class ExtractSummary(BaseModel):
     actor_peak_rss_mb: float = 0.0
     cka_results: dict[str, list[list[float]]] = Field(default_factory=dict)
     written_shards: list[str] = Field(default_factory=list)
+    actor_rule: str = Field("", description="why actors got GPUs or not (--device and the autoscaler)")
+    actor_resources: dict[str, float] = Field(default_factory=dict, description="Ray resources of one actor")
+    actors_by_node: dict[str, dict[str, int]] = Field(default_factory=dict, description="node IP -> {gpu|cpu: actors that ran}")
+    actor_events: list[dict] = Field(default_factory=list, description="requested/up/released over time (seconds)")
 
     @property
     def ok(self) -> bool:
@@ -50,6 +54,10 @@ class ExtractSummary(BaseModel):
             f"cache: {self.cache_utterances} utterances; quarantined: {self.quarantined_source} at source, {self.quarantined_model} in the model"
             + (f" ({self.retried_alone} utterances rerun alone)" if self.retried_alone else ""),
         ]
+        if self.actor_rule:
+            lines.append(f"actors: {self.actor_resources} each, because {self.actor_rule}")
+        for node, kinds in self.actors_by_node.items():
+            lines.append(f"  node {node}: " + ", ".join(f"{n} {k.upper()} actor(s)" for k, n in sorted(kinds.items())))
         for tier, size in self.tier_bytes.items():
             lines.append(f"{tier} tier: {size / 1e6:.2f} MB")
         for name, reason in self.shards_failed.items():

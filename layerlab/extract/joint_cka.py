@@ -1,0 +1,63 @@
+"""Cross-model CKA without a frames tier: one accumulator fed by every model of a group on the same batch.
+
+The joint state is a :class:`~layerlab.cka.FeatureCKA` in ``joint`` layout over model A's selected
+layers followed by model B's (the layout ``layerlab cka --a A --b B`` builds from two frames tiers),
+so its matrix holds the A x A, B x B and A x B blocks. Frame rates are aligned exactly as
+``cka/align.py`` does: faster layers are average-pooled to the slowest rate and each utterance is
+truncated to the shortest valid length over both models. Memory: ``8 * (D_A + D_B)^2`` bytes for the
+Gram block plus ``O((L_A + L_B) * (D_A + D_B))`` for the moment terms (``D`` = summed layer dims).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from layerlab.models.base import LayerOutput
+
+
+@dataclass(frozen=True)
+class JointMember:
+    """One model of a joint group: which of its layers enter CKA, their dims and frame rates."""
+
+    name: str
+    indices: list[int]
+    dims: list[int]
+    frame_rates_hz: list[float]
+
+
+def member(name: str, model: Any, layers: Sequence[str] | None = None) -> JointMember:
+    """The frame-level layers of ``model`` (all, or ``layers`` by name) as a joint-group member."""
+    if layers is None:
+        idx = [i for i, utt in enumerate(model.utterance_level) if not utt]
+    else:
+        missing = [n for n in layers if n not in model.layer_names]
+        if missing:
+            raise ValueError(f"joint cka: {name} has no layers {missing}; it has {model.layer_names}")
+        idx = [model.layer_names.index(n) for n in layers]
+        if any(model.utterance_level[i] for i in idx):
+            raise ValueError(f"joint cka: {name}: utterance-level layers cannot enter frame-level CKA")
+    return JointMember(name, idx, [int(model.dims[i]) for i in idx], [float(model.frame_rates[i]) for i in idx])
+
+
+def check_sample_rates(rates: dict[str, int]) -> int:
+    """The group's one sample rate; models needing different rates are refused with the rates named."""
+    if len(set(rates.values())) > 1:
+        raise ValueError(f"joint extraction: models need different sample rates {rates}; extract them separately")
+    return next(iter(rates.values()))
+
+
+def new_joint_accumulator(a: JointMember, b: JointMember, shift: Any = None, device: Any = "cpu") -> Any:
+    """An empty joint FeatureCKA over A's then B's layers (A x A, B x B and A x B blocks)."""
+    from layerlab.cka import FeatureCKA
+
+    return FeatureCKA(a.dims, b.dims, mode="joint", shift=shift, device=device, frame_rates_hz=a.frame_rates_hz + b.frame_rates_hz)
+
+
+def update_joint(acc: Any, a: JointMember, out_a: LayerOutput, b: JointMember, out_b: LayerOutput) -> None:
+    """Add one batch that both models ran on (same utterances, same order)."""
+    layers = [out_a.hidden[i] for i in a.indices] + [out_b.hidden[i] for i in b.indices]
+    lengths = [out_a.lengths[i] for i in a.indices] + [out_b.lengths[i] for i in b.indices]
+    if len({h.shape[0] for h in layers}) != 1:
+        raise ValueError(f"joint cka: {a.name} and {b.name} outputs have different batch sizes")
+    acc.update(layers, lengths)
