@@ -133,7 +133,7 @@ def speaker_verification(corpus: str, caches: dict[str, str]) -> dict[str, dict[
     """
     from layerlab.data.shards import read_metadata, read_table
     from layerlab.extract.cache_reader import open_cache, pooled_matrix
-    from layerlab.models.speaker_eval import equal_error_rate
+    from layerlab.metrics import eer
 
     trials = read_table(corpus, "asv_trials").to_pylist()
     meta = read_metadata(corpus, columns=("id", "splits")).to_pylist()
@@ -154,7 +154,7 @@ def speaker_verification(corpus: str, caches: dict[str, str]) -> dict[str, dict[
                     score = float(unit[index[t["enrol"]]] @ unit[index[t["test"]]])
                     (pos if t["label"] else neg).append(score)
             if pos and neg:
-                out[spec][layer] = round(100 * equal_error_rate(np.array(pos), np.array(neg)), 2)
+                out[spec][layer] = round(100 * eer(np.r_[pos, neg], np.r_[np.ones(len(pos)), np.zeros(len(neg))]), 2)
     return out
 
 
