@@ -39,12 +39,20 @@ class EcapaBackbone(torch.nn.Module):
 
 
 @torch.no_grad()
-def embed_all(backbone: EcapaBackbone, wavs: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
-    """Embeddings [N, D] of whole utterances, one at a time in eval mode (exact, no padding)."""
+def embed_all(backbone: EcapaBackbone, wavs: Sequence[np.ndarray], device: torch.device, batch_size: int = 16) -> torch.Tensor:
+    """Embeddings [N, D] of whole utterances in eval mode, batched by similar length (relative lengths,
+    as speechbrain's ``encode_batch``; batching is ~4x cheaper on CPU than one utterance at a time)."""
+    from layerlab.models.batching import length_buckets, pad_batch
+
     was_training = backbone.training
     backbone.eval()
+    out: list[torch.Tensor | None] = [None] * len(wavs)
     try:
-        out = [backbone(torch.as_tensor(w, dtype=torch.float32, device=device)[None]).squeeze(0).cpu() for w in wavs]
+        for idx in length_buckets([len(w) for w in wavs], max_batch_size=batch_size, max_ratio=1.25):
+            x, lengths = pad_batch([wavs[i] for i in idx])
+            emb = backbone(x.to(device), (lengths.to(torch.float32) / x.shape[1]).to(device)).cpu()
+            for j, i in enumerate(idx):
+                out[i] = emb[j]
     finally:
         backbone.train(was_training)
-    return torch.stack(out)
+    return torch.stack(out)  # type: ignore[arg-type]

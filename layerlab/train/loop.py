@@ -23,6 +23,7 @@ from layerlab.train.recipes.base import Recipe, WorkerInfo
 
 STATE_FILE = "state.pt"
 LOG_EVERY_STEPS = 20
+SCHEDULE_VALUES = {"lr", "teacher_temp"}  # logged per step, not averaged per epoch
 
 
 class TrainingDiverged(RuntimeError):
@@ -116,6 +117,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         history += _rows(0, 0, recipe.evaluate(0))
         print(f"[{name}] random init: " + ", ".join(f"{r['metric']} {r['value']:.4f}" for r in history), flush=True)
     t_start, steps_done_here = time.perf_counter(), 0
+    cpu_start = time.process_time()
     last_good = resumed_from
     while epoch < config.epochs:
         sums: dict[str, float] = {}
@@ -139,14 +141,15 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
                 last_good = {"epoch": epoch, "step_in_epoch": s + 1}
         epoch += 1
         step_in_epoch = 0
-        means = {("train_" + k if not k.startswith("train_") else k) + "_epoch": v / max(n, 1) for k, v in sums.items()}
+        means = {("train_" + k if not k.startswith("train_") else k) + "_epoch": v / max(n, 1)
+                 for k, v in sums.items() if k not in SCHEDULE_VALUES}
         evals = recipe.evaluate(epoch) if rank == 0 else {}
         if rank == 0:
             history += _rows(epoch, global_step, {**means, **evals})
             write_metrics(out, history)
             elapsed = time.perf_counter() - t_start
             eta = elapsed / max(steps_done_here, 1) * (config.epochs - epoch) * steps
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in {**means, **evals}.items() if k != "lr_epoch")
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in {**means, **evals}.items())
             print(f"[{name}] epoch {epoch}/{config.epochs} step {global_step}: {shown} | "
                   f"{elapsed / 60:.1f} min, ETA {_fmt_seconds(eta)}", flush=True)
         _report({"epoch": epoch, "global_step": global_step, **evals}, save_state(recipe, epoch, 0, global_step, history), rank)
@@ -160,7 +163,9 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         final = {r["metric"]: r["value"] for r in history if r["epoch"] == config.epochs}
         result.update(history=history, counts=recipe.summary_counts(), resumed_from=resumed_from,
                       final=final, primary_metric=recipe.primary_metric, higher_is_better=recipe.higher_is_better,
-                      steps_per_epoch=steps, global_step=global_step)
+                      steps_per_epoch=steps, global_step=global_step,
+                      worker_cpu_seconds=round(time.process_time() - cpu_start, 1),
+                      worker_train_seconds=round(time.perf_counter() - t_start, 1))
         if hasattr(recipe, "extra_summary"):
             result.update(recipe.extra_summary())
     return result
