@@ -79,6 +79,7 @@ class SupervisedConfig(TrainConfig):
     model: EcapaConfig = Field(default_factory=EcapaConfig)
     crop_seconds: tuple[float, float] = Field((2.0, 3.0), description="random crop length range (s), one per batch")
     margin: float = Field(0.2, ge=0, description="AAM additive angular margin")
+    margin_warmup: tuple[float, float] = Field((0.0, 0.0), description="margin ramps 0 -> margin between these fractions of training (wespeaker's margin scheduler); (0, 0) = fixed")
     scale: float = Field(30.0, gt=0, description="AAM logit scale")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 

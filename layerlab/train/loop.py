@@ -23,7 +23,7 @@ from layerlab.train.recipes.base import Recipe, WorkerInfo
 
 STATE_FILE = "state.pt"
 LOG_EVERY_STEPS = 20
-SCHEDULE_VALUES = {"lr", "teacher_temp"}  # logged per step, not averaged per epoch
+SCHEDULE_VALUES = {"lr", "teacher_temp", "margin"}  # logged per step, not averaged per epoch
 
 
 class TrainingDiverged(RuntimeError):
@@ -126,7 +126,8 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
             rng = np.random.default_rng([config.seed, rank, global_step])
             values = recipe.train_step(epoch, global_step, rng)
             if not math.isfinite(values["loss"]):
-                where = f"last good checkpoint: epoch {last_good['epoch']} step {last_good['step_in_epoch']}" if last_good else "no checkpoint was written yet"
+                where = (f"last good checkpoint: epoch {last_good['epoch']}, step {last_good['step_in_epoch']} into the next "
+                         f"(global step {last_good['global_step']}), kept under {out}/ray" if last_good else "no checkpoint was written yet")
                 raise TrainingDiverged(f"recipe {name}: loss is {values['loss']} at epoch {epoch + 1} step {s + 1} "
                                        f"(global step {global_step + 1}); stopped ({where}). Lower lr or check the data.")
             global_step += 1
@@ -138,12 +139,15 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
                 history += _rows(epoch + 1, global_step, {"train_" + k if not k.startswith("train_") else k: v for k, v in values.items()})
             if config.checkpoint_every_steps and (s + 1) % config.checkpoint_every_steps == 0 and s + 1 < steps:
                 _report({"epoch": epoch, "global_step": global_step}, save_state(recipe, epoch, s + 1, global_step, history), rank)
-                last_good = {"epoch": epoch, "step_in_epoch": s + 1}
+                last_good = {"epoch": epoch, "step_in_epoch": s + 1, "global_step": global_step}
         epoch += 1
         step_in_epoch = 0
         means = {("train_" + k if not k.startswith("train_") else k) + "_epoch": v / max(n, 1)
                  for k, v in sums.items() if k not in SCHEDULE_VALUES}
         evals = recipe.evaluate(epoch) if rank == 0 else {}
+        if not all(math.isfinite(v) for v in evals.values()):
+            raise TrainingDiverged(f"recipe {name}: evaluation after epoch {epoch} is not finite ({evals}); the weights "
+                                   f"diverged, this epoch is not checkpointed. Lower lr or check the data.")
         if rank == 0:
             history += _rows(epoch, global_step, {**means, **evals})
             write_metrics(out, history)
@@ -153,7 +157,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
             print(f"[{name}] epoch {epoch}/{config.epochs} step {global_step}: {shown} | "
                   f"{elapsed / 60:.1f} min, ETA {_fmt_seconds(eta)}", flush=True)
         _report({"epoch": epoch, "global_step": global_step, **evals}, save_state(recipe, epoch, 0, global_step, history), rank)
-        last_good = {"epoch": epoch, "step_in_epoch": 0}
+        last_good = {"epoch": epoch, "step_in_epoch": 0, "global_step": global_step}
     result: dict[str, Any] = {}
     if rank == 0:
         from layerlab import storage

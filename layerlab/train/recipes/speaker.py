@@ -11,7 +11,7 @@ from layerlab.train.augment import Augmenter
 from layerlab.train.config import TrainConfig
 from layerlab.train.data import Clip, select_training, stream_utterances
 from layerlab.train.ecapa import EcapaBackbone, embed_all
-from layerlab.train.evaluate import Trials, load_trials, trial_eer
+from layerlab.train.evaluate import Trials, cosine_eer, load_trials
 from layerlab.train.recipes.base import WorkerInfo
 
 
@@ -60,7 +60,10 @@ def backbone_eer(backbone: EcapaBackbone, trials: Trials | None, device: torch.d
     """{"eer": ...} of ``backbone`` on the trials ({} without trials)."""
     if trials is None:
         return {}
-    return {"eer": trial_eer(lambda wavs: embed_all(backbone, wavs, device), trials)}
+    emb = embed_all(backbone, trials.wavs, device)
+    if not torch.isfinite(emb).all():
+        return {"eer": float("nan")}
+    return {"eer": cosine_eer(emb, trials)}
 
 
 def export_ecapa(backbone: EcapaBackbone, url: str, meta: dict[str, Any]) -> dict[str, str]:

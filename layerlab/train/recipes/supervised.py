@@ -75,8 +75,18 @@ class SupervisedRecipe(Recipe):
         self.source = CropSource(config, info, ts, config.augment)
         self.trials = eval_trials(config, info)
 
+    def margin_at(self, step: int) -> float:
+        """The AAM margin at ``step``: 0 before the warm-up window, ramping linearly to ``margin`` across it."""
+        start, end = (f * self.total_steps for f in self.config.margin_warmup)
+        if end <= 0 or step >= end:
+            return self.config.margin
+        if step < start:
+            return 0.0
+        return self.config.margin * (step - start) / max(end - start, 1e-9)
+
     def train_step(self, epoch: int, step: int, rng: np.random.Generator) -> dict[str, float]:
         lr = self.set_lr(step)
+        self.head.margin = self.margin_at(step)
         clips = self.source.clips()
         x = self.source.crops(clips, crop_length(self.config.crop_seconds, rng), rng)
         y = torch.tensor([self.class_index[c.speaker] for c in clips], device=self.info.device)
@@ -88,7 +98,7 @@ class SupervisedRecipe(Recipe):
         self.clip(self.net.parameters())
         self.optimizer.step()
         acc = float((logits.argmax(1) == y).float().mean())
-        return {"loss": float(loss.detach()), "train_acc": acc, "lr": lr}
+        return {"loss": float(loss.detach()), "train_acc": acc, "lr": lr, "margin": self.head.margin}
 
     def evaluate(self, epoch: int) -> dict[str, float]:
         return backbone_eer(self.backbone, self.trials, self.info.device)
