@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from layerlab.models.base import LayerInfo, LayeredModel, frames_centered
+from layerlab.models.base import LayeredModel, LayerInfo, frames_centered
 from layerlab.models.errors import CheckpointError
 from layerlab.models.fetch import fetch_dir, load_torch_file
 
@@ -143,6 +143,3 @@ def build_ecapa(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Modul
 
 
 # The layerlab-ecapa-v1 checkpoint format (read, write, ckpt: loading) lives in models/formats/ecapa.py.
-from layerlab.models.formats.ecapa import FORMAT as CKPT_FORMAT  # noqa: E402
-from layerlab.models.formats.ecapa import to_dict as ecapa_checkpoint  # noqa: E402
-from layerlab.models.formats.ecapa import write as save_ecapa_checkpoint  # noqa: E402

@@ -94,7 +94,11 @@ def hubert_cfgs(size: str = "tiny", extractor_mode: str = "default", normalize: 
 def build_s3prl_hubert(path: str | Path, seed: int = 0, size: str = "tiny", extractor_mode: str = "default",
                        normalize: bool = False) -> Path:
     """Write an s3prl *converted* HuBERT checkpoint (task_cfg, model_cfg, model_weight, dictionaries_symbols)."""
-    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+    from s3prl.upstream.hubert.hubert_model import (
+        HubertConfig,
+        HubertModel,
+        HubertPretrainingConfig,
+    )
     from s3prl.upstream.utils import merge_with_parent
 
     from layerlab.models.formats import s3prl_hubert

@@ -6,7 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from layerlab import storage
-from layerlab.data.synth.augment import coloured_noise, reverberate, synthetic_impulse_response
+from layerlab.data.synth.augment import (
+    coloured_noise,
+    reverberate,
+    synthetic_impulse_response,
+)
 from layerlab.train.config import AugmentConfig
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")

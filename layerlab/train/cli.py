@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -19,11 +18,11 @@ DESCRIPTIONS = {
 }
 
 
-def _command(recipe: str):  # noqa: ANN202 - a typer command function
+def _command(recipe: str):
     def command(
         data: str = typer.Option(..., "--data", help="Audio-shard corpus URL (local path, file://, s3://, gs://)"),
         out: str = typer.Option(..., "--out", help="Output folder/URL: checkpoint, metrics.parquet, curve.png, summary.json; rerun resumes"),
-        config: Optional[str] = typer.Option(None, "--config", help=f"YAML of {recipe} config fields (default: the recipe's paper-size defaults)"),
+        config: str | None = typer.Option(None, "--config", help=f"YAML of {recipe} config fields (default: the recipe's paper-size defaults)"),
     ) -> None:
         from layerlab.train.run import run_recipe
 

@@ -160,7 +160,7 @@ class HubertTrainConfig(TrainConfig):
     eval_utterances: int = Field(64, ge=4, description="held-out utterances scored for masked-prediction accuracy")
 
     @model_validator(mode="after")
-    def _teacher(self) -> "HubertTrainConfig":
+    def _teacher(self) -> HubertTrainConfig:
         if self.targets == "layer" and not self.teacher:
             raise ValueError("targets=layer needs a teacher model spec (iteration 2 clusters a layer of iteration 1)")
         return self

@@ -9,8 +9,8 @@ buffer, and decodes an utterance only when a crop is drawn from it: memory stays
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -42,7 +42,7 @@ class TrainingSet:
         return sorted(set(self.speakers))
 
 
-def held_out_speakers(data: str, meta: "object") -> list[str]:
+def held_out_speakers(data: str, meta: object) -> list[str]:
     """Speakers kept out of training: ASV test split, plus every speaker in the trial table."""
     held = {spk for spk, splits in zip(meta.column("speaker").to_pylist(), meta.column("splits").to_pylist())
             if dict(splits or []).get("asv") == "test"}

@@ -3,7 +3,8 @@ normalisation and ``ECAPA_TDNN``, exactly the modules the ``ckpt:`` loader rebui
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

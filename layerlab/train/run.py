@@ -35,7 +35,7 @@ def worker_env(config: TrainConfig) -> dict[str, str]:
 def _storage(out: str) -> tuple[str, Any]:
     """(storage_path, storage_filesystem) for Ray Train: a local folder, or any fsspec URL via pyarrow."""
     if storage.is_local(out):
-        return os.path.abspath(out[len("file://"):] if out.startswith("file://") else out), None
+        return os.path.abspath(out.removeprefix("file://")), None
     import pyarrow.fs
 
     fs, path = storage.url_to_fs(out)

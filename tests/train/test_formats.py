@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from layerlab.models import CheckpointError, load
-from layerlab.models import tiny
+from layerlab.models import CheckpointError, load, tiny
 from layerlab.models.formats import detect_format, read_ckpt_dict
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-
 from helpers.train_inputs import tiny_config
+
 from layerlab import storage
 from layerlab.models import load
 from layerlab.train import run_recipe

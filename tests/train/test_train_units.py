@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers.train_inputs import tiny_config
+
 from layerlab.train.config import load_config
 from layerlab.train.recipes.base import WorkerInfo
 

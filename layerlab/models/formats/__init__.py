@@ -17,6 +17,11 @@ Checkpoints without a format field (s3prl's own releases) are recognised by thei
 
 from __future__ import annotations
 
-from layerlab.models.formats.dispatch import FORMATS, detect_format, load_ckpt, read_ckpt_dict
+from layerlab.models.formats.dispatch import (
+    FORMATS,
+    detect_format,
+    load_ckpt,
+    read_ckpt_dict,
+)
 
 __all__ = ["FORMATS", "detect_format", "load_ckpt", "read_ckpt_dict"]

@@ -22,7 +22,13 @@ from layerlab.train.config import DinoConfig, DinoHeadConfig
 from layerlab.train.data import crop_length
 from layerlab.train.ecapa import EcapaBackbone
 from layerlab.train.recipes.base import Recipe, WorkerInfo, prepare, unwrap
-from layerlab.train.recipes.speaker import CropSource, backbone_eer, eval_trials, export_ecapa, training_set
+from layerlab.train.recipes.speaker import (
+    CropSource,
+    backbone_eer,
+    eval_trials,
+    export_ecapa,
+    training_set,
+)
 
 
 class DinoHead(torch.nn.Module):

@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from layerlab.train.config import HubertTrainConfig
-from layerlab.train.data import crop_length, load_utterances, random_crop, select_training, stream_utterances
+from layerlab.train.data import (
+    crop_length,
+    load_utterances,
+    random_crop,
+    select_training,
+    stream_utterances,
+)
 from layerlab.train.recipes.base import Recipe, WorkerInfo, prepare, unwrap
 
 SAMPLE_RATE = 16000
@@ -65,7 +71,11 @@ class HubertRecipe(Recipe):
     higher_is_better = True
 
     def __init__(self, config: HubertTrainConfig, info: WorkerInfo):
-        from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+        from s3prl.upstream.hubert.hubert_model import (
+            HubertConfig,
+            HubertModel,
+            HubertPretrainingConfig,
+        )
         from s3prl.upstream.utils import merge_with_parent
 
         super().__init__(config, info)

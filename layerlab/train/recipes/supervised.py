@@ -13,7 +13,13 @@ from layerlab.train.config import SupervisedConfig
 from layerlab.train.data import crop_length
 from layerlab.train.ecapa import EcapaBackbone
 from layerlab.train.recipes.base import Recipe, WorkerInfo, prepare, unwrap
-from layerlab.train.recipes.speaker import CropSource, backbone_eer, eval_trials, export_ecapa, training_set
+from layerlab.train.recipes.speaker import (
+    CropSource,
+    backbone_eer,
+    eval_trials,
+    export_ecapa,
+    training_set,
+)
 
 
 class AAMSoftmax(torch.nn.Module):
