@@ -50,7 +50,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tr
     with pytest.raises(TrainingDiverged, match=r"recipe supervised: loss is nan at epoch 1 step 2 .*last good checkpoint: epoch 0, step 1"):
         run_recipe("supervised", train_corpus, out_dir, config=cfg)
     assert not storage.exists(f"{out_dir}/summary.json")
-    kept = [d for d in storage.list_files(f"{out_dir}/ray") if "checkpoint_" in d]
+    kept = [d for d in storage.list_files(f"{out_dir}/ray") if d.rsplit("/", 1)[-1].startswith("checkpoint_") and not d.endswith(".json")]
     assert len(kept) == 1 and storage.exists(f"{kept[0]}/state.pt")  # the step-1 checkpoint, nothing after it
 
 

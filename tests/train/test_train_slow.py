@@ -24,7 +24,7 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"
 
 
 def _checkpoints(out: str) -> list[str]:
-    return [d for d in storage.list_files(storage.join(out, "ray")) if "checkpoint_" in d] if storage.exists(storage.join(out, "ray")) else []
+    return [d for d in storage.list_files(storage.join(out, "ray")) if d.rsplit("/", 1)[-1].startswith("checkpoint_") and not d.endswith(".json")] if storage.exists(storage.join(out, "ray")) else []
 
 
 @pytest.mark.slow

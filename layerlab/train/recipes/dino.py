@@ -95,7 +95,7 @@ class DinoRecipe(Recipe):
     def __init__(self, config: DinoConfig, info: WorkerInfo):
         super().__init__(config, info)
         self.config: DinoConfig = config
-        self.training = training_set(config, info, config.local_seconds if config.local_crops else config.global_seconds[0])
+        self.training = training_set(config, info, config.global_seconds[0])  # an utterance must hold a global crop
         torch.manual_seed(config.seed)
         backbone = EcapaBackbone(config.model.kwargs())
         student = DinoNet(backbone, DinoHead(backbone.embed_dim, config.head))
