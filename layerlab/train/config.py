@@ -114,6 +114,7 @@ class DinoConfig(TrainConfig):
     weight_decay: float = 5e-5
     grad_clip: float | None = 3.0
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (the recipes' choice) or adamw (learns faster in short CPU runs)")
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig(prob=1.0))
 
 
@@ -157,6 +158,7 @@ class HubertTrainConfig(TrainConfig):
     weight_decay: float = 0.01
     grad_clip: float | None = 10.0
     features_pen_weight: float = 10.0
+    unmasked_weight: float = Field(0.0, ge=0, description="loss weight of the unmasked frames' predictions (fairseq's pred_nomask_weight; HuBERT Base: 0)")
     eval_utterances: int = Field(64, ge=4, description="held-out utterances scored for masked-prediction accuracy")
 
     @model_validator(mode="after")

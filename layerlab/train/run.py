@@ -39,6 +39,13 @@ def _storage(out: str) -> tuple[str, Any]:
     import pyarrow.fs
 
     fs, path = storage.url_to_fs(out)
+    if storage.protocol_of(out) in ("s3", "s3a") and os.environ.get("AWS_ACCESS_KEY_ID"):
+        # Ray Train's controller actor writes to this filesystem from a process that may have started
+        # before the driver got its credentials (an already running Ray): let the credentials travel with it.
+        import s3fs
+
+        fs = s3fs.S3FileSystem(key=os.environ["AWS_ACCESS_KEY_ID"], secret=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                               token=os.environ.get("AWS_SESSION_TOKEN"), **storage._s3_options())
     return path.rstrip("/"), pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
 
 

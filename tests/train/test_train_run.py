@@ -54,9 +54,10 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tr
     assert len(kept) == 1 and storage.exists(f"{kept[0]}/state.pt")  # the step-1 checkpoint, nothing after it
 
 
-def test_dino_checkpoints_to_s3_and_the_teacher_loads_from_there(train_corpus: str, s3_bucket: str) -> None:
+def test_dino_on_two_ddp_workers_checkpoints_to_s3_and_the_teacher_loads_from_there(train_corpus: str, s3_bucket: str) -> None:
     out = f"{s3_bucket}/runs/dino"
-    summary = run_recipe("dino", train_corpus, out, config=tiny_config("dino"))
+    summary = run_recipe("dino", train_corpus, out, config=tiny_config("dino", ray={"num_workers": 2, "cpus_per_worker": 1}))
+    assert summary["num_workers"] == 2 and summary["global_step"] == 2
     assert summary["model_spec"] == f"ckpt:{out}/checkpoint.pt"
     assert storage.exists(f"{out}/metrics.parquet") and storage.exists(f"{out}/summary.json")
     assert any("checkpoint_" in u for u in storage.list_files(f"{out}/ray"))  # Ray Train's own checkpoints on S3

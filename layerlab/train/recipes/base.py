@@ -103,11 +103,13 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if hasattr(module, "module") else module
 
 
-def prepare(module: torch.nn.Module, info: WorkerInfo) -> torch.nn.Module:
-    """Move to the worker's device; wrap in DDP when there is more than one worker."""
+def prepare(module: torch.nn.Module, info: WorkerInfo, find_unused_parameters: bool = False) -> torch.nn.Module:
+    """Move to the worker's device; wrap in DDP when there is more than one worker (layer drop needs
+    ``find_unused_parameters``: a dropped layer gets no gradient in that step)."""
     module = module.to(info.device)
     if info.world > 1:
         from ray.train.torch import prepare_model
 
-        return prepare_model(module, move_to_device=False)
+        return prepare_model(module, move_to_device=False,
+                             parallel_strategy_kwargs={"find_unused_parameters": find_unused_parameters})
     return module

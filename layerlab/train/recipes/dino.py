@@ -4,7 +4,7 @@ Student sees 2 global + 4 local crops of each utterance (each crop augmented ind
 teacher (an EMA of the student) sees the global crops; loss = cross-entropy between the teacher's
 centred, sharpened softmax and the student's softmax over all pairs of different views. Teacher
 temperature warms up 0.04 -> 0.07, centre momentum 0.9, EMA momentum 0.996 -> 1 (cosine),
-SGD lr 0.2 x global batch / 256 with weight decay on weights only, gradient clip 3, the head's last
+SGD lr 0.2 x global batch / 256 (AdamW optional) with weight decay on weights only, gradient clip 3, the head's last
 layer frozen during the first epoch. Evaluation and the exported checkpoint use the teacher.
 """
 
@@ -106,8 +106,11 @@ class DinoRecipe(Recipe):
         self.base_lr = config.lr * config.batch_size * info.world / 256.0
         decay = [p for p in self.student.parameters() if p.ndim > 1]
         no_decay = [p for p in self.student.parameters() if p.ndim <= 1]
-        self.optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                                          {"params": no_decay, "weight_decay": 0.0}], lr=self.base_lr, momentum=config.momentum)
+        groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if config.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(groups, lr=self.base_lr)
+        else:
+            self.optimizer = torch.optim.SGD(groups, lr=self.base_lr, momentum=config.momentum)
         self.center = torch.zeros(1, config.head.out_dim, device=info.device)
         self.source = CropSource(config, info, self.training, config.augment)
         self.trials = eval_trials(config, info)

@@ -100,7 +100,7 @@ class HubertRecipe(Recipe):
         torch.manual_seed(config.seed)
         model = HubertModel(merge_with_parent(HubertConfig, dict(self.model_cfg)),
                             merge_with_parent(HubertPretrainingConfig, dict(self.task_cfg)), self.symbols)
-        self.model = prepare(model, info)
+        self.model = prepare(model, info, find_unused_parameters=config.model.encoder_layerdrop > 0)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            betas=(0.9, 0.98), eps=1e-6)
         self.stream = stream_utterances(self.training, seed=config.seed, rank=info.rank, world=info.world)
@@ -152,6 +152,9 @@ class HubertRecipe(Recipe):
         logits = core.get_logits(out, True)[0]
         targets = core.get_targets(out, True)[0]
         loss = F.cross_entropy(logits, targets) + self.config.features_pen_weight * out["features_pen"]
+        if self.config.unmasked_weight > 0:
+            logits_u = core.get_logits(out, False)[0]
+            loss = loss + self.config.unmasked_weight * F.cross_entropy(logits_u, core.get_targets(out, False)[0])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.clip(self.model.parameters())
