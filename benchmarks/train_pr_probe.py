@@ -41,8 +41,8 @@ def collect(spec: str, data: str, max_train_frames: int, seed: int) -> dict[str,
     """{layer: {"x_train","y_train","x_test","y_test"}} for every frame layer of ``spec``."""
     model = load(spec, device="cpu")
     layers = [(i, layer) for i, layer in enumerate(model.layers) if layer.frame_rate in CENTRES]
-    feats: dict[str, dict[str, list]] = {l.name: {"train": [], "test": []} for _, l in layers}
-    labels: dict[str, dict[str, list]] = {l.name: {"train": [], "test": []} for _, l in layers}
+    feats: dict[str, dict[str, list]] = {layer.name: {"train": [], "test": []} for _, layer in layers}
+    labels: dict[str, dict[str, list]] = {layer.name: {"train": [], "test": []} for _, layer in layers}
     for u in iter_utterances(data):
         split = u.splits.get("pr")
         if split not in ("train", "test") or not u.alignment:
