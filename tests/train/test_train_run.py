@@ -42,6 +42,7 @@ def test_supervised_writes_loadable_checkpoint_metrics_curve_and_resumes_from_th
         run_recipe("dino", train_corpus, out_dir, config=tiny_config("dino"))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(train_corpus: str, out_dir: str) -> None:
     from layerlab.train.loop import TrainingDiverged
 
@@ -68,6 +69,7 @@ def test_dino_on_two_ddp_workers_checkpoints_to_s3_and_the_teacher_loads_from_th
     assert ecapa.read(f"{out}/checkpoint.pt").meta["network"] == "dino teacher"
 
 
+@pytest.mark.slow
 def test_hubert_checkpoint_loads_through_s3prl_hubert_local_and_extracts(train_corpus: str, out_dir: str, tmp_path) -> None:
     from s3prl.upstream.hubert.hubconf import hubert_local
 
