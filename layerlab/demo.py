@@ -7,13 +7,11 @@ baselines. Every stage resumes: a rerun skips a finished corpus and finished cac
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from layerlab import storage
@@ -34,12 +32,10 @@ class DemoConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, url: str) -> "DemoConfig":
-        """Load and validate a YAML file; errors name the file."""
-        try:
-            raw = yaml.safe_load(storage.read_bytes(url)) or {}
-            return cls.model_validate(raw)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise ValueError(f"{url}: invalid demo config: {exc}") from exc
+        """Load and validate a YAML file; one-line errors name the file and the field."""
+        from layerlab.config import load_config
+
+        return load_config(cls, url)
 
 
 def cache_name(spec: str) -> str:
@@ -67,7 +63,7 @@ def build_corpus(out: str, config: DemoConfig, say: Any) -> str:
         say(f"corpus: reusing {corpus}")
         return corpus
     say(f"corpus: building {config.speakers} synthetic speakers into {corpus}")
-    summary = build_synth_corpus(corpus, SynthConfig(speakers=config.speakers, seed=config.seed))
+    summary = build_synth_corpus(corpus, SynthConfig(speakers=config.speakers, seed=config.seed), overwrite=True)  # the demo owns its folder
     say(summary.render())
     return corpus
 
@@ -90,30 +86,33 @@ def extract_models(corpus: str, out: str, config: DemoConfig, say: Any) -> dict[
     return caches
 
 
-def frame_level_cka(caches: dict[str, str], out: str) -> dict[str, Any]:
+def frame_level_cka(caches: dict[str, str], out: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Within-model frame-level CKA from the extraction side-outputs (frames were never stored)."""
+    from layerlab.cache import open_cache
     from layerlab.cka.heatmap import HeatmapPanel, write_heatmaps
-    from layerlab.cka.state_io import accumulator_from_state, state_from_bytes
+    from layerlab.cka.state_io import accumulator_from_state
     from layerlab.cka.tables import write_matrix
-    from layerlab.extract.cache_reader import open_cache
 
-    panels, results = [], {}
+    panels, results, layer_names = [], {}, {}
     for spec, url in caches.items():
         cache = open_cache(url)
-        entry = cache.manifest.cka_merged.get("frames")
-        if entry is None:
+        state = cache.cka_merged("frames")
+        if state is None:
             continue
-        acc = accumulator_from_state(state_from_bytes(storage.read_bytes(storage.join(url, entry.name))))
+        acc = accumulator_from_state(state)
         names = [n for n, r in zip(cache.metadata.layer_names, cache.metadata.frame_rates_hz) if r is not None]
         for estimator in ("biased", "debiased"):
-            mat = np.asarray(acc.compute(estimator))
+            mat = np.asarray(acc.using(estimator).compute())
             write_matrix(storage.join(out, "cka", f"frame_{estimator}_{cache_name(spec)}.parquet"), mat, names, names,
                          estimator=estimator, level="frame", model_a=spec, model_b=spec)
             results[f"{spec}:{estimator}"] = mat.round(4).tolist()
-        panels.append(HeatmapPanel(np.asarray(acc.compute("biased")), f"{spec}: frame-level CKA", f"{spec} layer", f"{spec} layer"))
+        layer_names[spec] = names
+        n_frames = int(getattr(acc, "n", 0))
+        panels.append(HeatmapPanel(np.asarray(acc.using("biased").compute()), f"{spec}: biased CKA, frame level, {n_frames} frames",
+                                   f"{spec} layer", f"{spec} layer", names_a=names, names_b=names))
     if panels:
         write_heatmaps(storage.join(out, "cka", "frame_within.png"), panels)
-    return results
+    return results, layer_names
 
 
 def utterance_level_cka(caches: dict[str, str], out: str) -> dict[str, Any]:
@@ -131,8 +130,8 @@ def speaker_verification(corpus: str, caches: dict[str, str]) -> dict[str, dict[
     Vectors are centred on the mean of the ASV *training* speakers' utterances first (the usual
     mean subtraction of speaker verification; without it a common offset dominates every cosine).
     """
+    from layerlab.cache import open_cache
     from layerlab.data.shards import read_metadata, read_table
-    from layerlab.extract.cache_reader import open_cache, pooled_matrix
     from layerlab.metrics import eer
 
     trials = read_table(corpus, "asv_trials").to_pylist()
@@ -140,10 +139,10 @@ def speaker_verification(corpus: str, caches: dict[str, str]) -> dict[str, dict[
     train_ids = [r["id"] for r in meta if dict(r["splits"] or []).get("asv") == "train"]
     out: dict[str, dict[str, float]] = {}
     for spec, url in caches.items():
-        cache = open_cache(url)
+        pooled = open_cache(url).read_pooled()  # every layer in one pass over the shards
+        ids = pooled.ids
         out[spec] = {}
-        for layer in cache.metadata.layer_names:
-            ids, vecs = pooled_matrix(cache, layer)
+        for layer, vecs in pooled.mean.items():
             index = {u: i for i, u in enumerate(ids)}
             train = [index[u] for u in train_ids if u in index]
             vecs = vecs - vecs[train].mean(axis=0) if train else vecs
@@ -166,7 +165,7 @@ def run_demo(out: str, config: DemoConfig | None = None, say: Any = print) -> di
     t_corpus = time.perf_counter() - t0
     caches = extract_models(corpus, out, config, say)
     t_extract = time.perf_counter() - t0 - t_corpus
-    frame = frame_level_cka(caches, out)
+    frame, frame_layers = frame_level_cka(caches, out)
     utterance = utterance_level_cka(caches, out)
     eer = speaker_verification(corpus, caches)
     summary = {
@@ -174,12 +173,22 @@ def run_demo(out: str, config: DemoConfig | None = None, say: Any = print) -> di
         "caches": caches,
         "seconds": {"corpus": round(t_corpus, 1), "extract": round(t_extract, 1), "total": round(time.perf_counter() - t0, 1)},
         "frame_cka": frame,
-        "utterance_cka": {"tables": utterance["tables"], "heatmap": utterance["heatmap"], "frames": utterance["frames"]},
+        "frame_cka_layers": frame_layers,
+        "utterance_cka": {"tables": utterance["tables"], "heatmap": utterance["heatmap"], "n_utterances": utterance["n_utterances"]},
         "asv_eer_percent_by_layer": eer,
     }
     storage.write_json(storage.join(out, "summary.json"), summary)
     say(render(summary))
     return summary
+
+
+def _matrix_lines(mat: list[list[float]], names: list[str]) -> list[str]:
+    """A CKA matrix as an aligned text table with layer names on both axes."""
+    width = max(6, *(len(n) for n in names))
+    lines = ["  " + " " * width + " " + " ".join(f"{n:>{width}}" for n in names)]
+    for name, row in zip(names, mat):
+        lines.append("  " + f"{name:>{width}} " + " ".join(f"{v:>{width}.3f}" for v in row))
+    return lines
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -193,7 +202,10 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"  {spec}: " + ", ".join(f"{k} {v:.1f}" for k, v in per_layer.items()) + note)
     for key, mat in summary["frame_cka"].items():
         if key.endswith(":biased"):
-            lines.append(f"frame-level CKA within {key.split(':')[0]}: " + json.dumps(mat))
+            spec = key.split(":")[0]
+            names = summary.get("frame_cka_layers", {}).get(spec) or [str(i) for i in range(len(mat))]
+            lines.append(f"frame-level CKA within {spec} (biased):")
+            lines += _matrix_lines(mat, names)
     lines.append("utterance-level CKA (pooled means, bootstrap over speakers):")
     for url in summary["utterance_cka"]["tables"]:
         lines.append(f"  table: {url}")

@@ -64,6 +64,15 @@ def url_to_fs(url: str | os.PathLike[str]) -> tuple[fsspec.AbstractFileSystem, s
     return fs, path
 
 
+def canonical_url(url: str | os.PathLike[str]) -> str:
+    """One spelling per location: ``syn6``, ``./syn6/``, ``/abs/syn6`` and ``file:///abs/syn6`` all give ``/abs/syn6``."""
+    text = str(url)
+    if protocol_of(text) == "file":
+        path = text[len("file://"):] if text.startswith("file://") else text
+        return os.path.normpath(os.path.abspath(os.path.expanduser(path)))
+    return text.rstrip("/")
+
+
 def join(url: str, *parts: str) -> str:
     """Join path parts onto a URL with ``/`` (works for object stores and local paths)."""
     out = str(url).rstrip("/")
@@ -249,6 +258,31 @@ def remove(url: str, recursive: bool = False) -> None:
         return
     if fs.exists(path):
         fs.rm(path, recursive=recursive)
+
+
+def check_output_dir(url: str) -> None:
+    """Fail fast when ``url`` cannot hold output files: it is a file, a parent is a file, or it is not writable."""
+    fs, path = url_to_fs(url)
+    if is_local(url):
+        p = Path(path)
+        for parent in [p, *p.parents]:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise NotADirectoryError(f"{url}: output must be a folder, but {parent} is a file")
+                if not os.access(parent, os.W_OK):
+                    raise PermissionError(f"{url}: no permission to write in {parent}")
+                return
+        return
+    bucket = path.split("/", 1)[0]
+    try:
+        if fs.isfile(path):
+            raise NotADirectoryError(f"{url}: output must be a folder, but an object exists at that key")
+        if not fs.exists(bucket):
+            raise FileNotFoundError(f"{url}: bucket {bucket!r} does not exist (or the credentials cannot see it)")
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - credentials, endpoint: one line naming the URL
+        raise PermissionError(f"{url}: cannot reach the output location ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
 
 
 def open_input(url: str, mode: str = "rb") -> Any:

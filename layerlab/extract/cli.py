@@ -22,6 +22,7 @@ def extract_cmd(
     max_shards: Optional[int] = typer.Option(None, "--max-shards", help="stop after this many new shards"),
     overwrite: bool = typer.Option(False, "--overwrite", help="discard an existing cache at --out"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="skip SHA-256 checks of source shards and of finished cache shards (huge trusted runs)"),
 ) -> None:
     """Extract every layer of a model over an audio-shard dataset into a resumable activation cache.
 
@@ -29,14 +30,19 @@ def extract_cmd(
 
     Example:  layerlab extract --model s3prl:wavlm_base_plus --data s3://bucket/corpus --out s3://bucket/cache/wavlm --tier both --concurrency 1,4
     """
-    import ray
-
+    from layerlab import storage
+    from layerlab.data.manifest import read_manifest
     from layerlab.extract.pipeline import extract
+    from layerlab.models.registry import check_spec
+    from layerlab.runtime import init_ray
 
     cfg = build_config(config, tier=tier, concurrency=concurrency, batch_seconds=batch_seconds, mode=mode, cka=cka,
-                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress)
-    if not ray.is_initialized():
-        ray.init()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
+                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress, verify=not no_verify)
+    # every user mistake is found here, on the driver, before Ray starts
+    check_spec(model)
+    read_manifest(data)
+    storage.check_output_dir(out)
+    init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
     summary = extract(model, data, out, cfg)
     typer.echo(summary.render())
     if not summary.ok:
@@ -45,12 +51,10 @@ def extract_cmd(
 
 def build_config(path: str | None, **flags: object):  # noqa: ANN201 - returns ExtractConfig (import kept lazy)
     """ExtractConfig from an optional YAML/JSON file, with the non-None command-line flags on top."""
-    import yaml
-
-    from layerlab import storage
+    from layerlab.config import read_yaml, validate
     from layerlab.extract.config import CKASideOutput, ExtractConfig
 
-    doc: dict = (yaml.safe_load(storage.read_bytes(path)) or {}) if path else {}
+    doc: dict = read_yaml(path) if path else {}
     cka = flags.pop("cka", None)
     doc.update({k: v for k, v in flags.items() if v is not None and v is not False})
     if cka:
@@ -59,7 +63,7 @@ def build_config(path: str | None, **flags: object):  # noqa: ANN201 - returns E
             name, _, layers = str(item).partition("=")
             sides.append(CKASideOutput(name=name, layers=layers.split(",") if layers else None).model_dump())
         doc["cka"] = sides
-    return ExtractConfig.model_validate(doc)
+    return validate(ExtractConfig, doc, path or "options")
 
 
 def register(app: typer.Typer) -> None:

@@ -45,6 +45,7 @@ class ExtractConfig(BaseModel):
     overwrite: bool = Field(False, description="discard an existing cache at the output URL")
     env_vars: dict[str, str] = Field(default_factory=dict, description="extra env vars for the actors")
     progress: bool = True
+    verify: bool = Field(True, description="check size and SHA-256 of source shards and of finished cache shards on resume")
 
     @field_validator("concurrency", mode="before")
     @classmethod

@@ -49,6 +49,18 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return prefix, arg
 
 
+def check_spec(spec: str) -> tuple[str, str]:
+    """Fail fast, on the driver, for a spec that cannot load: malformed, or naming a file/folder that does not exist."""
+    from layerlab import storage
+
+    prefix, arg = parse_spec(spec)
+    path = arg.split(":", 1)[1] if prefix == "s3prl" and ":" in arg else arg
+    is_path = prefix in ("speechbrain", "ckpt") or (prefix == "s3prl" and ":" in arg) or (prefix == "hf" and (path.startswith((".", "/", "~")) or "://" in path))
+    if is_path and not storage.exists(path):
+        raise UnknownModelSpec(f"model file or folder of spec {spec!r} not found ({path})")
+    return prefix, arg
+
+
 def load(spec: str, device: str | torch.device | None = None) -> LayeredModel:
     """Build the frozen, eval-mode LayeredModel for ``spec`` on ``device`` (default: cuda if available)."""
     prefix, arg = parse_spec(spec)

@@ -73,7 +73,8 @@ def test_dino_on_two_ddp_workers_checkpoints_to_s3_and_the_teacher_loads_from_th
 def test_hubert_checkpoint_loads_through_s3prl_hubert_local_and_extracts(train_corpus: str, out_dir: str, tmp_path) -> None:
     from s3prl.upstream.hubert.hubconf import hubert_local
 
-    from layerlab.extract import ExtractConfig, extract, open_cache
+    from layerlab.cache import open_cache
+    from layerlab.extract import ExtractConfig, extract
 
     summary = run_recipe("hubert", train_corpus, out_dir, config=tiny_config("hubert"))
     assert summary["model_spec"] == f"s3prl:hubert_local:{out_dir}/checkpoint.pt"

@@ -53,6 +53,7 @@ def import_dataset(
     name: str | None = None,
     max_shard_bytes: int = 128 * 1024 * 1024,
     max_seconds: float = AudioLimits().max_seconds,
+    overwrite: bool = False,
     **options: Any,
 ) -> BuildSummary:
     """Import the dataset at ``src`` (path or fsspec URL) as audio shards at ``out_url``.
@@ -71,12 +72,18 @@ def import_dataset(
         raise TypeError(f"{kind} importer: unknown option(s) {unknown}; it accepts {sorted(allowed) or 'none'} plus {list(COMMON_OPTIONS)}")
     if not storage.exists(src):
         raise FileNotFoundError(f"{src}: source not found")
+    from layerlab.data.shards import existing_summary, prepare_output
+
+    build = {"by": f"import {kind}", "source": storage.canonical_url(src), "name": name or kind, "max_shard_bytes": int(max_shard_bytes),
+             "max_seconds": float(max_seconds), "options": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(options.items())}}
+    if prepare_output(out_url, build, overwrite):
+        return existing_summary(out_url)
     writer = ShardWriter(
         out_url,
         dataset=name or kind,
         max_shard_bytes=max_shard_bytes,
         limits=AudioLimits(max_seconds=max_seconds),
-        extra={"importer": kind, "source": str(src)},
+        extra={"importer": kind, "source": str(src), "build": build},
     )
     with writer:
         ctx = ImportContext(SourceTree(src), writer)

@@ -61,6 +61,7 @@ def import_command(
     max_shard_mb: float = typer.Option(128.0, "--max-shard-mb", help="Roll to a new shard at this size."),
     max_seconds: float = typer.Option(60.0, "--max-seconds", help="Quarantine utterances longer than this."),
     option: list[str] = typer.Option([], "--option", "-o", help="Recipe option KEY=VALUE (repeatable), e.g. subset=test-other."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset already at --out (never done silently)."),
 ) -> None:
     """Import a dataset from its own layout into audio shards; bad files are quarantined with their reason.
 
@@ -71,7 +72,7 @@ def import_command(
     if kind not in KINDS:
         raise typer.BadParameter(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}", param_hint="KIND")
     options = parse_options(kind, option)
-    summary = import_dataset(kind, src, out, name=name, max_shard_bytes=int(max_shard_mb * 1024 * 1024), max_seconds=max_seconds, **options)
+    summary = import_dataset(kind, src, out, name=name, max_shard_bytes=int(max_shard_mb * 1024 * 1024), max_seconds=max_seconds, overwrite=overwrite, **options)
     typer.echo(summary.render())
     from layerlab.data.manifest import read_manifest
 

@@ -55,9 +55,18 @@ def _loader_version() -> str:
         return "unknown"
 
 
-def build_synth_corpus(out_url: str, config: SynthConfig, progress: bool = True) -> SynthBuildSummary:
-    """Generate the corpus described by ``config`` into ``out_url`` (any storage URL); deterministic for a seed."""
+def build_synth_corpus(out_url: str, config: SynthConfig, progress: bool = True, overwrite: bool = False) -> SynthBuildSummary:
+    """Generate the corpus described by ``config`` into ``out_url`` (any storage URL); deterministic for a seed.
+
+    A finished corpus of the same config at ``out_url`` is reused; any other dataset there is refused unless ``overwrite``.
+    """
+    from layerlab.data.shards import existing_summary, prepare_output
+
     t0 = time.perf_counter()
+    build = {"by": "corpus synth", "config": config.model_dump(mode="json", exclude={"workers"})}
+    if prepare_output(out_url, build, overwrite):
+        base = existing_summary(out_url)
+        return SynthBuildSummary(**vars(base), speakers=config.speakers)
     library_paths()  # fail fast with a clear message when espeakng-loader is missing
     speakers = make_speakers(config.speakers, config.seed)
     roles = tasks.assign_roles(speakers, config)
@@ -65,6 +74,7 @@ def build_synth_corpus(out_url: str, config: SynthConfig, progress: bool = True)
     extra = {
         "generator": f"layerlab corpus synth (espeak-ng via espeakng-loader {_loader_version()})",
         "config": config.model_dump(mode="json", exclude={"workers"}),  # output never depends on workers
+        "build": build,
         "speakers": [s.describe() for s in speakers],
         "tasks": tasks.task_description(config, roles),
     }

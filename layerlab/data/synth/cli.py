@@ -16,6 +16,7 @@ def synth(
     read_per_speaker: Optional[int] = typer.Option(None, "--read-per-speaker", min=3, help="Read sentences per speaker."),
     clean: bool = typer.Option(False, "--clean", help="No additive noise and no reverb on speech."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset already at --out (never done silently)."),
 ) -> None:
     """Speak the synthetic corpus with espeak-ng (offline) and write audio shards with labels.
 
@@ -37,7 +38,7 @@ def synth(
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    summary = build_synth_corpus(out, cfg, progress=not quiet)
+    summary = build_synth_corpus(out, cfg, progress=not quiet, overwrite=overwrite)
     typer.echo(summary.render())
 
 
