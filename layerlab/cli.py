@@ -149,6 +149,7 @@ def _register() -> None:
     __import__("layerlab.cka.cli", fromlist=["register"]).register(app)
     __import__("layerlab.extract.cli", fromlist=["register"]).register(app)
     __import__("layerlab.probe.cli", fromlist=["register"]).register(app)
+    __import__("layerlab.train.cli", fromlist=["register"]).register(app)
 
 
 _register()
