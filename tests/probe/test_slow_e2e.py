@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 SWEEP = """
 import sys
 from layerlab.probe import ProbeConfig, run_probe
-cfg = ProbeConfig(max_epochs=40, patience=40, batch_size=4, cpus_per_trial=1, intervals=False,
+cfg = ProbeConfig(max_epochs=1500, patience=1500, batch_size=2, cpus_per_trial=1, intervals=False, report_interval_s=0.5,
                   search={"lr": (1e-4, 1e-3), "weight_decay": [0.0], "hidden": [64]})
 run_probe(sys.argv[1], "sid", sys.argv[2], layers="weighted", tune_samples=2, config=cfg)
 """
@@ -39,11 +39,12 @@ def _checkpoints(exp: Path) -> int:
 def test_killed_sweep_resumes(fbank_cache: str, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "out"
     exp = out / "tune" / "weighted_sum"
-    proc = subprocess.Popen([sys.executable, "-c", SWEEP, fbank_cache, str(out)], env=_env(), start_new_session=True,
+    env = {**_env(), "RAY_ADDRESS": "local"}  # a fresh embedded Ray, never the test session's
+    proc = subprocess.Popen([sys.executable, "-c", SWEEP, fbank_cache, str(out)], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
-        while _checkpoints(exp) < 2:  # both trials have reported at least one checkpoint
+        while _checkpoints(exp) < 4:  # both trials have reported checkpoints
             assert proc.poll() is None, "the sweep ended before it could be killed"
             assert time.time() < deadline, "no checkpoints appeared"
             time.sleep(0.5)
@@ -53,11 +54,11 @@ def test_killed_sweep_resumes(fbank_cache: str, tmp_path: Path) -> None:  # noqa
     assert not (out / "metrics.parquet").exists()
     state = sorted(exp.glob("experiment_state-*.json"))
     assert state, "the killed sweep left no experiment state"
-    done = subprocess.run([sys.executable, "-c", SWEEP, fbank_cache, str(out)], env=_env(), capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run([sys.executable, "-c", SWEEP, fbank_cache, str(out)], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 2 and trials.error.isna().all()
-    assert (trials.epochs == 40).all()  # the restored trials ran to the end (no early stopping configured)
+    assert (trials.epochs == 1500).all()  # the restored trials ran to the end (no early stopping configured)
     metrics = pd.read_parquet(out / "metrics.parquet")
     assert (metrics.probe == "weighted_sum").all() and len(metrics) == 2
 
