@@ -22,30 +22,6 @@ app = typer.Typer(
 )
 
 
-@app.command("demo")
-def demo(
-    out: str = typer.Option("runs/demo", help="Output folder or URL for corpus, caches and results."),
-    config: str = typer.Option("", help="YAML DemoConfig (default: configs/demo.yaml)."),
-) -> None:
-    """Run the embedded default job: synthetic corpus -> caches on local Ray -> CKA maps, speaker EERs.
-
-    Offline, resumable (a rerun skips finished stages).
-
-    Example:  layerlab demo --out runs/demo
-    """
-    import ray
-
-    from layerlab.demo import DemoConfig, run_demo
-
-    cfg = DemoConfig.from_yaml(config) if config else None
-    if not ray.is_initialized():
-        ray.init(configure_logging=False, log_to_driver=False)
-    try:
-        run_demo(out, cfg, say=typer.echo)
-    finally:
-        ray.shutdown()
-
-
 def _register() -> None:
     from layerlab.data import cli as data_cli
 
@@ -53,6 +29,7 @@ def _register() -> None:
     __import__("layerlab.models.cli", fromlist=["register"]).register(app)
     __import__("layerlab.cka.cli", fromlist=["register"]).register(app)
     __import__("layerlab.extract.cli", fromlist=["register"]).register(app)
+    __import__("layerlab.study.cli", fromlist=["register"]).register(app)
 
 
 _register()

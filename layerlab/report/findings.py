@@ -38,11 +38,20 @@ def _show(v: float, metric: str) -> str:
     return f"{100 * v:.1f}%" if metric in PERCENT_METRICS else f"{v:.3f}"
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
-    if np.std(rx) == 0 or np.std(ry) == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Average ranks (1 = smallest) along axis -2 (the models) of an array [..., models, columns]."""
+    from scipy.stats import rankdata
+
+    return rankdata(a, axis=-2)
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman rho of x[i] and y[i] for each row i (nan where a row is constant)."""
+    rx, ry = _ranks(x[..., None])[..., 0], _ranks(y[..., None])[..., 0]
+    rx, ry = rx - rx.mean(-1, keepdims=True), ry - ry.mean(-1, keepdims=True)
+    den = np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(-1) / np.where(den > 0, den, 1), np.nan)
 
 
 def _task_scores(metrics: pd.DataFrame, tasks: Sequence[str], split: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, bool]]:
@@ -62,10 +71,10 @@ def _task_scores(metrics: pd.DataFrame, tasks: Sequence[str], split: str) -> tup
     return pd.DataFrame(values), pd.DataFrame(errors), used, hib
 
 
-def _composite(values: pd.DataFrame, hib: dict[str, bool]) -> np.ndarray:
-    """Mean rank of a model over tasks (higher = better on every task)."""
-    ranks = [values[t].rank(ascending=hib[t]) for t in values.columns]
-    return np.mean(ranks, axis=0)
+def _composite(values: np.ndarray, higher: Sequence[bool]) -> np.ndarray:
+    """Mean rank of each model over tasks (higher = better on every task); values [..., models, tasks]."""
+    signed = values * np.where(np.asarray(higher), 1.0, -1.0)
+    return _ranks(signed).mean(-1)
 
 
 def content_vs_speaker(metrics: pd.DataFrame, models: dict[str, Any], split: str, draws: int = 2000, seed: int = 0) -> Finding:
@@ -81,20 +90,19 @@ def content_vs_speaker(metrics: pd.DataFrame, models: dict[str, Any], split: str
     if len(names) < 3:
         return Finding("content_vs_speaker", claim, "not supported",
                        f"Not supported: a rank correlation needs at least 3 learned models with both content and speaker results; the study has {len(names)}.")
-    cv, ce, sv, se = cv.loc[names], ce.loc[names].fillna(0), sv.loc[names], se.loc[names].fillna(0)
-    rho = _spearman(_composite(cv, chib), _composite(sv, shib))
+    cv, ce, sv, se = (df.loc[names].to_numpy(float) for df in (cv, ce.fillna(0), sv, se.fillna(0)))
+    ch, sh = [chib[t] for t in ctasks], [shib[t] for t in stasks]
+    content, speaker = _composite(cv, ch), _composite(sv, sh)
+    rho = float(_spearman_rows(content[None], speaker[None])[0])
     rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(draws):
-        pick = rng.integers(0, len(names), len(names))  # resample models, and each metric within its CI
-        c = pd.DataFrame(rng.normal(cv.to_numpy(), ce.to_numpy()), columns=cv.columns).iloc[pick]
-        s = pd.DataFrame(rng.normal(sv.to_numpy(), se.to_numpy()), columns=sv.columns).iloc[pick]
-        r = _spearman(_composite(c, chib), _composite(s, shib))
-        if not np.isnan(r):
-            boot.append(r)
+    pick = rng.integers(0, len(names), (draws, len(names)))  # resample models, and each metric within its CI
+    c = rng.normal(cv[pick], ce[pick])
+    s = rng.normal(sv[pick], se[pick])
+    boot = _spearman_rows(_composite(c, ch), _composite(s, sh))
+    boot = boot[~np.isnan(boot)]
     lo, hi = (np.percentile(boot, [2.5, 97.5]) if len(boot) > 20 else (np.nan, np.nan))
     stats = f"Spearman ρ = {rho:+.2f} (95% CI [{lo:+.2f}, {hi:+.2f}], n = {len(names)} models; content = mean rank on {', '.join(t.upper() for t in ctasks)}, speaker = mean rank on {', '.join(t.upper() for t in stasks)}, {split} split)"
-    evidence = [f"{n}: content rank {c:.1f}, speaker rank {s:.1f}" for n, c, s in zip(names, _composite(cv, chib), _composite(sv, shib))]
+    evidence = [f"{n}: content rank {c:.1f}, speaker rank {s:.1f} (of {len(names)}, higher = better)" for n, c, s in zip(names, content, speaker)]
     if np.isnan(rho) or np.isnan(lo):
         return Finding("content_vs_speaker", claim, "inconclusive", f"Inconclusive: {stats}; the rankings have ties that leave ρ undefined.", evidence)
     if lo > 0 or hi < 0:

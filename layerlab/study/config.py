@@ -279,14 +279,14 @@ def format_errors(source: str, exc: ValidationError, model: type[BaseModel]) -> 
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        key = ".".join(str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p or p.startswith("function-")))) or "(top level)"
+        key = ".".join(str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p or p.startswith("function-"))))
         if err["type"] == "extra_forbidden":
             allowed = _allowed_at(model, loc)
             hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
             lines.append(f"{source}: {key}: unknown key{hint}")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"{source}: {key}: {msg}")
+            lines.append(f"{source}: {key}: {msg}" if key else f"{source}: {msg}")
     return "\n".join(dict.fromkeys(lines))
 
 
