@@ -39,6 +39,7 @@ class DatasetConfig(_Strict):
     synth: dict[str, Any] | None = Field(None, description="SynthConfig fields (`layerlab corpus synth`)")
     import_: ImportSource | None = Field(None, alias="import")
     path: str | None = Field(None, description="an existing audio-shard dataset (manifest.json at its root)")
+    tasks: list[str] | None = Field(None, description="probe only these tasks on this dataset (default: every task it offers)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -218,6 +219,11 @@ class StudyConfig(_Strict):
 
     def probe_datasets(self) -> list[str]:
         return list(self.probe.datasets or self.datasets) if self.probe else []
+
+    def analysed_datasets(self) -> list[str]:
+        """Datasets that get activation caches (probed or compared); the others only feed training."""
+        used = set(self.probe_datasets()) | set(self.cka_datasets())
+        return [d for d in self.datasets if d in used]
 
     def cka_datasets(self) -> list[str]:
         return list(self.cka.datasets or self.datasets) if self.cka else []

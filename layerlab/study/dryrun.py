@@ -9,7 +9,18 @@ from layerlab.study.runner import read_marker, reusable
 
 
 def stage_states(plan: StudyPlan) -> dict[str, str]:
-    """Per stage: ``reuse`` (done-marker matches), ``resume`` (an interrupted run matches) or ``run``."""
+    """Per stage: ``reuse`` (done-marker matches), ``resume`` (an interrupted run matches) or ``run``.
+
+    A results URL that cannot be reached offline (no network or credentials) gives ``run?`` for every
+    stage: reuse is then decided when the study runs.
+    """
+    from layerlab import storage
+
+    if not storage.is_local(plan.out):
+        try:
+            storage.exists(storage.join(plan.out, "stages"))
+        except Exception:  # noqa: BLE001 - offline dry run of a cluster study
+            return {s.id: "run?" for s in plan.order()}
     out = {}
     for stage in plan.order():
         if reusable(stage, plan.out) is not None:
@@ -36,6 +47,8 @@ def render_plan(plan: StudyPlan) -> str:
     lines.append("totals: " + "; ".join(f"{k} " + ", ".join(f"{n} {a}" for a, n in v.items()) for k, v in counts.items()))
     for sk in plan.skipped:
         lines.append(f"skipped: {sk['task']} on {sk['dataset']}: {sk['reason']}")
+    if any(v == "run?" for v in states.values()):
+        lines.append(f"results folder {plan.out} not reachable from here: which stages are reused is decided at run time")
     network = sorted({s.id for s in plan.order() if s.needs_network})
     if network:
         lines.append(f"needs network (or pre-staged weights/data) at run time: {', '.join(network)}")

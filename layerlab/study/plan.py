@@ -111,7 +111,7 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
     probes = _probe_entries(plan, config, corpus_tasks, predicted)
     needs_frames = _models_needing_frames(config, probes)
     within = config.cka.within if config.cka else None
-    for dname in config.datasets:
+    for dname in config.analysed_datasets():
         for mname, m in config.models.items():
             params = {**config.extract, **m.extract}
             wants = needs_frames.get((dname, mname), False)
@@ -204,11 +204,14 @@ def _probe_entries(plan: StudyPlan, config: StudyConfig, corpus_tasks: dict[str,
         known = corpus_tasks.get(dname)
         guess = predicted.get(dname)
         if known is None and guess is None:  # a remote dataset not read yet: plan what was asked, check at run time
-            guess = [e.task for e in config.probe.entries(list(task_info.DEFAULT_TASKS))]
+            guess = config.datasets[dname].tasks or [e.task for e in config.probe.entries(list(task_info.DEFAULT_TASKS))]
         offered = known if known is not None else {t: "predicted" for t in guess or []}
-        available = [t for t in task_info.DEFAULT_TASKS if t in offered]
+        only = config.datasets[dname].tasks
+        available = only or [t for t in task_info.DEFAULT_TASKS if t in offered]
         out[dname] = []
         for entry in config.probe.entries(available):
+            if only is not None and entry.task not in only:
+                continue
             reason = task_info.missing_reason(entry.task, offered, dname)
             if reason:
                 if config.strict:

@@ -140,23 +140,27 @@ class Runner:
             running[self.pool.submit(self._execute, stage, ctx)] = stage
 
     def _execute(self, stage: Stage, ctx: StageContext) -> None:
+        """Run one stage (extractions one at a time per ``parallel_extract``), recording its outcome."""
+        gate = self.extract_slots if stage.kind == "extract" else None
+        if gate:
+            gate.acquire()
+        try:
+            self._execute_now(stage, ctx)
+        finally:
+            if gate:
+                gate.release()
+
+    def _execute_now(self, stage: Stage, ctx: StageContext) -> None:
         """Run one stage: fresh output (or resume a matching interrupted run), markers, timing, errors."""
         started = read_marker(self.out, stage.id, "started")
         resume = bool(started and started.get("fingerprint") == stage.fingerprint)
         if not resume and stage.out.startswith(self.out.rstrip("/") + "/") and storage.exists(stage.out):
             storage.remove(stage.out, recursive=True)  # a stale output of another configuration
         storage.write_json(marker_url(self.out, stage.id, "started"), {"fingerprint": stage.fingerprint, "started_at": _now()})
-        gate = self.extract_slots if stage.kind == "extract" else None
-        if gate:
-            gate.acquire()
         self.say(f"[run] {stage.id}" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
         try:
-            try:
-                result = run_stage(stage, ctx)
-            finally:
-                if gate:
-                    gate.release()
+            result = run_stage(stage, ctx)
             status, reason = "done", None
         except StageSkipped as exc:
             result, status, reason = {}, "skipped", str(exc)
@@ -172,10 +176,7 @@ class Runner:
         storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": stage.fingerprint, "status": status, "reason": reason,
                                                                   "result": result, "wall_seconds": wall, "finished_at": _now(),
                                                                   "params": stage.params})
-        try:
-            storage.remove(marker_url(self.out, stage.id, "failed"))
-        except FileNotFoundError:
-            pass
+        storage.remove(marker_url(self.out, stage.id, "failed"))
         self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else ""))
         self._record(stage, status, wall, False, result=result, error=reason)
 
