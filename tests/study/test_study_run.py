@@ -67,16 +67,14 @@ def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusabl
 @pytest.mark.slow
 def test_tiny_study_on_the_librispeech_excerpt_skips_tasks_without_labels(tmp_path: Path, ray_session: None, librispeech_excerpt: Path) -> None:
     doc = tiny_study(datasets={"libri": {"import": {"kind": "librispeech", "src": str(librispeech_excerpt)}}},
-                     models={"fbank": {"spec": "fbank"}, "ge2e": {"spec": "ge2e"}},
                      probe={"tasks": ["ks", "pr"]}, cka={"within": {"levels": ["utterance"]}, "across": {"levels": ["utterance"], "bootstrap": 10}})
     result, lines = _run(doc, tmp_path / "study")
-    print({k: (r["status"], r["wall_seconds"]) for k, r in result.records.items()})
     assert not result.failed, lines
     skipped = {s["task"]: s["reason"] for s in result.plan.skipped}
     assert set(skipped) == {"ks", "pr"} and "dataset 'libri' has no pr labels" in skipped["pr"]  # no transcripts or phones in the excerpt
     cka = pd.read_parquet(tmp_path / "study" / "report" / "tables" / "cka.parquet")
-    within = cka[(cka["model_a"] == "ge2e") & (cka["model_b"] == "ge2e")]
-    assert set(within["layer_a"]) == {"lstm1", "lstm2", "lstm3", "embedding"}
+    across = cka[(cka["model_a"] == "fbank") & (cka["model_b"] == "mfcc")]
+    assert len(across) == 1 and 0 < across["value"].iloc[0] <= 1 and across["ci_low"].notna().all()  # bootstrap over 5 real speakers
     page = (tmp_path / "study" / "report" / "index.html").read_text()
     assert "has no ks labels" in page
 
