@@ -47,7 +47,9 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
         pngs.append(("profiles", f"profile_{task}.png", figures.profile_figure(metrics, task, models, split), f"Per-layer {task.upper()} probes ({split}) with 95% CIs"))
     for mode, caption in (("within", "Figures 3–4 — CKA within each model"), ("across", "Figure 5 — CKA across models")):
         for key in sorted({(m.dataset, m.level) for m in maps if m.mode == mode}):
-            group = [m for m in maps if m.mode == mode and (m.dataset, m.level) == key]
+            group = [m for m in maps if m.mode == mode and (m.dataset, m.level) == key and not (mode == "within" and m.value.size == 1)]
+            if not group:
+                continue  # a one-layer model's map is a single 1
             pngs.append(("cka", f"cka_{mode}_{key[0]}_{key[1]}.png", figures.cka_figure(group, models, f"{caption} ({key[0]}, {key[1]} level)"),
                          f"{caption}: dataset {key[0]}, {key[1]} level, one colour scale [0, 1]"))
     for _, fname, png, _ in pngs:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import tiny_study
+from study_fixtures import tiny_study
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
