@@ -148,11 +148,15 @@ class Profile:
 
 
 def pr_profile(metrics: pd.DataFrame, model: str, layers: Sequence[str], split: str) -> Profile | None:
-    m = metrics[(metrics["task"] == "pr") & (metrics["split"] == split) & (metrics["model"] == model) & (metrics["probe"] != WEIGHTED)].copy()
-    if m.empty:
+    """A model's per-layer phone-recognition profile (CTC PR, else frame-wise PR)."""
+    for task in ("pr", "pr-frame"):
+        m = metrics[(metrics["task"] == task) & (metrics["split"] == split) & (metrics["model"] == model) & (metrics["probe"] != WEIGHTED)].copy()
+        if not m.empty:
+            break
+    else:
         return None
     m["metric"] = m["metric"].str.lower()
-    metric = primary_metric(m, "pr")
+    metric = primary_metric(m, task)
     m = m[m["metric"] == metric].drop_duplicates("probe", keep="last").set_index("probe")
     names = [n for n in layers if n in m.index] or list(m.index)
     if len(names) < 2:

@@ -13,11 +13,11 @@ from layerlab.report.load import WEIGHTED
 PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
     "pr": ("per", "error_rate"), "asr": ("wer", "error_rate"), "asv": ("eer",),
     "sid": ("accuracy", "acc"), "ks": ("accuracy", "acc"), "ic": ("accuracy", "acc"),
-    "er": ("accuracy", "acc"), "style": ("accuracy", "acc"),
+    "er": ("accuracy", "acc"), "style": ("accuracy", "acc"), "pr-frame": ("frame_accuracy",), "asv-cosine": ("eer",),
 }
 #: Metrics that are fractions and are shown in percent, as SUPERB reports them.
-PERCENT_METRICS = {"per", "wer", "cer", "eer", "accuracy", "acc", "error_rate"}
-TASK_ORDER = ("pr", "asr", "ks", "ic", "sid", "asv", "er", "style")
+PERCENT_METRICS = {"per", "wer", "cer", "eer", "accuracy", "acc", "error_rate", "frame_accuracy"}
+TASK_ORDER = ("pr", "pr-frame", "asr", "ks", "ic", "sid", "asv", "asv-cosine", "er", "style")
 
 
 def primary_metric(metrics: pd.DataFrame, task: str) -> str | None:
