@@ -106,7 +106,7 @@ def bench_shape(name: str, num_layers: int, dim: int, batch: int, batches: int, 
     acc.update(data)
     mem_more = state_bytes(acc)
     t0 = time.perf_counter()
-    acc.compute("debiased")
+    acc.using("debiased").compute()
     compute_s = time.perf_counter() - t0
     del acc
     fast = time_accumulator(FeatureCKA([dim] * num_layers, device=device, fast_matmul=True), data, batches, device)

@@ -43,10 +43,10 @@ def build_corpus(root: str, minutes: float, seed: int = 0) -> None:
 
 def bare_loop(model, wavs: list[np.ndarray], mode: str, batch_seconds: float) -> float:
     """Seconds of ``model(batch)`` over pre-decoded utterances with the pipeline's batch plan."""
-    from layerlab.extract.batch_plan import plan
+    from layerlab.batching import plan_batches
     from layerlab.models.batching import pad_batch
 
-    batches = plan([w.shape[0] for w in wavs], mode, int(batch_seconds * 16000), 64)
+    batches = plan_batches([w.shape[0] for w in wavs], mode, 64, int(batch_seconds * 16000))
     t0 = time.perf_counter()
     for b in batches:
         model(*pad_batch([wavs[i] for i in b]))

@@ -251,6 +251,31 @@ def remove(url: str, recursive: bool = False) -> None:
         fs.rm(path, recursive=recursive)
 
 
+def check_output_dir(url: str) -> None:
+    """Fail fast when ``url`` cannot hold output files: it is a file, a parent is a file, or it is not writable."""
+    fs, path = url_to_fs(url)
+    if is_local(url):
+        p = Path(path)
+        for parent in [p, *p.parents]:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise NotADirectoryError(f"{url}: output must be a folder, but {parent} is a file")
+                if not os.access(parent, os.W_OK):
+                    raise PermissionError(f"{url}: no permission to write in {parent}")
+                return
+        return
+    bucket = path.split("/", 1)[0]
+    try:
+        if fs.isfile(path):
+            raise NotADirectoryError(f"{url}: output must be a folder, but an object exists at that key")
+        if not fs.exists(bucket):
+            raise FileNotFoundError(f"{url}: bucket {bucket!r} does not exist (or the credentials cannot see it)")
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - credentials, endpoint: one line naming the URL
+        raise PermissionError(f"{url}: cannot reach the output location ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+
+
 def open_input(url: str, mode: str = "rb") -> Any:
     """Open an object for streaming reads (a seekable file object)."""
     fs, path = url_to_fs(url)

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from layerlab.frames import masked_mean, valid_mask
 from layerlab.cka.tensors import as_tensor
 
 
@@ -90,7 +91,7 @@ def flatten_frames(
             )
     t_common = min(t.shape[1] for t in tensors)
     valid_len = torch.stack(lens).min(dim=0).values.clamp(max=t_common)
-    keep = torch.arange(t_common)[None, :] < valid_len[:, None]
+    keep = valid_mask(valid_len, t_common)
     if frame_mask is not None:
         fm = as_tensor(frame_mask).to("cpu", torch.bool)
         if fm.dim() != 2 or fm.shape[0] != batch or fm.shape[1] < t_common:
@@ -125,6 +126,5 @@ def utterance_means(layers: Sequence[Any], lengths: Any = None) -> list[torch.Te
         ln = _lengths_for(lengths, i, batch, t.shape[1])
         if (ln == 0).any():
             raise ValueError(f"lengths: layer {i} has an utterance with zero valid frames; its mean is undefined")
-        mask = (torch.arange(t.shape[1])[None, :] < ln[:, None]).to(t.device, t.dtype if t.is_floating_point() else torch.float32)
-        out.append((t * mask[..., None]).sum(dim=1) / ln.to(t.device)[:, None].to(mask.dtype))
+        out.append(masked_mean(t if t.is_floating_point() else t.to(torch.float32), ln))
     return out

@@ -58,8 +58,8 @@ def cka_matrix(
     if batch_size is not None:
         raise ValueError("batch_size: only used by the minibatch estimator")
     shift = torch.cat([t.to(torch.float64).mean(dim=0) for t in layers])
-    feat = FeatureCKA(dims_a, dims_b, shift=shift, device=device)
+    feat = FeatureCKA(dims_a, dims_b, shift=shift, device=device, estimator=estimator)
     chunk = 4096  # bounds the float64 working copy of the frames
     for start in range(0, n, chunk):
         feat.update([t[start : start + chunk] for t in layers])
-    return feat.compute(estimator)
+    return feat.compute()

@@ -1,25 +1,20 @@
-"""CKA's view of an activation cache: a thin adapter over :mod:`layerlab.extract.cache_reader`.
+"""CKA's view of an activation cache, through the one reader (:mod:`layerlab.cache`).
 
-Frame level reads the frames tier (``frames/<layer>`` reshaped with ``num_frames/<layer>``);
-utterance level reads the pooled tier's ``mean/<layer>``. Only shards listed in ``manifest.json``
-are read (files of an interrupted extraction never leak in), and each shard is streamed row
-group by row group, so a multi-GB frames shard is never held in memory whole.
+Frame level reads the frames tier; utterance level reads the pooled tier's means, or pools the
+frames tier when the cache has no pooled tier. Only shards listed in ``manifest.json`` are read,
+each verified as it is opened, and each is streamed row group by row group.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from pydantic import ValidationError
 
 from layerlab import storage
-from layerlab.extract import cache_format as cf
-from layerlab.extract.cache_reader import Cache, open_cache
+from layerlab.cache import format as cf
+from layerlab.cache.reader import CacheError, CacheReader, open_cache
 
 #: the cache tier each CKA level reads
 LEVEL_TIERS = {"frame": "frames", "utterance": "pooled"}
@@ -27,7 +22,7 @@ LEVEL_TIERS = {"frame": "frames", "utterance": "pooled"}
 
 @dataclass
 class CacheInfo:
-    """What CKA needs from a cache: its layers (from ``metadata.json``) and the opened cache (manifest)."""
+    """What CKA needs from a cache: the chosen layers (names, dims, rates) and the opened reader."""
 
     url: str
     model_spec: str
@@ -35,7 +30,13 @@ class CacheInfo:
     dims: list[int]
     frame_rates_hz: list[float | None]  # None: an utterance-level layer (T = 1), usable at --level utterance only
     tiers: list[str]
-    cache: Cache = field(repr=False)
+    cache: CacheReader = field(repr=False)
+    dropped: list[str] = field(default_factory=list)  # utterance-level layers left out at frame level
+
+    @property
+    def name(self) -> str:
+        """A short model name for titles (``s3prl:wavlm_base`` -> ``wavlm_base``)."""
+        return (self.model_spec or self.url).split(":")[-1].rstrip("/").rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -50,27 +51,37 @@ class Utterance:
     layers: list[np.ndarray]
 
 
-def read_cache_info(url: str) -> CacheInfo:
-    """Open the cache at ``url``; errors name the metadata file and the reason."""
-    try:
-        cache = open_cache(url)
-    except ValidationError as exc:
-        raise ValueError(f"{storage.join(str(url), cf.METADATA_NAME)}: not valid activation-cache metadata: {exc}") from exc
-    m = cache.metadata
-    if not len(m.layer_names) == len(m.dims) == len(m.frame_rates_hz):
-        raise ValueError(f"{storage.join(cache.url, cf.METADATA_NAME)}: layer_names, dims and frame_rates_hz have different lengths")
-    rates = [None if r is None else float(r) for r in m.frame_rates_hz]
-    return CacheInfo(cache.url, m.model_spec, list(m.layer_names), [int(d) for d in m.dims], rates, list(m.tiers), cache)
+def read_cache_info(url: str, *, verify: bool = True, allow_partial: bool = False, layers: str | Sequence[str] | None = None) -> CacheInfo:
+    """Open the cache at ``url`` with the chosen layers (names or ranges; None = all); errors name the cache."""
+    cache = open_cache(url, verify=verify, allow_partial=allow_partial)
+    return narrow(CacheInfo(cache.url, cache.metadata.model_spec, [], [], [], list(cache.metadata.tiers), cache), cache.layer_names(layers))
+
+
+def narrow(info: CacheInfo, names: list[str]) -> CacheInfo:
+    """``info`` restricted to the layers ``names`` (in the given order)."""
+    metas = [info.cache.layer(n) for n in names]
+    return replace(info, layer_names=list(names), dims=[m.dim for m in metas], frame_rates_hz=[m.frame_rate_hz for m in metas])
+
+
+def frame_level_only(info: CacheInfo) -> CacheInfo:
+    """Drop utterance-level layers (they have no frames); the dropped names are kept for the output note."""
+    keep = [n for n, r in zip(info.layer_names, info.frame_rates_hz) if r is not None]
+    dropped = [n for n in info.layer_names if n not in keep]
+    if not keep:
+        raise CacheError(f"{info.url}: every selected layer is utterance-level ({', '.join(dropped)}); use --level utterance")
+    out = narrow(info, keep)
+    out.dropped = dropped
+    return out
 
 
 def side_output_info(info: CacheInfo, name: str) -> CacheInfo:
     """``info`` narrowed to the layers of the extraction's CKA side-output ``name`` (from ``metadata.json``)."""
     sides = {str(c.get("name")): c for c in info.cache.metadata.cka}
     if name not in sides:
-        raise ValueError(f"{storage.join(info.url, cf.METADATA_NAME)}: no CKA side-output {name!r} (recorded: {', '.join(sides) or 'none'})")
-    layers = sides[name].get("layers") or [n for n, r in zip(info.layer_names, info.frame_rates_hz) if r is not None]
-    idx = [info.layer_names.index(n) for n in layers]
-    return replace(info, layer_names=list(layers), dims=[info.dims[i] for i in idx], frame_rates_hz=[info.frame_rates_hz[i] for i in idx])
+        raise CacheError(f"{storage.join(info.url, cf.METADATA_NAME)}: no CKA side-output {name!r} (recorded: {', '.join(sides) or 'none'})")
+    meta = info.cache.metadata
+    layers = sides[name].get("layers") or [n for n, r in zip(meta.layer_names, meta.frame_rates_hz) if r is not None]
+    return narrow(info, list(layers))
 
 
 def side_output_estimator(info: CacheInfo, name: str) -> str:
@@ -79,57 +90,35 @@ def side_output_estimator(info: CacheInfo, name: str) -> str:
 
 
 def tier_for(info: CacheInfo, level: str) -> str:
-    """The tier read at ``level``; a clear error when that tier was not extracted into this cache."""
+    """The tier read at ``level`` (utterance level pools the frames tier when there is no pooled tier)."""
     if level not in LEVEL_TIERS:
         raise ValueError(f"level: must be one of {sorted(LEVEL_TIERS)}, got {level!r}")
     tier = LEVEL_TIERS[level]
-    if tier not in info.tiers:
-        other = "utterance" if level == "frame" else "frame"
-        raise ValueError(
-            f"{info.url}: --level {level} needs the {tier} tier, but this cache holds only {', '.join(info.tiers)}; "
-            f"re-extract with `layerlab extract --tier both` (or --tier {tier}) or use --level {other}"
-        )
-    return tier
+    if tier in info.tiers:
+        return tier
+    if level == "utterance" and "frames" in info.tiers:
+        return "frames"
+    raise CacheError(
+        f"{info.url}: --level {level} needs the {tier} tier, but this cache holds only {', '.join(info.tiers)}; "
+        f"re-extract with `layerlab extract --tier both` (or --tier {tier}) or use --level utterance"
+    )
 
 
-def shard_urls(info: CacheInfo, level: str) -> dict[str, str]:
-    """Shard file name -> URL of the manifest's completed shards of the tier read at ``level``."""
-    urls = info.cache.shard_files(tier_for(info, level))
-    if not urls:
-        raise FileNotFoundError(f"{storage.join(info.url, cf.MANIFEST_NAME)}: no completed shards yet (is the extraction still running?)")
-    return {u.rsplit("/", 1)[-1]: u for u in urls}
+def shard_names(info: CacheInfo, level: str) -> list[str]:
+    """Source shard names of the completed shards of the tier read at ``level``."""
+    return [name for name, _ in info.cache.tier_entries(tier_for(info, level))]
 
 
-def read_utterances(shard_url: str, info: CacheInfo, level: str, batch_rows: int = 8) -> Iterator[Utterance]:
-    """Stream one shard's utterances (``batch_rows`` at a time) with every layer as float32."""
-    frame = tier_for(info, level) == "frames"
-    values = [cf.frames_column(n) if frame else cf.mean_column(n) for n in info.layer_names]
-    counts = [cf.num_frames_column(n) for n in info.layer_names] if frame else []
-    with storage.open_input(shard_url) as f:
-        pf = pq.ParquetFile(f)
-        present = set(pf.schema_arrow.names)
-        missing = [c for c in ["id", *counts, *values] if c not in present]
-        if missing:
-            raise ValueError(f"{shard_url}: missing columns {missing[:3]} of the {LEVEL_TIERS[level]} tier")
-        speaker = ["speaker"] if "speaker" in present else []
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", *speaker, *counts, *values]):
-            yield from _batch_utterances(batch, shard_url, info, values, counts)
-
-
-def _batch_utterances(batch: pa.RecordBatch, shard_url: str, info: CacheInfo, values: list[str], counts: list[str]) -> Iterator[Utterance]:
-    """Split one record batch into utterances, checking each row's size against num_frames (or 1) x dim."""
-    ids = [str(i) for i in batch.column("id").to_pylist()]
-    speakers = [s or "" for s in batch.column("speaker").to_pylist()] if "speaker" in batch.schema.names else [None] * len(ids)
-    per_layer: list[list[np.ndarray]] = []
-    for li, (name, dim) in enumerate(zip(info.layer_names, info.dims)):
-        col = batch.column(values[li])
-        sizes = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-        frames = batch.column(counts[li]).to_numpy(zero_copy_only=False) if counts else np.ones(len(ids), dtype=np.int64)
-        bad = np.flatnonzero(sizes != frames.astype(np.int64) * dim)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{shard_url}: utterance {ids[i]} layer {name} has {sizes[i]} values, expected {int(frames[i])} frames x dim {dim}")
-        flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        per_layer.append([p.reshape(-1, dim) for p in np.split(flat, np.cumsum(sizes)[:-1])])
-    for i, uid in enumerate(ids):
-        yield Utterance(uid, speakers[i], [layer[i] for layer in per_layer])
+def read_utterances(shard: str, info: CacheInfo, level: str, batch_rows: int = 8) -> Iterator[Utterance]:
+    """Stream one shard's utterances with every chosen layer as float32."""
+    tier = tier_for(info, level)
+    if tier == "pooled":
+        for uid, speaker, vectors in info.cache.iter_shard_pooled(shard, info.layer_names):
+            yield Utterance(uid, speaker, [v[None, :] for v in vectors])
+        return
+    has_speaker = info.cache.frames_have_speakers()
+    for row in info.cache.iter_shard_frames(shard, info.layer_names, batch_rows):
+        frames = [row.frames[n].astype(np.float32) for n in info.layer_names]
+        if level == "utterance":  # pooled from the frames tier: the mean over valid frames, as the pooled tier holds
+            frames = [f.mean(axis=0, keepdims=True) if len(f) else np.zeros((1, f.shape[1]), np.float32) for f in frames]
+        yield Utterance(row.id, row.speaker if has_speaker else None, frames)

@@ -10,29 +10,43 @@ def cka_command(
     b: str = typer.Option(None, "--b", help="Activation cache of model B (same audio shards); adds B x B and A x B maps."),
     out: str = typer.Option(..., "--out", help="Output folder URL (local path, file://, s3://, memory://)."),
     estimator: str = typer.Option("biased", "--estimator", help="biased | debiased | minibatch."),
-    level: str = typer.Option("frame", "--level", help="frame (frames tier) | utterance (pooled means tier)."),
-    batch_size: int = typer.Option(1024, "--batch-size", help="Frames per accumulator update / per minibatch (minibatch estimator)."),
-    bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for confidence intervals (0 = none)."),
-    group_by: str = typer.Option(None, "--group-by", help="Bootstrap unit: shard | speaker | utterance (default: speaker; shard with --from-side-output)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the minibatch shuffle and the bootstrap."),
+    level: str = typer.Option("frame", "--level", help="frame (frames tier) | utterance (pooled means; pooled from frames when there is no pooled tier)."),
+    layers_a: str = typer.Option(None, "--layers-a", help="Layers of A: names or ranges, e.g. hidden_0..hidden_6,embedding or 0-6 (default all; utterance-level layers are dropped at frame level)."),
+    layers_b: str = typer.Option(None, "--layers-b", help="Layers of B (as --layers-a)."),
+    batch_size: int = typer.Option(1024, "--batch-size", help="Frames per accumulator update / per minibatch (minibatch estimator); >= 4."),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="Group-resampling replicates for confidence intervals (0 = none); intervals are leave-one-group-out jackknife."),
+    group_by: str = typer.Option(None, "--group-by", help="Resampling unit: shard | speaker | utterance (default: speaker; shard with --from-side-output)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the minibatch shuffle."),
     fast: bool = typer.Option(False, "--fast", help="float32/TF32 GEMMs with float64 sums (error <= 1e-4)."),
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)."),
     from_side_output: str = typer.Option(None, "--from-side-output", help="Merge the per-shard CKA states of this extraction side-output (no tier is read)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Use an unfinished cache's completed shards, or only the utterances two caches share."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the size and SHA-256 check of every file read (huge trusted runs)."),
+    on_ray: bool = typer.Option(False, "--on-ray", help="One Ray task per shard and a checkpointed reducer actor (what jobs/cka.py runs)."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Reducer checkpoint URL with --on-ray (default: OUT/reducer.ckpt)."),
 ) -> None:
     """Linear CKA between every pair of layers, written as Parquet tables and a PNG heat map.
 
     Example:  layerlab cka --a runs/demo/cache/wavlm_base --b runs/demo/cache/ecapa --out runs/demo/cka --estimator debiased --level frame
     """
+    from layerlab import storage
     from layerlab.cka.pipeline import CKAJob, run_cka
 
-    try:
-        unit = group_by or ("shard" if from_side_output else "speaker")
-        job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
-                     device=device, fast_matmul=fast, side_output=from_side_output)
+    storage.check_output_dir(out)
+    unit = group_by or ("shard" if from_side_output else "speaker")
+    job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
+                 device=device, fast_matmul=fast, side_output=from_side_output, layers_a=layers_a, layers_b=layers_b,
+                 verify=not no_verify, allow_partial=allow_partial, bootstrap=bootstrap)
+    if on_ray:
+        from layerlab.cka.reducer import run_cka_on_ray
+        from layerlab.runtime import init_ray
+
+        init_ray()
+        summary = run_cka_on_ray(job, out, checkpoint or storage.join(out, "reducer.ckpt"), bootstrap)
+    else:
         summary = run_cka(job, out, bootstrap=bootstrap, progress=lambda msg: typer.echo(msg, err=True))
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+    for note in summary.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
     for url in summary["tables"] + [summary["heatmap"]]:
         typer.echo(url)
 

@@ -62,8 +62,10 @@ class FeatureCKA:
         device: str | torch.device | None = None,
         fast_matmul: bool = False,
         frame_rates_hz: Sequence[float] | None = None,
+        estimator: str = "biased",
     ) -> None:
         self.dims_a = [int(d) for d in dims_a]
+        self.estimator = self._check_estimator(estimator)
         self.dims_b = None if dims_b is None else [int(d) for d in dims_b]
         if not self.dims_a or any(d <= 0 for d in self.dims_a + (self.dims_b or [])):
             raise ValueError(f"dims_a/dims_b: need at least one layer and positive dims, got {dims_a}, {dims_b}")
@@ -119,6 +121,7 @@ class FeatureCKA:
             "mode": self.mode,
             "fast_matmul": self.fast_matmul,
             "frame_rates_hz": self.frame_rates_hz,
+            "estimator": self.estimator,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -146,9 +149,10 @@ class FeatureCKA:
         self.G = [as_tensor(g, dev, f64).clone() for g in state["G"]]
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any], device: str | torch.device | None = None) -> "FeatureCKA":
-        """Rebuild an accumulator (config and sums) from ``state_dict`` output."""
-        acc = cls(state["dims_a"], state["dims_b"], state["mode"], device=device, fast_matmul=state["fast_matmul"], frame_rates_hz=state["frame_rates_hz"])
+    def from_state_dict(cls, state: dict[str, Any], device: str | torch.device | None = None, estimator: str | None = None) -> "FeatureCKA":
+        """Rebuild an accumulator (config and sums) from ``state_dict`` output; ``estimator`` overrides the recorded one."""
+        acc = cls(state["dims_a"], state["dims_b"], state["mode"], device=device, fast_matmul=state["fast_matmul"], frame_rates_hz=state["frame_rates_hz"],
+                  estimator=estimator or state.get("estimator", "biased"))
         acc.load_state_dict(state)
         return acc
 
@@ -272,9 +276,20 @@ class FeatureCKA:
             out[(a, b)] = float(t_ab)
         return out
 
-    def compute(self, estimator: str = "biased") -> np.ndarray:
-        """The CKA matrix: ``within``/``joint`` L x L over all layers, ``cross`` L_A x L_B."""
-        terms = self.hsic_terms(estimator)
+    @staticmethod
+    def _check_estimator(estimator: str) -> str:
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator: must be one of {ESTIMATORS}, got {estimator!r}")
+        return estimator
+
+    def using(self, estimator: str) -> "FeatureCKA":
+        """Choose the estimator ``compute()`` uses (biased or debiased); returns ``self``."""
+        self.estimator = self._check_estimator(estimator)
+        return self
+
+    def compute(self) -> np.ndarray:
+        """The CKA matrix with the chosen estimator: ``within``/``joint`` L x L over all layers, ``cross`` L_A x L_B."""
+        terms = self.hsic_terms(self.estimator)
         num = len(self.dims)
         rows = range(self.num_a) if self.mode == "cross" else range(num)
         cols = range(self.num_a, num) if self.mode == "cross" else range(num)

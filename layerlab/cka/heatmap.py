@@ -1,4 +1,4 @@
-"""CKA heat maps in the style of the paper's figures: layer-index axes, one shared colour scale."""
+"""CKA heat maps in the style of the paper's figures: layer names on the axes, one shared colour scale."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class HeatmapPanel:
     title: str
     label_a: str = "layer"
     label_b: str = "layer"
+    names_a: Sequence[str] | None = None  # tick labels (layer names); None: indices
+    names_b: Sequence[str] | None = None
 
 
 def render_heatmaps(panels: Sequence[HeatmapPanel], vmin: float = 0.0, vmax: float = 1.0, columns: int | None = None) -> bytes:
@@ -35,12 +37,15 @@ def render_heatmaps(panels: Sequence[HeatmapPanel], vmin: float = 0.0, vmax: flo
     for ax, panel in zip(axes.ravel(), panels):
         mat = np.asarray(panel.matrix, dtype=np.float64)
         image = ax.imshow(mat, origin="lower", cmap="magma", vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
-        ax.set_title(panel.title, fontsize=10)
-        ax.set_ylabel(f"{panel.label_a} index")
-        ax.set_xlabel(f"{panel.label_b} index")
-        for axis, size in ((ax.xaxis, mat.shape[1]), (ax.yaxis, mat.shape[0])):
-            step = max(1, size // 6)
-            axis.set_ticks(range(0, size, step))
+        ax.set_title(panel.title, fontsize=9)
+        ax.set_ylabel(panel.label_a if panel.names_a is not None else f"{panel.label_a} index")
+        ax.set_xlabel(panel.label_b if panel.names_b is not None else f"{panel.label_b} index")
+        for axis, size, names, rotate in ((ax.xaxis, mat.shape[1], panel.names_b, 60), (ax.yaxis, mat.shape[0], panel.names_a, 0)):
+            step = max(1, -(-size // 14)) if names is not None else max(1, size // 6)
+            ticks = list(range(0, size, step))
+            axis.set_ticks(ticks)
+            if names is not None:
+                axis.set_ticklabels([str(names[t]) for t in ticks], fontsize=7, rotation=rotate)
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.85, label="linear CKA")

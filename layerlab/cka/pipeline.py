@@ -15,7 +15,8 @@ import numpy as np
 
 from layerlab.accumulator import merge_all
 from layerlab.cka.cache_input import (
-    CacheInfo, Utterance, read_cache_info, read_utterances, shard_urls, side_output_estimator, side_output_info, tier_for,
+    CacheInfo, Utterance, frame_level_only, read_cache_info, read_utterances, shard_names, side_output_estimator, side_output_info,
+    tier_for,
 )
 
 GROUPINGS = ("shard", "speaker", "utterance")
@@ -35,27 +36,40 @@ class CKAJob:
     device: str | None = None
     fast_matmul: bool = False
     side_output: str | None = None  # read the extraction's per-shard CKA states of this name instead of a tier
+    layers_a: str | list[str] | None = None  # layer names or ranges of A (None: all; utterance-level dropped at frame level)
+    layers_b: str | list[str] | None = None
+    verify: bool = True
+    allow_partial: bool = False
+    bootstrap: int = 0  # resampling replicates requested (checked here, before any work)
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # per shard: utterances, frames dropped by alignment
     info_a: CacheInfo | None = field(default=None, repr=False)
     info_b: CacheInfo | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.group_by not in GROUPINGS:
-            raise ValueError(f"group_by: must be one of {GROUPINGS}, got {self.group_by!r}")
+            raise ValueError(f"--group-by: must be one of {', '.join(GROUPINGS)}, got {self.group_by!r}")
         if self.estimator not in ("biased", "debiased", "minibatch"):
-            raise ValueError(f"estimator: must be biased, debiased or minibatch, got {self.estimator!r}")
-        self.info_a = self.info_a or read_cache_info(self.a_url)
+            raise ValueError(f"--estimator: must be biased, debiased or minibatch, got {self.estimator!r}")
+        if self.level not in ("frame", "utterance"):
+            raise ValueError(f"--level: must be frame or utterance, got {self.level!r}")
+        if self.batch_size < 4:
+            raise ValueError(f"--batch-size: must be >= 4 frames, got {self.batch_size}")
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap: must be >= 0, got {self.bootstrap}")
+        if self.bootstrap and self.estimator == "minibatch":
+            raise ValueError("--bootstrap: confidence intervals need --estimator biased or debiased (minibatch groups would batch within one group)")
+        opts = {"verify": self.verify, "allow_partial": self.allow_partial}
+        self.info_a = self.info_a or read_cache_info(self.a_url, layers=self.layers_a, **opts)
         if self.b_url:
-            self.info_b = self.info_b or read_cache_info(self.b_url)
+            self.info_b = self.info_b or read_cache_info(self.b_url, layers=self.layers_b, **opts)
         if self.side_output:
             self._check_side_output()
         else:
             for info in self.infos:
                 tier_for(info, self.level)  # fail now, with the reason, when the level's tier was not extracted
-        if self.level == "frame":
-            for info in self.infos:
-                bad = [n for n, r in zip(info.layer_names, info.frame_rates_hz) if r is None]
-                if bad:
-                    raise ValueError(f"{info.url}: layers {bad[:3]} are utterance-level (no frame rate); use --level utterance")
+        if self.level == "frame" and not self.side_output:
+            self.info_a = frame_level_only(self.info_a)
+            self.info_b = frame_level_only(self.info_b) if self.info_b else None
 
     def _check_side_output(self) -> None:
         """Side-output states are frame-level, per shard, of one cache, with a fixed accumulator kind."""
@@ -74,19 +88,26 @@ class CKAJob:
     def infos(self) -> list[CacheInfo]:
         return [self.info_a] + ([self.info_b] if self.info_b else [])
 
+    @property
+    def dropped(self) -> dict[str, list[str]]:
+        """Utterance-level layers left out at frame level, per cache URL."""
+        return {info.url: info.dropped for info in self.infos if info.dropped}
+
     def shard_pairs(self) -> list[tuple[str, list[str]]]:
-        """(shard name, [url in A, url in B]) for every shard present in all caches."""
-        per_cache = [shard_urls(info, self.level) for info in self.infos]
+        """(shard name, [the name for A, for B]) for every shard present in all caches."""
+        per_cache = [shard_names(info, self.level) for info in self.infos]
         names = sorted(per_cache[0])
         if len(per_cache) == 2:
             missing = sorted(set(names) ^ set(per_cache[1]))
-            if missing:
-                raise ValueError(f"caches {self.a_url} and {self.b_url} do not mirror the same shards: {missing[:5]}")
-        return [(n, [c[n] for c in per_cache]) for n in names]
+            if missing and not self.allow_partial:
+                raise ValueError(f"caches {self.a_url} and {self.b_url} do not hold the same shards (e.g. {missing[0]}); "
+                                 "extract both from the same dataset, or pass --allow-partial to use the shards they share")
+            names = [n for n in names if n in set(per_cache[1])]
+        return [(n, [n for _ in per_cache]) for n in names]
 
-    def layers_of(self, urls: list[str]) -> Iterator[tuple[str, str | None, list[np.ndarray]]]:
+    def layers_of(self, shards: list[str]) -> Iterator[tuple[str, str | None, list[np.ndarray]]]:
         """(id, speaker, layers of A then B) for the utterances of one shard present in every cache."""
-        return _joined_utterances(urls, self.infos, self.level)
+        return _joined_utterances(shards, self.infos, self.level, self.allow_partial)
 
     def new_accumulator(self, shift: Any = None) -> Any:
         """An empty accumulator over all layers (A, or A then B in the joint layout)."""
@@ -98,12 +119,13 @@ class CKAJob:
         if self.estimator == "minibatch":
             return MinibatchCKA(dims, batch_size=self.batch_size, seed=self.seed, device=self.device, frame_rates_hz=rates)
         dims_b = self.info_b.dims if self.info_b else None
-        return FeatureCKA(self.info_a.dims, dims_b, mode="joint" if dims_b else "within", shift=shift, device=self.device, fast_matmul=self.fast_matmul, frame_rates_hz=rates)
+        return FeatureCKA(self.info_a.dims, dims_b, mode="joint" if dims_b else "within", shift=shift, device=self.device, fast_matmul=self.fast_matmul, frame_rates_hz=rates,
+                          estimator=self.estimator)
 
 
-def _joined_utterances(urls: list[str], infos: list[CacheInfo], level: str) -> Iterator[tuple[str, str | None, list[np.ndarray]]]:
-    """Stream one shard (A, or A and B joined by id; only utterances present in both)."""
-    streams = [read_utterances(u, info, level) for u, info in zip(urls, infos)]
+def _joined_utterances(shards: list[str], infos: list[CacheInfo], level: str, allow_partial: bool = False) -> Iterator[tuple[str, str | None, list[np.ndarray]]]:
+    """Stream one shard (A, or A and B joined by id); utterances missing from one cache are an error unless ``allow_partial``."""
+    streams = [read_utterances(s, info, level) for s, info in zip(shards, infos)]
     if len(streams) == 1:
         for u in streams[0]:
             yield u.id, u.speaker, u.layers
@@ -121,13 +143,18 @@ def _joined_utterances(urls: list[str], infos: list[CacheInfo], level: str) -> I
                 continue
             a, b = (u, partner) if side == 0 else (partner, u)
             yield a.id, a.speaker if a.speaker is not None else b.speaker, a.layers + b.layers
+    unmatched = [(infos[side].url, uid) for side in (0, 1) for uid in pending[side]]
+    if unmatched and not allow_partial:
+        url, uid = unmatched[0]
+        raise ValueError(f"shard {shards[0]}: {len(unmatched)} utterances are in only one cache (e.g. {uid!r} only in {url}); "
+                         "the caches only partly overlap: pass --allow-partial to compare the shared utterances")
 
 
-def _group_key(job: CKAJob, shard_key: str, uid: str, speaker: str | None, url: str) -> str:
+def _group_key(job: CKAJob, shard_key: str, uid: str, speaker: str | None, where: str) -> str:
     """The bootstrap group of one utterance (its shard, speaker or itself)."""
     if job.group_by == "speaker":
         if speaker is None:
-            raise ValueError(f"{url}: no speaker column (frames tier written before speakers were stored); re-extract, or use --level utterance or --group-by shard")
+            raise ValueError(f"{where}: no speaker column (frames tier written before speakers were stored); re-extract, or use --level utterance or --group-by shard")
         return speaker or "unknown"
     return shard_key if job.group_by == "shard" else uid
 
@@ -140,11 +167,15 @@ def merge_groups(keyed: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return {key: merge_all(accs) for key, accs in sorted(by_key.items())}
 
 
-def shard_group_states(job: CKAJob, urls: list[str], shift: Any) -> dict[str, Any]:
+def shard_group_states(job: CKAJob, shards: list[str], shift: Any) -> dict[str, Any]:
     """Accumulate one shard into one accumulator per group (the shard, each speaker or each utterance)."""
     groups: dict[str, Any] = {}
     buffers: dict[str, list[list[np.ndarray]]] = {}
-    shard_key = urls[0].rsplit("/", 1)[-1]
+    shard_key = shards[0].rsplit("/", 1)[-1]
+    names = [n for info in job.infos for n in info.layer_names]
+    rates = [r for info in job.infos for r in info.frame_rates_hz] if job.level == "frame" else None
+    counts: dict[str, Any] = {"n_utterances": 0, "frames_dropped": dict.fromkeys(names, 0)}
+    job.counts[shards[0]] = counts
 
     def flush(key: str) -> None:
         if buffers.get(key):
@@ -157,14 +188,26 @@ def shard_group_states(job: CKAJob, urls: list[str], shift: Any) -> dict[str, An
             else:
                 acc.update([np.concatenate([u[i] for u in batch]) for i in range(len(batch[0]))])
 
-    for uid, speaker, layers in job.layers_of(urls):
-        key = _group_key(job, shard_key, uid, speaker, urls[0])
+    for uid, speaker, layers in job.layers_of(shards):
+        counts["n_utterances"] += 1
+        if rates:
+            for name, n in zip(names, alignment_drops([len(x) for x in layers], rates)):
+                counts["frames_dropped"][name] += n
+        key = _group_key(job, shard_key, uid, speaker, f"{job.a_url} frames tier, shard {shards[0]}")
         buffers.setdefault(key, []).append(layers)
         if sum(len(u[0]) for u in buffers[key]) >= job.batch_size:
             flush(key)
     for key in list(buffers):
         flush(key)
     return groups
+
+
+def alignment_drops(lengths: list[int], rates: list[float]) -> list[int]:
+    """Frames of each layer left out when layers are average-pooled to the slowest rate and truncated to the shortest."""
+    slowest = min(rates)
+    factors = [int(round(r / slowest)) for r in rates]
+    common = min(n // f for n, f in zip(lengths, factors))
+    return [n - common * f for n, f in zip(lengths, factors)]
 
 
 def _pad(frames: list[np.ndarray]) -> np.ndarray:
@@ -194,42 +237,92 @@ def pilot_shift_for(job: CKAJob, frames: int = 4096) -> np.ndarray | None:
     return np.concatenate(parts).mean(axis=0)
 
 
+def _n_frames(merged: Any) -> int:
+    """Frames (or utterances, at utterance level) that entered the merged statistic."""
+    if hasattr(merged, "n"):
+        return int(merged.n)
+    return int(getattr(merged, "num_batches", 0)) * int(getattr(merged, "batch_size", 0))
+
+
+def _alignment(job: CKAJob) -> dict[str, Any] | None:
+    """How layers of different frame rates (or frame conventions) were lined up, and what it cost."""
+    if job.level != "frame" or job.side_output:
+        return None
+    metas = [info.cache.layer(n) for info in job.infos for n in info.layer_names]
+    rates = [m.frame_rate_hz for m in metas]
+    slowest = min(r for r in rates if r)
+    dropped = {name: 0 for name in (m.name for m in metas)}
+    for c in job.counts.values():
+        for name, n in c["frames_dropped"].items():
+            dropped[name] = dropped.get(name, 0) + n
+    starts = {m.name: round(1000 * float(m.frame_center(0)) / job.infos[0].cache.metadata.sample_rate, 3) for m in metas}
+    doc = {
+        "method": "average-pool each layer to the slowest frame rate, then truncate every utterance to its shortest layer",
+        "common_rate_hz": slowest,
+        "pool_factor": {m.name: int(round(m.frame_rate_hz / slowest)) for m in metas},
+        "frames_dropped": dropped,
+        "first_frame_centre_ms": starts,
+    }
+    if len(set(starts.values())) > 1:
+        doc["note"] = "layers' first frames are centred at different times (frame conventions differ); frames are aligned by index"
+    return doc
+
+
 def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = None, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Compute the matrices from the merged state (and bootstrap CIs from groups) and write all outputs."""
+    """Compute the matrices from the merged state (and jackknife CIs from the groups) and write all outputs."""
     from layerlab import storage
-    from layerlab.cka.bootstrap import bootstrap_cka
     from layerlab.cka.heatmap import HeatmapPanel, write_heatmaps
+    from layerlab.cka.intervals import jackknife_cka
     from layerlab.cka.tables import write_matrix
 
-    if bootstrap and job.estimator == "minibatch":
-        raise ValueError("bootstrap: only for the biased/debiased estimators (minibatch groups would batch within one group)")
-    matrix = merged.compute() if job.estimator == "minibatch" else merged.compute(job.estimator)
+    notes: list[str] = []
+    for url, names in job.dropped.items():
+        notes.append(f"{url}: utterance-level layers {', '.join(names)} left out of frame-level CKA (they have no frames)")
+    matrix = merged.compute()
     ci = None
-    if bootstrap and groups and len(groups) >= 2:
+    if bootstrap:
+        if not groups or len(groups) < 2:
+            raise ValueError(f"{job.a_url}: a confidence interval needs at least 2 {job.group_by} groups, found {len(groups or [])}; "
+                             "use another --group-by or drop --bootstrap")
         if progress:
-            progress(f"bootstrap: {bootstrap} resamples over {len(groups)} {job.group_by} groups")
-        ci = bootstrap_cka(groups, bootstrap, job.estimator, seed=job.seed)
-    names = [info.layer_names for info in job.infos]
-    specs = [info.model_spec or info.url for info in job.infos]
+            progress(f"confidence intervals: leave-one-{job.group_by}-out jackknife over {len(groups)} groups")
+        ci = jackknife_cka(groups, job.estimator)
+        notes += ci.notes
+    infos = job.infos
+    names = [info.layer_names for info in infos]
+    specs = [info.model_spec or info.url for info in infos]
     la = len(names[0])
     blocks = {"a_a": (slice(0, la), slice(0, la), 0, 0)}
     if len(names) == 2:
         blocks.update(b_b=(slice(la, None), slice(la, None), 1, 1), a_b=(slice(0, la), slice(la, None), 0, 1))
+    n_frames = _n_frames(merged)
+    used = [info.cache.usage() for info in infos]
+    n_utterances = sum(c["n_utterances"] for c in job.counts.values()) if job.counts else (n_frames if job.level == "utterance" else used[0]["n_utterances"])
+    shards_used = len(job.counts) if job.counts else used[0]["n_shards"]
     stem = f"cka_{job.estimator}_{job.level}"
     written, panels = [], []
+    count_text = f"N={n_utterances} utt" + (f", {n_frames} frames" if job.level == "frame" else "")
     for tag, (rows, cols, i, j) in blocks.items():
         suffix = "" if len(blocks) == 1 else f"_{tag}"
         url = storage.join(out_url, f"{stem}{suffix}.parquet")
         write_matrix(
             url, matrix[rows, cols], names[i], names[j], model_a=specs[i], model_b=specs[j], estimator=job.estimator,
-            level=job.level, frames=int(getattr(merged, "n", 0)), fast_matmul=job.fast_matmul,
+            level=job.level, n_frames=n_frames, n_utterances=n_utterances, fast_matmul=job.fast_matmul,
             ci_low=None if ci is None else ci.low[rows, cols], ci_high=None if ci is None else ci.high[rows, cols],
+            ci_method=None if ci is None else ci.method, ci_groups=None if ci is None else ci.n_groups,
         )
         written.append(url)
-        panels.append(HeatmapPanel(matrix[rows, cols], f"{specs[i]} vs {specs[j]}", specs[i].split(":")[-1], specs[j].split(":")[-1]))
+        title = f"{infos[i].name} vs {infos[j].name}\n{job.estimator} CKA, {job.level} level, {count_text}"
+        panels.append(HeatmapPanel(matrix[rows, cols], title, f"{infos[i].name} layer", f"{infos[j].name} layer", names_a=names[i], names_b=names[j]))
     png = storage.join(out_url, f"{stem}.png")
     write_heatmaps(png, panels)
-    summary = {"tables": written, "heatmap": png, "estimator": job.estimator, "level": job.level, "frames": int(getattr(merged, "n", 0)), "bootstrap": bootstrap if ci is not None else 0}
+    summary: dict[str, Any] = {
+        "tables": written, "heatmap": png, "estimator": job.estimator, "level": job.level,
+        "n_frames": n_frames if job.level == "frame" else None, "n_utterances": n_utterances, "n_shards": shards_used,
+        "caches": used, "layers": {info.url: info.layer_names for info in infos},
+        "ci": None if ci is None else {"method": ci.method, "confidence": ci.confidence, "n_groups": ci.n_groups, "group_by": job.group_by},
+        "alignment": _alignment(job), "notes": notes,
+    }
     storage.write_json(storage.join(out_url, "summary.json"), summary)
     return summary
 
@@ -249,18 +342,15 @@ def collect_groups(job: CKAJob, shift: Any, progress: Callable[[str], None] | No
 def run_from_side_output(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """CKA from the extraction's per-shard side-output states (no tier is read); shards are the bootstrap groups."""
     from layerlab.cka.state_io import accumulator_from_state
-    from layerlab.extract.cache_reader import cka_shard_states
 
-    try:
-        states = cka_shard_states(job.info_a.url, str(job.side_output))
-    except KeyError as exc:
-        raise ValueError(str(exc.args[0])) from exc
+    states = job.info_a.cache.cka_states(str(job.side_output))
     if not states:
         raise FileNotFoundError(f"{job.info_a.url}/manifest.json: no completed shards yet (is the extraction still running?)")
     if progress:
         progress(f"side-output {job.side_output}: merging {len(states)} shard states")
     groups = [accumulator_from_state(s, device=job.device) for s in states.values()]
     merged = merge_all([accumulator_from_state(s, device=job.device) for s in states.values()])
+    merged = _with_estimator(merged, job.estimator)
     return finish(job, merged, out_url, groups, bootstrap, progress)
 
 
@@ -274,5 +364,10 @@ def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[s
         raise ValueError(f"{job.a_url}: no frames found in any shard")
     from layerlab.cka.state_io import accumulator_from_state
 
-    merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups])
+    merged = _with_estimator(merge_all([accumulator_from_state(g.state_dict()) for g in groups]), job.estimator)
     return finish(job, merged, out_url, groups, bootstrap, progress)
+
+
+def _with_estimator(acc: Any, estimator: str) -> Any:
+    """The accumulator with its estimator chosen (the protocol: ``compute()`` takes no arguments)."""
+    return acc.using(estimator) if hasattr(acc, "using") and estimator != "minibatch" else acc

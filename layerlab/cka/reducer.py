@@ -52,11 +52,15 @@ def start_reducer(
 ) -> Any:
     """Start (or get, by ``name``) the reducer actor; ``detached`` keeps it alive beyond the driver.
 
-    ``env_vars`` (e.g. the AWS endpoint/credentials of the checkpoint store) go to the actor's runtime env.
+    The actor gets the driver's worker environment (object-store endpoint and credentials of the
+    checkpoint store, see :func:`layerlab.runtime.worker_env`) plus ``env_vars``.
     """
+    from layerlab.runtime import runtime_env
+
     options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1}
-    if env_vars:
-        options["runtime_env"] = {"env_vars": dict(env_vars)}
+    env = runtime_env(env_vars)
+    if env["env_vars"]:
+        options["runtime_env"] = env
     if name:
         options.update(name=name, get_if_exists=True)
     if detached:
@@ -84,7 +88,9 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     from layerlab.cka.pipeline import finish, merge_groups, pilot_shift_for, shard_group_states
     from layerlab.cka.state_io import accumulator_from_state
 
-    @ray.remote(num_cpus=1)
+    from layerlab.runtime import runtime_env
+
+    @ray.remote(num_cpus=1, runtime_env=runtime_env(env_vars))
     def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
         groups = shard_group_states(job, urls, shift)
         if not groups:  # every utterance of the shard was quarantined
@@ -97,6 +103,6 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0) for name, urls in job.shard_pairs()}
     results = dict(zip(refs, ray.get(list(refs.values()))))
     send_until_committed(reducer, {name: res[0] for name, res in results.items() if res[0] is not None})
-    merged = accumulator_from_state(ray.get(reducer.state_dict.remote()))
+    merged = accumulator_from_state(ray.get(reducer.state_dict.remote()), estimator=job.estimator)
     groups = list(merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items()).values())
     return finish(job, merged, out_url, groups, bootstrap)

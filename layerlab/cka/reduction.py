@@ -105,5 +105,4 @@ class CKAReduction:
         state = self.state_dict()
         if state is None:
             raise ValueError("result: no shard has been added")
-        acc = accumulator_from_state(state, self.device)
-        return acc.compute() if state["kind"] == "minibatch_cka" else acc.compute(estimator)
+        return accumulator_from_state(state, self.device, estimator).compute()

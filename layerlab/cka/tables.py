@@ -12,17 +12,24 @@ import pyarrow.parquet as pq
 
 
 def matrix_table(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], **meta: Any) -> pa.Table:
-    """Long-format table: ``layer_a, layer_b, index_a, index_b, cka`` (+ ``ci_low/ci_high`` when given)."""
+    """Long-format table: ``model_a, model_b, layer_a, layer_b, index_a, index_b, value`` (= ``cka``), ``level``,
+    ``estimator`` (+ ``ci_low``/``ci_high`` when given); the rest of ``meta`` goes to the schema metadata."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (len(names_a), len(names_b)):
         raise ValueError(f"matrix: shape {matrix.shape} does not match {len(names_a)} x {len(names_b)} layer names")
     ia, ib = np.meshgrid(np.arange(len(names_a)), np.arange(len(names_b)), indexing="ij")
+    size = matrix.size
     cols: dict[str, Any] = {
+        "model_a": [str(meta.get("model_a", ""))] * size,
+        "model_b": [str(meta.get("model_b", ""))] * size,
         "layer_a": [str(names_a[i]) for i in ia.ravel()],
         "layer_b": [str(names_b[j]) for j in ib.ravel()],
         "index_a": ia.ravel().astype(np.int32),
         "index_b": ib.ravel().astype(np.int32),
-        "cka": matrix.ravel(),
+        "value": matrix.ravel(),
+        "cka": matrix.ravel(),  # the same values under the name tables had before
+        "level": [str(meta.get("level", ""))] * size,
+        "estimator": [str(meta.get("estimator", ""))] * size,
     }
     for key in ("ci_low", "ci_high"):
         if key in meta and meta[key] is not None:

@@ -1,4 +1,4 @@
-"""Small tensor helpers shared by the CKA accumulators: device choice and input conversion.
+"""Small tensor helpers shared by the CKA accumulators: input conversion (device choice: layerlab.runtime).
 
 Accumulators accept numpy arrays or torch tensors; everything is converted here so the estimator
 modules only ever see torch tensors on the accumulator's device.
@@ -11,12 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from layerlab.runtime import pick_device
 
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, or ``cuda`` when available, else ``cpu``."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+__all__ = ["as_tensor", "pick_device", "to_numpy"]
 
 
 def as_tensor(x: Any, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:

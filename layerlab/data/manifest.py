@@ -4,25 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field, model_validator
 
 from layerlab import storage
+from layerlab.artifacts import MANIFEST_NAME, QUARANTINE_NAME, FileEntry, ManifestBase
+from layerlab.data.tasks import TaskSpec, tasks_from_extra
 
-MANIFEST_NAME = "manifest.json"
-QUARANTINE_NAME = "quarantine.parquet"
-
-
-class FileEntry(BaseModel):
-    """One published file of the dataset (a shard or a side table)."""
-
-    name: str  # path relative to the dataset root
-    rows: int
-    bytes: int
-    sha256: str
-    audio_seconds: float = 0.0
+__all__ = ["AudioManifest", "FileEntry", "MANIFEST_NAME", "QUARANTINE_NAME", "read_manifest", "write_manifest"]
 
 
-class AudioManifest(BaseModel):
+class AudioManifest(ManifestBase):
     """Everything a reader needs to stream a dataset and check its integrity."""
 
     format: Literal["layerlab-audio-shards"] = "layerlab-audio-shards"
@@ -36,6 +27,15 @@ class AudioManifest(BaseModel):
     quarantine: FileEntry | None = None
     tables: dict[str, FileEntry] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_tasks(cls, data: Any) -> Any:
+        """Manifests written before the task contract: derive the tasks from what ``extra`` records."""
+        if isinstance(data, dict) and "tasks" not in data:
+            data = {**data, "tasks": tasks_from_extra(data.get("extra") or {})}
+        return data
 
     @property
     def audio_hours(self) -> float:

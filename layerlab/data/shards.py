@@ -17,11 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from layerlab import storage
+from layerlab import artifacts, storage
+from layerlab.artifacts import QUARANTINE_SCHEMA
 from layerlab.data.alignment import rescale_spans
 from layerlab.data.audio import AudioLimits, BadAudio, decode_flac, encode_flac, normalise
 from layerlab.data.manifest import QUARANTINE_NAME, AudioManifest, FileEntry, read_manifest, write_manifest
 from layerlab.data.records import AudioRecord, PhoneSpan
+from layerlab.data.tasks import MAX_OBSERVED_CLASSES, TaskSpec, observed_tasks, tasks_from_extra
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,6 @@ SHARD_SCHEMA = pa.schema(
     ]
 )
 
-QUARANTINE_SCHEMA = pa.schema(
-    [("id", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("stage", pa.string())]
-)
 
 
 @dataclass
@@ -113,6 +112,7 @@ class ShardWriter:
         row_group_rows: int = 64,
         limits: AudioLimits = AudioLimits(),
         extra: dict[str, Any] | None = None,
+        tasks: dict[str, TaskSpec] | None = None,
     ) -> None:
         self.root = str(root).rstrip("/")
         self.dataset = dataset
@@ -132,6 +132,10 @@ class ShardWriter:
         self._tables: dict[str, FileEntry] = {}
         self._closed = False
         self.manifest: AudioManifest | None = None
+        self.tasks = tasks  # None: derived at close from ``extra`` (synth, known importers) or the rows seen
+        self._label_values: dict[str, set[str]] = {}
+        self._split_values: dict[str, set[str]] = {}
+        self._has_transcript = False
 
     # -- input -----------------------------------------------------------------------------
     def add(self, record: AudioRecord) -> bool:
@@ -174,6 +178,7 @@ class ShardWriter:
                 "alignment": alignment,
             }
         )
+        self._observe(record)
         self._shard_seconds += norm.wav.shape[0] / norm.sample_rate
         self._pending_bytes += len(self._rows[-1]["audio"])
         # Row groups end at row_group_rows or at a quarter of a shard, whichever comes first, so
@@ -184,6 +189,22 @@ class ShardWriter:
             self._flush_row_group()
             self._finish_shard()
         return True
+
+    def _observe(self, record: AudioRecord) -> None:
+        """Remember label keys/values and split keys seen, for datasets without a declared task list."""
+        for key, value in record.labels.items():
+            seen = self._label_values.setdefault(key, set())
+            if len(seen) <= MAX_OBSERVED_CLASSES:
+                seen.add(str(value))
+        for key, value in record.splits.items():
+            self._split_values.setdefault(key, set()).add(str(value))
+        self._has_transcript = self._has_transcript or bool(record.transcript)
+
+    def declared_tasks(self) -> dict[str, TaskSpec]:
+        """The tasks recorded in the manifest: given, derived from ``extra``, or observed in the rows."""
+        if self.tasks is not None:
+            return dict(self.tasks)
+        return tasks_from_extra(self.extra) or observed_tasks(self._label_values, self._split_values, self._has_transcript)
 
     def add_file(self, url: str, id: str, speaker: str, source: str | None = None, **fields: Any) -> bool:
         """Read an audio file from any URL and ``add`` it; an unreadable file is quarantined."""
@@ -228,24 +249,13 @@ class ShardWriter:
             return
         self._writer.close()
         name = self._shard_name()
-        entry = FileEntry(
-            name=name,
-            rows=self._shard_rows,
-            bytes=self._tmp.stat().st_size,
-            sha256=storage.sha256_file(self._tmp),
-            audio_seconds=round(self._shard_seconds, 6),
-        )
-        storage.publish_file(self._tmp, storage.join(self.root, name))
+        entry = artifacts.publish_local(self._tmp, self.root, name, rows=self._shard_rows, audio_seconds=round(self._shard_seconds, 6))
         self._shards.append(entry)
         self._writer, self._tmp = None, None
         self._shard_rows, self._shard_seconds = 0, 0.0
 
     def _publish_table(self, rel: str, table: pa.Table) -> FileEntry:
-        url = storage.join(self.root, rel)
-        with storage.atomic_local_then_upload(url, ".parquet") as tmp:
-            pq.write_table(table, str(tmp), compression="zstd")
-            entry = FileEntry(name=rel, rows=table.num_rows, bytes=tmp.stat().st_size, sha256=storage.sha256_file(tmp))
-        return entry
+        return artifacts.publish_table(self.root, rel, table)
 
     # -- finish ----------------------------------------------------------------------------
     def close(self) -> AudioManifest:
@@ -266,6 +276,7 @@ class ShardWriter:
             quarantine=qentry,
             tables=self._tables,
             extra=self.extra,
+            tasks=self.declared_tasks(),
         )
         self._remove_stale_shards()
         write_manifest(self.root, self.manifest)
@@ -369,10 +380,17 @@ def read_metadata(root: str, columns: Sequence[str] = ("id", "speaker", "num_sam
     return pa.Table.from_batches(batches)
 
 
-def read_quarantine(root: str) -> pa.Table:
-    """The dataset's quarantine table: id, source, reason, stage."""
-    url = storage.join(root, QUARANTINE_NAME)
-    with storage.open_input(url) as f:
+def read_quarantine(root: str, verify: bool = True) -> pa.Table:
+    """The dataset's quarantine table: id, source, reason, stage (checked against the manifest).
+
+    Read from memory (a pyarrow buffer, not a Python file object): pyarrow's reader threads calling
+    back into a Python file object made ``corpus info`` abort at interpreter exit ("terminate called
+    without an active exception", exit 134) in some runs.
+    """
+    m = read_manifest(root)
+    if m.quarantine is None:
+        return QUARANTINE_SCHEMA.empty_table()
+    with artifacts.open_verified(root, m.quarantine, verify) as f:
         return pq.read_table(f)
 
 
@@ -386,16 +404,6 @@ def read_table(root: str, name: str) -> pa.Table:
 
 
 def verify(root: str) -> list[str]:
-    """Check every file against the manifest; returns a list of problems (empty when intact)."""
+    """Check every file's size and SHA-256 against the manifest; returns the problems (empty when intact)."""
     m = read_manifest(root)
-    problems = []
-    entries = list(m.shards) + list(m.tables.values()) + ([m.quarantine] if m.quarantine else [])
-    for e in entries:
-        url = storage.join(root, e.name)
-        if not storage.exists(url):
-            problems.append(f"{url}: missing")
-            continue
-        digest = storage.sha256_url(url)
-        if digest != e.sha256:
-            problems.append(f"{url}: checksum mismatch (manifest {e.sha256[:12]}, file {digest[:12]})")
-    return problems
+    return artifacts.verify_entries(root, list(m.shards) + list(m.tables.values()) + ([m.quarantine] if m.quarantine else []))

@@ -29,14 +29,12 @@ def extract_cmd(
 
     Example:  layerlab extract --model s3prl:wavlm_base_plus --data s3://bucket/corpus --out s3://bucket/cache/wavlm --tier both --concurrency 1,4
     """
-    import ray
-
     from layerlab.extract.pipeline import extract
+    from layerlab.runtime import init_ray
 
     cfg = build_config(config, tier=tier, concurrency=concurrency, batch_seconds=batch_seconds, mode=mode, cka=cka,
                        max_shards=max_shards, overwrite=overwrite, progress=not no_progress)
-    if not ray.is_initialized():
-        ray.init()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
+    init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
     summary = extract(model, data, out, cfg)
     typer.echo(summary.render())
     if not summary.ok:
@@ -45,12 +43,10 @@ def extract_cmd(
 
 def build_config(path: str | None, **flags: object):  # noqa: ANN201 - returns ExtractConfig (import kept lazy)
     """ExtractConfig from an optional YAML/JSON file, with the non-None command-line flags on top."""
-    import yaml
-
-    from layerlab import storage
+    from layerlab.config import read_yaml, validate
     from layerlab.extract.config import CKASideOutput, ExtractConfig
 
-    doc: dict = (yaml.safe_load(storage.read_bytes(path)) or {}) if path else {}
+    doc: dict = read_yaml(path) if path else {}
     cka = flags.pop("cka", None)
     doc.update({k: v for k, v in flags.items() if v is not None and v is not False})
     if cka:
@@ -59,7 +55,7 @@ def build_config(path: str | None, **flags: object):  # noqa: ANN201 - returns E
             name, _, layers = str(item).partition("=")
             sides.append(CKASideOutput(name=name, layers=layers.split(",") if layers else None).model_dump())
         doc["cka"] = sides
-    return ExtractConfig.model_validate(doc)
+    return validate(ExtractConfig, doc, path or "options")
 
 
 def register(app: typer.Typer) -> None:

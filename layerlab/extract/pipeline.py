@@ -9,47 +9,32 @@ the merged CKA states and marks the cache complete.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Callable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 
-from layerlab import storage
+from layerlab import artifacts, storage
+from layerlab.accumulator import state_from_bytes, state_to_bytes
+from layerlab.cache import format as cf
+from layerlab.cache.reader import read_cache_manifest
 from layerlab.data.manifest import read_manifest
 from layerlab.data.shards import read_quarantine as read_source_quarantine
-from layerlab.extract import cache_format as cf
-from layerlab.extract.cache_reader import read_cache_manifest
 from layerlab.extract.config import ExtractConfig
 from layerlab.extract.pool import ModelActorPool, ShardTask
-from layerlab.extract.progress import Progress
 from layerlab.extract.resources import plan_resources
 from layerlab.extract.summary import ExtractSummary
+from layerlab.progress import AudioProgress
+from layerlab.runtime import init_ray, worker_env
 
 log = logging.getLogger(__name__)
-
-#: environment passed to every actor when set in the driver (object-store endpoint and credentials)
-FORWARDED_ENV = (
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS", "HF_HUB_OFFLINE",
-    "TRANSFORMERS_OFFLINE", "LAYERLAB_CACHE",
-)
 
 AfterShard = Callable[[ShardTask, ModelActorPool], None]
 
 
 class CacheMismatch(ValueError):
     """The output URL holds a cache made with a different model, data or settings."""
-
-
-def worker_env(config: ExtractConfig) -> dict[str, str]:
-    """Env vars for the actors: forwarded AWS/HF settings plus ``config.env_vars``."""
-    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
-    env.update(config.env_vars)
-    return env
 
 
 def _metadata(model_spec: str, data_url: str, config: ExtractConfig, desc: dict[str, Any], source: Any) -> cf.CacheMetadata:
@@ -64,6 +49,7 @@ def _metadata(model_spec: str, data_url: str, config: ExtractConfig, desc: dict[
         source=cf.SourceInfo(url=data_url, dataset=source.dataset, manifest_checksum=source.checksum(), shards=len(source.shards),
                              utterances=source.kept, audio_seconds=source.audio_seconds),
         cka=[c.model_dump() for c in config.cka], layerlab_version=__version__,
+        layers=[cf.LayerRecord(**g) for g in desc.get("layers", [])], tasks=dict(source.tasks),
     )
 
 
@@ -87,8 +73,6 @@ def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool) -> No
 
 def _shifts(out_url: str, config: ExtractConfig, pool: ModelActorPool, first_shard: str) -> dict[str, np.ndarray]:
     """Shared FeatureCKA shifts: loaded from the cache, or computed once by an actor and saved."""
-    from layerlab.cka.state_io import state_from_bytes, state_to_bytes
-
     feature_sides = [c.name for c in config.cka if c.estimator == "feature"]
     if not feature_sides:
         return {}
@@ -103,8 +87,8 @@ def _shifts(out_url: str, config: ExtractConfig, pool: ModelActorPool, first_sha
 
 def _finalise(out_url: str, data_url: str, source: Any, manifest: cf.CacheManifest, config: ExtractConfig) -> dict[str, list[list[float]]]:
     """Quarantine table (source + model), merged CKA states, ``complete`` flag."""
+    from layerlab.cache.reader import CacheReader
     from layerlab.cka.reduction import CKAReduction
-    from layerlab.cka.state_io import state_to_bytes
 
     rows: list[dict[str, str]] = []
     if source.quarantine is not None:
@@ -113,21 +97,17 @@ def _finalise(out_url: str, data_url: str, source: Any, manifest: cf.CacheManife
     manifest.quarantined_source = len(rows)
     for name in sorted(manifest.shards):
         rows += [q.model_dump() for q in manifest.shards[name].quarantined]
-    url = storage.join(out_url, cf.QUARANTINE_NAME)
-    with storage.atomic_local_then_upload(url, ".parquet") as tmp:
-        pq.write_table(pa.Table.from_pylist(rows, schema=cf.QUARANTINE_SCHEMA), str(tmp))
-        manifest.quarantine = cf.FileEntry(name=cf.QUARANTINE_NAME, rows=len(rows), bytes=tmp.stat().st_size, sha256=storage.sha256_file(tmp))
+    manifest.quarantine = artifacts.publish_table(out_url, cf.QUARANTINE_NAME, artifacts.quarantine_table(rows), compression="snappy")
     results: dict[str, list[list[float]]] = {}
+    reader = CacheReader(out_url, cf.CacheMetadata.model_validate(storage.read_json(storage.join(out_url, cf.METADATA_NAME))), manifest, allow_partial=True)
     for side in config.cka:
-        from layerlab.extract.cache_reader import cka_shard_states
-
         reduction = CKAReduction(device="cpu")
-        for shard, state in cka_shard_states(out_url, side.name).items():
+        for shard, state in reader.cka_states(side.name).items():
             reduction.add(shard, state)
         state = reduction.state_dict()
         if state is None:
             continue
-        manifest.cka_merged[side.name] = cf.publish_bytes(out_url, f"cka/{side.name}/merged.npz", state_to_bytes(state))
+        manifest.cka_merged[side.name] = artifacts.publish_bytes(out_url, f"cka/{side.name}/merged.npz", state_to_bytes(state))
         try:
             results[side.name] = np.asarray(reduction.result("biased")).tolist()
         except ValueError as exc:  # e.g. too few frames for a minibatch
@@ -152,10 +132,9 @@ def extract(
     config = config or ExtractConfig()
     t0 = time.perf_counter()
     source = read_manifest(data_url)
-    if not ray.is_initialized():
-        ray.init()  # respects RAY_ADDRESS; starts an embedded Ray otherwise
+    init_ray()  # respects RAY_ADDRESS; starts an embedded Ray otherwise
     res = plan_resources(ray.cluster_resources(), config)
-    pool = ModelActorPool(model_spec, config, res, worker_env(config))
+    pool = ModelActorPool(model_spec, config, res, worker_env(config.env_vars))
     try:
         desc = ray.get(pool.actors[0].describe.remote())
         meta = _metadata(model_spec, data_url, config, desc, source)
@@ -170,7 +149,7 @@ def extract(
         shifts = _shifts(out_url, config, pool, storage.join(data_url, source.shards[0].name)) if source.shards else {}
         summary = ExtractSummary(out_url=out_url, model_spec=model_spec, mode=desc["mode"], tiers=config.tiers,
                                  shards_total=len(source.shards), shards_written=0, shards_skipped=skipped, complete=False)
-        progress = Progress(sum(by_name[t.name].rows for t in todo), sum(by_name[t.name].audio_seconds for t in todo), config.progress)
+        progress = AudioProgress(sum(by_name[t.name].rows for t in todo), sum(by_name[t.name].audio_seconds for t in todo), config.progress)
 
         def on_result(task: ShardTask, outcome: Any) -> None:
             manifest.shards[task.name] = outcome.record
@@ -208,3 +187,7 @@ def extract(
     summary.tier_bytes = {t: manifest.tier_bytes(t) for t in config.tiers}
     summary.wall_seconds = round(time.perf_counter() - t0, 3)
     return summary
+
+
+#: the library entry point under the name the study calls
+run_extract = extract

@@ -49,12 +49,9 @@ class ExtractActor:
 
     def describe(self) -> dict[str, Any]:
         """Static model facts for the cache metadata, plus the resolved mode and this process."""
-        m = self.model
-        return {
-            "layer_names": m.layer_names, "dims": m.dims, "frame_rates_hz": m.frame_rates, "sample_rate": m.sample_rate,
-            "num_parameters": m.num_parameters, "padding_invariant": bool(m.padding_invariant), "mode": self.mode,
-            "device": str(m.device), "pid": os.getpid(),
-        }
+        from layerlab.extract.shard_worker import describe_model
+
+        return {**describe_model(self.model, self.mode), "pid": os.getpid()}
 
     def run_shard(self, task: ShardTask, out_url: str, shifts: dict[str, Any]) -> Any:
         """Extract one shard (see ShardExtractor.run); the outcome carries this worker's pid."""

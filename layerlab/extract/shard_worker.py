@@ -16,15 +16,17 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from layerlab import storage
 from layerlab.data.audio import decode_flac, resample
 from layerlab.data.shards import iter_shard_batches
-from layerlab.extract import cache_format as cf
-from layerlab.extract.batch_plan import plan
+from layerlab import artifacts
+from layerlab.accumulator import state_to_bytes
+from layerlab.cache import format as cf
+from layerlab.cache.writer import TierWriter, UtteranceFeatures
+from layerlab.batching import plan_batches
+from layerlab.frames import valid_mask
 from layerlab.extract.config import CKASideOutput, ExtractConfig
-from layerlab.extract.features import UtteranceFeatures, split_features
+from layerlab.extract.features import split_features
 from layerlab.extract.prefetch import prefetch
-from layerlab.extract.tier_writer import TierWriter
 from layerlab.models.base import LayeredModel, LayerOutput
 from layerlab.models.batching import pad_batch
 
@@ -51,6 +53,15 @@ class ShardOutcome:
     model_seconds: float = 0.0
     retried_alone: int = 0
     stats: dict[str, float] = field(default_factory=dict)
+
+
+def describe_model(m: LayeredModel, mode: str) -> dict[str, Any]:
+    """Static model facts recorded in the cache metadata (layers, dims, rates, geometry) plus the resolved mode."""
+    return {
+        "layer_names": m.layer_names, "dims": m.dims, "frame_rates_hz": m.frame_rates, "sample_rate": m.sample_rate,
+        "num_parameters": m.num_parameters, "padding_invariant": bool(m.padding_invariant), "mode": mode,
+        "device": str(m.device), "layers": m.layer_geometry(),
+    }
 
 
 def cka_layer_indices(side: CKASideOutput, model: LayeredModel) -> list[int]:
@@ -133,7 +144,7 @@ class ShardExtractor:
             wavs = wavs.pin_memory()
         out: LayerOutput = self.model(wavs, lengths)
         for name, h, n in zip(out.names, out.hidden, out.lengths):
-            valid = torch.arange(h.shape[1], device=h.device)[None, :] < n.to(h.device)[:, None]
+            valid = valid_mask(n.to(h.device), h.shape[1])
             if not torch.isfinite(h[valid]).all():
                 raise FloatingPointError(f"non-finite activations in layer {name}")
         for cname, acc in accs.items():
@@ -175,13 +186,13 @@ class ShardExtractor:
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
         writers = {
-            tier: TierWriter(tier, storage.join(out_url, cf.tier_file(tier, source_name)), cf.tier_file(tier, source_name),
+            tier: TierWriter(tier, out_url, cf.tier_file(tier, source_name),
                              self.model.layer_names, self.config.compression, int(self.config.row_group_mb * 2**20))
             for tier in self.config.tiers
         }
         try:
             for window in self._windows(prefetch(self._items(source_url, quarantine), depth=64)):
-                batches = plan([it.wav.shape[0] for it in window], self.mode, self.max_samples, self.config.max_batch_size)
+                batches = plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.max_samples)
                 for batch in batches:
                     for item, result in self._run([window[i] for i in batch], accs, outcome):
                         if isinstance(result, BaseException):
@@ -207,14 +218,12 @@ class ShardExtractor:
         record.wall_seconds = round(time.perf_counter() - t_start, 3)
         return outcome
 
-    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any) -> cf.FileEntry:
+    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any) -> artifacts.FileEntry:
         """Write one shard's CKA state (minibatch buffers flushed so states stay small)."""
-        from layerlab.cka.state_io import state_to_bytes
-
         if hasattr(acc, "flush"):
             acc.flush()
         rows = int(getattr(acc, "n", getattr(acc, "num_batches", 0)))
-        return cf.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(acc.state_dict()), rows)
+        return artifacts.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(acc.state_dict()), rows)
 
     # ---------------------------------------------------------------- pilot
     def pilot_shifts(self, source_url: str) -> dict[str, np.ndarray]:

@@ -6,12 +6,14 @@ validates inputs, moves them to the model's device and runs under ``no_grad`` in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from layerlab.frames import valid_mask
 from layerlab.models.errors import AudioInputError
+from layerlab.runtime import pick_device
 
 
 @dataclass
@@ -52,14 +54,9 @@ class LayerInfo:
         return self.frame_rate is None
 
 
-def default_device() -> torch.device:
-    """``cuda`` when a GPU is visible, else ``cpu``: every adapter's default."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """Turn a user's device argument (None = automatic) into a ``torch.device``."""
-    return default_device() if device is None else torch.device(device)
+    """Turn a user's device argument (None or ``auto`` = cuda when visible, else cpu) into a ``torch.device``."""
+    return pick_device(device)
 
 
 class LayeredModel(torch.nn.Module):
@@ -77,6 +74,10 @@ class LayeredModel(torch.nn.Module):
     padding_invariant: bool
     #: shortest input (samples) the model accepts; shorter utterances raise AudioInputError
     min_samples: int = 400
+    #: how frame counts follow from sample counts (see layerlab.cache.layers): stride | centered | window
+    frame_convention: str = "centered"
+    #: analysis window (samples) for the ``window`` convention
+    window_samples: int | None = None
 
     # ---- static description -------------------------------------------------------------
     @property
@@ -112,6 +113,18 @@ class LayeredModel(torch.nn.Module):
         for b in self.buffers():
             return b.device
         return getattr(self, "_device", torch.device("cpu"))
+
+    def layer_geometry(self) -> list[dict]:
+        """Per layer: hop in samples and frame-count convention, so sample spans map to frames exactly."""
+        out = []
+        for layer in self.layers:
+            if layer.frame_rate is None:
+                out.append({"name": layer.name, "hop_samples": None, "frame_convention": "utterance", "window_samples": None})
+            else:
+                window = self.window_samples if self.frame_convention == "window" else None
+                out.append({"name": layer.name, "hop_samples": int(round(self.sample_rate / layer.frame_rate)),
+                            "frame_convention": self.frame_convention, "window_samples": window})
+        return out
 
     def describe(self) -> list[dict]:
         """One dict per layer (name, dim, frame_rate, utterance_level): what ``models describe`` prints."""
@@ -190,6 +203,5 @@ def frames_centered(lengths: torch.Tensor, hop: int) -> torch.Tensor:
     return torch.div(lengths, hop, rounding_mode="floor") + 1
 
 
-def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Boolean [B, max_len] mask, True on valid positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+#: boolean [B, max_len] mask, True on valid positions (the one implementation lives in layerlab.frames)
+length_mask = valid_mask

@@ -45,6 +45,8 @@ class KaldiBaseline(LayeredModel):
 
     padding_invariant = True
     min_samples = WINDOW
+    frame_convention = "window"  # Kaldi snip_edges: 1 + (len - 400) // 160
+    window_samples = WINDOW
 
     def __init__(self, kind: str, spec: str, device: str | torch.device | None = None):
         super().__init__()

@@ -8,15 +8,16 @@ including GroupNorm models such as HuBERT/WavLM Base whose frames change with pa
 
 from __future__ import annotations
 
-from typing import Iterator, Literal, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
+from layerlab.batching import MODES, Mode, length_buckets
+from layerlab.batching import plan_batches as _plan
 from layerlab.models.base import LayeredModel
 
-Mode = Literal["batched", "bucketed", "unbatched"]
-MODES: tuple[str, ...] = ("batched", "bucketed", "unbatched")
+__all__ = ["MODES", "Mode", "extract_all", "iter_layer_outputs", "length_buckets", "pad_batch", "plan_batches"]
 
 
 def pad_batch(wavs: Sequence[torch.Tensor | np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,44 +35,9 @@ def pad_batch(wavs: Sequence[torch.Tensor | np.ndarray]) -> tuple[torch.Tensor, 
     return out, lengths
 
 
-def length_buckets(
-    lengths: Sequence[int], max_batch_size: int = 16, max_batch_samples: int | None = None, max_ratio: float = 1.25
-) -> list[list[int]]:
-    """Group indices into batches of similar length (sorted, longest first).
-
-    A batch closes when it holds ``max_batch_size`` items, when its padded size
-    (``n * longest``) would exceed ``max_batch_samples``, or when the longest item is more than
-    ``max_ratio`` times the shortest. Every index appears exactly once.
-    """
-    if max_batch_size < 1:
-        raise ValueError("length_buckets: max_batch_size must be >= 1")
-    order = sorted(range(len(lengths)), key=lambda i: (-int(lengths[i]), i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current:
-            longest = int(lengths[current[0]])
-            too_many = len(current) >= max_batch_size
-            too_big = max_batch_samples is not None and (len(current) + 1) * longest > max_batch_samples
-            too_uneven = longest > max_ratio * max(int(lengths[i]), 1)
-            if too_many or too_big or too_uneven:
-                batches.append(current)
-                current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
 def plan_batches(lengths: Sequence[int], mode: Mode = "bucketed", batch_size: int = 16, **bucket_kwargs) -> list[list[int]]:
-    """Index batches for one of the three modes (see module docstring)."""
-    if mode == "unbatched":
-        return [[i] for i in range(len(lengths))]
-    if mode == "batched":
-        return [list(range(s, min(s + batch_size, len(lengths)))) for s in range(0, len(lengths), batch_size)]
-    if mode == "bucketed":
-        return length_buckets(lengths, max_batch_size=batch_size, **bucket_kwargs)
-    raise ValueError(f"unknown batching mode {mode!r}; choose one of {', '.join(MODES)}")
+    """Index batches for one of the modes (see :mod:`layerlab.batching`)."""
+    return _plan(lengths, mode, max_batch_size=batch_size, **bucket_kwargs)
 
 
 def iter_layer_outputs(

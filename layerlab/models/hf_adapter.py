@@ -35,10 +35,13 @@ class HFSpeechModel(LayeredModel):
         self.sample_rate = 16000
         self.do_normalize = bool(do_normalize)
         self.use_attention_mask = bool(use_attention_mask)
-        stride = 1
-        for s in cfg.conv_stride:
+        stride, field = 1, 1
+        for k, s in zip(cfg.conv_kernel, cfg.conv_stride):
+            field += (int(k) - 1) * stride  # receptive field of the conv stack
             stride *= int(s)
         self.stride = stride
+        self.frame_convention = "window"  # (len - receptive field) // stride + 1
+        self.window_samples = field
         # Group norm over the padded time axis changes every frame; layer-norm models that get an
         # attention mask zero the padded frames before the positional conv and mask attention.
         self.padding_invariant = self.use_attention_mask and getattr(cfg, "feat_extract_norm", "group") == "layer"

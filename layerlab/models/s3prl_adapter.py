@@ -42,6 +42,7 @@ class S3PRLModel(LayeredModel):
 
     padding_invariant = False
     min_samples = 400
+    frame_convention = "stride"  # (len - 1) // 320 + 1
 
     def __init__(self, backbone: torch.nn.Module, normalize_waveform: bool, family: str, spec: str, device=None):
         super().__init__()

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from layerlab.metrics import eer
 from layerlab.models.base import LayeredModel
 from layerlab.models.batching import iter_layer_outputs
 
@@ -53,21 +54,6 @@ def partial_embeddings(model: LayeredModel, wav: np.ndarray, window: int = 25600
     return torch.nn.functional.normalize(vecs.mean(dim=0), dim=0)
 
 
-def equal_error_rate(positive: np.ndarray, negative: np.ndarray) -> float:
-    """EER from target/non-target scores: the point where miss rate equals false-alarm rate (sort-based)."""
-    scores = np.concatenate([positive, negative])
-    labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
-    order = np.argsort(-scores, kind="stable")
-    labels = labels[order]
-    # threshold after each position: accept the top k
-    false_accept = np.cumsum(1 - labels) / len(negative)
-    miss = 1 - np.cumsum(labels) / len(positive)
-    false_accept = np.concatenate([[0.0], false_accept])
-    miss = np.concatenate([[1.0], miss])
-    k = int(np.argmin(np.abs(false_accept - miss)))
-    return float((false_accept[k] + miss[k]) / 2)
-
-
 def verification_scores(embeddings: torch.Tensor, speakers: Sequence[str]) -> VerificationResult:
     """Cosine scores of all utterance pairs, split by same/different speaker, with the EER."""
     emb = torch.nn.functional.normalize(embeddings.double(), dim=1)
@@ -77,4 +63,4 @@ def verification_scores(embeddings: torch.Tensor, speakers: Sequence[str]) -> Ve
     same = spk[iu[0]] == spk[iu[1]]
     scores = cos[iu]
     pos, neg = scores[same], scores[~same]
-    return VerificationResult(int(same.sum()), int((~same).sum()), float(pos.mean()), float(neg.mean()), equal_error_rate(pos, neg))
+    return VerificationResult(int(same.sum()), int((~same).sum()), float(pos.mean()), float(neg.mean()), eer(scores, same.astype(int)))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from layerlab.config import ConfigError, read_yaml
 
 Family = Literal["speech_ssl", "speaker", "baseline", "other"]
 Level = Literal["frame", "utterance"]
@@ -140,8 +141,8 @@ class CKAComparison(_Strict):
 
     levels: list[Level] = Field(default_factory=lambda: ["utterance"], min_length=1)
     estimator: Estimator = "biased"
-    bootstrap: int = Field(0, ge=0, description="bootstrap resamples for CIs (0 = none)")
-    group_by: Literal["shard", "speaker", "utterance"] = Field("speaker", description="bootstrap unit")
+    bootstrap: int = Field(0, ge=0, description="> 0: 95% CIs by resampling groups (the CKA engine's leave-one-group-out jackknife); 0: none")
+    group_by: Literal["shard", "speaker", "utterance"] = Field("speaker", description="resampling unit of the CIs")
 
     @model_validator(mode="after")
     def _bootstrap_estimator(self) -> "CKAComparison":
@@ -281,7 +282,7 @@ def _allowed_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | Non
 
 
 def format_errors(source: str, exc: ValidationError, model: type[BaseModel]) -> str:
-    """One line per validation error: ``FILE: key.path: problem (allowed: ...)``."""
+    """One line per validation error: ``key.path: problem; allowed keys: ... (FILE)``."""
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -289,21 +290,21 @@ def format_errors(source: str, exc: ValidationError, model: type[BaseModel]) -> 
         if err["type"] == "extra_forbidden":
             allowed = _allowed_at(model, loc)
             hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-            lines.append(f"{source}: {key}: unknown key{hint}")
+            lines.append(f"{key}: unknown key{hint} ({source})")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"{source}: {key}: {msg}" if key else f"{source}: {msg}")
+            lines.append(f"{key}: {msg} ({source})" if key else f"{msg} ({source})")
     return "\n".join(dict.fromkeys(lines))
 
 
-class StudyConfigError(ValueError):
-    """A study config that cannot be used; the message names the file, the key and the reason."""
+class StudyConfigError(ConfigError):
+    """A study config that cannot be used; the message names the key, the reason and the file."""
 
 
 def parse_study_config(data: Any, source: str) -> StudyConfig:
     """Validate an already-parsed YAML document; errors name ``source``."""
     if not isinstance(data, dict):
-        raise StudyConfigError(f"{source}: expected a mapping with datasets/models/probe/cka sections, got {type(data).__name__}")
+        raise StudyConfigError(f"expected a mapping with datasets/models/probe/cka sections, got {type(data).__name__} ({source})")
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:
@@ -315,11 +316,7 @@ def load_study_config(url: str) -> tuple[StudyConfig, str]:
     from layerlab import storage
 
     try:
-        text = storage.read_bytes(url).decode()
-    except FileNotFoundError:
-        raise StudyConfigError(f"{url}: study config not found") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StudyConfigError(f"{url}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_study_config(data, url), text
+        data = read_yaml(url)
+    except ConfigError as exc:
+        raise StudyConfigError(str(exc).replace("config file not found", "study config not found")) from None
+    return parse_study_config(data, url), storage.read_bytes(url).decode()

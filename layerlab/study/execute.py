@@ -73,7 +73,8 @@ def run_train(stage: Stage, ctx: StageContext) -> dict[str, Any]:
 
 def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     """Extract every layer into an activation cache (resumes finished shards of an interrupted run)."""
-    from layerlab.extract import ExtractConfig, extract, open_cache
+    from layerlab.cache import open_cache
+    from layerlab.extract import ExtractConfig, extract
 
     p = stage.params
     spec = p["spec"] or ctx.results[f"train/{p['model']}"]["model_spec"]
@@ -111,15 +112,21 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     """Within- or across-model CKA with the existing `layerlab.cka` pipeline (frame-level within: side-output states)."""
     from layerlab.cka.pipeline import CKAJob, run_cka
 
+    from layerlab.cache import open_cache
+
     p = stage.params
     caches = [ctx.results[d]["cache"] for d in stage.deps]
     side = "frames" if p["mode"] == "within" and p["level"] == "frame" else None
+    intervals, notes = p["bootstrap"], []
+    if intervals and p["group_by"] == "shard" and len(open_cache(caches[0]).manifest.shards) < 2:
+        intervals = 0  # one shard is one group: no resampling unit to build an interval from
+        notes.append("no confidence interval: the cache has a single shard (the resampling unit of shard-level states)")
     job = CKAJob(caches[0], caches[1] if len(caches) > 1 else None, estimator=p["estimator"], level=p["level"],
-                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed)
-    summary = run_cka(job, stage.out, bootstrap=p["bootstrap"])
+                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals)
+    summary = run_cka(job, stage.out, bootstrap=intervals)
     return {"dir": stage.out, "tables": summary["tables"], "heatmap": summary["heatmap"], "models": p["models"],
-            "mode": p["mode"], "level": p["level"], "estimator": p["estimator"], "bootstrap": summary.get("bootstrap", 0),
-            "frames": summary.get("frames", 0)}
+            "mode": p["mode"], "level": p["level"], "estimator": p["estimator"], "ci": summary.get("ci"),
+            "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", []))}
 
 
 def run_report_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:

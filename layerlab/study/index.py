@@ -45,14 +45,18 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
             probes.append({"dataset": stage.params["dataset"], "model": stage.params["model"], "task": stage.params["task"],
                            "dir": res["dir"], "metrics": res["metrics"], "layer_weights": res["layer_weights"]})
         elif stage.kind == "cka" and res:
-            cka.append({"dataset": sid.split("/")[1], **{k: res[k] for k in ("mode", "models", "level", "estimator", "tables", "bootstrap", "frames")}})
+            cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")}})
         elif stage.kind == "corpus" and res:
             quarantine[f"corpus {stage.id.split('/', 1)[1]}"] = res.get("quarantined", 0)
         elif stage.kind == "extract" and res:
             quarantine[f"cache {stage.id.split('/', 1)[1]}"] = res.get("quarantined_model", 0)
     stages = [{k: r.get(k) for k in ("id", "kind", "status", "reused", "wall_seconds", "error")} for r in records.values() if r["id"] != "report"]
+    skipped = list(plan.skipped) + [
+        {"dataset": r["id"].split("/")[1], "task": r["id"].split("/")[3], "reason": r.get("error") or ""}
+        for r in records.values() if r["kind"] == "probe" and r["status"] == "skipped"
+    ]
     return {
         "title": config.report.title, "study": config.name, "out": plan.out, "split": config.report.split,
-        "models": models, "probes": probes, "cka": cka, "stages": stages, "skipped": plan.skipped,
+        "models": models, "probes": probes, "cka": cka, "stages": stages, "skipped": skipped,
         "quarantine": quarantine, "versions": versions(), "config_text": getattr(plan, "config_text", ""),
     }

@@ -235,11 +235,11 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
                         params["group_by"] = "shard"  # side-output states are per shard
                     add(Stage(f"cka/{dname}/within/{mname}/{level}", "cka", params, [f"extract/{dname}/{mname}"],
                               storage.join(out, "cka", dname, "within", mname, level),
-                              estimate=f"{level}-level CKA within {mname}" + (f", {within.bootstrap} bootstrap" if within.bootstrap else "")))
+                              estimate=f"{level}-level CKA within {mname}" + (f", CIs over {params['group_by']}s" if within.bootstrap else "")))
         if across:
             for a, b in config.across_pairs():
                 for level in across.levels:
                     params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"})}
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
                               storage.join(out, "cka", dname, "across", f"{a}__{b}", level),
-                              estimate=f"{level}-level CKA {a} x {b}" + (f", {across.bootstrap} bootstrap" if across.bootstrap else "")))
+                              estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))

@@ -202,9 +202,11 @@ def ensure_ray() -> bool:
     """Join the cluster in RAY_ADDRESS, or start an embedded local Ray; True when this call started it."""
     import ray
 
+    from layerlab.runtime import init_ray
+
     if ray.is_initialized():
         return False
-    ray.init(configure_logging=False, log_to_driver=False)
+    init_ray(quiet=True)
     return True
 
 

@@ -74,7 +74,7 @@ def test_modes_agree_with_gram_space(layers, mode, estimator):
     inputs = xs if mode == "within" else xs + ys
     for start in range(0, 300, 77):
         acc.update([x[start : start + 77] for x in inputs])
-    mat = acc.compute(estimator)
+    mat = acc.using(estimator).compute()
     expect = np.array([[ref.cka_gram(ref.gram_linear(p), ref.gram_linear(q), debiased=estimator == "debiased") for q in (inputs if mode != "cross" else ys)] for p in (inputs if mode != "cross" else xs)])
     assert mat.shape == expect.shape
     np.testing.assert_allclose(mat, expect, atol=1e-10, rtol=0)

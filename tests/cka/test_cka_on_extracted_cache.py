@@ -10,7 +10,8 @@ from helpers.speech_corpus import build_corpus
 
 from layerlab.cka import cka_matrix
 from layerlab.cka.tables import read_matrix
-from layerlab.extract import CKASideOutput, ExtractConfig, iter_frames
+from layerlab.cache import open_cache
+from layerlab.extract import CKASideOutput, ExtractConfig
 
 
 def _build_corpus(root: str) -> list[str]:
@@ -48,19 +49,19 @@ def test_cka_on_a_real_extracted_cache(extracted, tmp_path):
     mat, names, _, _ = read_matrix(frame["tables"][0])
     _check_cka(mat)
     assert names == ["hidden_0", "hidden_1", "hidden_2"] and not np.allclose(mat, 1.0)
-    rows = list(iter_frames(extracted))
+    rows = list(open_cache(extracted).iter_frames())
     layers = [np.concatenate([r.frames[n] for r in rows]).astype(np.float32) for n in names]
-    assert frame["frames"] == len(layers[0])
+    assert frame["n_frames"] == len(layers[0]) and frame["n_utterances"] == len(rows)
     np.testing.assert_allclose(mat, np.asarray(cka_matrix(layers)), atol=1e-6)
 
     utt = run_cka(CKAJob(extracted, level="utterance"), str(tmp_path / "utt"))
     umat = read_matrix(utt["tables"][0])[0]
     _check_cka(umat)
-    assert utt["frames"] == len(rows)  # one pooled mean per utterance
+    assert utt["n_utterances"] == len(rows) and utt["n_frames"] is None  # one pooled mean per utterance
 
     # frame-level bootstrap grouped by the speakers stored in the frames tier
     boot = run_cka(CKAJob(extracted, level="frame", group_by="speaker"), str(tmp_path / "boot"), bootstrap=10)
-    assert boot["bootstrap"] == 10 and {r.speaker for r in rows} == {"spk0", "spk1", "spk2"}
+    assert boot["ci"]["n_groups"] == 3 and {r.speaker for r in rows} == {"spk0", "spk1", "spk2"}
 
     # the extraction's CKA side-output (float32 activations, merged per shard) via the CLI, close to the fp16 frames' CKA
     result = CliRunner().invoke(app, ["cka", "--a", extracted, "--out", str(tmp_path / "side"), "--from-side-output", "all", "--bootstrap", "10"])

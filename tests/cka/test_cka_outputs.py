@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from layerlab import storage
 from layerlab.cka import FeatureCKA, cka_matrix, pilot_shift
-from layerlab.cka.bootstrap import bootstrap_cka
+from layerlab.cka.intervals import jackknife_cka
 from layerlab.cka.heatmap import HeatmapPanel, render_heatmaps
 from layerlab.cka.tables import read_matrix, write_matrix
-from layerlab.extract import cache_format as cf
-from layerlab.extract.cache_reader import iter_frames, pooled_matrix
+from layerlab.cache import format as cf
+from layerlab.cache import open_cache
+from layerlab.cache.writer import TierWriter
 from layerlab.extract.features import split_features
-from layerlab.extract.tier_writer import TierWriter
 from layerlab.models.base import LayerOutput
 
 
@@ -39,7 +39,7 @@ def write_cache(root, names, dims, rate, utts, seed, tiers=("pooled", "frames"))
     manifest = cf.CacheManifest()
     for shard in range(2):
         name = f"shard-{shard:05d}.parquet"
-        writers = {t: TierWriter(t, storage.join(url, cf.tier_file(t, name)), cf.tier_file(t, name), names, "zstd", row_group_bytes=512) for t in tiers}
+        writers = {t: TierWriter(t, url, cf.tier_file(t, name), names, "zstd", row_group_bytes=512) for t in tiers}
         seconds = 0.0
         for u in range(utts):
             t = int(rng.integers(5, 30)) * (2 if rate == 100 else 1)
@@ -74,7 +74,7 @@ def test_heatmap_png_has_shared_scale():
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def test_bootstrap_over_groups():
+def test_jackknife_interval_over_groups():
     layers = layer_stack(600, [5, 5], seed=8)
     shift = pilot_shift([x[:50] for x in layers])
     groups = []
@@ -82,9 +82,9 @@ def test_bootstrap_over_groups():
         acc = FeatureCKA([5, 5], shift=shift)
         acc.update([x[50 * g : 50 * (g + 1)] for x in layers])
         groups.append(acc)
-    res = bootstrap_cka(groups, num_resamples=60, seed=1)
-    np.testing.assert_allclose(res.point, cka_matrix(layers), atol=1e-12)
-    assert res.low[0, 1] < res.point[0, 1] < res.high[0, 1]
+    res = jackknife_cka(groups)
+    np.testing.assert_allclose(res.estimate, cka_matrix(layers), atol=1e-12)
+    assert res.low[0, 1] < res.estimate[0, 1] < res.high[0, 1] and res.n_groups == 12
     assert 0 < res.high[0, 1] - res.low[0, 1] < 0.3
     np.testing.assert_allclose(res.low[0, 0], 1.0)
 
@@ -143,8 +143,8 @@ def test_parquet_files_not_in_the_manifest_are_ignored(tmp_path):
     job = CKAJob(str(a))
     assert [name for name, _ in job.shard_pairs()] == ["shard-00000.parquet", "shard-00001.parquet"]
     after = run_cka(job, str(tmp_path / "after"))
-    total = sum(len(r.frames["h0"]) for r in iter_frames(str(a)))
-    assert before["frames"] == after["frames"] == total
+    total = sum(len(r.frames["h0"]) for r in open_cache(str(a)).iter_frames())
+    assert before["n_frames"] == after["n_frames"] == total
     np.testing.assert_array_equal(read_matrix(after["tables"][0])[0], read_matrix(before["tables"][0])[0])
 
 
@@ -153,7 +153,7 @@ def test_group_by_speaker_at_frame_level_uses_the_cached_speakers(tmp_path):
 
     a = write_cache(tmp_path / "m", ["h0", "h1"], [5, 5], 50, 6, seed=4)
     frames_per_speaker: dict[str, int] = {}
-    for row in iter_frames(str(a)):
+    for row in open_cache(str(a)).iter_frames():
         frames_per_speaker[row.speaker] = frames_per_speaker.get(row.speaker, 0) + len(row.frames["h0"])
     assert sorted(frames_per_speaker) == ["spk0", "spk1", "spk2"]
     job = CKAJob(str(a), level="frame", group_by="speaker")
@@ -173,6 +173,7 @@ def test_frame_level_on_a_pooled_only_cache_fails_clearly_and_utterance_level_wo
     assert result.exit_code == 2 and "needs the frames tier" in result.output and str(a) in result.output
     summary = run_cka(CKAJob(str(a), level="utterance"), str(tmp_path / "utt"))
     mat = read_matrix(summary["tables"][0])[0]
-    means = [pooled_matrix(str(a), n)[1].astype(np.float64) for n in ["h0", "h1", "h2"]]
+    pooled = open_cache(str(a)).read_pooled(["h0", "h1", "h2"])
+    means = [pooled.mean[n].astype(np.float64) for n in ["h0", "h1", "h2"]]
     np.testing.assert_allclose(mat, np.asarray(cka_matrix(means)), atol=1e-9)
-    assert summary["frames"] == 16  # one row per utterance
+    assert summary["n_utterances"] == 16  # one row per utterance

@@ -57,8 +57,8 @@ def test_sharded_merge_equals_one_shot(layers, mode):
     one_shot_d = cka_matrix(layers[:1], layers[1:], estimator="debiased") if mode == "cross" else cka_matrix(layers, estimator="debiased")
     for res in results:
         assert isinstance(res, Accumulator)
-        np.testing.assert_allclose(res.compute("biased"), one_shot_b, atol=1e-12, rtol=0)
-        np.testing.assert_allclose(res.compute("debiased"), one_shot_d, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(res.using("biased").compute(), one_shot_b, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(res.using("debiased").compute(), one_shot_d, atol=1e-12, rtol=0)
 
 
 def test_merge_with_different_shifts_is_refused(layers):
@@ -79,7 +79,7 @@ def test_padded_batches_equal_unpadded_concatenation(layers):
     acc.update([torch.from_numpy(p) for p in padded], lengths=torch.from_numpy(lens))
     assert acc.n == n
     for est in ("biased", "debiased"):
-        np.testing.assert_allclose(acc.compute(est), cka_matrix(flat, estimator=est), atol=1e-12)
+        np.testing.assert_allclose(acc.using(est).compute(), cka_matrix(flat, estimator=est), atol=1e-12)
     mb = MinibatchCKA(DIMS, batch_size=64, buffer_batches=100, seed=1)
     mb.update(padded, lengths=lens)
     np.testing.assert_allclose(mb.compute(), cka_matrix(flat, estimator="minibatch", batch_size=64, seed=1), atol=1e-12)
@@ -110,7 +110,7 @@ def test_fast_matmul_within_documented_bound(layers):
     for acc in (exact, fast):
         acc.update(shifted)
     for est in ("biased", "debiased"):
-        err = np.abs(fast.compute(est) - exact.compute(est)).max()
+        err = np.abs(fast.using(est).compute() - exact.using(est).compute()).max()
         assert err < FAST_MATMUL_ABS_ERROR
     assert fast.state_dict()["fast_matmul"] is True
 

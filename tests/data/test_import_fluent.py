@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from layerlab.data.importers import import_dataset
+from layerlab.data.manifest import read_manifest
 from layerlab.data.shards import read_metadata, read_quarantine
 
 HEADER = ",path,speakerId,transcription,action,object,location\n"
@@ -74,6 +75,8 @@ def test_fluent_labels_splits_and_quarantine(fsc_tree: Path, tmp_path: Path) -> 
     assert q[f"{spk}/5o9BvRGEGvhaeBwA/5e6f7081-4474-11e9-a9a5-5dbec3b8816a.wav"].startswith("undecodable audio")
     assert q[f"{spk}/5o9BvRGEGvhaeBwA/ffffffff-unlisted.wav"] == "unexpected file: not listed in any data/*_data.csv"
     assert len(q) == 3
+    ic = read_manifest(str(out)).tasks["ic"]
+    assert (ic.kind, ic.label_keys, ic.split_key) == ("utterance_classification", ["ic_action", "ic_object", "ic_location"], "ic")
 
 
 def test_fluent_csv_without_required_column_names_the_file(fsc_tree: Path, tmp_path: Path) -> None:

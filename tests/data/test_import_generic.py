@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from layerlab.data.importers import import_dataset
+from layerlab.data.manifest import read_manifest
 from layerlab.data.shards import read_metadata, read_quarantine
 
 
@@ -36,6 +37,7 @@ def test_folder_speakers_resampling_and_quarantine(folder_tree: Path, tmp_path: 
     assert q["bob/b3.wav"] == "empty file (0 bytes)"
     assert q["bob/notes.txt"].startswith("unexpected file: not an audio file")
     assert len(q) == 3 and summary.kept == 4
+    assert read_manifest(str(out)).tasks == {}  # no labels: nothing to declare
     top = import_dataset("folder", str(folder_tree), str(tmp_path / "top"), speaker_from="top")
     assert top.kept == 4
     assert {r["speaker"] for r in read_metadata(str(tmp_path / "top")).to_pylist()} == {"alice", "bob", ""}
@@ -79,6 +81,9 @@ def test_csv_manifest_labels_splits_and_quarantine(tmp_path: Path, import_audio,
     assert q["manifest.csv:8"] == "missing path: empty 'path' cell"
     assert q["clips/s2"].startswith("unreadable file: IsADirectoryError")  # OSError other than not-found
     assert len(q) == 4 and summary.kept == 4
+    tasks = read_manifest(str(out)).tasks  # declared from the label/split keys the rows carry
+    assert set(tasks) == {"emotion", "ks", "asr"} and tasks["ks"].classes == {"ks": ["no", "yes"]} and tasks["ks"].split_key == "ks"
+    assert tasks["asr"].kind == "transcription"
 
 
 def test_csv_manifest_errors_name_the_file(tmp_path: Path) -> None:

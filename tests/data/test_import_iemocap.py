@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from layerlab.data.importers import import_dataset
+from layerlab.data.manifest import read_manifest
 from layerlab.data.shards import read_metadata, read_quarantine
 
 # session -> dialog -> [(utterance, label)]
@@ -21,7 +22,7 @@ def _emo_file(dialog: str, utts: list[tuple[str, str]]) -> str:
     lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
     for k, (utt, emo) in enumerate(utts):
         lines += [f"[{6.2901 + 3 * k:.4f} - {8.2357 + 3 * k:.4f}]\t{utt}\t{emo}\t[2.5000, 2.5000, 2.5000]",
-                  f"C-E1:\tNeutral;\t()", f"A-E3:\tval 3; act 2; dom  2;\t()", ""]
+                  "C-E1:\tNeutral;\t()", "A-E3:\tval 3; act 2; dom  2;\t()", ""]
     return "\n".join(lines)
 
 
@@ -66,6 +67,8 @@ def test_iemocap_mapping_folds_and_quarantine(iemocap_tree: Path, tmp_path: Path
     assert meta["Ses02F_impro02_M000"]["speaker"] == "Ses02M"
     assert dict(meta["Ses02F_impro02_M000"]["splits"]) == {"er": "session2"}
     assert meta["Ses02F_impro02_F000"]["speaker"] == "Ses02F"
+    er = read_manifest(str(out)).tasks["er"]
+    assert er.folds == [f"session{k}" for k in range(1, 6)] and er.classes == {"er": ["neu", "hap", "ang", "sad"]} and er.split_key == "er"
 
     q = {r["source"]: r["reason"] for r in read_quarantine(str(out)).to_pylist()}
     w1, w2 = "Session1/sentences/wav", "Session2/sentences/wav"

@@ -81,6 +81,8 @@ def test_librispeech_release_layout(librispeech_tree: Path, tmp_path: Path) -> N
     assert summary.reasons["unexpected file"] == 2
     m = read_manifest(str(out))
     assert m.extra["speakers"]["84"] == {"sex": "F", "subset": "dev-clean"}
+    assert (m.tasks["asr"].kind, m.tasks["asr"].label_keys, m.tasks["asr"].split_key) == ("transcription", ["transcript"], "asr")
+    assert m.tasks["sid"].label_keys == ["sid"]
 
 
 def test_librispeech_single_subset_folder_uses_its_name(librispeech_tree: Path, tmp_path: Path) -> None:

@@ -74,6 +74,8 @@ def test_speechcommands_labels_splits_silence_and_quarantine(sc_tree: Path, tmp_
     assert q["left/9a9a9a9a_nohash_0.wav"] == "missing file: listed in testing_list.txt but not found"
     assert len(q) == 5 and summary.kept == 19
     assert read_manifest(str(out)).extra["ks_classes"][-2:] == ["_unknown_", "_silence_"]
+    ks = read_manifest(str(out)).tasks["ks"]
+    assert ks.split_key == "ks" and ks.classes["ks"][-2:] == ["_unknown_", "_silence_"]
 
 
 def test_speechcommands_is_deterministic_and_silence_can_be_disabled(sc_tree: Path, tmp_path: Path) -> None:

@@ -82,6 +82,8 @@ def test_voxceleb1_labels_splits_trials_and_quarantine(vox_tree: Path, tmp_path:
     ]
     assert read_table(str(out), "asv_trials_list_test_hard2").num_rows == 1
     assert read_manifest(str(out)).extra["asv_trial_list"] == "veri_test2.txt"
+    tasks = read_manifest(str(out)).tasks
+    assert tasks["asv"].kind == "verification" and tasks["asv"].trials == "asv_trials" and tasks["sid"].split_key == "sid"
 
     q = {(r["source"]): (r["reason"], r["stage"]) for r in read_quarantine(str(out)).to_pylist()}
     assert q["wav/id10271/1gtz-CUIygI/00002.wav"][0].startswith("undecodable audio")

@@ -75,6 +75,9 @@ def test_counts_and_manifest(corpus: tuple[str, SynthConfig], utterances: list) 
     assert set(m.tables) == {"asv_trials"}
     assert {"config", "speakers", "tasks", "phones", "generator"} <= set(m.extra)
     assert "workers" not in m.extra["config"]  # output must not depend on parallelism
+    assert set(m.tasks) == {"sid", "asv", "pr", "asr", "ks", "ic", "style"}
+    assert m.tasks["pr"].alignment and m.tasks["pr"].classes["pr"] == m.extra["phones"] and m.tasks["asv"].trials == "asv_trials"
+    assert m.tasks["ic"].label_keys == ["ic_action", "ic_object", "ic_location"] and len(m.tasks["sid"].classes["sid"]) == cfg.speakers
     assert len({json.dumps(s, sort_keys=True) for s in m.extra["speakers"]}) == cfg.speakers
 
 

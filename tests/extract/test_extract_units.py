@@ -8,9 +8,9 @@ import torch
 
 from layerlab import storage
 from layerlab.data.manifest import read_manifest
-from layerlab.extract import cache_format as cf
-from layerlab.extract.batch_plan import plan
-from layerlab.extract.cache_reader import Cache, iter_frames, iter_pooled
+from layerlab.cache import format as cf
+from layerlab.cache.reader import CacheReader
+from layerlab.batching import plan_batches
 from layerlab.extract.config import ExtractConfig, resolve_mode
 from layerlab.extract.resources import can_grow, plan_resources
 from layerlab.extract.shard_worker import ShardExtractor
@@ -23,7 +23,7 @@ from layerlab.models.batching import pad_batch
 def test_plans_cover_every_utterance_once_within_the_padded_budget(mode):
     rng = np.random.default_rng(0)
     lengths = rng.integers(400, 40_000, size=57).tolist() + [90_000]  # one longer than the budget
-    batches = plan(lengths, mode, max_samples=80_000, max_batch_size=8)
+    batches = plan_batches(lengths, mode, max_batch_size=8, max_batch_samples=80_000)
     flat = sorted(i for b in batches for i in b)
     assert flat == list(range(len(lengths)))
     for b in batches:
@@ -88,9 +88,9 @@ def _run_shards(model, corpus, out, mode, tier="both"):
     meta = cf.CacheMetadata(
         model_spec=model.spec, layer_names=model.layer_names, dims=model.dims, frame_rates_hz=model.frame_rates,
         sample_rate=16000, num_parameters=model.num_parameters, padding_invariant=model.padding_invariant, mode=mode,
-        batch={}, tiers=config.tiers, source=cf.SourceInfo(url=root, dataset="t", manifest_checksum="x", shards=3, utterances=17, audio_seconds=1.0),
+        batch={}, tiers=config.tiers, source=cf.SourceInfo(url=root, dataset="t", manifest_checksum=read_manifest(root).checksum(), shards=3, utterances=17, audio_seconds=1.0),
     )
-    return Cache(url=out, metadata=meta, manifest=manifest)
+    return CacheReader(out, meta, manifest, allow_partial=True)
 
 
 def test_model_failure_is_retried_alone_and_quarantined_with_reason(model, corpus, tmp_path):
@@ -98,7 +98,7 @@ def test_model_failure_is_retried_alone_and_quarantined_with_reason(model, corpu
     quarantined = [q for rec in cache.manifest.shards.values() for q in rec.quarantined]
     assert [(q.id, q.stage) for q in quarantined] == [("utt004", "model")]
     assert "at least 400" in quarantined[0].reason and quarantined[0].source == "synthetic:4"
-    ids = [i for b in iter_pooled(cache) for i in b.column("id").to_pylist()]
+    ids = cache.read_pooled().ids
     assert sorted(ids) == sorted(corpus[1])  # the short utterance's batch-mates are all kept
 
 
@@ -107,7 +107,7 @@ def test_unbatched_frames_equal_the_model_on_each_utterance_alone(model, corpus,
 
     cache = _run_shards(model, corpus, str(tmp_path / "c"), "unbatched")
     wavs = {u.id: u.wav for u in iter_utterances(corpus[0])}
-    rows = list(iter_frames(cache))
+    rows = list(cache.iter_frames())
     assert len(rows) == len(corpus[1])
     for row in rows[:4]:
         ref = model(*pad_batch([wavs[row.id]]))
@@ -118,16 +118,17 @@ def test_unbatched_frames_equal_the_model_on_each_utterance_alone(model, corpus,
 
 def test_pooled_tier_equals_mean_and_std_of_the_frames_tier(model, corpus, tmp_path):
     cache = _run_shards(model, corpus, str(tmp_path / "c"), "bucketed")
-    frames = {r.id: r.frames for r in iter_frames(cache)}
+    frames = {r.id: r.frames for r in cache.iter_frames()}
+    pooled = cache.read_pooled(stats=("mean", "std"))
+    source = cache.source_rows(pooled.ids)
     checked = 0
-    for batch in iter_pooled(cache):
-        for row in batch.to_pylist():
-            for name in cache.metadata.layer_names:
-                f = frames[row["id"]][name].astype(np.float64)
-                assert np.abs(np.asarray(row[cf.mean_column(name)]) - f.mean(axis=0)).max() <= 1e-3
-                assert np.abs(np.asarray(row[cf.std_column(name)]) - f.std(axis=0)).max() <= 1e-3
-                checked += 1
-            assert row["labels"] == [("sid", row["speaker"])] and row["num_samples"] > 0
+    for i, uid in enumerate(pooled.ids):
+        for name in cache.metadata.layer_names:
+            f = frames[uid][name].astype(np.float64)
+            assert np.abs(pooled.mean[name][i] - f.mean(axis=0)).max() <= 1e-3
+            assert np.abs(pooled.std[name][i] - f.std(axis=0)).max() <= 1e-3
+            checked += 1
+        assert source.loc[uid, "labels"] == {"sid": pooled.speakers[i]} and pooled.num_samples[i] == source.loc[uid, "num_samples"] > 0
     assert checked == len(corpus[1]) * len(cache.metadata.layer_names)
 
 

@@ -33,7 +33,7 @@ def _forget_cluster(gcs_port: int) -> None:
 
 @pytest.mark.slow
 def test_ray_job_submit_extract(tmp_path: Path) -> None:
-    from layerlab.extract.cache_reader import open_cache
+    from layerlab.cache import open_cache
     from layerlab.models import tiny
 
     data = str(tmp_path / "data")

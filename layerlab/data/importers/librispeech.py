@@ -81,6 +81,7 @@ def build(ctx: ImportContext, subset: str | None = None, split_tasks: tuple[str,
         seen |= _import_speakers(ctx, "", dirs, root_subset, speakers, split_tasks)
     ctx.publish_extra(
         speakers={k: {"sex": speakers[k]["sex"], "subset": speakers[k]["subset"]} for k in sorted(seen) if k in speakers},
+        split_tasks=list(split_tasks),
         split_convention="splits from the LibriSpeech subset name (train-*/dev-*/test-*) for tasks " + ", ".join(split_tasks),
     )
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 NoiseColour = Literal["white", "pink", "brown"]
@@ -91,17 +90,8 @@ class SynthConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, url: str) -> "SynthConfig":
-        """Load a config from a YAML file (any storage URL); errors name the file and the field."""
-        from layerlab import storage  # imported here: generator processes never need fsspec
+        """Load a config from a YAML file (any storage URL; a bare config or a ``synth:`` section); one-line errors."""
+        from layerlab.config import read_yaml, validate  # imported here: generator processes never need fsspec
 
-        try:
-            data = yaml.safe_load(storage.read_bytes(url)) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{url}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"{url}: expected a mapping of SynthConfig fields, got {type(data).__name__}")
-        data = data.get("synth", data)  # accept a bare config or a `synth:` section
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ValueError(f"{url}: invalid synth config:\n{exc}") from exc
+        data = read_yaml(url)
+        return validate(cls, data.get("synth", data), url)

@@ -13,6 +13,10 @@ Layout of a cache at ``<cache>`` (any fsspec URL)::
     cka/<name>/merged.npz          merge of all committed shards (written when the run completes)
     quarantine.parquet             id, source, reason, stage ("ingest"... from the audio shards, "model")
 
+Each layer records its hop (samples per frame) and frame-count convention (``layers`` in the
+metadata; derived from the model spec for caches written before they were recorded), so sample
+spans map to frame indices exactly (:class:`layerlab.cache.layers.LayerMeta`).
+
 Only files listed in ``manifest.json`` are part of the cache: a file left by a crashed task is
 invisible to readers and is overwritten by the rerun. Nothing here imports Ray.
 """
@@ -24,16 +28,19 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from layerlab.artifacts import MANIFEST_NAME, QUARANTINE_NAME, QUARANTINE_SCHEMA, FileEntry, ManifestBase, QuarantineRow, publish_bytes
+from layerlab.data.tasks import TaskSpec
+
+__all__ = [
+    "CacheManifest", "CacheMetadata", "FileEntry", "FORMAT_NAME", "LayerRecord", "MANIFEST_NAME", "METADATA_NAME", "QUARANTINE_NAME",
+    "QUARANTINE_SCHEMA", "QuarantineRow", "ShardRecord", "SourceInfo", "TIERS", "cka_file", "frames_column", "frames_schema",
+    "mean_column", "num_frames_column", "pooled_schema", "publish_bytes", "shard_stem", "std_column", "tier_file",
+]
+
 FORMAT_NAME = "layerlab-activation-cache"
 FORMAT_VERSION = 1
 METADATA_NAME = "metadata.json"
-MANIFEST_NAME = "manifest.json"
-QUARANTINE_NAME = "quarantine.parquet"
 TIERS = ("pooled", "frames")
-
-QUARANTINE_SCHEMA = pa.schema(
-    [("id", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("stage", pa.string())]
-)
 
 
 def mean_column(layer: str) -> str:
@@ -108,6 +115,15 @@ class SourceInfo(BaseModel):
     audio_seconds: float
 
 
+class LayerRecord(BaseModel):
+    """How one layer's frames relate to samples: hop and frame-count convention (see ``LayerMeta``)."""
+
+    name: str
+    hop_samples: int | None = None  # None: utterance level
+    frame_convention: str = "utterance"  # stride | centered | window | utterance
+    window_samples: int | None = None  # for "window": frames = (num_samples - window) // hop + 1
+
+
 class CacheMetadata(BaseModel):
     """``metadata.json``: everything needed to interpret the cache without the model."""
 
@@ -126,12 +142,16 @@ class CacheMetadata(BaseModel):
     tiers: list[str]
     source: SourceInfo
     cka: list[dict[str, Any]] = Field(default_factory=list)
+    layers: list[LayerRecord] = Field(default_factory=list)  # empty in caches written before it was recorded
+    tasks: dict[str, TaskSpec] = Field(default_factory=dict)  # copied from the source dataset's manifest
     layerlab_version: str = ""
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a rerun to extend this cache (not versions or timings)."""
         doc = self.model_dump(mode="json")
-        doc.pop("layerlab_version", None)
+        for key in ("layerlab_version", "layers", "tasks"):  # descriptive, derivable: not part of the identity
+            doc.pop(key, None)
+        doc["source"].pop("url", None)  # the same dataset named another way (relative, absolute, file://) resumes
         return doc
 
     def layer_index(self, name: str) -> int:
@@ -139,34 +159,6 @@ class CacheMetadata(BaseModel):
         if name not in self.layer_names:
             raise KeyError(f"no layer {name!r} in this cache; layers: {', '.join(self.layer_names)}")
         return self.layer_names.index(name)
-
-
-class FileEntry(BaseModel):
-    """One published cache file."""
-
-    name: str
-    rows: int = 0
-    bytes: int
-    sha256: str
-
-
-def publish_bytes(out_url: str, rel: str, data: bytes, rows: int = 0) -> FileEntry:
-    """Atomically write ``data`` to ``<out_url>/<rel>`` and return its manifest entry (size, SHA-256)."""
-    import hashlib
-
-    from layerlab import storage
-
-    storage.atomic_write_bytes(storage.join(out_url, rel), data)
-    return FileEntry(name=rel, rows=rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-
-
-class QuarantineRow(BaseModel):
-    """An utterance that is not in the cache, and why."""
-
-    id: str
-    source: str
-    reason: str
-    stage: str
 
 
 class ShardRecord(BaseModel):
@@ -182,7 +174,7 @@ class ShardRecord(BaseModel):
     wall_seconds: float = 0.0
 
 
-class CacheManifest(BaseModel):
+class CacheManifest(ManifestBase):
     """``manifest.json``: completed shards keyed by source shard name, counts, completion flag."""
 
     format: Literal["layerlab-activation-cache"] = FORMAT_NAME
@@ -193,7 +185,6 @@ class CacheManifest(BaseModel):
     quarantined_source: int = 0
     quarantined_model: int = 0
     audio_seconds: float = 0.0
-    quarantine: FileEntry | None = None
     cka_merged: dict[str, FileEntry] = Field(default_factory=dict)
 
     def recount(self) -> None:

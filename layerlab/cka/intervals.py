@@ -1,18 +1,20 @@
-"""Bootstrap confidence intervals for CKA from per-group states (utterances, speakers or shards).
+"""Confidence intervals for CKA from per-group states (utterances, speakers or shards): leave-one-group-out jackknife.
 
-Frames are temporally correlated, so resampling frames overstates certainty; we resample whole
-groups with replacement. All states are additive sums, so a resample is a weighted sum of the
-groups' states (weight = how often a group was drawn): no activation is read again.
+Frames are temporally correlated, so resampling frames overstates certainty; whole groups are left
+out instead. All states are additive sums, so "all groups but g" is a weighted sum of the groups'
+states (weight 0 for g): no activation is read again. A percentile bootstrap with replacement was
+used before and is gone: duplicated utterances inflate CKA, so its intervals sat above the estimate
+(see layerlab.metrics.ci for the interval and its simulated coverage).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from layerlab.cka.state_io import accumulator_from_state
+from layerlab.metrics.ci import Interval, jackknife_interval
 
 _ADDITIVE = {
     "feature_cka": ("n", "S", "rho", "R", "V", "M", "G"),
@@ -20,20 +22,12 @@ _ADDITIVE = {
 }
 
 
-@dataclass
-class BootstrapResult:
-    """Point estimate on all groups, percentile interval and the resampled matrices."""
-
-    point: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    samples: np.ndarray
-    confidence: float
-
-
 def _group_states(parts: Sequence[Any]) -> list[dict[str, Any]]:
     states = []
     for p in parts:
+        if isinstance(p, dict):
+            states.append(p)
+            continue
         if hasattr(p, "flush"):
             p = accumulator_from_state(p.state_dict())
             p.flush()  # a minibatch state's buffered frames become batches of that group
@@ -65,20 +59,21 @@ def _weighted_state(states: list[dict[str, Any]], weights: np.ndarray) -> dict[s
 
 
 def _compute(state: dict[str, Any], estimator: str) -> np.ndarray:
-    acc = accumulator_from_state(state)
-    return acc.compute() if state["kind"] == "minibatch_cka" else acc.compute(estimator)
+    return accumulator_from_state(state, estimator=estimator).compute()
 
 
-def bootstrap_cka(parts: Sequence[Any], num_resamples: int = 200, estimator: str = "biased", confidence: float = 0.95, seed: int = 0) -> BootstrapResult:
-    """Percentile bootstrap over groups: ``parts`` holds one CKA accumulator per utterance/speaker/shard."""
+def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: float = 0.95) -> Interval:
+    """Leave-one-group-out jackknife interval of every CKA entry; ``parts`` holds one accumulator (or state) per group."""
     if len(parts) < 2:
-        raise ValueError(f"parts: bootstrap needs at least 2 groups, got {len(parts)}")
-    if not 0 < confidence < 1 or num_resamples < 1:
-        raise ValueError(f"confidence must be in (0, 1) and num_resamples >= 1, got {confidence}, {num_resamples}")
+        raise ValueError(f"confidence interval: needs at least 2 groups, got {len(parts)}")
+    if estimator == "minibatch":
+        raise ValueError("confidence interval: only for the biased and debiased estimators")
     states = _group_states(parts)
-    rng = np.random.default_rng(seed)
-    point = _compute(_weighted_state(states, np.ones(len(states))), estimator)
-    samples = np.stack([_compute(_weighted_state(states, rng.multinomial(len(states), np.full(len(states), 1 / len(states)))), estimator) for _ in range(num_resamples)])
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
-    return BootstrapResult(point, low, high, samples, confidence)
+    weights = np.ones(len(states))
+    point = _compute(_weighted_state(states, weights), estimator)
+    loo = []
+    for g in range(len(states)):
+        weights[g] = 0.0
+        loo.append(_compute(_weighted_state(states, weights), estimator))
+        weights[g] = 1.0
+    return jackknife_interval(point, np.stack(loo), confidence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from layerlab import storage
-from layerlab.extract import cache_format as cf
-from layerlab.extract.features import UtteranceFeatures
+from layerlab import artifacts, storage
+from layerlab.cache import format as cf
+
+
+@dataclass
+class UtteranceFeatures:
+    """One utterance's cache content: per-layer mean, std, valid-frame count and (optional) fp16 frames."""
+
+    means: list[np.ndarray]  # float32 [D_l]
+    stds: list[np.ndarray]  # float32 [D_l]
+    num_frames: list[int]
+    frames: list[np.ndarray] | None  # float16 [T_l, D_l], valid frames only
 
 
 def _list_array(parts: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
@@ -26,10 +36,11 @@ def _list_array(parts: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
 class TierWriter:
     """Append utterances to one tier's shard; ``finish`` publishes it atomically and returns its entry."""
 
-    def __init__(self, tier: str, url: str, name: str, layer_names: list[str], compression: str, row_group_bytes: int) -> None:
+    def __init__(self, tier: str, root: str, name: str, layer_names: list[str], compression: str, row_group_bytes: int) -> None:
         if tier not in cf.TIERS:
             raise ValueError(f"unknown tier {tier!r}")
-        self.tier, self.url, self.name = tier, url, name
+        self.tier, self.root, self.name = tier, root, name
+        url = storage.join(root, name)
         self.layers = list(layer_names)
         self.schema = cf.pooled_schema(self.layers) if tier == "pooled" else cf.frames_schema(self.layers)
         self.tmp: Path = storage.local_temp_for(url, ".parquet")
@@ -82,13 +93,11 @@ class TierWriter:
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self._reset()
 
-    def finish(self) -> cf.FileEntry:
+    def finish(self) -> artifacts.FileEntry:
         """Close, checksum and publish the shard; returns its manifest entry."""
         self.flush()
         self.writer.close()
-        entry = cf.FileEntry(name=self.name, rows=self.rows, bytes=self.tmp.stat().st_size, sha256=storage.sha256_file(self.tmp))
-        storage.publish_file(self.tmp, self.url)
-        return entry
+        return artifacts.publish_local(self.tmp, self.root, self.name, rows=self.rows)
 
     def abort(self) -> None:
         """Drop the unpublished file (nothing partial becomes visible)."""

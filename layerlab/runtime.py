@@ -1,0 +1,61 @@
+"""Ray start-up, the environment every Ray worker needs, and the compute-device choice: one place each.
+
+``init_ray`` respects ``RAY_ADDRESS`` (a cluster) and otherwise starts an embedded local Ray;
+``worker_env`` is the ``runtime_env["env_vars"]`` for extraction actors, the CKA reducer, Tune
+trials and Train workers alike (object-store endpoint and credentials, offline flags, threads).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+#: environment passed to every Ray worker when set in the driver
+FORWARDED_ENV = (
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+    "GOOGLE_APPLICATION_CREDENTIALS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "LAYERLAB_CACHE",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+)
+
+
+def worker_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Env vars for Ray workers: the forwarded driver settings (when set) plus ``extra``."""
+    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    env.update({str(k): str(v) for k, v in (extra or {}).items()})
+    return env
+
+
+def runtime_env(extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A Ray ``runtime_env`` carrying :func:`worker_env` (for ``.options(runtime_env=...)``, Tune, Train)."""
+    return {"env_vars": worker_env(extra)}
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False, **kwargs: Any) -> None:
+    """Start or join Ray once: ``address`` or ``RAY_ADDRESS`` joins a cluster; otherwise an embedded local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    options: dict[str, Any] = dict(kwargs)
+    if quiet:
+        options.setdefault("configure_logging", False)
+        options.setdefault("log_to_driver", False)
+    if address in (None, "local"):
+        options.setdefault("include_dashboard", False)
+        if num_cpus is not None:
+            options["num_cpus"] = num_cpus
+    ray.init(address=address, **options)
+
+
+def pick_device(requested: Any = "auto") -> Any:
+    """``torch.device`` for a user's choice: ``auto``/None -> cuda when a GPU is visible, else cpu."""
+    import torch
+
+    if requested is None or str(requested) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {requested!r} requested but no CUDA device is visible")
+    return device
