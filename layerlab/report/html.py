@@ -84,7 +84,7 @@ def findings_html(findings: Sequence[dict[str, Any]]) -> str:
 def stages_html(stages: Sequence[dict[str, Any]]) -> str:
     rows = []
     for s in stages:
-        status = esc(s["status"]) if s["status"] != "failed" else f"<span class='failed'>FAILED</span>"
+        status = esc(s["status"]) if s["status"] != "failed" else "<span class='failed'>FAILED</span>"
         rows.append(f"<tr><td class='name'>{esc(s['id'])}</td><td>{status}</td><td>{'reused' if s.get('reused') else 'computed'}</td>"
                     f"<td>{float(s.get('wall_seconds') or 0):.1f}</td><td style='text-align:left'>{esc(s.get('error') or '')}</td></tr>")
     return ("<table id='stages'><thead><tr><th>stage</th><th>status</th><th>this run</th><th>wall time (s)</th><th>note</th></tr></thead>"
