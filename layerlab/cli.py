@@ -124,6 +124,7 @@ def _register() -> None:
     __import__("layerlab.cache.cli", fromlist=["register"]).register(app)
     __import__("layerlab.cka.cli", fromlist=["register"]).register(app)
     __import__("layerlab.extract.cli", fromlist=["register"]).register(app)
+    __import__("layerlab.probe.cli", fromlist=["register"]).register(app)
     __import__("layerlab.study.cli", fromlist=["register"]).register(app)
 
 

@@ -1,0 +1,158 @@
+"""``run_probe``: one (cache, task) -> weighted-sum and per-layer probes swept on Ray Tune -> tables, weights, figures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from layerlab import storage
+from layerlab.probe.config import ProbeConfig
+from layerlab.probe.results import WEIGHTED, metric_rows, weight_rows, write_parquet
+from layerlab.probe.source import ProbeSource, open_source
+from layerlab.probe.sweep import TrialOutcome, param_space, run_sweep
+from layerlab.probe.tasks import get_task
+from layerlab.probe.tasks.base import TaskDef
+from layerlab.probe.train import evaluate_state
+
+LAYER_MODES = ("weighted", "each", "both")
+HP_KEYS = ("lr", "weight_decay", "hidden")
+
+
+def _best(outcomes: list[TrialOutcome], higher: bool, what: str) -> TrialOutcome:
+    ok = [o for o in outcomes if o.state is not None and o.best_dev == o.best_dev]
+    if not ok:
+        errors = "; ".join(o.error for o in outcomes if o.error) or "no trial reported a dev metric"
+        raise RuntimeError(f"{what}: every trial failed ({errors})")
+    return (max if higher else min)(ok, key=lambda o: o.best_dev)
+
+
+def _evaluate(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, layers: list[str], outcome: TrialOutcome,
+              model_name: str, probe: str, seed: int) -> tuple[list[dict[str, Any]], Any, Any]:
+    """Dev and test metrics (with intervals) of a trial's best-dev state; returns (rows, model, bound task)."""
+    bound = tdef.bind(source, tdef, cfg, layers)
+    assert outcome.state is not None
+    rows: list[dict[str, Any]] = []
+    model = None
+    for split in ("dev", "test"):
+        model, ev = evaluate_state(bound, outcome.config, outcome.state["best_state"], split, cfg)
+        rows += metric_rows(model_name, tdef.name, probe, split, ev, tdef.higher_is_better, cfg.ci_level if cfg.intervals else None)
+    return rows, model, bound
+
+
+def _trial_rows(outcomes: list[TrialOutcome], model_name: str, task: str, probe_of: Callable[[TrialOutcome], str]) -> list[dict[str, Any]]:
+    return [{"model": model_name, "task": task, "probe": probe_of(o), "trial_id": o.trial_id,
+             **{k: o.config.get(k) for k in HP_KEYS}, "best_dev": o.best_dev, "epochs": o.epochs, "error": o.error} for o in outcomes]
+
+
+def _cosine(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, model_name: str, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    bound = tdef.bind(source, tdef, cfg, [l.name for l in source.layers])
+    rows = []
+    for split in ("dev", "test"):
+        for layer, ev in bound.score_layers(split).items():
+            rows += metric_rows(model_name, tdef.name, layer, split, ev, tdef.higher_is_better, cfg.ci_level if cfg.intervals else None)
+    return rows, bound.info
+
+
+def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_samples: int = 1, scheduler: str | None = None,
+              config: ProbeConfig | None = None, seed: int = 0) -> dict[str, Any]:
+    """Train ``task``'s probe on the weighted sum of all layers and/or on each layer alone; write results under ``out``.
+
+    Inputs are validated before any training (errors name the cache, task and what is missing). A rerun
+    with the same ``out`` resumes interrupted Tune experiments. Returns the summary (also ``out/summary.json``).
+    """
+    start = time.perf_counter()
+    cfg = config or ProbeConfig()
+    if layers not in LAYER_MODES:
+        raise ValueError(f"layers must be one of {', '.join(LAYER_MODES)}, got {layers!r}")
+    if tune_samples < 1:
+        raise ValueError(f"tune_samples must be >= 1, got {tune_samples}")
+    tdef = get_task(task)
+    source = open_source(cache)
+    model_name = source.model
+    all_layers = [l.name for l in source.layers]
+    metrics: list[dict[str, Any]] = []
+    trials: list[dict[str, Any]] = []
+    weights: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"model": model_name, "cache": source.url, "task": task, "layers": all_layers, "seed": seed,
+                               "config": cfg.model_dump(mode="json")}
+    out = str(out).rstrip("/")
+    if not tdef.trains:
+        metrics, info = _cosine(source, tdef, cfg, model_name, seed)
+        summary["task_info"] = info
+    else:
+        bound = tdef.bind(source, tdef, cfg, all_layers)  # validate everything before Ray starts
+        summary["task_info"] = bound.info
+        higher = tdef.higher_is_better[tdef.primary]
+        mode = "max" if higher else "min"
+        hp = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "hidden": cfg.hidden}
+        tune_url = storage.join(out, "tune")
+        if layers in ("weighted", "both"):
+            outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="weighted_sum",
+                                 space=param_space(cfg, tune_samples), samples=tune_samples, scheduler=scheduler, mode=mode, seed=seed)
+            best = _best(outcomes, higher, f"{source.url}: task {task!r}: weighted-sum sweep")
+            rows, model, wbound = _evaluate(source, tdef, cfg, all_layers, best, model_name, WEIGHTED, seed)
+            metrics += rows
+            raw, corrected = wbound.importance(model)
+            weights += weight_rows(model_name, task, all_layers, raw, corrected)
+            trials += _trial_rows(outcomes, model_name, task, lambda o: WEIGHTED)
+            hp = {k: best.config[k] for k in HP_KEYS if k in best.config}
+            _save_head(out, best)
+            summary["best"] = {"probe": WEIGHTED, **hp, "dev": best.best_dev, "epochs": best.epochs}
+        if layers in ("each", "both"):
+            if len(all_layers) == 1 and layers == "both":
+                # one layer: the weighted sum is that layer (s3prl bypasses the sum), so the profile is the same probe
+                metrics += [{**r, "probe": all_layers[0]} for r in metrics if r["probe"] == WEIGHTED]
+            else:
+                from ray import tune
+
+                outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="per_layer",
+                                     space={**hp, "layer": tune.grid_search(all_layers)}, samples=1, scheduler=None, mode=mode, seed=seed)
+                for o in sorted(outcomes, key=lambda o: all_layers.index(o.config["layer"])):
+                    if o.state is None:
+                        raise RuntimeError(f"{source.url}: task {task!r}: per-layer probe of {o.config['layer']!r} failed ({o.error})")
+                    metrics += _evaluate(source, tdef, cfg, [o.config["layer"]], o, model_name, o.config["layer"], seed)[0]
+                trials += _trial_rows(outcomes, model_name, task, lambda o: str(o.config["layer"]))
+    summary.update(_write(out, metrics, trials, weights))
+    test = [r for r in metrics if r["split"] == "test"]
+    summary["test"] = {f"{r['probe']}/{r['metric']}": r["value"] for r in test}
+    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    storage.write_json(storage.join(out, "summary.json"), summary)
+    return summary
+
+
+def _save_head(out: str, best: TrialOutcome) -> None:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    assert best.state is not None
+    torch.save({"config": best.config, "state_dict": best.state["best_state"], "best_dev": best.best_dev}, buf)
+    storage.atomic_write_bytes(storage.join(out, "head.pt"), buf.getvalue())
+
+
+def _write(out: str, metrics: list[dict[str, Any]], trials: list[dict[str, Any]], weights: list[dict[str, Any]]) -> dict[str, Any]:
+    from layerlab.probe.figures import plot_layer_profile, plot_layer_weights
+    from layerlab.probe.results import METRIC_COLUMNS, WEIGHT_COLUMNS
+
+    files = {}
+    mdf = pd.DataFrame(metrics, columns=METRIC_COLUMNS)
+    write_parquet(mdf, storage.join(out, "metrics.parquet"))
+    files["metrics"] = "metrics.parquet"
+    if trials:
+        write_parquet(pd.DataFrame(trials), storage.join(out, "trials.parquet"))
+        files["trials"] = "trials.parquet"
+    if weights:
+        wdf = pd.DataFrame(weights, columns=WEIGHT_COLUMNS)
+        write_parquet(wdf, storage.join(out, "layer_weights.parquet"))
+        plot_layer_weights(wdf, storage.join(out, "figures", "layer_weights.png"))
+        files.update(layer_weights="layer_weights.parquet", weights_figure="figures/layer_weights.png")
+    primary = mdf.groupby(["model", "task"], sort=False)["metric"].transform("first")
+    plot_layer_profile(mdf[mdf["metric"] == primary], storage.join(out, "figures", "layer_profile.png"))
+    files["profile_figure"] = "figures/layer_profile.png"
+    if "head" not in files and storage.exists(storage.join(out, "head.pt")):
+        files["head"] = "head.pt"
+    return {"outputs": files}

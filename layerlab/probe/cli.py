@@ -1,0 +1,47 @@
+"""``layerlab probe``: SUPERB-style probes (weighted sum and per layer) on an activation cache, swept with Ray Tune."""
+
+from __future__ import annotations
+
+import typer
+
+EXAMPLE = "layerlab probe --cache runs/demo/cache/ge2e --task sid --out runs/probe/ge2e-sid --layers both --tune 4 --scheduler asha"
+
+
+def probe_cmd(
+    cache: str = typer.Option(..., "--cache", help="Activation cache URL (from `layerlab extract`)"),
+    task: str = typer.Option(..., "--task", help="ks | ic | sid | style | er | pr | pr-frame | asv | asv-cosine"),
+    out: str = typer.Option(..., "--out", help="Results folder/URL (rerun with the same --out to resume a sweep)"),
+    layers: str = typer.Option("both", "--layers", help="weighted | each | both"),
+    tune_samples: int = typer.Option(1, "--tune", help="hyperparameter samples of the weighted-sum probe"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="asha (early-stops poor trials on the dev metric)"),
+    config: str | None = typer.Option(None, "--config", help="YAML ProbeConfig (training, search space, resources)"),
+    seed: int = typer.Option(0, "--seed", help="seed of model init, batch order and sampling"),
+) -> None:
+    """Train a task's probe on the learned weighted sum of all layers and on each layer; write metrics, weights, figures.
+
+    Example:  layerlab probe --cache runs/demo/cache/ge2e --task sid --out runs/probe/ge2e-sid --layers both --tune 4 --scheduler asha
+    """
+    from layerlab.probe.api import run_probe
+    from layerlab.probe.config import ProbeConfig
+    from layerlab.probe.source import ProbeInputError
+
+    cfg = ProbeConfig.from_yaml(config) if config else None
+    try:
+        summary = run_probe(cache, task, out, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed)
+    except (ProbeInputError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(render(summary))
+
+
+def render(summary: dict) -> str:
+    """A short human-readable result: test metrics per probe."""
+    lines = [f"{summary['model']} / {summary['task']}: results in {summary.get('outputs', {})}"]
+    for key, value in summary.get("test", {}).items():
+        lines.append(f"  test {key} = {value:.4f}")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``probe`` to the ``layerlab`` command."""
+    app.command("probe", help=f"Probe a cache: weighted-sum and per-layer SUPERB heads, Tune sweeps.\n\nExample:  {EXAMPLE}")(probe_cmd)

@@ -1,0 +1,79 @@
+"""Typed probe configuration: training defaults (SUPERB heads, shortened schedules), search space, Tune resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SearchSpace(BaseModel):
+    """What a sweep samples: learning rate log-uniform (as SUPERB searched it), weight decay and head width choices."""
+
+    model_config = ConfigDict(extra="forbid")
+    lr: tuple[float, float] = Field((1e-4, 3e-2), description="log-uniform learning-rate range")
+    weight_decay: list[float] = Field(default_factory=lambda: [0.0, 1e-4], min_length=1)
+    hidden: list[int] = Field(default_factory=lambda: [256], min_length=1, description="head width choices")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchSpace:
+        if not 0 < self.lr[0] <= self.lr[1]:
+            raise ValueError(f"search.lr must be (low, high) with 0 < low <= high, got {self.lr}")
+        return self
+
+
+class ASVConfig(BaseModel):
+    """x-vector head and AM-softmax settings (SUPERB: 512/512/1500/512, s=30, m=0.4), minDCF prior."""
+
+    model_config = ConfigDict(extra="forbid")
+    proj: int = Field(512, ge=1)
+    tdnn: int = Field(512, ge=1)
+    agg: int = Field(1500, ge=1)
+    embed: int = Field(512, ge=1)
+    scale: float = Field(30.0, gt=0)
+    margin: float = Field(0.4, ge=0)
+    p_target: float = Field(0.01, gt=0, lt=1)
+    dev_speaker_fraction: float = Field(0.2, gt=0, lt=1, description="training speakers held out for dev trials")
+    crop_frames: int = Field(800, ge=8, description="random training crop (frames of the common timeline)")
+
+
+class ProbeConfig(BaseModel):
+    """Everything a probe run can change; ``layerlab probe --config x.yaml`` loads it (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+    lr: float = Field(1e-3, gt=0, description="learning rate when not swept (Adam)")
+    weight_decay: float = Field(0.0, ge=0)
+    hidden: int = Field(256, ge=1, description="projector width of the SUPERB heads")
+    batch_size: int = Field(32, ge=1)
+    max_epochs: int = Field(60, ge=1)
+    patience: int = Field(10, ge=1, description="epochs without dev improvement before early stopping")
+    grad_clip: float = Field(1.0, gt=0)
+    normalize: bool = Field(False, description="parameter-free layer norm per layer (forces the frames tier)")
+    tier: Literal["auto", "pooled", "frames"] = Field("auto", description="auto: pooled for utterance heads")
+    shuffle_buffer: int = Field(64, ge=1, description="utterances held in the frames shuffle buffer")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    split_seed: int = Field(0, ge=0, description="seed of derived splits (recorded in the results)")
+    derived_dev_fraction: float = Field(0.15, gt=0, lt=0.5)
+    derived_test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    ignore_dataset_split: bool = Field(False, description="derive a seeded split even when the dataset gives one (recorded)")
+    drop_unseen_labels: bool = Field(False, description="drop (and count) dev/test utterances whose label never occurs in train "
+                                                        "instead of refusing the task")
+    test_fold: str | None = Field(None, description="fold used as test when a task's splits are folds")
+    intervals: bool = Field(True, description="confidence intervals (leave-one-speaker-out jackknife) on metrics")
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    asv: ASVConfig = Field(default_factory=ASVConfig)
+    search: SearchSpace = Field(default_factory=SearchSpace)
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.25, ge=0, le=1, description="used only when the cluster has GPUs")
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    asha_grace_period: int = Field(3, ge=1, description="epochs before ASHA may stop a trial")
+    asha_reduction_factor: int = Field(2, ge=2)
+    report_interval_s: float = Field(2.0, ge=0, description="least seconds between a trial's Tune reports (the last epoch always reports)")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ProbeConfig:
+        """Load a YAML file of the fields above through the project's one config loader (errors name the file)."""
+        from layerlab.config import load_config
+
+        return load_config(cls, str(path))

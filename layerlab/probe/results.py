@@ -1,0 +1,51 @@
+"""Probe results as tidy tables: metrics (with jackknife intervals), trials, layer weights; written as Parquet."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pandas as pd
+
+from layerlab import storage
+from layerlab.probe.evaluation import Evaluation
+
+METRIC_COLUMNS = ["model", "task", "probe", "split", "metric", "value", "ci_low", "ci_high", "n", "higher_is_better"]
+WEIGHT_COLUMNS = ["model", "task", "layer", "weight", "normalized_weight"]
+WEIGHTED = "weighted_sum"
+
+
+def higher_is_better(metric: str, directions: dict[str, bool]) -> bool:
+    """Direction of ``metric``: declared, or by family (accuracy* up; eer, min_dcf, per, wer down)."""
+    if metric in directions:
+        return directions[metric]
+    return metric.startswith("accuracy")
+
+
+def metric_rows(model: str, task: str, probe: str, split: str, ev: Evaluation, directions: dict[str, bool],
+                confidence: float | None) -> list[dict[str, Any]]:
+    """One row per metric of one evaluation, with leave-one-group-out jackknife intervals (None: no intervals)."""
+    nan = (float("nan"), float("nan"))
+    ci = ev.intervals(confidence) if confidence else {m: nan for m in ev.metrics}
+    return [{"model": model, "task": task, "probe": probe, "split": split, "metric": m, "value": float(v),
+             "ci_low": ci[m][0], "ci_high": ci[m][1], "n": int(ev.n), "higher_is_better": higher_is_better(m, directions)}
+            for m, v in ev.metrics.items()]
+
+
+def weight_rows(model: str, task: str, layers: list[str], raw: Any, normalized: Any) -> list[dict[str, Any]]:
+    """Learned ``softmax(w)`` and norm-corrected weight per layer."""
+    return [{"model": model, "task": task, "layer": n, "weight": float(r), "normalized_weight": float(c)}
+            for n, r, c in zip(layers, raw, normalized)]
+
+
+def write_parquet(df: pd.DataFrame, url: str) -> None:
+    """Atomically write a DataFrame as Parquet to any fsspec URL."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    storage.atomic_write_bytes(url, buf.getvalue())
+
+
+def read_metrics(url: str) -> pd.DataFrame:
+    """``metrics.parquet`` of a probe output folder (or of several, concatenated by the caller)."""
+    with storage.open_input(storage.join(url, "metrics.parquet")) as f:
+        return pd.read_parquet(f)

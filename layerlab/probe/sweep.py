@@ -1,0 +1,181 @@
+"""Ray Tune sweeps of probes: the weighted-sum probe over a search space (optionally ASHA), per-layer probes as a grid.
+
+Every trial reads the one cache: the source (rows + pooled matrices) is put in the object store once
+by ``tune.with_parameters`` and reaches each trial zero-copy; frames are streamed by each trial from
+the cache URL. Trials checkpoint their training state, so a killed sweep resumes with
+``Tuner.restore``. Storage is any fsspec URL (``s3://`` included).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from layerlab import storage
+from layerlab.probe.config import ProbeConfig
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrialOutcome:
+    """One finished (or stopped) trial: its hyperparameters, best dev metric, epochs and best-dev model state."""
+
+    trial_id: str
+    config: dict[str, Any]
+    best_dev: float
+    epochs: int
+    state: dict[str, Any] | None
+    error: str | None = None
+
+
+def _trial(config: dict[str, Any], *, source: Any, task_name: str, cfg_json: str, layers: list[str], seed: int) -> None:
+    """Tune function trainable: bind the task (one layer if ``config['layer']``), train, report every epoch."""
+    import torch
+    from ray import tune
+
+    from layerlab.probe.tasks import get_task
+    from layerlab.probe.train import fit
+
+    cfg = ProbeConfig.model_validate_json(cfg_json)
+    torch.set_num_threads(max(1, int(cfg.cpus_per_trial)))
+    task = get_task(task_name)
+    bound = task.bind(source, task, cfg, [config["layer"]] if "layer" in config else layers)
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            resume = torch.load(os.path.join(d, STATE_FILE), weights_only=False)
+
+    def report(metrics: dict[str, float], snap: dict[str, Any] | None) -> None:
+        if snap is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(snap, os.path.join(d, STATE_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    fit(bound, config, cfg, seed=seed, report=report, resume=resume)
+
+
+def ensure_ray() -> None:
+    """Start or join Ray when it is not running (``RAY_ADDRESS`` joins a cluster; embedded local Ray otherwise)."""
+    from layerlab.runtime import init_ray
+
+    init_ray(quiet=True)
+
+
+def _count(space: dict[str, Any], samples: int) -> int:
+    """Trials an experiment runs: samples times the size of every grid."""
+    total = samples
+    for value in space.values():
+        if isinstance(value, dict) and "grid_search" in value:
+            total *= len(value["grid_search"])
+    return total
+
+
+def _progress(name: str, total: int) -> Any:
+    """A Tune callback advancing a progress bar (layerlab.progress) as trials finish."""
+    from ray import tune
+
+    from layerlab.progress import progress_bar
+
+    class TrialProgress(tune.Callback):
+        def setup(self, **info: Any) -> None:
+            self.bar = progress_bar(total, f"probe {name}", "trial")
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.bar.update(1)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.bar.update(1)
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            self.bar.close()
+
+    return TrialProgress()
+
+
+def _storage(url: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Tune from any fsspec URL."""
+    if storage.is_local(url):
+        path = url.removeprefix("file://")
+        return os.path.abspath(path), None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, path = storage.url_to_fs(url)
+    return path, PyFileSystem(FSSpecHandler(fs))
+
+
+def _resources(cfg: ProbeConfig) -> dict[str, float]:
+    """Explicit CPUs per trial; a fractional GPU only when the cluster has GPUs."""
+    import ray
+
+    res = {"cpu": cfg.cpus_per_trial}
+    if ray.cluster_resources().get("GPU", 0) > 0 and cfg.gpus_per_trial > 0:
+        res["gpu"] = cfg.gpus_per_trial
+    return res
+
+
+def param_space(cfg: ProbeConfig, samples: int) -> dict[str, Any]:
+    """Fixed hyperparameters for one sample; otherwise SUPERB-style log-uniform lr and the configured choices."""
+    from ray import tune
+
+    if samples <= 1:
+        return {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "hidden": cfg.hidden}
+    s = cfg.search
+    return {"lr": tune.loguniform(*s.lr), "weight_decay": tune.choice(list(s.weight_decay)), "hidden": tune.choice(list(s.hidden))}
+
+
+def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str], storage_url: str, name: str,
+              space: dict[str, Any], samples: int, scheduler: str | None, mode: str, seed: int = 0) -> list[TrialOutcome]:
+    """Run (or resume) one Tune experiment and return every trial's outcome with its best-dev state."""
+    import torch
+    from ray import tune
+
+    ensure_ray()
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, source=source, task_name=task_name, cfg_json=cfg.model_dump_json(), layers=layers, seed=seed),
+        _resources(cfg),
+    )
+    path, fs = _storage(storage_url)
+    exp_path = f"{path.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
+        tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=fs)
+    else:
+        from ray.tune.search import BasicVariantGenerator
+
+        sched = None
+        if scheduler == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            sched = ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=min(cfg.asha_grace_period, cfg.max_epochs),
+                                  reduction_factor=cfg.asha_reduction_factor)
+        elif scheduler not in (None, "", "none", "fifo"):
+            raise ValueError(f"unknown scheduler {scheduler!r}; use 'asha' or none")
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(metric="dev_metric", mode=mode, num_samples=samples, scheduler=sched, reuse_actors=True,
+                                        search_alg=BasicVariantGenerator(random_state=seed),
+                                        max_concurrent_trials=cfg.max_concurrent_trials),
+            run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs, verbose=0, callbacks=[_progress(name, _count(space, samples))],
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                                      failure_config=tune.FailureConfig(max_failures=1)),
+        )
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    grid = tuner.fit()
+    outcomes = []
+    for r in grid:
+        state = None
+        if r.checkpoint is not None:
+            with r.checkpoint.as_directory() as d:
+                state = torch.load(os.path.join(d, STATE_FILE), weights_only=False)
+        metrics = r.metrics or {}
+        outcomes.append(TrialOutcome(
+            trial_id=str(metrics.get("trial_id", os.path.basename(str(r.path)))), config=dict(r.config or {}),
+            best_dev=float(metrics.get("best_dev", float("nan"))), epochs=int(metrics.get("epoch", 0)), state=state,
+            error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
+        ))
+    return outcomes

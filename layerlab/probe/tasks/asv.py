@@ -1,0 +1,137 @@
+"""ASV: weighted sum -> x-vector (TDNN + statistics pooling) trained with AM-softmax (s=30, m=0.4) on the
+training speakers; cosine scoring of trials on held-out speakers; EER and normalised minDCF.
+
+Dev trials come from training speakers held out of the classifier (speaker-disjoint, seeded), so early
+stopping never looks at the test speakers (SUPERB reports the best *test* EER; we do not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from layerlab.probe.config import ProbeConfig
+from layerlab.probe.evaluation import Evaluation
+from layerlab.probe.featurizer import WeightedSum
+from layerlab.probe.heads import AMSoftmax, XVector
+from layerlab.probe.source import ProbeSource
+from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
+from layerlab.probe.tasks.frames import aligned_utterances, batched
+from layerlab.probe.tasks.trials import (
+    Trials,
+    derived_trials,
+    score_trials,
+    table_trials,
+)
+
+
+class SpeakerProbe(nn.Module):
+    """Featurizer + x-vector embedding + AM-softmax classifier over the training speakers."""
+
+    def __init__(self, dims: list[int], num_speakers: int, cfg: ProbeConfig, normalize: bool = False) -> None:
+        super().__init__()
+        a = cfg.asv
+        self.featurizer = WeightedSum(dims, normalize=normalize)
+        self.xvector = XVector(self.featurizer.out_dim, a.proj, a.tdnn, a.agg, a.embed)
+        self.loss_head = AMSoftmax(a.embed, num_speakers, a.scale, a.margin)
+
+    def embed(self, frames: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
+        """Utterance embeddings ``[B, E]``."""
+        return self.xvector(self.featurizer(frames), lengths)
+
+
+class BoundASVTask:
+    """ASV bound to a source, speaker-disjoint splits, trial lists and layers."""
+
+    def __init__(self, source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str]) -> None:
+        spec = find_spec(source, task)
+        self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
+        check_tier(source, task.name, "frames")
+        rows = source.rows
+        self.rows = rows.loc[rows["speaker"].astype(str) != ""]
+        dev_cfg = cfg.model_copy(update={"derived_dev_fraction": cfg.asv.dev_speaker_fraction})
+        self.splits = resolve_splits(source, task.name, spec, self.rows, dev_cfg, strata=None, speaker_disjoint=True)
+        train_speakers = sorted(set(self.rows.loc[self.splits.ids["train"], "speaker"].astype(str)))
+        self.speaker_index = {s: i for i, s in enumerate(train_speakers)}
+        self.trials: dict[str, Trials] = {}
+        for split in ("dev", "test"):
+            ids = self.splits.ids[split]
+            table = getattr(spec, "trials", None)
+            if split == "test" and table:
+                self.trials[split] = table_trials(source, task.name, table, set(ids))
+            else:
+                self.trials[split] = derived_trials(ids, [str(s) for s in self.rows.loc[ids, "speaker"]], cfg.split_seed)
+        self.dims = [next(l.dim for l in source.layers if l.name == n) for n in self.layers]
+        self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
+        self.info: dict[str, Any] = {
+            "tier": "frames", "train_speakers": len(train_speakers), "splits": self.splits.describe(),
+            "trials": {k: {"n": len(t.label), "targets": int(t.label.sum()), "source": t.source, "dropped_unknown": t.dropped_unknown}
+                       for k, t in self.trials.items()},
+        }
+
+    def build(self, hp: dict[str, Any], seed: int) -> SpeakerProbe:
+        """A fresh probe seeded with ``seed``."""
+        torch.manual_seed(seed)
+        cfg = self.cfg
+        if "hidden" in hp:
+            cfg = cfg.model_copy(update={"asv": cfg.asv.model_copy(update={"proj": int(hp["hidden"])})})
+        return SpeakerProbe(self.dims, len(self.speaker_index), cfg, self.cfg.normalize)
+
+    def train_batches(self, epoch: int, seed: int) -> Iterable[Any]:
+        """Random crops of streamed, buffer-shuffled training utterances with their speaker indices."""
+        rng = np.random.default_rng([seed, epoch, 0xC0])
+        crop = self.cfg.asv.crop_frames
+        stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids["train"]),
+                                    shuffle_buffer=self.cfg.shuffle_buffer, seed=seed * 100003 + epoch)
+
+        def cropped() -> Iterable[tuple[str, list[np.ndarray]]]:
+            for uid, frames in stream:
+                n = frames[0].shape[0]
+                start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
+                yield uid, [f[start : start + crop] for f in frames]
+
+        for ids, frames, lengths in batched(iter(cropped()), self.cfg.batch_size):
+            spk = torch.tensor([self.speaker_index[str(self.rows.at[u, "speaker"])] for u in ids], dtype=torch.long)
+            yield frames, lengths, spk
+
+    def loss(self, model: SpeakerProbe, batch: tuple) -> torch.Tensor:
+        """AM-softmax loss of the batch's embeddings."""
+        frames, lengths, spk = batch
+        device = next(model.parameters()).device
+        return model.loss_head(model.embed([x.to(device) for x in frames], lengths.to(device)), spk.to(device))
+
+    def embeddings(self, model: SpeakerProbe, ids: set[str]) -> dict[str, np.ndarray]:
+        """Full-length embeddings of ``ids`` (streamed frames, one utterance per forward)."""
+        model.eval()
+        device = next(model.parameters()).device
+        out: dict[str, np.ndarray] = {}
+        with torch.no_grad():
+            for batch_ids, frames, lengths in batched(aligned_utterances(self.source, self.task.name, self.layers, ids), 1):
+                out[batch_ids[0]] = model.embed([x.to(device) for x in frames], lengths.to(device))[0].cpu().numpy()
+        return out
+
+    def evaluate(self, model: SpeakerProbe, split: str) -> Evaluation:
+        """EER and normalised minDCF of cosine-scored trials, resampled over trials."""
+        trials = self.trials[split]
+        speaker_of = {u: str(self.rows.at[u, "speaker"]) for u in trials.ids()}
+        return score_trials(trials, self.embeddings(model, trials.ids()), self.cfg.asv.p_target, speaker_of)
+
+    def importance(self, model: SpeakerProbe) -> tuple[np.ndarray, np.ndarray]:
+        """(softmax weights, norm-corrected weights)."""
+        from layerlab.probe.tasks.pr import layer_scales_from
+
+        return model.featurizer.importance(layer_scales_from(self.source, self.layers, self.rows.index))
+
+
+def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str]) -> BoundASVTask:
+    return BoundASVTask(source, task, cfg, layers)
+
+
+TASK = TaskDef(name="asv", spec_names=("asv",), tier="frames", primary="eer", higher_is_better={"eer": False, "min_dcf": False},
+               bind=_bind, description="speaker verification: x-vector + AM-softmax, cosine scoring, EER/minDCF")
+
+__all__ = ["TASK", "BoundASVTask", "SpeakerProbe"]

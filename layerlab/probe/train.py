@@ -1,0 +1,102 @@
+"""The probe training loop: plain PyTorch on CPU or GPU, dev-set early stopping, best-dev state, resumable state.
+
+The loop never loads or runs a model: batches come from the bound task (pooled matrices in memory or
+frames streamed from the cache). ``report`` (Ray Tune's, or none) is called after an epoch with the
+dev metric and the full training state to checkpoint, at most every ``report_interval_s`` seconds
+and always after the last epoch (Tune's per-report overhead would otherwise dominate fast probes).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from layerlab.probe.config import ProbeConfig
+from layerlab.runtime import pick_device
+from layerlab.probe.evaluation import Evaluation
+from layerlab.probe.tasks.base import BoundTask
+
+
+@dataclass
+class FitResult:
+    """Outcome of one training run: the best-dev model state and metric, epochs run, per-epoch history."""
+
+    best_state: dict[str, torch.Tensor]
+    best_dev: float
+    best_epoch: int
+    epochs: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+
+
+def _better(a: float, b: float | None, higher: bool) -> bool:
+    return b is None or (a > b if higher else a < b)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
+        report: Callable[[dict[str, float], dict[str, Any] | None], None] | None = None,
+        resume: dict[str, Any] | None = None, max_epochs: int | None = None) -> FitResult:
+    """Train ``task``'s probe with hyperparameters ``hp`` (lr, weight_decay, hidden); early-stop on dev."""
+    device = pick_device(cfg.device)
+    model = task.build(hp, seed).to(device)
+    lr = float(hp.get("lr", cfg.lr))
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(hp.get("weight_decay", cfg.weight_decay)))
+    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "bad": 0, "history": [], "best_state": None, "steps": 0}
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        state = {k: resume[k] for k in state}
+    start = last_report = time.perf_counter()
+    limit = max_epochs or cfg.max_epochs
+    while state["epoch"] < limit and state["bad"] < cfg.patience:
+        epoch = state["epoch"]
+        model.train()
+        total, count = 0.0, 0
+        for batch in task.train_batches(epoch, seed):
+            loss = task.loss(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"probe {task.info.get('task', '')}: non-finite loss at epoch {epoch} (lr {lr:g}); lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            total += float(loss.detach())
+            count += 1
+            state["steps"] += 1
+        dev = task.evaluate(model, "dev")
+        value = dev.metrics[task.primary]
+        improved = _better(value, state["best"], task.higher_is_better)
+        if improved:
+            state.update(best=value, best_epoch=epoch, bad=0, best_state=_cpu_state(model))
+        else:
+            state["bad"] += 1
+        state["epoch"] = epoch + 1
+        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), f"dev_{task.primary}": value, "best_dev": state["best"]}
+        state["history"].append(row)
+        done = state["epoch"] >= limit or state["bad"] >= cfg.patience
+        if report is not None and (done or time.perf_counter() - last_report >= cfg.report_interval_s):
+            snap = {"model": _cpu_state(model), "optimizer": copy.deepcopy(opt.state_dict()), **{k: state[k] for k in state}}
+            report({"dev_metric": value, "best_dev": float(state["best"]), "epoch": epoch + 1, "train_loss": row["train_loss"]}, snap)
+            last_report = time.perf_counter()
+    if state["best_state"] is None:
+        state["best_state"] = _cpu_state(model)
+    return FitResult(state["best_state"], float(state["best"]) if state["best"] is not None else float("nan"), int(state["best_epoch"]) + 1,
+                     int(state["epoch"]), state["history"], time.perf_counter() - start, int(state["steps"]))
+
+
+def evaluate_state(task: BoundTask, hp: dict[str, Any], state: dict[str, torch.Tensor], split: str, cfg: ProbeConfig) -> tuple[torch.nn.Module, Evaluation]:
+    """Rebuild the probe, load a (best-dev) state and evaluate it on ``split``."""
+    model = task.build(hp, 0)
+    model.load_state_dict(state)
+    model.to(pick_device(cfg.device))
+    return model, task.evaluate(model, split)

@@ -1,0 +1,47 @@
+"""Ray Tune sweeps on a real local Ray over an in-memory source (slow; the fast suite sweeps a real cache in test_cache_e2e)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from memory_data import planted_source
+
+from layerlab.probe.config import ProbeConfig
+from layerlab.probe.sweep import param_space, run_sweep
+
+
+@pytest.fixture(scope="module")
+def source():
+    return planted_source()
+
+
+@pytest.mark.slow
+def test_asha_sweep_of_four_trials(ray_session, source, tmp_path) -> None:
+    cfg = ProbeConfig(max_epochs=6, patience=6, batch_size=8, cpus_per_trial=0.5, asha_grace_period=2, intervals=False,
+                      search={"lr": (3e-3, 3e-2), "weight_decay": [0.0], "hidden": [16, 32]})
+    outcomes = run_sweep(source, "sid", cfg, layers=["l0", "l1", "l2", "emb"], storage_url=str(tmp_path / "tune"), name="ws",
+                         space=param_space(cfg, 4), samples=4, scheduler="asha", mode="max", seed=0)
+    assert len(outcomes) == 4 and all(o.error is None for o in outcomes)
+    assert len({o.config["lr"] for o in outcomes}) == 4  # sampled log-uniform
+    assert all(3e-3 <= o.config["lr"] <= 3e-2 and o.config["hidden"] in (16, 32) for o in outcomes)
+    assert all(o.state is not None and "best_state" in o.state for o in outcomes)
+    assert max(o.best_dev for o in outcomes) >= 0.8
+    assert any(o.epochs < 6 for o in outcomes) or len({o.epochs for o in outcomes}) == 1  # ASHA may stop the worst
+    assert (tmp_path / "tune" / "ws").is_dir()
+    # a second call restores the finished experiment instead of training again
+    again = run_sweep(source, "sid", cfg, layers=["l0", "l1", "l2", "emb"], storage_url=str(tmp_path / "tune"), name="ws",
+                      space=param_space(cfg, 4), samples=4, scheduler="asha", mode="max", seed=0)
+    assert sorted(o.config["lr"] for o in again) == sorted(o.config["lr"] for o in outcomes)
+
+
+@pytest.mark.slow
+def test_per_layer_grid(ray_session, source, tmp_path) -> None:
+    from ray import tune
+
+    cfg = ProbeConfig(max_epochs=5, patience=5, batch_size=8, cpus_per_trial=0.5, intervals=False, lr=1e-2)
+    layers = ["l0", "l1", "emb"]
+    outcomes = run_sweep(source, "sid", cfg, layers=layers, storage_url=str(tmp_path / "tune"), name="per_layer",
+                         space={"lr": 1e-2, "layer": tune.grid_search(layers)}, samples=1, scheduler=None, mode="max")
+    by = pd.Series({o.config["layer"]: o.best_dev for o in outcomes})
+    assert sorted(by.index) == sorted(layers)
+    assert by["l1"] > by["l0"] + 0.3 and by["emb"] > by["l0"] + 0.3
