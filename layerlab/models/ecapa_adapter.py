@@ -1,24 +1,22 @@
 """ECAPA-TDNN speaker models (speechbrain's ECAPA_TDNN class), from a speechbrain bundle or our own ckpt.
 
 ``speechbrain:DIR_OR_URL`` loads a pretrained bundle (hyperparams.yaml + embedding_model.ckpt)
-offline; ``ckpt:URL`` loads the ``layerlab-ecapa-v1`` format our training writes:
-``{"format": "layerlab-ecapa-v1", "config": {ECAPA_TDNN kwargs..., "n_mels": 80}, "state_dict": ...}``.
+offline; ``ckpt:URL`` with a ``layerlab-ecapa-v1`` checkpoint (see ``models/formats/ecapa.py``)
+builds the same model.
 Front end exactly as EncoderClassifier.encode_batch: Fbank, sentence mean normalisation with relative
 lengths. Layers: block0..block3, mfa (100 Hz), asp (pooled statistics), embedding (utterance-level).
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import torch
 
-from layerlab.models.base import LayerInfo, LayeredModel, frames_centered
+from layerlab.models.base import LayeredModel, LayerInfo, frames_centered
 from layerlab.models.errors import CheckpointError
-from layerlab.models.fetch import fetch_dir, fetch_file, load_torch_file
+from layerlab.models.fetch import fetch_dir, load_torch_file
 
-CKPT_FORMAT = "layerlab-ecapa-v1"
 SAMPLE_RATE = 16000
 HOP = 160
 #: ECAPA_TDNN keyword arguments a layerlab checkpoint may set (input_size comes from n_mels)
@@ -134,7 +132,7 @@ def build_ecapa(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Modul
 
     unknown = sorted(set(config) - set(ECAPA_KWARGS) - {"n_mels"})
     if unknown:
-        raise CheckpointError(f"{CKPT_FORMAT} config has unknown keys {unknown}; allowed: n_mels, {', '.join(ECAPA_KWARGS)}")
+        raise CheckpointError(f"layerlab-ecapa-v1 config has unknown keys {unknown}; allowed: n_mels, {', '.join(ECAPA_KWARGS)}")
     n_mels = int(config.get("n_mels", 80))
     kwargs = {k: v for k, v in config.items() if k in ECAPA_KWARGS}
     return (
@@ -144,38 +142,4 @@ def build_ecapa(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Modul
     )
 
 
-def ecapa_checkpoint(config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The layerlab-ecapa-v1 checkpoint dict for an ECAPA_TDNN ``state_dict`` built from ``config``."""
-    return {"format": CKPT_FORMAT, "config": dict(config), "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
-
-
-def save_ecapa_checkpoint(url: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> None:
-    """Write a layerlab-ecapa-v1 checkpoint to any fsspec URL, atomically (via layerlab.storage)."""
-    from layerlab.storage import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save(ecapa_checkpoint(config, state_dict), buf)
-    atomic_write_bytes(url, buf.getvalue())
-
-
-def load_layerlab_ckpt(arg: str, spec: str, device: str | torch.device | None = None) -> ECAPAModel:
-    """Load a ``layerlab-ecapa-v1`` checkpoint (supervised or DINO ECAPA trained by layerlab)."""
-    path = fetch_file(arg, what="layerlab checkpoint")
-    ckpt = load_torch_file(path, f"layerlab checkpoint {arg}")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        keys = sorted(ckpt)[:6] if isinstance(ckpt, dict) else []
-        raise CheckpointError(
-            f"layerlab checkpoint {arg}: wrong format (format={found!r}, keys={keys}); expected a dict with "
-            f"format={CKPT_FORMAT!r}, 'config' and 'state_dict'"
-        )
-    if not isinstance(ckpt.get("config"), dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"layerlab checkpoint {arg}: needs a 'config' dict and a 'state_dict'")
-    try:
-        feats, norm, model = build_ecapa(ckpt["config"])
-    except (TypeError, AssertionError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"layerlab checkpoint {arg}: invalid ECAPA config {ckpt['config']} ({exc})") from exc
-    _copy_weights_strictly(model, ckpt["state_dict"], f"layerlab checkpoint {arg}")
-    return ECAPAModel(feats, norm, model, spec, device)
+# The layerlab-ecapa-v1 checkpoint format (read, write, ckpt: loading) lives in models/formats/ecapa.py.

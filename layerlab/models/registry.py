@@ -22,7 +22,7 @@ ADAPTERS: dict[str, str] = {
     "s3prl": "layerlab.models.s3prl_adapter:load_s3prl",
     "hf": "layerlab.models.hf_adapter:load_hf",
     "speechbrain": "layerlab.models.ecapa_adapter:load_speechbrain",
-    "ckpt": "layerlab.models.ecapa_adapter:load_layerlab_ckpt",
+    "ckpt": "layerlab.models.formats.dispatch:load_ckpt",
     "ge2e": "layerlab.models.ge2e_adapter:load_ge2e",
     "fbank": "layerlab.models.baseline_features:load_fbank",
     "mfcc": "layerlab.models.baseline_features:load_mfcc",

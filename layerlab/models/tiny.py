@@ -2,7 +2,8 @@
 
 Used by the model tests, the extraction tests and the offline demo. Also offers realistic-size
 configs (WavLM Base, ECAPA c1024) for speed benchmarks with random weights. Every builder is
-deterministic given ``seed`` and returns the path it wrote.
+deterministic given ``seed``, writes through the format writers in ``layerlab.models.formats`` (so
+each file carries its ``format`` field, exactly as trained checkpoints do) and returns the path.
 """
 
 from __future__ import annotations
@@ -60,12 +61,14 @@ def build_s3prl_wavlm(path: str | Path, seed: int = 0, size: str = "tiny", extra
     """Write an s3prl WavLM checkpoint ``{"cfg": dict, "model": state_dict}`` with random weights."""
     from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
 
+    from layerlab.models.formats import s3prl_wavlm
+
     torch.manual_seed(seed)
     cfg = wavlm_cfg(size, extractor_mode, normalize)
     model = WavLM(WavLMConfig(cfg))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"cfg": cfg, "model": model.state_dict()}, path)
+    s3prl_wavlm.write(str(path), cfg, model.state_dict())
     return path
 
 
@@ -91,8 +94,14 @@ def hubert_cfgs(size: str = "tiny", extractor_mode: str = "default", normalize: 
 def build_s3prl_hubert(path: str | Path, seed: int = 0, size: str = "tiny", extractor_mode: str = "default",
                        normalize: bool = False) -> Path:
     """Write an s3prl *converted* HuBERT checkpoint (task_cfg, model_cfg, model_weight, dictionaries_symbols)."""
-    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+    from s3prl.upstream.hubert.hubert_model import (
+        HubertConfig,
+        HubertModel,
+        HubertPretrainingConfig,
+    )
     from s3prl.upstream.utils import merge_with_parent
+
+    from layerlab.models.formats import s3prl_hubert
 
     torch.manual_seed(seed)
     task_cfg, model_cfg = hubert_cfgs(size, extractor_mode, normalize)
@@ -100,8 +109,7 @@ def build_s3prl_hubert(path: str | Path, seed: int = 0, size: str = "tiny", extr
     model = HubertModel(merge_with_parent(HubertConfig, model_cfg), merge_with_parent(HubertPretrainingConfig, task_cfg), symbols)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"task_cfg": task_cfg, "model_cfg": model_cfg, "model_weight": model.state_dict(),
-                "dictionaries_symbols": symbols}, path)
+    s3prl_hubert.write(str(path), task_cfg, model_cfg, model.state_dict(), symbols)
     return path
 
 
@@ -118,14 +126,14 @@ def build_hf_wavlm(directory: str | Path, seed: int = 0, feat_extract_norm: str 
         num_buckets=32, max_bucket_distance=64, do_stable_layer_norm=feat_extract_norm == "layer",
         hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0,
     )
+    from layerlab.models.formats import hf_dir
+
     model = WavLMModel(config)
-    directory = Path(directory)
-    model.save_pretrained(directory)
     if return_attention_mask is None:
         return_attention_mask = feat_extract_norm == "layer"
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=do_normalize,
-                             return_attention_mask=return_attention_mask).save_pretrained(directory)
-    return directory
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=do_normalize,
+                                         return_attention_mask=return_attention_mask)
+    return Path(hf_dir.write(directory, model, extractor))
 
 
 def ecapa_state_dict(config: dict[str, Any], seed: int = 0) -> dict[str, torch.Tensor]:
@@ -140,11 +148,10 @@ def ecapa_state_dict(config: dict[str, Any], seed: int = 0) -> dict[str, torch.T
 
 def build_layerlab_ecapa(path: str, seed: int = 0, config: dict[str, Any] | None = None) -> str:
     """Write a ``layerlab-ecapa-v1`` checkpoint (path or fsspec URL) with random weights."""
-    from layerlab.models.ecapa_adapter import save_ecapa_checkpoint
+    from layerlab.models.formats import ecapa
 
     config = dict(config or TINY_ECAPA)
-    save_ecapa_checkpoint(str(path), config, ecapa_state_dict(config, seed))
-    return str(path)
+    return ecapa.write(str(path), config, ecapa_state_dict(config, seed))
 
 
 SPEECHBRAIN_YAML = """\
