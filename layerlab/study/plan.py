@@ -105,6 +105,10 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                 inputs["recipe_config"], problem = _external_checksum(cfg)
                 if problem:
                     plan.problems.append(f"models.{name}.train.config: {problem}")
+            if not isinstance(cfg, str) or (storage.is_local(cfg) and inputs.get("recipe_config") != "missing"):
+                problem = _train_problem(m.train.recipe, cfg)
+                if problem:
+                    plan.problems.append(f"models.{name}.train: {problem}")
             add(Stage(f"train/{name}", "train", {"recipe": m.train.recipe, "config": cfg, "seed": config.seed},
                       [f"corpus/{data}"], storage.join(out, "train", name), inputs,
                       estimate=f"train recipe {m.train.recipe} on {data}"))
@@ -180,11 +184,48 @@ def _corpus_stage(plan: StudyPlan, name: str, d: Any, out: str, predicted: dict[
     return stage
 
 
+def task_tier(task: str) -> str:
+    """The cache tier a probe task reads (declared by the probe library; frames for PR/ASR/ASV otherwise)."""
+    try:
+        from layerlab.probe.tasks import get_task
+    except ImportError:  # the probe package is optional for plans without probes
+        return "frames" if task in FRAME_TASKS else "pooled"
+    return get_task(task).tier
+
+
+def _probe_problem(entry: Any) -> str | None:
+    """Why a probe entry cannot run (unknown task, invalid ProbeConfig), checked offline before any work."""
+    try:
+        from layerlab.probe import ProbeConfig
+        from layerlab.probe.tasks import get_task
+    except ImportError:
+        return None
+    try:
+        get_task(entry.task)
+        ProbeConfig.model_validate(entry.config)
+    except ValueError as exc:
+        return " ".join(str(exc).split())[:400]
+    return None
+
+
+def _train_problem(recipe: str, config: Any) -> str | None:
+    """Why a training stage cannot run (unknown recipe, invalid or missing config), checked offline."""
+    try:
+        from layerlab.train import load_config
+    except ImportError:
+        return None
+    try:
+        load_config(recipe, config)
+    except ValueError as exc:
+        return " ".join(str(exc).split())[:400]
+    return None
+
+
 def _models_needing_frames(config: StudyConfig, probes: dict[str, list[Any]]) -> dict[tuple[str, str], bool]:
     """(dataset, model) pairs whose cache needs the frames tier (frame-level probes or across-model frame CKA)."""
     out: dict[tuple[str, str], bool] = {}
     for dname, entries in probes.items():
-        if any(e.task in FRAME_TASKS for e in entries):
+        if any(task_tier(e.task) == "frames" for e in entries):
             for m in config.models:
                 out[(dname, m)] = True
     across = config.cka.across if config.cka else None
@@ -211,6 +252,10 @@ def _probe_entries(plan: StudyPlan, config: StudyConfig, corpus_tasks: dict[str,
         out[dname] = []
         for entry in config.probe.entries(available):
             if only is not None and entry.task not in only:
+                continue
+            problem = _probe_problem(entry)
+            if problem:
+                plan.problems.append(f"probe task {entry.task!r}: {problem}")
                 continue
             reason = task_info.missing_reason(entry.task, offered, dname)
             if reason:

@@ -66,4 +66,4 @@ def test_demo_config_ships_in_the_package_and_configs_links_to_it() -> None:
     assert (REPO / "configs" / "demo.yaml").resolve() == DEMO_CONFIG.resolve()
     config, _ = load_study_config(str(DEMO_CONFIG))
     assert config.datasets["synth"].source == "synth"  # needs no ../shared data
-    assert {"fbank", "mfcc", "ge2e"} <= set(config.models)
+    assert {"fbank", "mfcc", "ge2e", "ecapa_supervised", "ecapa_dino", "hubert_mini"} <= set(config.models)
