@@ -91,3 +91,22 @@ def test_study_cli_dry_run_then_run(tmp_path: Path) -> None:
     layerlab = str(Path(sys.executable).parent / "layerlab")
     dry = subprocess.run([layerlab, "study", str(config), "--out", str(tmp_path / "o"), "--dry-run"], capture_output=True, text=True, timeout=120)
     assert dry.returncode == 0 and "plan OK" in dry.stdout and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_report(tmp_path: Path, ray_session: None) -> None:
+    out = tmp_path / "study"
+    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}, {"task": "ic", "layers": "weighted"}]}, cka=None)
+    first, lines = _run(doc, out)
+    assert not first.failed, lines
+    assert {"probe/synth/fbank/sid", "probe/synth/mfcc/sid", "probe/synth/fbank/ic", "probe/synth/mfcc/ic"} <= set(first.computed)
+    table = pd.read_parquet(out / "report" / "tables" / "model_task.parquet")
+    assert set(table["model"]) == {"fbank", "mfcc"} and {"sid", "ic"} <= set(table["task"])  # study names, not cache specs
+    has_ci = table["ci_low"].notna() & table["ci_high"].notna()
+    assert (table.loc[has_ci, "ci_low"] <= table.loc[has_ci, "ci_high"]).all()
+    page = (out / "report" / "index.html").read_text()
+    assert "data-model='fbank'" in page and "data-model='mfcc'" in page
+
+    doc["probe"]["tasks"][1]["seed"] = 1  # one probe setting of one task
+    changed, _ = _run(doc, out)
+    assert set(changed.computed) == {"probe/synth/fbank/ic", "probe/synth/mfcc/ic", "report"}
