@@ -23,6 +23,7 @@ from layerlab.study.execute import StageContext, StageSkipped, run_stage
 from layerlab.study.plan import Stage, StudyPlan, build_plan
 
 RAY_KINDS = {"train", "extract", "probe"}
+TUNE_KINDS = {"train", "probe"}
 
 
 def marker_url(out: str, stage_id: str, what: str) -> str:
@@ -86,6 +87,11 @@ class Runner:
         self.say = locked_say
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="study")
         self.extract_slots = threading.BoundedSemaphore(parallel_extract)
+        # Ray Tune keeps a process-global trainable registry: two Tuner.fit calls from threads of one driver
+        # corrupt each other (seen: "dictionary changed size during iteration", one probe loading the other's
+        # weights). Tune-based stages (probe sweeps, Ray Train) therefore run one at a time per driver; each
+        # still spreads its trials or workers over the whole cluster.
+        self.tune_slot = threading.BoundedSemaphore(1)
         self.records: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
@@ -141,7 +147,7 @@ class Runner:
 
     def _execute(self, stage: Stage, ctx: StageContext) -> None:
         """Run one stage (extractions one at a time per ``parallel_extract``), recording its outcome."""
-        gate = self.extract_slots if stage.kind == "extract" else None
+        gate = self.extract_slots if stage.kind == "extract" else self.tune_slot if stage.kind in TUNE_KINDS else None
         if gate:
             gate.acquire()
         try:

@@ -96,7 +96,8 @@ def test_study_cli_dry_run_then_run(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_report(tmp_path: Path, ray_session: None) -> None:
     out = tmp_path / "study"
-    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}, {"task": "ic", "layers": "weighted"}]}, cka=None)
+    # parallel: 2 also checks that Tune-based stages never overlap in one driver (Tune's registry is process-global)
+    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}, {"task": "ic", "layers": "weighted"}]}, cka=None, parallel=2)
     first, lines = _run(doc, out)
     assert not first.failed, lines
     assert {"probe/synth/fbank/sid", "probe/synth/mfcc/sid", "probe/synth/fbank/ic", "probe/synth/mfcc/ic"} <= set(first.computed)
@@ -108,5 +109,6 @@ def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_r
     assert "data-model='fbank'" in page and "data-model='mfcc'" in page
 
     doc["probe"]["tasks"][1]["seed"] = 1  # one probe setting of one task
-    changed, _ = _run(doc, out)
+    changed, lines = _run(doc, out)
+    assert not changed.failed, lines
     assert set(changed.computed) == {"probe/synth/fbank/ic", "probe/synth/mfcc/ic", "report"}
