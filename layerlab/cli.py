@@ -116,30 +116,6 @@ def root(
     """Layer-wise analysis of speech-SSL and speaker models (see each command's --help)."""
 
 
-@app.command("demo")
-def demo(
-    out: str = typer.Option("runs/demo", help="Output folder or URL for corpus, caches and results."),
-    config: str = typer.Option("", help="YAML DemoConfig (default: configs/demo.yaml)."),
-) -> None:
-    """Run the embedded default job: synthetic corpus -> caches on local Ray -> CKA maps, speaker EERs.
-
-    Offline, resumable (a rerun skips finished stages).
-
-    Example:  layerlab demo --out runs/demo
-    """
-    import ray
-
-    from layerlab.demo import DemoConfig, run_demo
-    from layerlab.runtime import init_ray
-
-    cfg = DemoConfig.from_yaml(config) if config else None
-    init_ray(quiet=True)
-    try:
-        run_demo(out, cfg, say=typer.echo)
-    finally:
-        ray.shutdown()
-
-
 def _register() -> None:
     from layerlab.data import cli as data_cli
 
@@ -149,6 +125,7 @@ def _register() -> None:
     __import__("layerlab.cka.cli", fromlist=["register"]).register(app)
     __import__("layerlab.extract.cli", fromlist=["register"]).register(app)
     __import__("layerlab.probe.cli", fromlist=["register"]).register(app)
+    __import__("layerlab.study.cli", fromlist=["register"]).register(app)
     __import__("layerlab.train.cli", fromlist=["register"]).register(app)
 
 

@@ -1,0 +1,322 @@
+"""Typed study configuration: datasets x models x probe tasks x CKA comparisons (one YAML file).
+
+Every section forbids unknown keys; :func:`load_study_config` turns validation errors into
+one line per problem naming the file, the key path and the allowed keys or values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from layerlab.config import ConfigError, read_yaml
+
+Family = Literal["speech_ssl", "speaker", "baseline", "other"]
+Level = Literal["frame", "utterance"]
+Estimator = Literal["biased", "debiased", "minibatch"]
+ProbeLayers = Literal["weighted", "each", "both"]
+
+#: Probe task kinds that need every frame (the frames tier); the others train on pooled means.
+FRAME_TASKS = frozenset({"pr", "pr-frame", "asr", "asv"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImportSource(_Strict):
+    """Import a dataset from its own layout with one of `layerlab corpus import`'s recipes."""
+
+    kind: str = Field(..., description="importer kind, e.g. librispeech, voxceleb1, speechcommands, fluent, iemocap")
+    src: str = Field(..., description="the dataset's root (path or URL)")
+    options: dict[str, Any] = Field(default_factory=dict, description="recipe options (see `layerlab corpus import --help`)")
+    max_shard_bytes: int = Field(128 * 1024 * 1024, ge=64 * 1024)
+
+
+class DatasetConfig(_Strict):
+    """Exactly one of: a synthetic corpus, an import, or an existing audio-shard dataset URL."""
+
+    synth: dict[str, Any] | None = Field(None, description="SynthConfig fields (`layerlab corpus synth`)")
+    import_: ImportSource | None = Field(None, alias="import")
+    path: str | None = Field(None, description="an existing audio-shard dataset (manifest.json at its root)")
+    tasks: list[str] | None = Field(None, description="probe only these tasks on this dataset (default: every task it offers)")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DatasetConfig":
+        given = [k for k, v in (("synth", self.synth), ("import", self.import_), ("path", self.path)) if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of synth, import, path (got {given or 'none'})")
+        if self.synth is not None:
+            from layerlab.data.synth import SynthConfig
+
+            SynthConfig.model_validate(self.synth)  # fail at load time, naming the synth field
+        return self
+
+    @property
+    def source(self) -> str:
+        """``synth``, ``import`` or ``path``."""
+        return "synth" if self.synth is not None else "import" if self.import_ is not None else "path"
+
+
+class TrainSpec(_Strict):
+    """Train this model in the study with a recipe from `layerlab.train` (stream T's recipes)."""
+
+    recipe: str = Field(..., description="recipe name, e.g. ecapa_supervised, ecapa_dino, hubert_mini")
+    config: str | dict[str, Any] | None = Field(None, description="recipe config: a YAML path/URL or inline mapping")
+    data: str | None = Field(None, description="study dataset to train on (default: the first dataset)")
+
+
+class ModelConfig(_Strict):
+    """A model to analyse: a spec string (hub name, local checkpoint) or a recipe trained in the study."""
+
+    spec: str | None = Field(None, description="model spec, e.g. s3prl:wavlm_base_plus, hf:/dir, ckpt:/m.pt, ge2e, fbank")
+    train: TrainSpec | None = None
+    family: Family | None = Field(None, description="speech_ssl | speaker | baseline | other (default: from the spec or recipe)")
+    label: str | None = Field(None, description="display name in the report (default: the model's key)")
+    extract: dict[str, Any] = Field(default_factory=dict, description="ExtractConfig overrides for this model")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelConfig":
+        if (self.spec is None) == (self.train is None):
+            raise ValueError("give exactly one of spec (an existing model) or train (a recipe trained in the study)")
+        if self.spec is not None:
+            from layerlab.models.registry import parse_spec
+
+            parse_spec(self.spec)  # spec syntax: UnknownModelSpec (a ValueError) names the spec and the prefixes
+        return self
+
+    def resolved_family(self) -> str:
+        """The model family used by the findings (explicit, else inferred from the spec or recipe)."""
+        if self.family:
+            return self.family
+        key = (self.spec or (self.train.recipe if self.train else "")).lower()
+        if key in ("fbank", "mfcc"):
+            return "baseline"
+        if any(k in key for k in ("ecapa", "dino", "ge2e", "speechbrain", "xvector", "speaker")):
+            return "speaker"
+        if any(k in key for k in ("hubert", "wavlm", "wav2vec", "data2vec", "s3prl", "hf:")):
+            return "speech_ssl"
+        return "other"
+
+
+class ProbeSettings(_Strict):
+    """How one task is probed (passed to `layerlab.probe.run_probe`)."""
+
+    layers: ProbeLayers = Field("both", description="weighted (learned layer sum), each (one probe per layer), both")
+    tune_samples: int = Field(1, ge=1, description="Ray Tune trials per probe (learning-rate search)")
+    scheduler: Literal["asha", "fifo"] | None = Field(None, description="Tune scheduler; None = none")
+    config: dict[str, Any] = Field(default_factory=dict, description="ProbeConfig fields (epochs, lr, batch size...)")
+    seed: int = 0
+
+
+class TaskEntry(ProbeSettings):
+    """One probe task with its own settings."""
+
+    task: str = Field(..., pattern=r"^[a-z0-9_-]+$")
+
+
+class ProbeSection(_Strict):
+    """Probe tasks: ``all`` (every task each dataset supports) or a list of names / entries."""
+
+    tasks: Literal["all"] | list[str | TaskEntry] = "all"
+    defaults: ProbeSettings = Field(default_factory=ProbeSettings)
+    datasets: list[str] | None = Field(None, description="datasets to probe on (default: all)")
+
+    def entries(self, available: list[str]) -> list[TaskEntry]:
+        """Task entries resolved against the tasks a dataset offers (``all``) and the defaults."""
+        base = self.defaults.model_dump()
+        if self.tasks == "all":
+            return [TaskEntry(task=t, **base) for t in available]
+        out = []
+        for t in self.tasks:
+            out.append(TaskEntry(task=t, **base) if isinstance(t, str) else TaskEntry(**{**base, **t.model_dump(exclude_unset=True)}))
+        return out
+
+
+class CKAComparison(_Strict):
+    """One family of CKA comparisons (within each model, or across pairs)."""
+
+    levels: list[Level] = Field(default_factory=lambda: ["utterance"], min_length=1)
+    estimator: Estimator = "biased"
+    bootstrap: int = Field(0, ge=0, description="> 0: 95% CIs by resampling groups (the CKA engine's leave-one-group-out jackknife); 0: none")
+    group_by: Literal["shard", "speaker", "utterance"] = Field("speaker", description="resampling unit of the CIs")
+
+    @model_validator(mode="after")
+    def _bootstrap_estimator(self) -> "CKAComparison":
+        if self.bootstrap and self.estimator == "minibatch":
+            raise ValueError("bootstrap: CIs need the biased or debiased estimator (minibatch states cannot be regrouped)")
+        return self
+
+
+class CKAAcross(CKAComparison):
+    """Across-model comparisons: ``all`` pairs or an explicit list of [model_a, model_b]."""
+
+    pairs: Literal["all"] | list[tuple[str, str]] = "all"
+
+
+class CKASection(_Strict):
+    """CKA within each model and across chosen pairs of models (per dataset)."""
+
+    within: CKAComparison | None = Field(default_factory=CKAComparison)
+    across: CKAAcross | None = Field(default_factory=CKAAcross)
+    datasets: list[str] | None = Field(None, description="datasets to compare on (default: all)")
+
+
+class ReportSection(_Strict):
+    """What the report shows."""
+
+    title: str = "layerlab study"
+    split: Literal["dev", "test"] = Field("test", description="split whose metrics rank the models")
+
+
+class StudyConfig(_Strict):
+    """A whole study: one YAML file -> one results folder with one report."""
+
+    name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$")
+    out: str | None = Field(None, description="results folder or URL (the CLI's --out overrides it)")
+    seed: int = 0
+    strict: bool = Field(False, description="a task a dataset has no labels for is an error instead of skipped")
+    parallel: int = Field(2, ge=1, le=64, description="stages run at once (a thread pool of library calls)")
+    parallel_extract: int = Field(1, ge=1, le=64, description="extraction stages at once (each runs its own actor pool)")
+    datasets: dict[str, DatasetConfig] = Field(..., min_length=1)
+    models: dict[str, ModelConfig] = Field(..., min_length=1)
+    extract: dict[str, Any] = Field(default_factory=dict, description="ExtractConfig defaults for every model")
+    probe: ProbeSection | None = Field(default_factory=ProbeSection)
+    cka: CKASection | None = Field(default_factory=CKASection)
+    report: ReportSection = Field(default_factory=ReportSection)
+
+    @field_validator("datasets", "models")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import re
+
+        bad = [k for k in value if not re.fullmatch(r"[A-Za-z0-9_.-]+", k)]
+        if bad:
+            raise ValueError(f"names must be letters, digits, '_', '.', '-': {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> "StudyConfig":
+        from layerlab.extract.config import ExtractConfig
+
+        for name, model in self.models.items():
+            if model.train and model.train.data and model.train.data not in self.datasets:
+                raise ValueError(f"models.{name}.train.data: {model.train.data!r} is not a dataset of this study ({sorted(self.datasets)})")
+            ExtractConfig.model_validate({**self.extract, **model.extract})
+        ExtractConfig.model_validate(self.extract)
+        for section, names in (("probe", self.probe.datasets if self.probe else None), ("cka", self.cka.datasets if self.cka else None)):
+            for d in names or []:
+                if d not in self.datasets:
+                    raise ValueError(f"{section}.datasets: {d!r} is not a dataset of this study ({sorted(self.datasets)})")
+        if self.cka and self.cka.across and self.cka.across.pairs != "all":
+            for a, b in self.cka.across.pairs:
+                for m in (a, b):
+                    if m not in self.models:
+                        raise ValueError(f"cka.across.pairs: {m!r} is not a model of this study ({sorted(self.models)})")
+        return self
+
+    def probe_datasets(self) -> list[str]:
+        return list(self.probe.datasets or self.datasets) if self.probe else []
+
+    def analysed_datasets(self) -> list[str]:
+        """Datasets that get activation caches (probed or compared); the others only feed training."""
+        used = set(self.probe_datasets()) | set(self.cka_datasets())
+        return [d for d in self.datasets if d in used]
+
+    def cka_datasets(self) -> list[str]:
+        return list(self.cka.datasets or self.datasets) if self.cka else []
+
+    def across_pairs(self) -> list[tuple[str, str]]:
+        """Model pairs compared across models (each unordered pair once, in config order)."""
+        if not self.cka or not self.cka.across:
+            return []
+        names = list(self.models)
+        if self.cka.across.pairs == "all":
+            return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+        return [tuple(p) for p in self.cka.across.pairs]  # type: ignore[misc]
+
+
+def _members(ann: Any) -> list[Any]:
+    """The concrete types inside Optional/Union annotations."""
+    import types
+    import typing
+
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(ann) if a is not type(None) for m in _members(a)]
+    return [ann]
+
+
+def _step(ann: Any, part: Any) -> Any:
+    """The annotation reached from ``ann`` by one location part (field name, dict key, list index, union tag)."""
+    import typing
+
+    for member in _members(ann):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            if member.__name__ == part:
+                return member
+            field = next((f for n, f in member.model_fields.items() if part in (n, f.alias)), None)
+            if field is not None:
+                return field.annotation
+        origin, args = typing.get_origin(member), typing.get_args(member)
+        if origin is dict and isinstance(part, str) and args:
+            return args[-1]
+        if origin in (list, tuple) and isinstance(part, int) and args:
+            return args[0] if origin is list else args[min(part, len(args) - 1)]
+    return None
+
+
+def _allowed_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys allowed in the mapping that holds ``loc[-1]`` (walking the config classes)."""
+    ann: Any = model
+    for part in loc[:-1]:
+        ann = _step(ann, part)
+        if ann is None:
+            return None
+    for member in _members(ann):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            return sorted(f.alias or n for n, f in member.model_fields.items())
+    return None
+
+
+def format_errors(source: str, exc: ValidationError, model: type[BaseModel]) -> str:
+    """One line per validation error: ``key.path: problem; allowed keys: ... (FILE)``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p or p.startswith("function-"))))
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_at(model, loc)
+            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"{key}: unknown key{hint} ({source})")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{key}: {msg} ({source})" if key else f"{msg} ({source})")
+    return "\n".join(dict.fromkeys(lines))
+
+
+class StudyConfigError(ConfigError):
+    """A study config that cannot be used; the message names the key, the reason and the file."""
+
+
+def parse_study_config(data: Any, source: str) -> StudyConfig:
+    """Validate an already-parsed YAML document; errors name ``source``."""
+    if not isinstance(data, dict):
+        raise StudyConfigError(f"expected a mapping with datasets/models/probe/cka sections, got {type(data).__name__} ({source})")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise StudyConfigError(format_errors(source, exc, StudyConfig)) from None
+
+
+def load_study_config(url: str) -> tuple[StudyConfig, str]:
+    """Read and validate a study YAML file (any storage URL); returns (config, the file's text)."""
+    from layerlab import storage
+
+    try:
+        data = read_yaml(url)
+    except ConfigError as exc:
+        raise StudyConfigError(str(exc).replace("config file not found", "study config not found")) from None
+    return parse_study_config(data, url), storage.read_bytes(url).decode()

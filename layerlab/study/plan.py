@@ -1,0 +1,290 @@
+"""The study as a stage graph: corpus -> train -> extract -> probe -> CKA -> report.
+
+``build_plan`` expands a :class:`StudyConfig` into stages with their parameters, dependencies,
+output URLs and fingerprints (hash of kind, parameters and inputs' fingerprints). The graph is pure
+data: the runner executes it, ``--dry-run`` prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from layerlab import storage
+from layerlab.study import tasks as task_info
+from layerlab.study.config import FRAME_TASKS, StudyConfig
+from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
+
+#: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
+STAGE_VERSIONS = {"corpus": 1, "train": 1, "extract": 1, "probe": 1, "cka": 1, "report": 1}
+#: Spec prefixes whose argument is a local file or folder we can check offline.
+LOCAL_SPEC_PREFIXES = ("s3prl:wavlm_local:", "s3prl:hubert_local:", "hf:", "speechbrain:", "ckpt:")
+
+
+@dataclass
+class Stage:
+    """One unit of work with its fingerprint; ``inputs`` maps input names to their fingerprints."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    deps: list[str]
+    out: str
+    inputs: dict[str, str] = field(default_factory=dict)
+    estimate: str = ""
+    notes: list[str] = field(default_factory=list)
+    needs_network: bool = False
+    fingerprint: str = ""
+
+
+@dataclass
+class StudyPlan:
+    """Stages in dependency order, plus tasks skipped at planning and problems found offline."""
+
+    config: StudyConfig
+    out: str
+    stages: dict[str, Stage]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def order(self) -> list[Stage]:
+        return list(self.stages.values())
+
+
+def corpus_url(out: str, dataset: str, config: StudyConfig) -> str:
+    d = config.datasets[dataset]
+    return d.path if d.path is not None else storage.join(out, "corpus", dataset)
+
+
+def _external_checksum(url: str, *, listing: bool = False) -> tuple[str, str | None]:
+    """(checksum, problem) of a local input; remote inputs are named, not read (dry runs stay offline)."""
+    if not storage.is_local(url):
+        return f"url:{url}", None
+    try:
+        return (listing_checksum(url) if listing else url_checksum(url)), None
+    except FileNotFoundError:
+        return "missing", f"{url}: does not exist"
+
+
+def _spec_input(spec: str) -> tuple[str, str | None, bool]:
+    """(fingerprint, problem, needs network) of a model spec: local checkpoints are checksummed."""
+    for prefix in LOCAL_SPEC_PREFIXES:
+        if spec.startswith(prefix):
+            target = spec[len(prefix):]
+            if prefix == "hf:" and not (target.startswith(("/", ".", "~", "file://")) or "://" in target):
+                return f"hub:{spec}", None, True  # a hub id (org/name)
+            if prefix == "speechbrain:" and not (target.startswith(("/", ".", "~", "file://")) or "://" in target):
+                return f"hub:{spec}", None, True
+            checksum, problem = _external_checksum(target)
+            return f"{spec}@{checksum}", problem, not storage.is_local(target)
+    if spec.startswith("s3prl:"):
+        return f"hub:{spec}", None, True  # s3prl downloads hub names on first use
+    return spec, None, False  # ge2e / fbank / mfcc: shipped with the install
+
+
+def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, str]] | None = None) -> StudyPlan:
+    """Expand ``config`` into stages writing under ``out``; ``corpus_tasks`` are the tasks of built corpora."""
+    plan = StudyPlan(config, out, {})
+    corpus_tasks = corpus_tasks or {}
+
+    def add(stage: Stage) -> Stage:
+        stage.inputs.update({d: plan.stages[d].fingerprint for d in stage.deps})
+        stage.fingerprint = stage_fingerprint(stage.kind, STAGE_VERSIONS[stage.kind], stage.params, stage.inputs)
+        plan.stages[stage.id] = stage
+        return stage
+
+    predicted: dict[str, list[str] | None] = {}
+    for name, d in config.datasets.items():
+        add(_corpus_stage(plan, name, d, out, predicted))
+    for name, m in config.models.items():
+        if m.train:
+            data = m.train.data or next(iter(config.datasets))
+            cfg: Any = m.train.config
+            inputs: dict[str, str] = {}
+            if isinstance(cfg, str):
+                inputs["recipe_config"], problem = _external_checksum(cfg)
+                if problem:
+                    plan.problems.append(f"models.{name}.train.config: {problem}")
+            if not isinstance(cfg, str) or (storage.is_local(cfg) and inputs.get("recipe_config") != "missing"):
+                problem = _train_problem(m.train.recipe, cfg)
+                if problem:
+                    plan.problems.append(f"models.{name}.train: {problem}")
+            add(Stage(f"train/{name}", "train", {"recipe": m.train.recipe, "config": cfg, "seed": config.seed},
+                      [f"corpus/{data}"], storage.join(out, "train", name), inputs,
+                      estimate=f"train recipe {m.train.recipe} on {data}"))
+    probes = _probe_entries(plan, config, corpus_tasks, predicted)
+    needs_frames = _models_needing_frames(config, probes)
+    within = config.cka.within if config.cka else None
+    for dname in config.analysed_datasets():
+        for mname, m in config.models.items():
+            params = {**config.extract, **m.extract}
+            wants = needs_frames.get((dname, mname), False)
+            params["tier"] = "both" if wants else params.get("tier", "pooled")
+            if within and "frame" in within.levels and dname in config.cka_datasets():
+                params["cka"] = [{"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}]
+            params.setdefault("progress", False)
+            deps = [f"corpus/{dname}"] + ([f"train/{mname}"] if m.train else [])
+            stage = Stage(f"extract/{dname}/{mname}", "extract", {"model": mname, "spec": m.spec, "config": params},
+                          deps, storage.join(out, "cache", dname, mname),
+                          estimate=f"{mname} over {dname}, tier {params['tier']}")
+            if m.spec:
+                stage.inputs["model"], problem, stage.needs_network = _spec_input(m.spec)
+                if problem:
+                    plan.problems.append(f"models.{mname}.spec: {problem}")
+                if stage.needs_network:
+                    stage.notes.append(f"{m.spec}: downloads from a model hub (needs network, or pre-stage the weights: README 'Pretrained weights offline')")
+            else:
+                stage.notes.append(f"model from train/{mname}")
+            add(stage)
+    for dname, entries in probes.items():
+        for entry in entries:
+            for mname in config.models:
+                add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **entry.model_dump()},
+                          [f"extract/{dname}/{mname}"], storage.join(out, "probe", dname, mname, entry.task),
+                          estimate=f"{entry.task} probe ({entry.layers}, {entry.tune_samples} trial(s)) on {mname}"))
+    _cka_stages(plan, config, out, add)
+    deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "extract", "train", "corpus")]
+    add(Stage("report", "report", {"report": config.report.model_dump(), "skipped": plan.skipped}, deps,
+              storage.join(out, "report"), estimate="tables, figures, findings, one HTML file"))
+    return plan
+
+
+def _corpus_stage(plan: StudyPlan, name: str, d: Any, out: str, predicted: dict[str, list[str] | None]) -> Stage:
+    url = corpus_url(out, name, plan.config)
+    if d.synth is not None:
+        from layerlab.data.synth import SynthConfig
+
+        synth = SynthConfig.model_validate(d.synth).model_dump(mode="json", exclude={"workers"})
+        predicted[name] = task_info.predicted_synth_tasks(d.synth)
+        return Stage(f"corpus/{name}", "corpus", {"source": "synth", "synth": synth, "workers": d.synth.get("workers", 2)}, [], url,
+                     estimate=f"synthesise {synth['speakers']} speakers (espeak-ng)")
+    if d.import_ is not None:
+        imp = d.import_
+        predicted[name] = list(task_info.IMPORTER_TASKS.get(imp.kind, ()))
+        stage = Stage(f"corpus/{name}", "corpus", {"source": "import", **imp.model_dump()}, [], url, estimate=f"import {imp.kind} from {imp.src}")
+        stage.inputs["source"], problem = _external_checksum(imp.src, listing=True)
+        if problem:
+            plan.problems.append(f"datasets.{name}.import.src: {problem}")
+        stage.needs_network = not storage.is_local(imp.src)
+        return stage
+    stage = Stage(f"corpus/{name}", "corpus", {"source": "path", "path": d.path}, [], url, estimate=f"use the dataset at {d.path}")
+    if storage.is_local(d.path):
+        try:
+            from layerlab.data.manifest import read_manifest
+
+            stage.inputs["manifest"] = read_manifest(d.path).checksum()
+            predicted[name] = list(task_info.dataset_tasks(d.path))
+        except (FileNotFoundError, ValueError) as exc:
+            plan.problems.append(f"datasets.{name}.path: {exc}")
+    else:
+        stage.inputs["manifest"] = f"url:{d.path}"  # read (and checksummed) when the study runs
+        predicted[name] = None  # its tasks are known once the manifest is read
+        stage.needs_network = True
+        stage.notes.append(f"{d.path}: remote dataset, read at run time")
+    return stage
+
+
+def task_tier(task: str) -> str:
+    """The cache tier a probe task reads (declared by the probe library; frames for PR/ASR/ASV otherwise)."""
+    try:
+        from layerlab.probe.tasks import get_task
+    except ImportError:  # the probe package is optional for plans without probes
+        return "frames" if task in FRAME_TASKS else "pooled"
+    return get_task(task).tier
+
+
+def _probe_problem(entry: Any) -> str | None:
+    """Why a probe entry cannot run (unknown task, invalid ProbeConfig), checked offline before any work."""
+    try:
+        from layerlab.probe import ProbeConfig
+        from layerlab.probe.tasks import get_task
+    except ImportError:
+        return None
+    try:
+        get_task(entry.task)
+        ProbeConfig.model_validate(entry.config)
+    except ValueError as exc:
+        return " ".join(str(exc).split())[:400]
+    return None
+
+
+def _train_problem(recipe: str, config: Any) -> str | None:
+    """Why a training stage cannot run (unknown recipe, invalid or missing config), checked offline."""
+    try:
+        from layerlab.train import load_config
+    except ImportError:
+        return None
+    try:
+        load_config(recipe, config)
+    except ValueError as exc:
+        return " ".join(str(exc).split())[:400]
+    return None
+
+
+def _models_needing_frames(config: StudyConfig, probes: dict[str, list[Any]]) -> dict[tuple[str, str], bool]:
+    """(dataset, model) pairs whose cache needs the frames tier (frame-level probes or across-model frame CKA)."""
+    out: dict[tuple[str, str], bool] = {}
+    for dname, entries in probes.items():
+        if any(task_tier(e.task) == "frames" for e in entries):
+            for m in config.models:
+                out[(dname, m)] = True
+    across = config.cka.across if config.cka else None
+    if across and "frame" in across.levels:
+        for d in config.cka_datasets():
+            for a, b in config.across_pairs():
+                out[(d, a)] = out[(d, b)] = True
+    return out
+
+
+def _probe_entries(plan: StudyPlan, config: StudyConfig, corpus_tasks: dict[str, dict[str, str]], predicted: dict[str, list[str] | None]) -> dict[str, list[Any]]:
+    """Per dataset, the probe task entries it can serve; the others are skipped with a reason (a problem when strict)."""
+    out: dict[str, list[Any]] = {}
+    if not config.probe:
+        return out
+    for dname in config.probe_datasets():
+        known = corpus_tasks.get(dname)
+        guess = predicted.get(dname)
+        if known is None and guess is None:  # a remote dataset not read yet: plan what was asked, check at run time
+            guess = config.datasets[dname].tasks or [e.task for e in config.probe.entries(list(task_info.DEFAULT_TASKS))]
+        offered = known if known is not None else {t: "predicted" for t in guess or []}
+        only = config.datasets[dname].tasks
+        available = only or [t for t in task_info.DEFAULT_TASKS if t in offered]
+        out[dname] = []
+        for entry in config.probe.entries(available):
+            if only is not None and entry.task not in only:
+                continue
+            problem = _probe_problem(entry)
+            if problem:
+                plan.problems.append(f"probe task {entry.task!r}: {problem}")
+                continue
+            reason = task_info.missing_reason(entry.task, offered, dname)
+            if reason:
+                if config.strict:
+                    plan.problems.append(f"probe: {reason} (strict: true)")
+                plan.skipped.append({"dataset": dname, "task": entry.task, "reason": reason})
+            else:
+                out[dname].append(entry)
+    return out
+
+
+def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> None:
+    if not config.cka:
+        return
+    within, across = config.cka.within, config.cka.across
+    for dname in config.cka_datasets():
+        if within:
+            for mname in config.models:
+                for level in within.levels:
+                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"})}
+                    if level == "frame":
+                        params["group_by"] = "shard"  # side-output states are per shard
+                    add(Stage(f"cka/{dname}/within/{mname}/{level}", "cka", params, [f"extract/{dname}/{mname}"],
+                              storage.join(out, "cka", dname, "within", mname, level),
+                              estimate=f"{level}-level CKA within {mname}" + (f", CIs over {params['group_by']}s" if within.bootstrap else "")))
+        if across:
+            for a, b in config.across_pairs():
+                for level in across.levels:
+                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"})}
+                    add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
+                              storage.join(out, "cka", dname, "across", f"{a}__{b}", level),
+                              estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))

@@ -1,0 +1,248 @@
+"""Run a study plan: reuse finished stages by fingerprint, run ready stages concurrently, stop cleanly.
+
+Markers live under ``<out>/stages/``: ``<id>.started.json`` (fingerprint of a run in progress: a
+matching rerun resumes, e.g. extraction keeps finished shards) and ``<id>.done.json`` (fingerprint,
+result, wall time). A stage whose done-marker matches its fingerprint is reused, never recomputed.
+When a stage fails no new stage starts; running ones finish; the report still renders and says
+what failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from layerlab import storage
+from layerlab.study.config import StudyConfig, StudyConfigError
+from layerlab.study.execute import StageContext, StageSkipped, run_stage
+from layerlab.study.plan import Stage, StudyPlan, build_plan
+
+RAY_KINDS = {"train", "extract", "probe"}
+TUNE_KINDS = {"train", "probe"}
+
+
+def marker_url(out: str, stage_id: str, what: str) -> str:
+    return storage.join(out, "stages", f"{stage_id.replace('/', '__')}.{what}.json")
+
+
+def read_marker(out: str, stage_id: str, what: str) -> dict[str, Any] | None:
+    url = marker_url(out, stage_id, what)
+    try:
+        return storage.read_json(url)
+    except FileNotFoundError:
+        return None
+
+
+def reusable(stage: Stage, out: str) -> dict[str, Any] | None:
+    """The done-marker of ``stage`` when it matches the stage's fingerprint (and its output still exists)."""
+    done = read_marker(out, stage.id, "done")
+    if not done or done.get("fingerprint") != stage.fingerprint:
+        return None
+    if done.get("status") == "done" and not storage.exists(stage.out):
+        return None
+    return done
+
+
+@dataclass
+class StudyResult:
+    """What a run did: per-stage records (status, reused, wall time, error), the plan, the report."""
+
+    plan: StudyPlan
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, r in self.records.items() if r["status"] == "failed"]
+
+    @property
+    def computed(self) -> list[str]:
+        return [k for k, r in self.records.items() if r["status"] in ("done", "skipped") and not r["reused"]]
+
+    @property
+    def reused(self) -> list[str]:
+        return [k for k, r in self.records.items() if r["reused"]]
+
+    @property
+    def report(self) -> str | None:
+        rec = self.records.get("report")
+        return (rec.get("result") or {}).get("html") if rec else None
+
+
+class Runner:
+    """Executes stages of a plan with a bounded thread pool; extraction has its own smaller bound."""
+
+    def __init__(self, out: str, say: Callable[[str], None] = print, parallel: int = 2, parallel_extract: int = 1) -> None:
+        self.out = out
+        self._say_lock = threading.Lock()
+
+        def locked_say(line: str) -> None:
+            with self._say_lock:
+                say(line)
+
+        self.say = locked_say
+        self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="study")
+        self.extract_slots = threading.BoundedSemaphore(parallel_extract)
+        # Ray Tune keeps a process-global trainable registry: two Tuner.fit calls from threads of one driver
+        # corrupt each other (seen: "dictionary changed size during iteration", one probe loading the other's
+        # weights). Tune-based stages (probe sweeps, Ray Train) therefore run one at a time per driver; each
+        # still spreads its trials or workers over the whole cluster.
+        self.tune_slot = threading.BoundedSemaphore(1)
+        self.records: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def run(self, plan: StudyPlan, only: set[str] | None = None) -> None:
+        """Run (or reuse) the plan's stages (``only``: a subset), dependencies first; stop scheduling on failure."""
+        todo = [s for s in plan.order() if (only is None or s.id in only) and s.id not in self.records]
+        running: dict[Future[None], Stage] = {}
+        ctx = StageContext(plan, self.results, self.say, self.records)
+        while todo or running:
+            progressed = self._schedule(todo, running, ctx)
+            if not running:
+                if todo and not progressed:
+                    raise RuntimeError(f"study: stages {[s.id for s in todo]} wait on stages outside the plan")
+                continue
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                running.pop(fut)
+                fut.result()  # _execute records failures itself; this surfaces bugs in the runner
+
+    def _schedule(self, todo: list[Stage], running: dict[Future[None], Stage], ctx: StageContext) -> bool:
+        """Start (or reuse, or mark not-run) every ready stage; the report goes last, also after a failure."""
+        progressed = False
+        failed = any(r["status"] == "failed" for r in self.records.values())
+        for stage in [s for s in todo if s.kind != "report"]:
+            states = [self.records.get(d, {}).get("status") for d in stage.deps]
+            if failed or any(s not in (None, "done") for s in states):
+                todo.remove(stage)
+                why = "the study stopped after a failure" if failed else "a dependency failed or was skipped"
+                self._record(stage, "not run", 0.0, False, error=why)
+                progressed = True
+            elif None not in states:
+                todo.remove(stage)
+                self._start(stage, running, ctx, reuse=True)
+                progressed = True
+        if not running and all(s.kind == "report" for s in todo):
+            for stage in list(todo):
+                todo.remove(stage)
+                self._start(stage, running, ctx, reuse=not failed)
+                progressed = True
+        return progressed
+
+    def _start(self, stage: Stage, running: dict[Future[None], Stage], ctx: StageContext, reuse: bool) -> None:
+        done = reusable(stage, self.out) if reuse else None
+        if done is not None:
+            self._record(stage, done["status"], done.get("wall_seconds", 0.0), True, result=done.get("result"), error=done.get("reason"))
+            self.say(f"[reuse] {stage.id}")
+        else:
+            running[self.pool.submit(self._execute, stage, ctx)] = stage
+
+    def _execute(self, stage: Stage, ctx: StageContext) -> None:
+        """Run one stage (extractions one at a time per ``parallel_extract``), recording its outcome."""
+        gate = self.extract_slots if stage.kind == "extract" else self.tune_slot if stage.kind in TUNE_KINDS else None
+        if gate:
+            gate.acquire()
+        try:
+            self._execute_now(stage, ctx)
+        finally:
+            if gate:
+                gate.release()
+
+    def _execute_now(self, stage: Stage, ctx: StageContext) -> None:
+        """Run one stage: fresh output (or resume a matching interrupted run), markers, timing, errors."""
+        started = read_marker(self.out, stage.id, "started")
+        resume = bool(started and started.get("fingerprint") == stage.fingerprint)
+        if not resume and stage.out.startswith(self.out.rstrip("/") + "/") and storage.exists(stage.out):
+            storage.remove(stage.out, recursive=True)  # a stale output of another configuration
+        storage.write_json(marker_url(self.out, stage.id, "started"), {"fingerprint": stage.fingerprint, "started_at": _now()})
+        self.say(f"[run] {stage.id}" + (" (resuming)" if resume else ""))
+        t0 = time.perf_counter()
+        try:
+            result = run_stage(stage, ctx)
+            status, reason = "done", None
+        except StageSkipped as exc:
+            result, status, reason = {}, "skipped", str(exc)
+        except Exception as exc:  # noqa: BLE001 - a failed stage is recorded and stops the study
+            wall = time.perf_counter() - t0
+            message = f"{type(exc).__name__}: {exc}"
+            self.say(f"[FAILED] {stage.id}: {message}")
+            storage.write_json(marker_url(self.out, stage.id, "failed"), {"fingerprint": stage.fingerprint, "error": message,
+                                                                        "traceback": traceback.format_exc(), "at": _now()})
+            self._record(stage, "failed", wall, False, error=message)
+            return
+        wall = round(time.perf_counter() - t0, 3)
+        storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": stage.fingerprint, "status": status, "reason": reason,
+                                                                  "result": result, "wall_seconds": wall, "finished_at": _now(),
+                                                                  "params": stage.params})
+        storage.remove(marker_url(self.out, stage.id, "failed"))
+        self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else ""))
+        self._record(stage, status, wall, False, result=result, error=reason)
+
+    def _record(self, stage: Stage, status: str, wall: float, reused: bool, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+        with self.lock:
+            self.records[stage.id] = {"id": stage.id, "kind": stage.kind, "status": status, "reused": reused,
+                                      "wall_seconds": round(float(wall), 3), "fingerprint": stage.fingerprint, "error": error,
+                                      "result": result}
+            if status == "done" and result is not None:
+                self.results[stage.id] = result
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def corpus_tasks_of(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Dataset name -> tasks, from finished corpus stages."""
+    return {k.split("/", 1)[1]: (r.get("result") or {}).get("tasks", {}) for k, r in records.items() if k.startswith("corpus/") and r["status"] == "done"}
+
+
+def ensure_ray() -> bool:
+    """Join the cluster in RAY_ADDRESS, or start an embedded local Ray; True when this call started it."""
+    import ray
+
+    from layerlab.runtime import init_ray
+
+    if ray.is_initialized():
+        return False
+    init_ray(quiet=True)
+    return True
+
+
+def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Callable[[str], None] = print) -> StudyResult:
+    """Run a whole study into ``out``: corpora first, then every other stage with the corpora's real tasks."""
+    first = build_plan(config, out)
+    if first.problems:
+        raise StudyConfigError("study cannot run:\n" + "\n".join(first.problems))
+    storage.write_json(storage.join(out, "study.json"), {"config": config.model_dump(mode="json", by_alias=True), "config_text": config_text})
+    runner = Runner(out, say, config.parallel, config.parallel_extract)
+    started_ray = False
+    try:
+        runner.run(first, only={s.id for s in first.order() if s.kind == "corpus"})
+        plan = build_plan(config, out, corpus_tasks_of(runner.records))
+        plan.config_text = config_text  # type: ignore[attr-defined]
+        if plan.problems:
+            raise StudyConfigError("study cannot run:\n" + "\n".join(plan.problems))
+        if any(s.kind in RAY_KINDS and reusable(s, out) is None for s in plan.order()):
+            started_ray = ensure_ray()
+        runner.run(plan)
+    finally:
+        runner.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    result = StudyResult(plan, runner.records)
+    storage.write_json(storage.join(out, "run.json"), {
+        "finished_at": _now(), "computed": result.computed, "reused": result.reused, "failed": result.failed,
+        "stages": [{k: v for k, v in r.items() if k != "result"} for r in runner.records.values()],
+        "report": result.report,
+    })
+    return result

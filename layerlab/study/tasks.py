@@ -1,0 +1,80 @@
+"""Which probe tasks a dataset offers, read from its manifest (no audio is decoded).
+
+Order of evidence: the manifest's declared ``tasks`` (TaskSpec contract), the synthetic corpus's
+task description, and finally the label and split keys present on the rows themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Label keys per task when a dataset does not declare its tasks.
+TASK_LABEL_KEYS: dict[str, tuple[str, ...]] = {
+    "sid": ("sid",), "pr": ("pr",), "ks": ("ks",), "ic": ("ic_action", "ic_object", "ic_location"),
+    "er": ("er",), "style": ("style",), "asr": ("transcript",),
+}
+#: Tasks that ``tasks: all`` expands to (ASR is optional in the paper: list it explicitly to probe it).
+DEFAULT_TASKS = ("pr", "ks", "ic", "sid", "asv", "er", "style")
+CONTENT_TASKS = ("pr", "ks", "ic")
+SPEAKER_TASKS = ("sid", "asv")
+#: What an importer produces (used by a dry run before the import has happened).
+IMPORTER_TASKS: dict[str, tuple[str, ...]] = {
+    "librispeech": ("asr", "pr"), "voxceleb1": ("sid", "asv"), "speechcommands": ("ks",), "fluent": ("ic",),
+    "iemocap": ("er",), "folder": (), "csv": (),
+}
+
+
+def predicted_synth_tasks(synth: dict[str, Any]) -> list[str]:
+    """Tasks a synthetic corpus with these settings will carry (before it is built)."""
+    from layerlab.data.synth import SynthConfig
+
+    c = SynthConfig.model_validate(synth)
+    tasks = ["sid", "asv", "pr", "asr"]
+    if c.keyword_repeats or c.unknown_per_speaker or c.silence_per_speaker:
+        tasks.append("ks")
+    if c.commands_per_speaker:
+        tasks.append("ic")
+    if c.style_sentences_per_speaker:
+        tasks.append("style")
+    return tasks
+
+
+def dataset_tasks(corpus_url: str) -> dict[str, str]:
+    """Task name -> where its labels come from, for the audio-shard dataset at ``corpus_url``."""
+    from layerlab.data.manifest import read_manifest
+
+    manifest = read_manifest(corpus_url)
+    declared = getattr(manifest, "tasks", None)
+    if declared:
+        return {name: "declared in the dataset manifest" for name in declared}
+    described = manifest.extra.get("tasks")
+    if isinstance(described, dict):
+        return {k: "described by the synthetic corpus" for k, v in described.items() if isinstance(v, dict) and "split_key" in v}
+    return _tasks_from_rows(corpus_url, manifest.tables)
+
+
+def _tasks_from_rows(corpus_url: str, tables: dict[str, Any]) -> dict[str, str]:
+    """Tasks whose label keys appear on the rows (and ASV when a trial table exists)."""
+    from layerlab.data.shards import read_metadata
+
+    meta = read_metadata(corpus_url, columns=("labels", "transcript")).to_pylist()
+    keys: set[str] = set()
+    for row in meta:
+        keys.update(k for k, _ in (row.get("labels") or []))
+        if row.get("transcript"):
+            keys.add("transcript")
+    out = {task: "labels on the rows" for task, need in TASK_LABEL_KEYS.items() if all(k in keys for k in need)}
+    if "asv_trials" in tables:
+        out["asv"] = "trial table asv_trials"
+    return out
+
+
+def missing_reason(task: str, available: dict[str, str], dataset: str) -> str | None:
+    """None when ``dataset`` offers ``task``, else a one-line reason naming what is missing."""
+    base = task.split("-")[0]  # pr-frame, asv-cosine: variants of pr, asv
+    if task in available or base in available:
+        return None
+    task = base
+    need = "a trial table asv_trials" if task == "asv" else "labels " + ", ".join(repr(k) for k in TASK_LABEL_KEYS.get(task, (task,)))
+    have = ", ".join(sorted(available)) or "none"
+    return f"dataset {dataset!r} has no {task} labels (needs {need}; it offers: {have})"

@@ -1,0 +1,114 @@
+"""A tiny study end to end on the local Ray: outputs, reuse on rerun, one change reruns only its stages, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from study_fixtures import tiny_study
+from layerlab.study.config import parse_study_config
+from layerlab.study.runner import run_study
+
+
+def _run(doc: dict, out: Path):  # noqa: ANN202
+    lines: list[str] = []
+    return run_study(parse_study_config(doc, "tiny.yaml"), str(out), say=lines.append), lines
+
+
+def test_tiny_study_runs_reuses_and_reruns_only_what_changed(tmp_path: Path, ray_session: None) -> None:
+    out = tmp_path / "study"
+    result, _ = _run(tiny_study(), out)
+    assert not result.failed and not result.reused
+    assert set(result.computed) == {"corpus/synth", "extract/synth/fbank", "extract/synth/mfcc", "cka/synth/within/fbank/utterance",
+                                    "cka/synth/within/mfcc/utterance", "cka/synth/across/fbank__mfcc/utterance", "report"}
+    page = (out / "report" / "index.html").read_text()
+    assert page.count("<img src=\"data:image/png;base64,") == 1  # across only: one-layer models have no within map to show
+    cka = pd.read_parquet(out / "report" / "tables" / "cka.parquet")
+    across = cka[cka["model_a"] != cka["model_b"]]
+    assert set(across["model_a"]) == {"fbank"} and set(across["model_b"]) == {"mfcc"} and across["ci_low"].notna().all()
+    assert (across["ci_low"] <= across["ci_high"]).all() and across["value"].between(0, 1).all()
+    run = json.loads((out / "run.json").read_text())
+    assert run["failed"] == [] and run["report"].endswith("report/index.html")
+    assert all(s["wall_seconds"] > 0 for s in run["stages"])
+
+    again, lines = _run(tiny_study(), out)
+    assert again.computed == [] and set(again.reused) == set(result.computed)  # nothing recomputed
+    assert sum(line.startswith("[reuse]") for line in lines) == len(result.computed)
+
+    doc = tiny_study()
+    doc["cka"]["across"]["bootstrap"] = 12  # one setting of one comparison
+    changed, _ = _run(doc, out)
+    assert set(changed.computed) == {"cka/synth/across/fbank__mfcc/utterance", "report"}
+
+
+@pytest.mark.slow
+def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusable(tmp_path: Path, ray_session: None) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    out = tmp_path / "study"
+    doc = tiny_study(models={"fbank": {"spec": "fbank"}, "broken": {"spec": f"s3prl:wavlm_local:{broken}"}}, parallel=1)
+    result, lines = _run(doc, out)
+    assert result.failed == ["extract/synth/broken"], lines
+    assert "broken.pt" in result.records["extract/synth/broken"]["error"]
+    assert result.records["cka/synth/across/fbank__broken/utterance"]["status"] == "not run"
+    assert result.records["report"]["status"] == "done"  # the report still renders and says what failed
+    page = (out / "report" / "index.html").read_text()
+    assert "1 stage(s) failed: extract/synth/broken" in page
+    assert (out / "stages" / "extract__synth__broken.failed.json").exists()
+
+    fixed, _ = _run(tiny_study(models={"fbank": {"spec": "fbank"}}), out)
+    assert not fixed.failed
+    assert {"corpus/synth", "extract/synth/fbank"} <= set(fixed.reused)  # finished stages were kept
+
+
+@pytest.mark.slow
+def test_tiny_study_on_the_librispeech_excerpt_skips_tasks_without_labels(tmp_path: Path, ray_session: None, librispeech_excerpt: Path) -> None:
+    doc = tiny_study(datasets={"libri": {"import": {"kind": "librispeech", "src": str(librispeech_excerpt)}}},
+                     probe={"tasks": ["ks", "pr"]}, cka={"within": {"levels": ["utterance"]}, "across": {"levels": ["utterance"], "bootstrap": 10}})
+    result, lines = _run(doc, tmp_path / "study")
+    assert not result.failed, lines
+    skipped = {s["task"]: s["reason"] for s in result.plan.skipped}
+    assert set(skipped) == {"ks", "pr"} and "dataset 'libri' has no pr labels" in skipped["pr"]  # no transcripts or phones in the excerpt
+    cka = pd.read_parquet(tmp_path / "study" / "report" / "tables" / "cka.parquet")
+    across = cka[(cka["model_a"] == "fbank") & (cka["model_b"] == "mfcc")]
+    assert len(across) == 1 and 0 < across["value"].iloc[0] <= 1 and across["ci_low"].notna().all()  # bootstrap over 5 real speakers
+    page = (tmp_path / "study" / "report" / "index.html").read_text()
+    assert "has no ks labels" in page
+
+
+@pytest.mark.slow
+def test_study_cli_dry_run_then_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_study()))
+    layerlab = str(Path(sys.executable).parent / "layerlab")
+    dry = subprocess.run([layerlab, "study", str(config), "--out", str(tmp_path / "o"), "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0 and "plan OK" in dry.stdout and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_report(tmp_path: Path, ray_session: None) -> None:
+    out = tmp_path / "study"
+    # parallel: 2 also checks that Tune-based stages never overlap in one driver (Tune's registry is process-global)
+    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}, {"task": "ic", "layers": "weighted"}]}, cka=None, parallel=2)
+    first, lines = _run(doc, out)
+    assert not first.failed, lines
+    assert {"probe/synth/fbank/sid", "probe/synth/mfcc/sid", "probe/synth/fbank/ic", "probe/synth/mfcc/ic"} <= set(first.computed)
+    table = pd.read_parquet(out / "report" / "tables" / "model_task.parquet")
+    assert set(table["model"]) == {"fbank", "mfcc"} and {"sid", "ic"} <= set(table["task"])  # study names, not cache specs
+    has_ci = table["ci_low"].notna() & table["ci_high"].notna()
+    assert (table.loc[has_ci, "ci_low"] <= table.loc[has_ci, "ci_high"]).all()
+    page = (out / "report" / "index.html").read_text()
+    assert "data-model='fbank'" in page and "data-model='mfcc'" in page
+
+    doc["probe"]["tasks"][1]["seed"] = 1  # one probe setting of one task
+    changed, lines = _run(doc, out)
+    assert not changed.failed, lines
+    assert set(changed.computed) == {"probe/synth/fbank/ic", "probe/synth/mfcc/ic", "report"}
