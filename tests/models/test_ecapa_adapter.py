@@ -7,7 +7,7 @@ import torch
 
 from layerlab.models import CheckpointError, load
 from layerlab.models import tiny
-from layerlab.models.ecapa_adapter import CKPT_FORMAT, ecapa_checkpoint, save_ecapa_checkpoint
+from layerlab.models.formats import ecapa as ecapa_format
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_layerlab_ckpt_from_remote_url_is_cached(tmp_path, monkeypatch, real_bat
 
     monkeypatch.setenv("LAYERLAB_CACHE", str(tmp_path / "cache"))
     url = "memory://layerlab-test/ecapa/ckpt.pt"
-    save_ecapa_checkpoint(url, tiny.TINY_ECAPA, tiny.ecapa_state_dict(tiny.TINY_ECAPA, seed=9))
+    ecapa_format.write(url, tiny.TINY_ECAPA, tiny.ecapa_state_dict(tiny.TINY_ECAPA, seed=9))
     model = load(f"ckpt:{url}")
     assert list((tmp_path / "cache").rglob("ckpt.pt"))
     fsspec.filesystem("memory").rm("/layerlab-test", recursive=True)
@@ -88,11 +88,11 @@ def test_layerlab_ckpt_errors(tmp_path):
         load(f"ckpt:{plain}")
     mismatch = tmp_path / "mismatch.pt"
     state = tiny.ecapa_state_dict(tiny.TINY_ECAPA)
-    torch.save(ecapa_checkpoint(dict(tiny.TINY_ECAPA, lin_neurons=48), state), mismatch)
+    torch.save(ecapa_format.to_dict(dict(tiny.TINY_ECAPA, lin_neurons=48), state), mismatch)
     with pytest.raises(CheckpointError, match="weights do not fit the ECAPA_TDNN config"):
         load(f"ckpt:{mismatch}")
     bad_cfg = tmp_path / "bad_cfg.pt"
-    torch.save({"format": CKPT_FORMAT, "config": {"n_mels": 80, "colour": "red"}, "state_dict": state}, bad_cfg)
+    torch.save({"format": ecapa_format.FORMAT, "config": {"n_mels": 80, "colour": "red"}, "state_dict": state}, bad_cfg)
     with pytest.raises(CheckpointError, match=r"unknown keys \['colour'\]"):
         load(f"ckpt:{bad_cfg}")
 
