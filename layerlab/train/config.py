@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 RecipeName = Literal["supervised", "dino", "hubert"]
@@ -184,15 +183,10 @@ def load_config(recipe: str, source: str | Path | BaseModel | dict | None = None
         return source
     where = "config"
     if isinstance(source, (str, Path)):
-        from layerlab import storage
+        from layerlab.config import read_yaml
 
         where = str(source)
-        try:
-            source = yaml.safe_load(storage.read_bytes(str(source))) or {}
-        except FileNotFoundError as exc:
-            raise ValueError(f"{where}: training config not found") from exc
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{where}: not valid YAML ({exc})") from exc
+        source = read_yaml(where)
     if not isinstance(source, dict):
         raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(source).__name__}")
     found = source.get("recipe", recipe)

@@ -19,17 +19,15 @@ from layerlab import storage
 from layerlab.train.config import TrainConfig, load_config
 
 RUN_NAME = "ray"
-ENV_PASSTHROUGH = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                   "AWS_DEFAULT_REGION", "AWS_REGION", "LAYERLAB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                   "RAY_AUTH_MODE")
-
-
 def worker_env(config: TrainConfig) -> dict[str, str]:
-    """Env vars for Train workers: storage credentials/endpoints and thread counts matching the CPU share."""
-    env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+    """Env vars for Train workers: the shared worker environment plus thread counts matching the CPU share."""
+    from layerlab import runtime
+
     threads = str(max(1, int(config.ray.cpus_per_worker)))
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    return env
+    extra = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if os.environ.get("RAY_AUTH_MODE"):
+        extra["RAY_AUTH_MODE"] = os.environ["RAY_AUTH_MODE"]
+    return runtime.worker_env(extra)
 
 
 def _storage(out: str) -> tuple[str, Any]:
@@ -69,15 +67,13 @@ def _init_ray(config: TrainConfig) -> bool:
     """Start (or join, with RAY_ADDRESS) Ray unless it is already up; True if this call started it."""
     import ray
 
+    from layerlab import runtime
+
     if ray.is_initialized():
         return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        need = config.ray.num_workers * config.ray.cpus_per_worker
-        ray.init(address="local", num_cpus=max(int(need + 0.999), os.cpu_count() or 1), include_dashboard=False,
-                 log_to_driver=True, configure_logging=False)
+    need = config.ray.num_workers * config.ray.cpus_per_worker
+    runtime.init_ray(os.environ.get("RAY_ADDRESS") or "local", num_cpus=max(int(need + 0.999), os.cpu_count() or 1),
+                     log_to_driver=True, configure_logging=False)
     return True
 
 
