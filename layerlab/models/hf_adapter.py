@@ -107,7 +107,12 @@ def load_hf(arg: str, spec: str, device: str | torch.device | None = None) -> HF
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as exc:
-        raise CheckpointError(f"hf model {arg}: cannot load its config ({type(exc).__name__}: {exc})") from exc
+        hint = "" if source != arg or "://" in arg else (
+            "; a hub id needs network or the hub cache: offline, pre-stage the transformers folder and use "
+            "hf:/path/to/folder (README: Pretrained weights offline)"
+        )
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(f"hf model {arg}: cannot load its config ({type(exc).__name__}: {first}){hint}") from exc
     if config.model_type not in SUPPORTED_TYPES:
         raise CheckpointError(
             f"hf model {arg}: model_type {config.model_type!r} is not a supported speech encoder ({', '.join(SUPPORTED_TYPES)})"

@@ -171,7 +171,10 @@ def _load_hub(name: str, spec: str, device) -> S3PRLModel:
     try:
         expert = entry()  # downloads into s3prl's cache when the machine has internet
     except Exception as exc:
-        raise CheckpointError(f"{spec}: s3prl could not fetch or load the checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(
+            f"{spec}: s3prl could not fetch or load the checkpoint ({type(exc).__name__}: {exc}); offline, pre-stage the "
+            f"checkpoint file and use s3prl:{family}_local:/path/to/{name}.pt (README: Pretrained weights offline)"
+        ) from exc
     normalize = expert.cfg.normalize if family == "wavlm" else expert.task_cfg.normalize
     return S3PRLModel(expert.model, normalize, family, spec, device)
 
