@@ -174,7 +174,7 @@ class ModelActorPool:
             try:
                 desc = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                raise PlacementError(f"model actor failed to start: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+                raise PlacementError(f"model actor failed to start: {_root_cause(exc)}") from exc
             self.ready[actor] = desc
             self.placements.add("up", self._index[actor], node_ip=desc.get("node_ip"), node_id=str(desc.get("node_id")),
                                 gpu_ids=desc.get("gpu_ids", []))
@@ -302,3 +302,17 @@ class ModelActorPool:
         """Actors per node (GPU/CPU), the most up at once, and the event timeline."""
         return {"rule": self.res.rule, "resources": self.res.bundle, "by_node": self.placements.by_node(),
                 "peak_actors": self.placements.peak_actors(), "events": list(self.placements.events)}
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The original error line inside a Ray actor-creation failure (e.g. the model's CheckpointError), not Ray's wrapper."""
+    import re
+
+    cause = getattr(exc, "cause", None)
+    while getattr(cause, "cause", None) is not None and cause is not cause.cause:
+        cause = cause.cause
+    if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError) and str(cause):
+        return f"{type(cause).__name__}: {str(cause).splitlines()[0]}"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
+    return errors[-1] if errors else (lines[0] if lines else type(exc).__name__)
