@@ -46,6 +46,7 @@ def extract_cmd(
                        max_shards=max_shards, overwrite=overwrite, progress=not no_progress, verify=not no_verify)
     # every user mistake is found here, on the driver, before Ray starts
     check_spec(model)
+    storage.check_input(data)
     read_manifest(data)
     storage.check_output_dir(out)
     init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
