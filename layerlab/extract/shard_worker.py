@@ -187,6 +187,7 @@ class ShardExtractor:
         quarantine: list[cf.QuarantineRow] = []
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
+        kept_ids: list[str] = []  # the utterances inside the CKA states (recorded with them: duplicates are caught on read)
         writers = {
             tier: TierWriter(tier, out_url, cf.tier_file(tier, source_name),
                              self.model.layer_names, self.config.compression, int(self.config.row_group_mb * 2**20))
@@ -204,6 +205,7 @@ class ShardExtractor:
                             continue
                         for w in writers.values():
                             w.add(item.row, result)
+                        kept_ids.append(str(item.row["id"]))
                         outcome.utterances += 1
                         outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
             files = {tier: w.finish() for tier, w in writers.items()}
@@ -213,19 +215,22 @@ class ShardExtractor:
             raise
         record = outcome.record
         record.files = files
-        record.cka = {name: self._publish_cka(out_url, name, source_name, acc) for name, acc in accs.items()}
+        record.cka = {name: self._publish_cka(out_url, name, source_name, acc, kept_ids) for name, acc in accs.items()}
         record.kept = outcome.utterances
         record.audio_seconds = round(outcome.audio_seconds, 6)
         record.quarantined = quarantine
         record.wall_seconds = round(time.perf_counter() - t_start, 3)
         return outcome
 
-    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any) -> artifacts.FileEntry:
-        """Write one shard's CKA state (minibatch buffers flushed so states stay small)."""
+    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any, ids: list[str]) -> artifacts.FileEntry:
+        """Write one shard's CKA state (minibatch buffers flushed so states stay small), tagged with its shard and utterance ids."""
+        from layerlab.cache.reader import STATE_IDS_KEY, STATE_SHARD_KEY
+
         if hasattr(acc, "flush"):
             acc.flush()
         rows = int(getattr(acc, "n", getattr(acc, "num_batches", 0)))
-        return artifacts.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(acc.state_dict()), rows)
+        state = {**acc.state_dict(), STATE_SHARD_KEY: source_name, STATE_IDS_KEY: list(ids)}
+        return artifacts.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(state), rows)
 
     # ---------------------------------------------------------------- pilot
     def pilot_shifts(self, source_url: str) -> dict[str, np.ndarray]:

@@ -48,6 +48,19 @@ def test_a_shard_replaced_by_another_is_caught_with_and_without_verification(fba
     assert verify.exit_code == 1 and second.name in verify.output
 
 
+@pytest.mark.parametrize("tier,level", [("pooled", "utterance"), ("frames", "frame")])
+def test_cka_counts_no_utterance_twice_even_with_no_verify(fbank_cache, tmp_path: Path, tier: str, level: str) -> None:
+    """`layerlab cka` reads shard by shard: with --no-verify a shard copied over another was counted twice (1,770 of 1,728 rows)."""
+    cache = copy_cache(fbank_cache, tmp_path / "c")
+    first, second = sorted(Path(cache, tier).glob("shard-*.parquet"))[:2]
+    shutil.copy(first, second)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["cka", "--a", cache, "--out", str(out), "--level", level, "--no-verify"])
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]  # after the per-shard progress lines
+    assert result.exit_code == 2 and len(errors) == 1 and "appears twice" in errors[0], result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_truncated_and_missing_files_name_the_file(fbank_cache, tmp_path: Path) -> None:
     cache = copy_cache(fbank_cache, tmp_path / "c")
     shard = _pooled_files(cache)[0]
