@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def test_truncated_and_missing_files_name_the_file(fbank_cache, tmp_path: Path) 
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(IntegrityError, match=f"{shard.name}: size 100 bytes, manifest says"):
         open_cache(cache).read_pooled()
+    with pytest.raises(IntegrityError, match=f"{shard.name}: not a readable Parquet file"):  # was "Parquet magic bytes not found", no file
+        open_cache(cache, verify=False).read_pooled()
     shard.unlink()
     problems = open_cache(cache).verify_files()
     assert any(shard.name in p and "missing" in p for p in problems)
@@ -99,10 +102,13 @@ def test_resume_reextracts_a_damaged_shard(fbank_cache, aligned_corpus, tmp_path
     manifest = read_cache_manifest(cache)
     by_name = {s.name: s for s in read_manifest(aligned_corpus[0]).shards}
     assert set(finished_shards(cache, manifest, by_name)) == set(manifest.shards)
-    shard = _pooled_files(cache)[0]
+    shard, other = _pooled_files(cache)[:2]
     shard.write_bytes(shard.read_bytes()[:-10])
     kept = finished_shards(cache, manifest, by_name)
     assert len(kept) == len(manifest.shards) - 1 and all(shard.stem not in r.files["pooled"].name for r in kept.values())
+    shutil.copy(_pooled_files(cache)[2], other)  # a shard replaced by a copy of another: also extracted again
+    kept = finished_shards(cache, manifest, by_name)
+    assert len(kept) == len(manifest.shards) - 2 and all(other.stem not in r.files["pooled"].name for r in kept.values())
 
 
 def test_the_same_dataset_named_another_way_resumes(fbank_cache, aligned_corpus, tmp_path: Path) -> None:
@@ -115,9 +121,26 @@ def test_the_same_dataset_named_another_way_resumes(fbank_cache, aligned_corpus,
     meta = cf.CacheMetadata.model_validate_json(Path(cache, "metadata.json").read_text())
     root = aligned_corpus[0]
     assert storage.canonical_url(f"file://{root}") == storage.canonical_url(root + "/") == root
-    for spelling in (f"file://{root}", root + "/", str(Path(root).relative_to(Path.cwd())) if Path(root).is_relative_to(Path.cwd()) else root):
+    relative = os.path.relpath(root, Path.cwd())  # e.g. ../../tmp/...: a `ray job submit` from another working directory
+    assert not relative.startswith("/") and storage.canonical_url(relative) == root
+    for spelling in (f"file://{root}", root + "/", relative):
         other = meta.model_copy(update={"source": meta.source.model_copy(update={"url": spelling})})
         _prepare_output(cache, other, overwrite=False)  # no CacheMismatch
     changed = meta.model_copy(update={"source": meta.source.model_copy(update={"manifest_checksum": "0" * 64})})
     with pytest.raises(CacheMismatch, match="source"):
         _prepare_output(cache, changed, overwrite=False)
+
+
+def test_caches_that_only_partly_overlap_are_refused_unless_allow_partial(fbank_cache, fbank_cache_of_fewer_utterances, tmp_path: Path) -> None:
+    """Two caches sharing only some utterances were silently intersected."""
+    out = tmp_path / "out"
+    args = ["cka", "--a", fbank_cache, "--b", fbank_cache_of_fewer_utterances, "--out", str(out), "--level", "utterance"]
+    refused = CliRunner().invoke(app, args)
+    errors = [line for line in refused.output.splitlines() if line.startswith("error")]
+    assert refused.exit_code == 2 and len(errors) == 1 and "--allow-partial" in errors[0], refused.output
+    assert "do not hold the same shards" in errors[0] or "only partly overlap" in errors[0]
+    assert not out.exists() or not any(out.iterdir())
+    ok = CliRunner().invoke(app, [*args, "--allow-partial"])
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_utterances"] == 8 < open_cache(fbank_cache).manifest.kept  # what was used is recorded

@@ -68,6 +68,14 @@ def test_cka_on_a_real_extracted_cache(extracted, tmp_path):
     assert result.exit_code == 0, result.output
     side, side_names, _, _ = read_matrix(str(tmp_path / "side" / "cka_biased_frame.parquet"))
     _check_cka(side)
+    import json
+
+    import pyarrow.parquet as pq
+
+    side_summary = json.loads((tmp_path / "side" / "summary.json").read_text())  # --bootstrap with a side-output was ignored
+    assert side_summary["ci"]["group_by"] == "shard" and side_summary["ci"]["n_groups"] == len(open_cache(extracted).shard_names())
+    table = pq.read_table(tmp_path / "side" / "cka_biased_frame.parquet").to_pandas()
+    assert table["ci_low"].notna().all() and (table["ci_low"] <= table["value"] + 1e-9).all() and (table["value"] <= table["ci_high"] + 1e-9).all()
     assert side_names == names and np.abs(side - mat).max() < 2e-3
     with pytest.raises(ValueError, match="no CKA side-output 'nope'.*all"):
         CKAJob(extracted, side_output="nope")
