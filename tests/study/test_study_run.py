@@ -45,9 +45,13 @@ def test_tiny_study_runs_reuses_and_reruns_only_what_changed(tmp_path: Path, ray
 
 
 @pytest.mark.slow
-def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusable(tmp_path: Path, ray_session: None) -> None:
-    broken = tmp_path / "broken.pt"
-    broken.write_bytes(b"not a checkpoint")
+def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusable(tmp_path: Path, ray_session: None, s3_bucket: str) -> None:
+    from layerlab import storage
+
+    # a damaged checkpoint on S3: a local one is refused before the study starts (the plan load-checks local
+    # checkpoints, tests/study/test_plan.py); remote ones are only named there, so this one fails in its stage
+    broken = f"{s3_bucket}/broken.pt"
+    storage.atomic_write_bytes(broken, b"not a checkpoint")
     out = tmp_path / "study"
     doc = tiny_study(models={"fbank": {"spec": "fbank"}, "broken": {"spec": f"s3prl:wavlm_local:{broken}"}}, parallel=1)
     result, lines = _run(doc, out)
