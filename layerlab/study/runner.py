@@ -143,7 +143,10 @@ class Runner:
 
     def _gate(self, stage: Stage) -> threading.BoundedSemaphore | None:
         """The slot a stage of this kind must hold: one extraction pool / one Tune driver at a time."""
-        return self.extract_slots if stage.kind == "extract" else self.tune_slot if stage.kind in TUNE_KINDS else None
+        if stage.kind == "extract":
+            return self.extract_slots
+        local = stage.kind == "probe" and stage.params.get("runner") == "local"  # trains in this driver, no Tune
+        return self.tune_slot if stage.kind in TUNE_KINDS and not local else None
 
     def _claim(self, stage: Stage) -> bool:
         """Take the stage's slot without waiting (a gated stage never sits in a pool thread blocking others)."""
