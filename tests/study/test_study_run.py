@@ -116,3 +116,19 @@ def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_r
     changed, lines = _run(doc, out)
     assert not changed.failed, lines
     assert set(changed.computed) == {"probe/synth/fbank/ic", "probe/synth/mfcc/ic", "report"}
+
+
+def test_local_probes_run_beside_other_stages_without_tune(tmp_path: Path, ray_session: None) -> None:
+    """runner: local trains probes in the driver (no Tune experiment), also two at once, and the report gets their rows."""
+    out = tmp_path / "study"
+    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}], "defaults": {"runner": "local", "config": {"max_epochs": 3}}},
+                     cka=None, parallel=2)
+    result, lines = _run(doc, out)
+    assert not result.failed, lines
+    assert {"probe/synth/fbank/sid", "probe/synth/mfcc/sid"} <= set(result.computed)
+    for model in ("fbank", "mfcc"):
+        probe_dir = out / "probe" / "synth" / model / "sid"
+        assert json.loads((probe_dir / "summary.json").read_text())["runner"] == "local"
+        assert not (probe_dir / "tune").exists()
+    table = pd.read_parquet(out / "report" / "tables" / "model_task.parquet")
+    assert set(table.loc[table["task"] == "sid", "model"]) == {"fbank", "mfcc"}
