@@ -217,7 +217,7 @@ def run_local(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
 
     task = get_task(task_name)
     outcomes = []
-    bar = progress_bar(len(configs), f"probe {name}", "trial")
+    bar = progress_bar(len(configs), f"probe {task_name} {name}", "trial")
     for i, config in enumerate(configs):
         bound = task.bind(source, task, cfg, [config["layer"]] if "layer" in config else layers)
         try:
