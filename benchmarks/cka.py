@@ -76,11 +76,6 @@ def time_pairs(fn, layers: list[torch.Tensor], pairs: int, device: torch.device)
     return (time.perf_counter() - t0) / pairs
 
 
-def state_bytes(acc: FeatureCKA) -> int:
-    tensors = [acc.S, acc.rho, acc.R, acc.V, acc.M, *acc.G]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def time_accumulator(acc: FeatureCKA, data: list[torch.Tensor], batches: int, device: torch.device) -> float:
     """Frames/s of ``acc.update`` over ``batches`` batches (after one warm-up batch)."""
     acc.update(data)
@@ -102,9 +97,9 @@ def bench_shape(name: str, num_layers: int, dim: int, batch: int, batches: int, 
     limit = max(limit, gemm_rate(device))  # re-measured next to our run: shared machines fluctuate
     ours = time_accumulator(acc, data, batches, device)
     limit = max(limit, gemm_rate(device))
-    mem_one_batch = state_bytes(acc)
+    mem_one_batch = acc.state_bytes()
     acc.update(data)
-    mem_more = state_bytes(acc)
+    mem_more = acc.state_bytes()
     t0 = time.perf_counter()
     acc.using("debiased").compute()
     compute_s = time.perf_counter() - t0

@@ -45,8 +45,8 @@ def _group_states(parts: Sequence[Any]) -> list[dict[str, Any]]:
 def _weighted_state(states: list[dict[str, Any]], weights: np.ndarray) -> dict[str, Any]:
     base = dict(next(s for s, w in zip(states, weights) if w > 0))
     for key in _ADDITIVE[base["kind"]]:
-        if key == "G":
-            base[key] = [sum(w * s[key][i] for s, w in zip(states, weights) if w > 0) for i in range(len(base[key]))]
+        if isinstance(base[key], list):  # per-layer blocks (G; M packed in block rows)
+            base[key] = [sum(w * np.asarray(s[key][i]) for s, w in zip(states, weights) if w > 0) for i in range(len(base[key]))]
         else:
             base[key] = sum(w * np.asarray(s[key]) for s, w in zip(states, weights) if w > 0)
     if base["kind"] == "feature_cka":

@@ -91,9 +91,35 @@ class ExtractActor:
         outcome.stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return outcome
 
-    def pilot_shifts(self, source_url: str) -> dict[str, Any]:
-        """Shared FeatureCKA shifts computed from the first utterances of ``source_url``."""
-        return self.worker.pilot_shifts(source_url)
+    def pilot_shifts(self, source_urls: list[str]) -> dict[str, Any]:
+        """Shared FeatureCKA shifts computed from pilot utterances drawn across ``source_urls``."""
+        return self.worker.pilot_shifts(source_urls)
+
+
+class JointExtractActor(ExtractActor):
+    """Ray actor body for a model group: every model loaded once in one actor (one GPU on a cluster)."""
+
+    def __init__(self, model_specs: dict[str, str], config_json: str, torch_threads: int) -> None:  # noqa: D107
+        import torch
+
+        from layerlab.extract.config import resolve_mode
+        from layerlab.extract.joint_worker import JointShardExtractor
+        from layerlab.models import load
+
+        torch.set_num_threads(torch_threads)
+        config = ExtractConfig.model_validate_json(config_json)
+        device = actor_device(config.device)
+        self.models = {name: load(spec, device) for name, spec in model_specs.items()}
+        self.mode = resolve_mode(config.mode, all(m.padding_invariant for m in self.models.values()))
+        self.worker = JointShardExtractor(self.models, config, self.mode)
+        for m in self.models.values():
+            m(torch.zeros(1, m.sample_rate), torch.tensor([m.sample_rate]))  # warm-up call
+
+    def describe(self) -> dict[str, Any]:
+        """Per member the static model facts (``members``), the group's batch mode, and where this actor runs."""
+        from layerlab.extract.shard_worker import describe_model
+
+        return {"members": {n: describe_model(m, self.mode) for n, m in self.models.items()}, "mode": self.mode, **placement()}
 
 
 @dataclass
@@ -203,6 +229,11 @@ class ModelActorPool:
                 raise PlacementError(f"no model actor came up within {timeout:g} s")
         actor = next(iter(self.ready))
         return actor, self.ready[actor]
+
+    def call_first(self, method: str, *args: Any) -> Any:
+        """Run ``method(*args)`` on the first actor that is up and return its result (e.g. the pilot shifts)."""
+        actor, _ = self.first_ready()
+        return ray.get(getattr(actor, method).remote(*args))
 
     def request(self, wanted: int) -> None:
         """Request actors up to ``wanted`` (capped at max) now, e.g. one per queued shard before the first is up."""

@@ -137,8 +137,8 @@ class ShardExtractor:
             yield window
 
     # ---------------------------------------------------------------- model
-    def _forward(self, items: list[Item], accs: dict[str, Any]) -> list[UtteranceFeatures]:
-        """One model call; checks activations, updates CKA states, returns per-utterance features."""
+    def infer(self, items: list[Item]) -> LayerOutput:
+        """One model call on a padded batch; raises on non-finite activations (nothing is updated yet)."""
         wavs, lengths = pad_batch([it.wav for it in items])
         if self.model.device.type == "cuda":
             wavs = wavs.pin_memory()
@@ -147,10 +147,18 @@ class ShardExtractor:
             valid = valid_mask(n.to(h.device), h.shape[1])
             if not torch.isfinite(h[valid]).all():
                 raise FloatingPointError(f"non-finite activations in layer {name}")
+        return out
+
+    def consume(self, out: LayerOutput, accs: dict[str, Any]) -> list[UtteranceFeatures]:
+        """Update the CKA states with a successful batch and return its per-utterance features."""
         for cname, acc in accs.items():
             idx = self.cka_idx[cname]
-            acc.update([out.hidden[i] for i in idx], [out.lengths[i] for i in idx])
+            acc.update(side_output_values([out.hidden[i] for i in idx], self.config), [out.lengths[i] for i in idx])
         return split_features(out, self.keep_frames)
+
+    def _forward(self, items: list[Item], accs: dict[str, Any]) -> list[UtteranceFeatures]:
+        """One model call; checks activations, updates CKA states, returns per-utterance features."""
+        return self.consume(self.infer(items), accs)
 
     def _run(self, items: list[Item], accs: dict[str, Any], stats: ShardOutcome) -> list[tuple[Item, UtteranceFeatures | BaseException]]:
         """Run a batch; on failure rerun each utterance alone and return its error if it fails again."""
@@ -228,35 +236,60 @@ class ShardExtractor:
         return artifacts.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(acc.state_dict()), rows)
 
     # ---------------------------------------------------------------- pilot
-    def pilot_shifts(self, source_url: str) -> dict[str, np.ndarray]:
-        """Shared FeatureCKA shifts: the mean of the first utterances' frames, per feature side-output."""
-        from layerlab.cka import pilot_shift
-
-        sides = [c for c in self.config.cka if c.estimator == "feature"]
-        if not sides:
-            return {}
-        want = max(c.pilot_utterances for c in sides)
+    def pilot_items(self, source_urls: list[str], want: int) -> list[Item]:
+        """About ``want`` usable utterances spread over ``source_urls`` (the first few of each shard)."""
+        per_shard = max(1, -(-want // max(1, len(source_urls))))
         items: list[Item] = []
-        for item in self._items(source_url, []):
-            if item.wav.shape[0] >= self.model.min_samples:
-                items.append(item)
+        for url in source_urls:
+            taken = 0
+            for item in self._items(url, []):
+                if item.wav.shape[0] >= self.model.min_samples:
+                    items.append(item)
+                    taken += 1
+                if taken >= per_shard:
+                    break
             if len(items) >= want:
                 break
         if not items:
-            raise ValueError(f"{source_url}: no usable utterance for the CKA pilot shift")
+            raise ValueError(f"{source_urls[0] if source_urls else 'pilot'}: no usable utterance for the CKA pilot shift")
+        return items[:want]
+
+    def pilot_shifts(self, source_urls: list[str]) -> dict[str, np.ndarray]:
+        """Shared FeatureCKA shifts: the mean frame of pilot utterances drawn from ``source_urls``, per feature side-output.
+
+        The shift only conditions the float64 sums (CKA does not depend on it); a sample across
+        shards keeps it near the corpus mean when shards differ (e.g. sorted by speaker or domain).
+        """
+        sides = [c for c in self.config.cka if c.estimator == "feature"]
+        if not sides:
+            return {}
+        return self.shifts_from(self.pilot_items(source_urls, max(c.pilot_utterances for c in sides)))
+
+    def shifts_from(self, items: list[Item]) -> dict[str, np.ndarray]:
+        """Per feature side-output, the mean frame of ``items`` over its layers (rates aligned)."""
+        from layerlab.cka import pilot_shift
         from layerlab.cka.align import flatten_frames
 
+        sides = [c for c in self.config.cka if c.estimator == "feature"]
         shifts = {}
         for c in sides:
             idx = self.cka_idx[c.name]
             per_layer: list[list[torch.Tensor]] = [[] for _ in idx]
             for it in items[: c.pilot_utterances]:
                 out = self.model(*pad_batch([it.wav]))
-                frames = flatten_frames([out.hidden[i] for i in idx], [out.lengths[i] for i in idx], _rates(self.model, idx))
+                hidden = side_output_values([out.hidden[i] for i in idx], self.config)
+                frames = flatten_frames(hidden, [out.lengths[i] for i in idx], _rates(self.model, idx))
                 for k, f in enumerate(frames):
                     per_layer[k].append(f)
             shifts[c.name] = pilot_shift([torch.cat(p) for p in per_layer])
         return shifts
+
+
+def side_output_values(hidden: list[torch.Tensor], config: ExtractConfig) -> list[torch.Tensor]:
+    """What CKA side-outputs see: the float32 activations, or (``side_output_dtype: float16``) the frames tier's fp16 values."""
+    if config.side_output_dtype == "float16":
+        return [h.to(torch.float16).to(h.dtype) for h in hidden]
+    return hidden
 
 
 def _free_device_memory(exc: BaseException) -> None:

@@ -65,3 +65,42 @@ class ExtractSummary(BaseModel):
         for name in self.cka_results:
             lines.append(f"cka side-output {name!r}: merged matrix in cka/{name}/merged.npz")
         return "\n".join(lines)
+
+
+class ShardCost(BaseModel):
+    """Time and memory of one shard of a joint extraction (what sizing a cluster run needs)."""
+
+    shard: str
+    wall_seconds: float
+    model_seconds: dict[str, float]
+    joint_seconds: float
+    joint_state_mb: float
+    actor_peak_rss_mb: float
+
+
+class JointSummary(BaseModel):
+    """A joint extraction: one summary per member cache, the joint states written, per-shard cost."""
+
+    out_url: str
+    members: dict[str, ExtractSummary]
+    joint: list[str] = Field(default_factory=list, description="joint side-outputs written, as '<A cache>/cka/joint-<B>'")
+    shards: list[ShardCost] = Field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """No shard failed."""
+        return all(s.ok for s in self.members.values())
+
+    def render(self) -> str:
+        """Every member's summary, the joint states, and per-shard time and memory."""
+        lines = [f"joint extraction: {self.out_url}  ({len(self.members)} models, one actor each group, {self.wall_seconds:.1f} s)"]
+        for name, s in self.members.items():
+            lines += [f"--- {name}"] + ["  " + ln for ln in s.render().splitlines()]
+        lines += [f"joint CKA state: {j}" for j in self.joint]
+        if self.shards:
+            lines.append("per shard: wall s | model s per member | joint-CKA s | joint state MB | actor peak RSS MB")
+            for c in self.shards:
+                models = ", ".join(f"{n} {t:.2f}" for n, t in c.model_seconds.items())
+                lines.append(f"  {c.shard}: {c.wall_seconds:.2f} | {models} | {c.joint_seconds:.2f} | {c.joint_state_mb:.2f} | {c.actor_peak_rss_mb:.0f}")
+        return "\n".join(lines)
