@@ -1,13 +1,20 @@
 """Extraction throughput: the Ray pipeline vs a bare ``for batch: model(batch)`` loop, same data and model.
 
-Prints, from one process: pipeline throughput / bare-loop throughput (end to end, and per actor busy
-time; per-repetition, median and best-of, since
-shared machines are noisy), cache bytes per audio second for each tier, and peak memory (driver and actor).
+Prints, from one process, with every measurement interleaved over ``--reps`` repetitions (medians;
+shared machines are noisy):
+  * pipeline throughput / bare-loop throughput for the pooled tier and for both tiers, end to end
+    (incl. actor start and model load) and steady state (actor busy time per shard);
+  * the same for the frames tier with the write-behind thread off (``write_behind: false``), and a
+    profile of one shard with the frames tier: where the time goes (model, fp16 conversion and
+    per-utterance split, Parquet encoding, publish) on the model's thread, with and without write-behind;
+  * joint extraction (GE2E + FBANK + the WavLM, one actor, decode once) throughput / the throughput
+    of the three single-model extractions run one after the other (> 1: decoding once pays);
+  * cache bytes per audio second per tier, and peak memory (driver and actor).
 
 Default: a WavLM-Base-sized model (random weights, s3prl format), where model compute dominates as it
 does for every real speech model; ``--size tiny`` instead measures the fixed per-utterance overheads
-(decode, Parquet, Ray) against a model that runs at ~800x real time.
-Run:  .venv/bin/python benchmarks/extract.py --minutes 3 --size base --reps 1
+(decode, Parquet, Ray) against a model that runs at ~800x real time. A GPU is used when present.
+Run:  .venv/bin/python benchmarks/extract.py --minutes 4 --size base --reps 3
 """
 
 from __future__ import annotations
@@ -53,18 +60,59 @@ def bare_loop(model, wavs: list[np.ndarray], mode: str, batch_seconds: float) ->
     return time.perf_counter() - t0
 
 
+def profile_shard(spec: str, data: str, out: str, write_behind: bool) -> dict[str, float]:
+    """Seconds per component of extracting the dataset's shards with both tiers, in this process (no Ray)."""
+    import cProfile
+    import pstats
+
+    from layerlab import storage
+    from layerlab.data.manifest import read_manifest
+    from layerlab.extract import ExtractConfig
+    from layerlab.extract.config import resolve_mode
+    from layerlab.extract.shard_worker import ShardExtractor
+    from layerlab.models import load
+
+    cfg = ExtractConfig(tier="both", mode="bucketed", progress=False, write_behind=write_behind)
+    model = load(spec)
+    worker = ShardExtractor(model, cfg, resolve_mode(cfg.mode, bool(model.padding_invariant)))
+    source = read_manifest(data)
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    model_s = finish_s = wait_s = 0.0
+    prof.enable()
+    for sh in source.shards:
+        o = worker.run(storage.join(data, sh.name), sh.name, sh.sha256, out, {})
+        model_s += o.model_seconds
+        finish_s += o.stats.get("finish_seconds", 0.0)
+        wait_s += o.stats.get("writer_wait_seconds", 0.0)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    stats = pstats.Stats(prof)
+    cum = {}
+    for (file, _, func), (_, _, _, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+        for key, (f, fn) in {"split_features (fp16 + per-utterance views)": ("features.py", "split_features"),
+                             "tier writer add + row-group encode": ("writer.py", "add"),
+                             "decode (background thread)": ("audio.py", "decode_flac")}.items():
+            if file.endswith(f) and func == fn:
+                cum[key] = cum.get(key, 0.0) + ct
+    return {"wall": wall, "model": model_s, "finish (flush, close, checksum, publish)": finish_s, "model thread waiting for the writer": wait_s, **cum}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--size", choices=["tiny", "base"], default="base")
     ap.add_argument("--mode", default="bucketed")
     ap.add_argument("--batch-seconds", type=float, default=40.0)
-    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--skip-joint", action="store_true", help="leave out the joint-extraction comparison")
+    ap.add_argument("--skip-profile", action="store_true", help="leave out the in-process profile of the frames tier")
     args = ap.parse_args()
 
     import ray
 
     from layerlab.extract import ExtractConfig
+    from layerlab.extract.joint import extract_joint
     from layerlab.extract.pipeline import extract
     from layerlab.models import tiny
     from layerlab.models.batching import pad_batch
@@ -79,33 +127,58 @@ def main() -> None:
     wavs = [u.wav for u in iter_utterances(str(work / "data"))]
     audio_s = sum(w.shape[0] for w in wavs) / 16000
     model(*pad_batch(wavs[:1]))  # warm-up, as the pipeline's actors warm up in __init__
+    cpu0 = time.process_time()
     print(f"model: WavLM {args.size} (s3prl format, random weights), audio: {audio_s / 60:.2f} min, mode {args.mode}, "
-          f"batch {args.batch_seconds:g} s, torch threads {torch.get_num_threads()}, {args.reps} interleaved repetitions")
+          f"batch {args.batch_seconds:g} s, torch threads {torch.get_num_threads()}, device {model.device}, {args.reps} interleaved repetitions")
+    if not args.skip_profile:
+        print("\nprofile, both tiers, in this process (seconds on the model's thread unless marked):")
+        for wb in (False, True):
+            prof = profile_shard(spec, str(work / "data"), str(work / f"profile-{wb}"), wb)
+            print(f"  write_behind={wb}: " + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()))
     ray.init(include_dashboard=False, log_to_driver=False)
-    ratios: dict[str, list[tuple[float, float]]] = {"pooled": [], "both": []}
+    variants = {"pooled": dict(tier="pooled"), "both": dict(tier="both"), "both, no write-behind": dict(tier="both", write_behind=False)}
+    ratios: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    joint_ratio: list[float] = []
     last = {}
-    best = {t: (0.0, 0.0, 0.0) for t in ratios}  # best-of throughputs: bare, pipeline end to end, pipeline busy
+    group = ["ge2e", "fbank", f"wavlm={spec}"]
     for rep in range(args.reps):
-        for tier in ("pooled", "both"):
+        for name, opts in variants.items():
             bare_tp = audio_s / bare_loop(model, wavs, args.mode, args.batch_seconds)
-            cfg = ExtractConfig(tier=tier, mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True)
-            s = extract(spec, str(work / "data"), str(work / f"cache-{tier}"), cfg)
+            cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, **opts)
+            s = extract(spec, str(work / "data"), str(work / f"cache-{name.replace(' ', '')}"), cfg)
             assert s.ok and s.complete, s.render()
-            ratios[tier].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp))
-            best[tier] = (max(best[tier][0], bare_tp), max(best[tier][1], s.audio_seconds / s.wall_seconds), max(best[tier][2], s.audio_seconds / s.shard_seconds))
-            print(f"rep {rep} tier={tier}: bare {bare_tp:.1f} audio-s/s; pipeline {s.wall_seconds:.2f} s end to end "
-                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy -> ratios {ratios[tier][-1][0]:.3f} / {ratios[tier][-1][1]:.3f}")
-            last[tier] = s
-    for tier, rs in ratios.items():
-        s = last[tier]
+            ratios[name].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp))
+            print(f"rep {rep} {name}: bare {bare_tp:.1f} audio-s/s; pipeline {s.wall_seconds:.2f} s end to end "
+                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy -> ratios {ratios[name][-1][0]:.3f} / {ratios[name][-1][1]:.3f}")
+            last[name] = s
+        if not args.skip_joint:
+            cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, tier="pooled")
+            singles = 0.0
+            for m in group:
+                sm = extract(m.split("=", 1)[-1], str(work / "data"), str(work / f"single-{m.split('=')[0]}"), cfg)
+                assert sm.ok and sm.complete, sm.render()
+                singles += sm.wall_seconds
+            j = extract_joint(group, str(work / "data"), str(work / "joint"), cfg)
+            assert j.ok, j.render()
+            joint_ratio.append(singles / j.wall_seconds)
+            print(f"rep {rep} joint (ge2e + fbank + wavlm, pooled tier + joint CKA states): {j.wall_seconds:.2f} s vs three single "
+                  f"extractions {singles:.2f} s -> joint throughput / singles' {joint_ratio[-1]:.3f}")
+            last["joint"] = j
+    print()
+    for name, rs in ratios.items():
+        s = last[name]
         e2e, busy = np.median([r[0] for r in rs]), np.median([r[1] for r in rs])
-        print(f"tier={tier}: median throughput ratio pipeline/bare: end-to-end {e2e:.3f}, steady-state (actor busy) {busy:.3f}")
-        b = best[tier]
-        print(f"  best-of-{args.reps} (robust to a busy machine): end-to-end {b[1] / b[0]:.3f}, steady-state {b[2] / b[0]:.3f}")
+        print(f"{name}: median throughput ratio pipeline/bare: end-to-end {e2e:.3f}, steady-state (actor busy) {busy:.3f}")
         for t, size in s.tier_bytes.items():
             print(f"  {t} tier: {size / 1e6:.2f} MB = {size / s.audio_seconds:,.0f} bytes per audio second")
         print(f"  actor peak RSS {s.actor_peak_rss_mb:.0f} MB")
-    print(f"driver peak RSS (incl. bare loop model + decoded audio) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if joint_ratio:
+        j = last["joint"]
+        print(f"joint extraction: median throughput / (three single-model extractions in sequence) {np.median(joint_ratio):.3f} "
+              f"(reps: {', '.join(f'{r:.3f}' for r in joint_ratio)}); per shard joint-CKA {np.median([c.joint_seconds for c in j.shards]):.2f} s, "
+              f"joint state {max(c.joint_state_mb for c in j.shards):.1f} MB, actor peak RSS {max(c.actor_peak_rss_mb for c in j.shards):.0f} MB")
+    print(f"driver peak RSS (incl. bare loop model + decoded audio) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+          f"driver CPU {time.process_time() - cpu0:.0f} s")
     ray.shutdown()
 
 

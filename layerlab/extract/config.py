@@ -42,6 +42,7 @@ class ExtractConfig(BaseModel):
         600.0, gt=0, description="stop with an error when no actor could be placed for this long (the demand is never met)")
     task_retries: int = Field(4, ge=0, description="re-runs of a shard whose actor died")
     row_group_mb: float = Field(32.0, gt=0)
+    write_behind: bool = Field(True, description="encode and write tier files in a background thread (at most two row groups queued)")
     compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"
     cka: list[CKASideOutput] = Field(default_factory=list)
     side_output_dtype: Literal["float32", "float16"] = Field(

@@ -20,14 +20,13 @@ import numpy as np
 import torch
 
 from layerlab import artifacts, storage
-from layerlab.accumulator import state_to_bytes
 from layerlab.batching import plan_batches
 from layerlab.cache import format as cf
-from layerlab.cache.writer import TierWriter, UtteranceFeatures
+from layerlab.cache.writer import UtteranceFeatures
 from layerlab.extract.config import ExtractConfig
 from layerlab.extract.joint_cka import JointMember, check_sample_rates, joint_name, member, new_joint_accumulator, pair_layers, update_joint
 from layerlab.extract.prefetch import prefetch
-from layerlab.extract.shard_worker import Item, ShardExtractor, ShardOutcome, _free_device_memory, new_accumulator, side_output_values
+from layerlab.extract.shard_worker import Item, ShardExtractor, ShardOutcome, _free_device_memory, new_accumulator, side_output_values, tier_writers
 from layerlab.models.base import LayeredModel, LayerOutput
 
 log = logging.getLogger(__name__)
@@ -123,8 +122,7 @@ class JointShardExtractor:
                 for n, w in self.workers.items()}
         joint = {(a, b): new_joint_accumulator(self.members[a], self.members[b], shift=shifts.get(a, {}).get(joint_name(b)),
                                                device=self.first.model.device) for a, b in self.pairs}
-        writers = {n: [TierWriter(tier, urls[n], cf.tier_file(tier, source_name), w.model.layer_names, self.config.compression,
-                                  int(self.config.row_group_mb * 2**20)) for tier in self.config.tiers] for n, w in self.workers.items()}
+        writers = {n: tier_writers(self.config, urls[n], source_name, w.model.layer_names) for n, w in self.workers.items()}
         sr = self.first.model.sample_rate
         try:
             for window in self.first._windows(prefetch(self.first._items(source_url, quarantine), depth=64)):
@@ -136,15 +134,13 @@ class JointShardExtractor:
                             quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
                             continue
                         for n, feats in result.items():
-                            for w in writers[n]:
-                                w.add(item.row, feats)
+                            writers[n].add(item.row, feats)
                             outcome.members[n].utterances += 1
                             outcome.members[n].audio_seconds += item.wav.shape[0] / sr
-            files = {n: {w.tier: w.finish() for w in ws} for n, ws in writers.items()}
+            files = {n: w.finish() for n, w in writers.items()}
         except BaseException:
-            for ws in writers.values():
-                for w in ws:
-                    w.abort()
+            for w in writers.values():
+                w.abort()
             raise
         outcome.joint_state_bytes = sum(state_nbytes(acc) for acc in joint.values())
         for n, o in outcome.members.items():

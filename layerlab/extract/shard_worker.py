@@ -77,6 +77,36 @@ def cka_layer_indices(side: CKASideOutput, model: LayeredModel) -> list[int]:
     return idx
 
 
+class DirectWriters:
+    """Tier writers called on the model's thread (``write_behind: false``); the same interface as WriteBehind."""
+
+    def __init__(self, writers: list[TierWriter]) -> None:
+        self.writers = writers
+
+    def add(self, row: dict[str, Any], feats: UtteranceFeatures) -> None:
+        """Buffer one utterance in every tier."""
+        for w in self.writers:
+            w.add(row, feats)
+
+    def finish(self) -> dict[str, artifacts.FileEntry]:
+        """Publish every tier file; ``{tier: entry}``."""
+        return {w.tier: w.finish() for w in self.writers}
+
+    def abort(self) -> None:
+        """Drop every unpublished file."""
+        for w in self.writers:
+            w.abort()
+
+
+def tier_writers(config: ExtractConfig, out_url: str, source_name: str, layer_names: list[str]) -> Any:
+    """One shard's tier writers, behind a background thread unless ``config.write_behind`` is off."""
+    from layerlab.extract.write_behind import WriteBehind
+
+    row_group = int(config.row_group_mb * 2**20)
+    writers = [TierWriter(tier, out_url, cf.tier_file(tier, source_name), layer_names, config.compression, row_group) for tier in config.tiers]
+    return WriteBehind(writers, 2 * row_group) if config.write_behind else DirectWriters(writers)
+
+
 def _rates(model: LayeredModel, idx: list[int]) -> list[float] | None:
     rates = [float(model.frame_rates[i]) for i in idx]  # type: ignore[arg-type]
     return rates if len(set(rates)) > 1 else None
@@ -195,11 +225,7 @@ class ShardExtractor:
         quarantine: list[cf.QuarantineRow] = []
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
-        writers = {
-            tier: TierWriter(tier, out_url, cf.tier_file(tier, source_name),
-                             self.model.layer_names, self.config.compression, int(self.config.row_group_mb * 2**20))
-            for tier in self.config.tiers
-        }
+        writers = tier_writers(self.config, out_url, source_name, self.model.layer_names)
         try:
             for window in self._windows(prefetch(self._items(source_url, quarantine), depth=64)):
                 batches = plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.max_samples)
@@ -210,15 +236,16 @@ class ShardExtractor:
                             log.warning("quarantined %s in the model: %s", item.row["id"], reason)
                             quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
                             continue
-                        for w in writers.values():
-                            w.add(item.row, result)
+                        writers.add(item.row, result)
                         outcome.utterances += 1
                         outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
-            files = {tier: w.finish() for tier, w in writers.items()}
+            t_finish = time.perf_counter()
+            files = writers.finish()
+            outcome.stats["finish_seconds"] = time.perf_counter() - t_finish
         except BaseException:
-            for w in writers.values():
-                w.abort()
+            writers.abort()
             raise
+        outcome.stats["writer_wait_seconds"] = getattr(writers, "wait_seconds", 0.0)
         record = outcome.record
         record.files = files
         record.cka = {name: self._publish_cka(out_url, name, source_name, acc) for name, acc in accs.items()}
