@@ -60,42 +60,24 @@ def bare_loop(model, wavs: list[np.ndarray], mode: str, batch_seconds: float) ->
     return time.perf_counter() - t0
 
 
-def profile_shard(spec: str, data: str, out: str, write_behind: bool) -> dict[str, float]:
-    """Seconds per component of extracting the dataset's shards with both tiers, in this process (no Ray)."""
-    import cProfile
-    import pstats
-
+def profile_shards(spec: str, data: str, out: str, **opts: object) -> dict[str, float]:
+    """Seconds per step of extracting every shard with both tiers in this process (no Ray), from the worker's timers."""
     from layerlab import storage
     from layerlab.data.manifest import read_manifest
     from layerlab.extract import ExtractConfig
-    from layerlab.extract.config import resolve_mode
     from layerlab.extract.shard_worker import ShardExtractor
     from layerlab.models import load
 
-    cfg = ExtractConfig(tier="both", mode="bucketed", progress=False, write_behind=write_behind)
-    model = load(spec)
-    worker = ShardExtractor(model, cfg, resolve_mode(cfg.mode, bool(model.padding_invariant)))
-    source = read_manifest(data)
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
-    model_s = finish_s = wait_s = 0.0
-    prof.enable()
-    for sh in source.shards:
+    cfg = ExtractConfig(tier="both", mode="bucketed", progress=False, **opts)
+    worker = ShardExtractor(load(spec), cfg, "bucketed")
+    totals: dict[str, float] = {}
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for sh in read_manifest(data).shards:
         o = worker.run(storage.join(data, sh.name), sh.name, sh.sha256, out, {})
-        model_s += o.model_seconds
-        finish_s += o.stats.get("finish_seconds", 0.0)
-        wait_s += o.stats.get("writer_wait_seconds", 0.0)
-    prof.disable()
-    wall = time.perf_counter() - t0
-    stats = pstats.Stats(prof)
-    cum = {}
-    for (file, _, func), (_, _, _, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
-        for key, (f, fn) in {"split_features (fp16 + per-utterance views)": ("features.py", "split_features"),
-                             "tier writer add + row-group encode": ("writer.py", "add"),
-                             "decode (background thread)": ("audio.py", "decode_flac")}.items():
-            if file.endswith(f) and func == fn:
-                cum[key] = cum.get(key, 0.0) + ct
-    return {"wall": wall, "model": model_s, "finish (flush, close, checksum, publish)": finish_s, "model thread waiting for the writer": wait_s, **cum}
+        totals["model"] = totals.get("model", 0.0) + o.model_seconds
+        for k, v in o.stats.items():
+            totals[k] = totals.get(k, 0.0) + v
+    return {"wall": time.perf_counter() - t0, "process CPU": time.process_time() - cpu0, **totals}
 
 
 def main() -> None:
@@ -131,10 +113,11 @@ def main() -> None:
     print(f"model: WavLM {args.size} (s3prl format, random weights), audio: {audio_s / 60:.2f} min, mode {args.mode}, "
           f"batch {args.batch_seconds:g} s, torch threads {torch.get_num_threads()}, device {model.device}, {args.reps} interleaved repetitions")
     if not args.skip_profile:
-        print("\nprofile, both tiers, in this process (seconds on the model's thread unless marked):")
-        for wb in (False, True):
-            prof = profile_shard(spec, str(work / "data"), str(work / f"profile-{wb}"), wb)
-            print(f"  write_behind={wb}: " + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()))
+        print("\nprofile of the frames tier, in this process, both tiers (seconds; the model's thread unless marked):")
+        for label, opts in (("zstd, on the model thread", dict(write_behind=False)), ("zstd, write-behind", dict(write_behind=True)),
+                            ("lz4, write-behind", dict(write_behind=True, compression="lz4")), ("none, write-behind", dict(write_behind=True, compression="none"))):
+            prof = profile_shards(spec, str(work / "data"), str(work / f"profile-{len(label)}"), **opts)
+            print(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()))
     ray.init(include_dashboard=False, log_to_driver=False)
     variants = {"pooled": dict(tier="pooled"), "both": dict(tier="both"), "both, no write-behind": dict(tier="both", write_behind=False)}
     ratios: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}

@@ -11,9 +11,9 @@ is a plain sum over frames, so ``merge`` is addition. Three layouts:
 * ``joint`` (two models): the within layout over the concatenation (within + cross maps).
 
 Memory (float64, ``D`` = summed layer dims, ``o_a`` = offset of layer ``a``, ``L`` layers):
-``within``/``joint``: ``8 * (sum_a d_a (D - o_a) + L^2 + (L + 1) D)`` bytes, i.e. about
+``within``/``joint``: ``8 * (sum_a d_a (D - o_a) + L^2 + L + (L + 1) D)`` bytes, i.e. about
 ``4 D^2 + 4 sum_a d_a^2`` (WavLM Large, 25 x 1024: 2.73 GB instead of a full 5.24 GB square);
-``cross``: ``8 * (D_A D_B + sum_a d_a^2 + L^2 + (L + 1) D)``. :func:`state_bytes` gives the exact figure.
+``cross``: ``8 * (D_A D_B + sum_a d_a^2 + L^2 + L + (L + 1) D)``. :func:`state_bytes` gives the exact figure.
 
 ``fast_matmul=True`` runs the GEMMs in float32 (TF32 on CUDA) on the already-shifted data and
 still accumulates in float64; ``FAST_MATMUL_ABS_ERROR`` is the documented, tested error bound.

@@ -42,7 +42,8 @@ class CKAJob:
     allow_partial: bool = False
     bootstrap: int = 0  # resampling replicates requested (checked here, before any work)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # per shard: utterances, frames dropped by alignment
-    joint: JointSideOutput | None = field(default=None, repr=False)  # set when --from-side-output reads a joint extraction's A x B states
+    joint: JointSideOutput | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list, repr=False)  # caveats written to summary.json and printed  # set when --from-side-output reads a joint extraction's A x B states
     info_a: CacheInfo | None = field(default=None, repr=False)
     info_b: CacheInfo | None = field(default=None, repr=False)
 
@@ -224,23 +225,30 @@ def _pad(frames: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def pilot_shift_for(job: CKAJob, frames: int = 4096) -> np.ndarray | None:
-    """A shared shift from the first utterances of the first shard (None for the minibatch estimator)."""
+def pilot_shift_for(job: CKAJob, frames: int = 4096, shards: int = 8) -> np.ndarray | None:
+    """A shared shift: the mean frame of a pilot sample from up to ``shards`` shards spread over the cache (None for minibatch).
+
+    CKA does not depend on the shift; it only keeps the float64 sums well conditioned, so it should
+    be near the corpus mean, which the first utterances of one shard need not be.
+    """
     from layerlab.cka.align import flatten_frames
 
     if job.estimator == "minibatch":
         return None
-    name, urls = job.shard_pairs()[0]
+    pairs = job.shard_pairs()
+    picked = [pairs[i] for i in sorted({round(k * (len(pairs) - 1) / max(1, shards - 1)) for k in range(min(shards, len(pairs)))})]
     rates = [r for info in job.infos for r in info.frame_rates_hz] if job.level == "frame" else None
-    parts, count = [], 0
-    for _, _, layers in job.layers_of(urls):
-        aligned = flatten_frames([x[None] for x in layers], frame_rates_hz=rates) if rates else layers
-        parts.append(np.concatenate([np.asarray(a, dtype=np.float64) for a in aligned], axis=1))
-        count += len(parts[-1])
-        if count >= frames:
-            break
+    parts = []
+    for _, urls in picked:
+        count = 0
+        for _, _, layers in job.layers_of(urls):
+            aligned = flatten_frames([x[None] for x in layers], frame_rates_hz=rates) if rates else layers
+            parts.append(np.concatenate([np.asarray(a, dtype=np.float64) for a in aligned], axis=1))
+            count += len(parts[-1])
+            if count >= frames // len(picked):
+                break
     if not parts:
-        raise ValueError(f"shard {name}: no utterances shared by the caches")
+        raise ValueError(f"shard {pairs[0][0] if pairs else '?'}: no utterances shared by the caches")
     return np.concatenate(parts).mean(axis=0)
 
 
@@ -282,7 +290,7 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = No
     from layerlab.cka.intervals import jackknife_cka
     from layerlab.cka.tables import write_matrix
 
-    notes: list[str] = []
+    notes: list[str] = list(job.notes)
     for url, names in job.dropped.items():
         notes.append(f"{url}: utterance-level layers {', '.join(names)} left out of frame-level CKA (they have no frames)")
     matrix = merged.compute()
@@ -358,6 +366,8 @@ def run_from_side_output(job: CKAJob, out_url: str, bootstrap: int = 0, progress
     if progress:
         progress(f"side-output {job.side_output}: merging {len(states)} shard states")
     groups = [accumulator_from_state(s, device=job.device) for s in states.values()]
+    if job.estimator == "minibatch" and len(states) > 1:
+        job.notes.append(MINIBATCH_SHARD_NOTE)
     merged = merge_all([accumulator_from_state(s, device=job.device) for s in states.values()])
     merged = _with_estimator(merged, job.estimator)
     return finish(job, merged, out_url, groups, bootstrap, progress)
@@ -391,6 +401,13 @@ def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[s
 
     merged = _with_estimator(merge_all([accumulator_from_state(g.state_dict()) for g in groups]), job.estimator)
     return finish(job, merged, out_url, groups, bootstrap, progress)
+
+
+#: why a minibatch side-output is pooled within-shard CKA (see layerlab.cka.minibatch)
+MINIBATCH_SHARD_NOTE = (
+    "minibatch side-output: each minibatch holds frames of one shard only, so this is pooled within-shard minibatch CKA; "
+    "it estimates corpus-level minibatch CKA only when utterances were assigned to shards at random (between-shard "
+    "differences, e.g. shards sorted by speaker, are left out); a feature side-output (--estimator biased|debiased) is exact")
 
 
 @dataclass

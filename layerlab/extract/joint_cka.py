@@ -4,8 +4,11 @@ The joint state is a :class:`~layerlab.cka.FeatureCKA` in ``joint`` layout over 
 layers followed by model B's (the layout ``layerlab cka --a A --b B`` builds from two frames tiers),
 so its matrix holds the A x A, B x B and A x B blocks. Frame rates are aligned exactly as
 ``cka/align.py`` does: faster layers are average-pooled to the slowest rate and each utterance is
-truncated to the shortest valid length over both models. Memory: ``8 * (D_A + D_B)^2`` bytes for the
-Gram block plus ``O((L_A + L_B) * (D_A + D_B))`` for the moment terms (``D`` = summed layer dims).
+truncated to the shortest valid length over both models. Memory per pair (packed upper block
+triangle, see ``cka/feature_stats.py``): ``8 * sum_a d_a (D - o_a)`` bytes, about ``4 D^2`` with
+``D = D_A + D_B`` summed layer dims, plus ``O(L D)`` for the moment terms. A group of ``k`` models
+keeps ``k(k-1)/2`` pair states, each with its own alignment, so every pair equals the two-cache
+frames-tier computation exactly.
 """
 
 from __future__ import annotations

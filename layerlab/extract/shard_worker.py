@@ -135,6 +135,7 @@ class ShardExtractor:
         self.max_samples = int(config.batch_seconds * model.sample_rate)
         self.window_samples = int(config.bucket_window_seconds * model.sample_rate)
         self.cka_idx = {c.name: cka_layer_indices(c, model) for c in config.cka}
+        self.timers: dict[str, float] = {}  # seconds on the model's thread per step, reset per shard (profiling)
 
     # ---------------------------------------------------------------- input
     def _items(self, source_url: str, quarantine: list[cf.QuarantineRow]) -> Iterator[Item]:
@@ -181,10 +182,15 @@ class ShardExtractor:
 
     def consume(self, out: LayerOutput, accs: dict[str, Any]) -> list[UtteranceFeatures]:
         """Update the CKA states with a successful batch and return its per-utterance features."""
+        t0 = time.perf_counter()
         for cname, acc in accs.items():
             idx = self.cka_idx[cname]
             acc.update(side_output_values([out.hidden[i] for i in idx], self.config), [out.lengths[i] for i in idx])
-        return split_features(out, self.keep_frames)
+        t1 = time.perf_counter()
+        feats = split_features(out, self.keep_frames)
+        self.timers["cka_seconds"] = self.timers.get("cka_seconds", 0.0) + t1 - t0
+        self.timers["features_seconds"] = self.timers.get("features_seconds", 0.0) + time.perf_counter() - t1
+        return feats
 
     def _forward(self, items: list[Item], accs: dict[str, Any]) -> list[UtteranceFeatures]:
         """One model call; checks activations, updates CKA states, returns per-utterance features."""
@@ -226,6 +232,7 @@ class ShardExtractor:
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
         writers = tier_writers(self.config, out_url, source_name, self.model.layer_names)
+        self.timers = {}
         try:
             for window in self._windows(prefetch(self._items(source_url, quarantine), depth=64)):
                 batches = plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.max_samples)
@@ -236,7 +243,9 @@ class ShardExtractor:
                             log.warning("quarantined %s in the model: %s", item.row["id"], reason)
                             quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
                             continue
+                        t_write = time.perf_counter()
                         writers.add(item.row, result)
+                        self.timers["write_seconds"] = self.timers.get("write_seconds", 0.0) + time.perf_counter() - t_write
                         outcome.utterances += 1
                         outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
             t_finish = time.perf_counter()
@@ -245,7 +254,9 @@ class ShardExtractor:
         except BaseException:
             writers.abort()
             raise
+        outcome.stats.update(self.timers)
         outcome.stats["writer_wait_seconds"] = getattr(writers, "wait_seconds", 0.0)
+        outcome.stats["writer_thread_cpu_seconds"] = getattr(writers, "thread_cpu_seconds", 0.0)
         record = outcome.record
         record.files = files
         record.cka = {name: self._publish_cka(out_url, name, source_name, acc) for name, acc in accs.items()}

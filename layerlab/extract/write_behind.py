@@ -32,6 +32,7 @@ class WriteBehind:
         self.cond = threading.Condition()
         self.error: BaseException | None = None
         self.wait_seconds = 0.0  # time the model thread spent waiting for the writer (back-pressure)
+        self.thread_cpu_seconds = 0.0  # CPU time of the writer thread (encoding, compression, writes)
         self.thread = threading.Thread(target=self._work, daemon=True, name="layerlab-write-behind")
         self.thread.start()
 
@@ -52,12 +53,15 @@ class WriteBehind:
             self.cond.notify_all()
 
     def _work(self) -> None:
+        import time
+
         while True:
             with self.cond:
                 while not self.items:
                     self.cond.wait()
                 item = self.items.popleft()
             if item is None:
+                self.thread_cpu_seconds = time.thread_time()
                 return
             row, feats, size = item
             try:
