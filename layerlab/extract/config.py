@@ -41,6 +41,8 @@ class ExtractConfig(BaseModel):
     placement_timeout_s: float = Field(
         600.0, gt=0, description="stop with an error when no actor could be placed for this long (the demand is never met)")
     task_retries: int = Field(4, ge=0, description="re-runs of a shard whose actor died")
+    tasks_per_actor: int = Field(2, ge=1, le=4, description="shards in flight per actor: while one runs the model, the next "
+                                 "decodes ahead and the last publishes its files (1 = strictly one shard at a time)")
     row_group_mb: float = Field(32.0, gt=0)
     write_behind: bool = Field(True, description="encode and write tier files in a background thread (at most two row groups queued)")
     compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"

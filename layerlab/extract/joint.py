@@ -25,7 +25,7 @@ from layerlab.extract.config import ExtractConfig
 from layerlab.extract.joint_cka import joint_name, member_names, member_spec
 from layerlab.extract.pipeline import _finalise, _metadata, _prepare_output, finished_shards, pilot_urls, record_placements, start_pool
 from layerlab.extract.pool import JointExtractActor, ModelActorPool, ShardTask
-from layerlab.extract.summary import ExtractSummary, JointSummary, ShardCost
+from layerlab.extract.summary import ExtractSummary, JointSummary, ShardCost, busy_seconds
 from layerlab.progress import AudioProgress
 from layerlab.runtime import init_ray
 
@@ -103,7 +103,10 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
                                                 shards_total=len(source.shards), shards_written=0, shards_skipped=skipped, complete=False)
         progress = AudioProgress(sum(by_name[t.name].rows for t in todo), sum(by_name[t.name].audio_seconds for t in todo), config.progress)
 
+        intervals: list[tuple[float, float, float]] = []
+
         def on_result(task: ShardTask, outcome: Any) -> None:
+            intervals.append((outcome.stats.get("pid", 0.0), outcome.stats.get("t_start", 0.0), outcome.stats.get("t_end", outcome.wall_seconds)))
             for n, o in outcome.members.items():
                 manifests[n].shards[task.name] = o.record
                 manifests[n].recount()
@@ -115,7 +118,7 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
                 s.audio_seconds += o.audio_seconds
                 s.model_seconds += o.model_seconds
                 s.retried_alone += o.retried_alone
-                s.shard_seconds += outcome.wall_seconds
+                s.shard_seconds = round(busy_seconds(intervals), 3)
                 s.actor_peak_rss_mb = max(s.actor_peak_rss_mb, outcome.stats.get("peak_rss_mb", 0.0))
             summary.shards.append(ShardCost(
                 shard=task.name, wall_seconds=outcome.wall_seconds, joint_seconds=round(outcome.joint_seconds, 3),

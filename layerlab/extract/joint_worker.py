@@ -12,6 +12,7 @@ quarantined in every member's cache, naming the model.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,7 @@ class JointShardExtractor:
         names = list(models)
         self.pairs: list[Pair] = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
         self.float16 = config.side_output_dtype == "float16"
+        self.model_lock = threading.Lock()  # one shard at a time runs the models (see ShardExtractor)
 
     # ---------------------------------------------------------------- model
     def _step(self, items: list[Item], accs: dict[str, dict[str, Any]], joint: dict[Pair, Any], outcome: JointOutcome) -> list[dict[str, UtteranceFeatures]]:
@@ -123,22 +125,16 @@ class JointShardExtractor:
         joint = {(a, b): new_joint_accumulator(self.members[a], self.members[b], shift=shifts.get(a, {}).get(joint_name(b)),
                                                device=self.first.model.device) for a, b in self.pairs}
         writers = {n: tier_writers(self.config, urls[n], source_name, w.model.layer_names) for n, w in self.workers.items()}
-        sr = self.first.model.sample_rate
+        outcome.stats["t_start"] = time.time()
+        decoded = prefetch(self.first._items(source_url, quarantine), depth=64)  # decodes ahead while the models are busy
         try:
-            for window in self.first._windows(prefetch(self.first._items(source_url, quarantine), depth=64)):
-                for batch in plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.first.max_samples):
-                    for item, result in self._run([window[i] for i in batch], accs, joint, outcome):
-                        if isinstance(result, BaseException):
-                            reason = str(result) if isinstance(result, MemberError) else f"{type(result).__name__}: {result}"
-                            log.warning("quarantined %s in the model: %s", item.row["id"], reason)
-                            quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
-                            continue
-                        for n, feats in result.items():
-                            writers[n].add(item.row, feats)
-                            outcome.members[n].utterances += 1
-                            outcome.members[n].audio_seconds += item.wav.shape[0] / sr
+            with self.model_lock:
+                t_loop = time.perf_counter()
+                self._model_loop(decoded, accs, joint, writers, quarantine, outcome)
+                outcome.stats["model_loop_seconds"] = time.perf_counter() - t_loop
             files = {n: w.finish() for n, w in writers.items()}
         except BaseException:
+            decoded.close()
             for w in writers.values():
                 w.abort()
             raise
@@ -156,16 +152,38 @@ class JointShardExtractor:
         outcome.wall_seconds = round(time.perf_counter() - t_start, 3)
         for o in outcome.members.values():
             o.record.wall_seconds = outcome.wall_seconds
+        outcome.stats["t_end"] = time.time()
         return outcome
+
+    def _model_loop(self, decoded: Any, accs: dict[str, dict[str, Any]], joint: dict[Pair, Any], writers: dict[str, Any],
+                    quarantine: list[cf.QuarantineRow], outcome: JointOutcome) -> None:
+        """Bucket once for the group, run every model on each batch, hand each member's result to its writers."""
+        sr = self.first.model.sample_rate
+        for window in self.first._windows(decoded):
+            for batch in plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.first.max_samples):
+                for item, result in self._run([window[i] for i in batch], accs, joint, outcome):
+                    if isinstance(result, BaseException):
+                        reason = str(result) if isinstance(result, MemberError) else f"{type(result).__name__}: {result}"
+                        log.warning("quarantined %s in the model: %s", item.row["id"], reason)
+                        quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
+                        continue
+                    for n, feats in result.items():
+                        writers[n].add(item.row, feats)
+                        outcome.members[n].utterances += 1
+                        outcome.members[n].audio_seconds += item.wav.shape[0] / sr
 
     # ---------------------------------------------------------------- pilot
     def pilot_shifts(self, source_urls: list[str]) -> dict[str, dict[str, np.ndarray]]:
         """Shared shifts per member (its own feature side-outputs and its ``joint-<B>`` states), from one pilot sample."""
+        want = max([c.pilot_utterances for c in self.config.cka if c.estimator == "feature"] or [8])
+        with self.model_lock:
+            return self._pilot_shifts(self.first.pilot_items(source_urls, want))
+
+    def _pilot_shifts(self, items: list[Item]) -> dict[str, dict[str, np.ndarray]]:
+        """Per member its own shifts, and per pair the mean of the pilot frames over A's then B's aligned layers."""
         from layerlab.cka import pilot_shift
         from layerlab.cka.align import flatten_frames
 
-        want = max([c.pilot_utterances for c in self.config.cka if c.estimator == "feature"] or [8])
-        items = self.first.pilot_items(source_urls, want)
         shifts: dict[str, dict[str, np.ndarray]] = {n: w.shifts_from(items) for n, w in self.workers.items()}
         outs = {n: [w.model(*_one(it)) for it in items] for n, w in self.workers.items()}
         for a, b in self.pairs:

@@ -5,7 +5,8 @@ Actors restart when they die (``max_restarts=-1``) and Ray retries the shard the
 the cluster has room now: a pending actor is the demand Ray's autoscaler adds nodes for. Work goes
 only to actors that are up; idle actors above MIN (and still-pending ones) are released when the
 queue drains so the autoscaler can scale down. Every placement and release is recorded with the
-node and the GPUs the actor holds.
+node and the GPUs the actor holds. Each actor takes up to ``tasks_per_actor`` shards at once (a
+threaded actor): one holds the model while the next decodes ahead and the previous publishes its files.
 """
 
 from __future__ import annotations
@@ -162,13 +163,16 @@ class ModelActorPool:
         options: dict[str, Any] = {
             "num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "max_restarts": -1,
             "max_task_retries": config.task_retries,
+            # a second shard task decodes ahead / publishes behind while one holds the model (ShardExtractor.model_lock)
+            "max_concurrency": config.tasks_per_actor,
         }
+        self.slots = config.tasks_per_actor
         if env_vars:
             options["runtime_env"] = {"env_vars": dict(env_vars)}
         self._cls = ray.remote(actor_body).options(**options)
         self._args = (model_spec, config.model_dump_json(), res.torch_threads)
         self.actors: list[Any] = []
-        self.busy: dict[Any, ShardTask] = {}  # actor -> task in flight
+        self.busy: dict[Any, list[ShardTask]] = {}  # actor -> tasks in flight (up to tasks_per_actor)
         self.ready: dict[Any, dict[str, Any]] = {}  # actor -> describe() (placement + model facts)
         self._pending: dict[Any, Any] = {}  # describe ref -> actor not yet up
         self._index: dict[Any, int] = {}
@@ -284,10 +288,17 @@ class ModelActorPool:
         in_flight: dict[Any, tuple[Any, ShardTask]] = {}
 
         def dispatch() -> None:
-            while queue and idle:
-                actor, task = idle.pop(0), queue.popleft()
-                in_flight[actor.run_shard.remote(task, out_url, shifts)] = (actor, task)
-                self.busy[actor] = task
+            # every actor up gets a first shard before any gets a second (the second decodes ahead on a busy actor)
+            for depth in range(self.slots):
+                for actor in list(self.ready):
+                    if not queue:
+                        return
+                    if len(self.busy.get(actor, [])) == depth:
+                        task = queue.popleft()
+                        in_flight[actor.run_shard.remote(task, out_url, shifts)] = (actor, task)
+                        self.busy.setdefault(actor, []).append(task)
+                        if actor in idle:
+                            idle.remove(actor)
 
         while queue or in_flight:
             if queue:
@@ -308,8 +319,10 @@ class ModelActorPool:
                 if ref not in in_flight:
                     continue  # an actor came up: picked up by _poll_pending next round
                 actor, task = in_flight.pop(ref)
-                del self.busy[actor]
-                idle.append(actor)
+                self.busy[actor].remove(task)
+                if not self.busy[actor]:
+                    del self.busy[actor]
+                    idle.append(actor)
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # the shard failed even after Ray's retries

@@ -8,6 +8,7 @@ are written to local temporaries and published only when the whole shard succeed
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -136,6 +137,8 @@ class ShardExtractor:
         self.window_samples = int(config.bucket_window_seconds * model.sample_rate)
         self.cka_idx = {c.name: cka_layer_indices(c, model) for c in config.cka}
         self.timers: dict[str, float] = {}  # seconds on the model's thread per step, reset per shard (profiling)
+        # one shard at a time runs the model; a second shard task decodes ahead, or a finished one publishes, meanwhile
+        self.model_lock = threading.Lock()
 
     # ---------------------------------------------------------------- input
     def _items(self, source_url: str, quarantine: list[cf.QuarantineRow]) -> Iterator[Item]:
@@ -232,29 +235,22 @@ class ShardExtractor:
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
         writers = tier_writers(self.config, out_url, source_name, self.model.layer_names)
-        self.timers = {}
+        outcome.stats["t_start"] = time.time()
+        decoded = prefetch(self._items(source_url, quarantine), depth=64)  # starts decoding now, before the model is free
         try:
-            for window in self._windows(prefetch(self._items(source_url, quarantine), depth=64)):
-                batches = plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.max_samples)
-                for batch in batches:
-                    for item, result in self._run([window[i] for i in batch], accs, outcome):
-                        if isinstance(result, BaseException):
-                            reason = f"{type(result).__name__}: {result}"
-                            log.warning("quarantined %s in the model: %s", item.row["id"], reason)
-                            quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
-                            continue
-                        t_write = time.perf_counter()
-                        writers.add(item.row, result)
-                        self.timers["write_seconds"] = self.timers.get("write_seconds", 0.0) + time.perf_counter() - t_write
-                        outcome.utterances += 1
-                        outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
+            with self.model_lock:
+                t_loop = time.perf_counter()
+                self.timers = {}
+                self._model_loop(decoded, accs, writers, quarantine, outcome)
+                outcome.stats.update(self.timers)
+                outcome.stats["model_loop_seconds"] = time.perf_counter() - t_loop
             t_finish = time.perf_counter()
             files = writers.finish()
             outcome.stats["finish_seconds"] = time.perf_counter() - t_finish
         except BaseException:
+            decoded.close()
             writers.abort()
             raise
-        outcome.stats.update(self.timers)
         outcome.stats["writer_wait_seconds"] = getattr(writers, "wait_seconds", 0.0)
         outcome.stats["writer_thread_cpu_seconds"] = getattr(writers, "thread_cpu_seconds", 0.0)
         record = outcome.record
@@ -264,7 +260,25 @@ class ShardExtractor:
         record.audio_seconds = round(outcome.audio_seconds, 6)
         record.quarantined = quarantine
         record.wall_seconds = round(time.perf_counter() - t_start, 3)
+        outcome.stats["t_end"] = time.time()
         return outcome
+
+    def _model_loop(self, decoded: Iterator[Item], accs: dict[str, Any], writers: Any, quarantine: list[cf.QuarantineRow], outcome: ShardOutcome) -> None:
+        """Bucket the decoded utterances, run the model batch by batch and hand each result to the writers."""
+        for window in self._windows(decoded):
+            batches = plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.max_samples)
+            for batch in batches:
+                for item, result in self._run([window[i] for i in batch], accs, outcome):
+                    if isinstance(result, BaseException):
+                        reason = f"{type(result).__name__}: {result}"
+                        log.warning("quarantined %s in the model: %s", item.row["id"], reason)
+                        quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
+                        continue
+                    t_write = time.perf_counter()
+                    writers.add(item.row, result)
+                    self.timers["write_seconds"] = self.timers.get("write_seconds", 0.0) + time.perf_counter() - t_write
+                    outcome.utterances += 1
+                    outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
 
     def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any) -> artifacts.FileEntry:
         """Write one shard's CKA state (minibatch buffers flushed so states stay small)."""
@@ -301,7 +315,8 @@ class ShardExtractor:
         sides = [c for c in self.config.cka if c.estimator == "feature"]
         if not sides:
             return {}
-        return self.shifts_from(self.pilot_items(source_urls, max(c.pilot_utterances for c in sides)))
+        with self.model_lock:
+            return self.shifts_from(self.pilot_items(source_urls, max(c.pilot_utterances for c in sides)))
 
     def shifts_from(self, items: list[Item]) -> dict[str, np.ndarray]:
         """Per feature side-output, the mean frame of ``items`` over its layers (rates aligned)."""

@@ -27,7 +27,7 @@ class ExtractSummary(BaseModel):
     actors_started: int = 0
     wall_seconds: float = 0.0
     model_seconds: float = 0.0
-    shard_seconds: float = Field(0.0, description="sum of per-shard task times (actor busy time)")
+    shard_seconds: float = Field(0.0, description="actor busy time: per actor, the union of its shard tasks' intervals, summed")
     actor_peak_rss_mb: float = 0.0
     cka_results: dict[str, list[list[float]]] = Field(default_factory=dict)
     written_shards: list[str] = Field(default_factory=list)
@@ -65,6 +65,17 @@ class ExtractSummary(BaseModel):
         for name in self.cka_results:
             lines.append(f"cka side-output {name!r}: merged matrix in cka/{name}/merged.npz")
         return "\n".join(lines)
+
+
+def busy_seconds(intervals: list[tuple[float, float, float]]) -> float:
+    """Per actor (first field: its pid), the length of the union of ``(start, end)`` intervals, summed over actors."""
+    total = 0.0
+    for pid in {i[0] for i in intervals}:
+        end = float("-inf")
+        for _, a, b in sorted(i for i in intervals if i[0] == pid):
+            total += max(0.0, b - max(a, end))
+            end = max(end, b)
+    return total
 
 
 class ShardCost(BaseModel):
