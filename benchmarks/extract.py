@@ -48,15 +48,15 @@ def build_corpus(root: str, minutes: float, seed: int = 0, shard_mb: float = 4.0
             i += 1
 
 
-def bare_loop(model, wavs: list[np.ndarray], mode: str, batch_seconds: float) -> float:
-    """Seconds of ``model(batch)`` over pre-decoded utterances with the pipeline's batch plan."""
+def bare_loop(model, shards: list[list[np.ndarray]], mode: str, batch_seconds: float) -> float:
+    """Seconds of ``model(batch)`` over pre-decoded utterances with the pipeline's batch plan (per shard, as the actors batch)."""
     from layerlab.batching import plan_batches
     from layerlab.models.batching import pad_batch
 
-    batches = plan_batches([w.shape[0] for w in wavs], mode, 64, int(batch_seconds * 16000))
+    batches = [[wavs[i] for i in b] for wavs in shards for b in plan_batches([w.shape[0] for w in wavs], mode, 64, int(batch_seconds * 16000))]
     t0 = time.perf_counter()
     for b in batches:
-        model(*pad_batch([wavs[i] for i in b]))
+        model(*pad_batch(b))
     return time.perf_counter() - t0
 
 
@@ -103,11 +103,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="layerlab-bench-"))
     build_corpus(str(work / "data"), args.minutes, shard_mb=args.shard_mb)
     spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm.pt', size=args.size)}"
-    from layerlab.data.shards import iter_utterances
     from layerlab.models import load
 
     model = load(spec)
-    wavs = [u.wav for u in iter_utterances(str(work / "data"))]
+    from layerlab import storage
+    from layerlab.data.manifest import read_manifest
+
+    from layerlab.data.shards import iter_shard_batches, rows_to_utterances
+
+    shards = [[u.wav for b in iter_shard_batches(storage.join(str(work / "data"), sh.name)) for u in rows_to_utterances(b)]
+              for sh in read_manifest(str(work / "data")).shards]
+    wavs = [w for sh in shards for w in sh]
     audio_s = sum(w.shape[0] for w in wavs) / 16000
     model(*pad_batch(wavs[:1]))  # warm-up, as the pipeline's actors warm up in __init__
     cpu0 = time.process_time()
@@ -129,7 +135,7 @@ def main() -> None:
     group = ["ge2e", "fbank", f"wavlm={tiny_spec}"]  # light models: decoding once is what joint extraction saves
     for rep in range(args.reps):
         for name, opts in variants.items():
-            bare_tp = audio_s / bare_loop(model, wavs, args.mode, args.batch_seconds)
+            bare_tp = audio_s / bare_loop(model, shards, args.mode, args.batch_seconds)
             cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, **opts)
             s = extract(spec, str(work / "data"), str(work / f"cache-{len(name)}"), cfg)
             assert s.ok and s.complete, s.render()

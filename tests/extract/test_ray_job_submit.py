@@ -31,6 +31,32 @@ def _forget_cluster(gcs_port: int) -> None:
         pointer.unlink()
 
 
+def _run_job(client, entrypoint: str) -> str:
+    """Submit ``entrypoint`` with this repository as working dir, wait for it, assert success; its logs."""
+    from ray.job_submission import JobStatus
+
+    deadline = time.time() + 90
+    while True:  # the dashboard answers before the head's job agent is ready ("No available agent")
+        try:
+            job_id = client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env={"working_dir": str(REPO), "excludes": [".venv", ".git", "runs", "*.pt", "tests", "benchmarks"],
+                             "env_vars": {"RAY_AUTH_MODE": "disabled"}},
+            )
+            break
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.time() > deadline:
+                raise
+            time.sleep(2)
+    deadline = time.time() + 240
+    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.time() < deadline, "job did not finish in time"
+        time.sleep(2)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    return logs
+
+
 @pytest.mark.slow
 def test_ray_job_submit_extract(tmp_path: Path) -> None:
     from layerlab.cache import open_cache
@@ -40,6 +66,7 @@ def test_ray_job_submit_extract(tmp_path: Path) -> None:
     kept = build_corpus(data, utterances=8, short_ids=(), nan_ids=())
     ckpt = tiny.build_s3prl_wavlm(tmp_path / "wavlm.pt", seed=1)
     out = str(tmp_path / "cache")
+    joint = str(tmp_path / "joint")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
     # every port explicit: an embedded Ray of the same test session may hold the defaults (e.g. 52365)
     gcs, dash, agent, agent_grpc, rt_agent, metrics = (_free_port() for _ in range(6))
@@ -52,7 +79,7 @@ def test_ray_job_submit_extract(tmp_path: Path) -> None:
     )
     address = f"http://127.0.0.1:{dash}"
     try:
-        from ray.job_submission import JobStatus, JobSubmissionClient
+        from ray.job_submission import JobSubmissionClient
 
         deadline = time.time() + 90
         while True:
@@ -63,26 +90,11 @@ def test_ray_job_submit_extract(tmp_path: Path) -> None:
                 if time.time() > deadline or head.poll() is not None:
                     raise
                 time.sleep(1)
-        deadline = time.time() + 90
-        while True:  # the dashboard answers before the head's job agent is ready ("No available agent")
-            try:
-                job_id = client.submit_job(
-                    entrypoint=f"python jobs/extract.py --model s3prl:wavlm_local:{ckpt} --data {data} --out {out} --tier both --no-progress",
-                    runtime_env={"working_dir": str(REPO), "excludes": [".venv", ".git", "runs", "*.pt", "tests", "benchmarks"],
-                                 "env_vars": {"RAY_AUTH_MODE": "disabled"}},
-                )
-                break
-            except RuntimeError as exc:
-                if "No available agent" not in str(exc) or time.time() > deadline:
-                    raise
-                time.sleep(2)
-        deadline = time.time() + 240
-        while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-            assert time.time() < deadline, "job did not finish in time"
-            time.sleep(2)
-        logs = client.get_job_logs(job_id)
-        assert status == JobStatus.SUCCEEDED, logs[-3000:]
+        logs = _run_job(client, f"python jobs/extract.py --model s3prl:wavlm_local:{ckpt} --data {data} --out {out} --tier both --no-progress")
         assert "complete" in logs
+        # a joint group through the same entry point and the same actor pool: one actor, two caches, one joint state
+        logs = _run_job(client, f"python jobs/extract.py --model wavlm=s3prl:wavlm_local:{ckpt} --model fbank --data {data} --out {joint} --no-progress")
+        assert "joint CKA state" in logs and "per shard" in logs
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
@@ -92,3 +104,7 @@ def test_ray_job_submit_extract(tmp_path: Path) -> None:
         _forget_cluster(gcs)
     cache = open_cache(out)
     assert cache.manifest.complete and cache.manifest.kept == len(kept)
+    for name in ("wavlm", "fbank"):
+        member = open_cache(f"{joint}/{name}")
+        assert member.manifest.complete and member.manifest.kept == len(kept)
+    assert open_cache(f"{joint}/wavlm").cka_states("joint-fbank")
