@@ -48,16 +48,28 @@ def build_corpus(root: str, minutes: float, seed: int = 0, shard_mb: float = 4.0
             i += 1
 
 
-def bare_loop(model, shards: list[list[np.ndarray]], mode: str, batch_seconds: float) -> float:
-    """Seconds of ``model(batch)`` over pre-decoded utterances with the pipeline's batch plan (per shard, as the actors batch)."""
+def bare_loop(spec: str, data: str, mode: str, batch_seconds: float, threads: int) -> tuple[float, float]:
+    """Seconds of ``model(batch)`` over pre-decoded utterances with the pipeline's batch plan (per shard, as the actors batch).
+
+    Runs inside a Ray task with the actor's CPUs and torch threads, so baseline and pipeline share
+    process conditions; model load and decoding are outside the timed loop.
+    """
+    from layerlab import storage
     from layerlab.batching import plan_batches
+    from layerlab.data.manifest import read_manifest
+    from layerlab.data.shards import iter_shard_batches, rows_to_utterances
+    from layerlab.models import load
     from layerlab.models.batching import pad_batch
 
+    torch.set_num_threads(threads)
+    model = load(spec)
+    shards = [[u.wav for b in iter_shard_batches(storage.join(data, sh.name)) for u in rows_to_utterances(b)] for sh in read_manifest(data).shards]
     batches = [[wavs[i] for i in b] for wavs in shards for b in plan_batches([w.shape[0] for w in wavs], mode, 64, int(batch_seconds * 16000))]
-    t0 = time.perf_counter()
+    model(*pad_batch(batches[0][:1]))  # warm-up, as the actors warm up in __init__
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for b in batches:
         model(*pad_batch(b))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - cpu0
 
 
 def profile_shards(spec: str, data: str, out: str, **opts: object) -> dict[str, float]:
@@ -98,27 +110,18 @@ def main() -> None:
     from layerlab.extract.joint import extract_joint
     from layerlab.extract.pipeline import extract
     from layerlab.models import tiny
-    from layerlab.models.batching import pad_batch
 
     work = Path(tempfile.mkdtemp(prefix="layerlab-bench-"))
     build_corpus(str(work / "data"), args.minutes, shard_mb=args.shard_mb)
     spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm.pt', size=args.size)}"
-    from layerlab.models import load
-
-    model = load(spec)
-    from layerlab import storage
     from layerlab.data.manifest import read_manifest
 
-    from layerlab.data.shards import iter_shard_batches, rows_to_utterances
-
-    shards = [[u.wav for b in iter_shard_batches(storage.join(str(work / "data"), sh.name)) for u in rows_to_utterances(b)]
-              for sh in read_manifest(str(work / "data")).shards]
-    wavs = [w for sh in shards for w in sh]
-    audio_s = sum(w.shape[0] for w in wavs) / 16000
-    model(*pad_batch(wavs[:1]))  # warm-up, as the pipeline's actors warm up in __init__
+    manifest = read_manifest(str(work / "data"))
+    audio_s = manifest.audio_seconds
     cpu0 = time.process_time()
-    print(f"model: WavLM {args.size} (s3prl format, random weights), audio: {audio_s / 60:.2f} min, mode {args.mode}, "
-          f"batch {args.batch_seconds:g} s, torch threads {torch.get_num_threads()}, device {model.device}, {args.reps} interleaved repetitions")
+    print(f"model: WavLM {args.size} (s3prl format, random weights), audio: {audio_s / 60:.2f} min in {len(manifest.shards)} shards, "
+          f"mode {args.mode}, batch {args.batch_seconds:g} s, device {'cuda' if torch.cuda.is_available() else 'cpu'}, "
+          f"{args.reps} interleaved repetitions; the bare loop runs in a Ray task with the actor's CPUs and threads")
     if not args.skip_profile:
         print("\nprofile of the frames tier, in this process, both tiers (seconds; the model's thread unless marked):")
         for label, opts in (("zstd, on the model thread", dict(write_behind=False)), ("zstd, write-behind", dict(write_behind=True)),
@@ -126,22 +129,28 @@ def main() -> None:
             prof = profile_shards(spec, str(work / "data"), str(work / f"profile-{len(label)}"), **opts)
             print(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()))
     ray.init(include_dashboard=False, log_to_driver=False)
+    from layerlab.extract.resources import plan_resources
+
+    res = plan_resources(ray.cluster_resources(), ExtractConfig(), {})
+    bare = ray.remote(num_cpus=res.num_cpus, num_gpus=res.num_gpus)(bare_loop)
     variants = {"pooled": dict(tier="pooled"), "both": dict(tier="both"),
                 "both, one shard at a time, writes on the model thread (before)": dict(tier="both", write_behind=False, tasks_per_actor=1)}
-    ratios: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    ratios: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
     joint_ratio: list[float] = []
     last = {}
     tiny_spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm-tiny.pt', size='tiny')}"
     group = ["ge2e", "fbank", f"wavlm={tiny_spec}"]  # light models: decoding once is what joint extraction saves
     for rep in range(args.reps):
         for name, opts in variants.items():
-            bare_tp = audio_s / bare_loop(model, shards, args.mode, args.batch_seconds)
+            bare_wall, bare_cpu = ray.get(bare.remote(spec, str(work / "data"), args.mode, args.batch_seconds, res.torch_threads))
+            bare_tp = audio_s / bare_wall
             cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, **opts)
             s = extract(spec, str(work / "data"), str(work / f"cache-{len(name)}"), cfg)
             assert s.ok and s.complete, s.render()
-            ratios[name].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp))
-            print(f"rep {rep} {name}: bare {bare_tp:.1f} audio-s/s; pipeline {s.wall_seconds:.2f} s end to end "
-                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy -> ratios {ratios[name][-1][0]:.3f} / {ratios[name][-1][1]:.3f}")
+            ratios[name].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp, bare_cpu / s.actor_cpu_seconds))
+            print(f"rep {rep} {name}: bare {bare_tp:.2f} audio-s/s ({bare_cpu:.1f} CPU-s); pipeline {s.wall_seconds:.2f} s end to end "
+                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy, {s.actor_cpu_seconds:.1f} actor CPU-s "
+                  f"-> ratios {ratios[name][-1][0]:.3f} / {ratios[name][-1][1]:.3f} / CPU {ratios[name][-1][2]:.3f}")
             last[name] = s
         if not args.skip_joint:
             cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, tier="pooled")
@@ -159,8 +168,9 @@ def main() -> None:
     print()
     for name, rs in ratios.items():
         s = last[name]
-        e2e, busy = np.median([r[0] for r in rs]), np.median([r[1] for r in rs])
-        print(f"{name}: median throughput ratio pipeline/bare: end-to-end {e2e:.3f}, steady-state (actor busy) {busy:.3f}")
+        e2e, busy, cpu = (np.median([r[k] for r in rs]) for k in range(3))
+        print(f"{name}: median ratio pipeline/bare: end-to-end {e2e:.3f}, steady-state (actor busy wall) {busy:.3f}, "
+              f"CPU (bare model CPU-s / actor CPU-s, all threads) {cpu:.3f}")
         for t, size in s.tier_bytes.items():
             print(f"  {t} tier: {size / 1e6:.2f} MB = {size / s.audio_seconds:,.0f} bytes per audio second")
         print(f"  actor peak RSS {s.actor_peak_rss_mb:.0f} MB")
@@ -169,7 +179,7 @@ def main() -> None:
         print(f"joint extraction: median throughput / (three single-model extractions in sequence) {np.median(joint_ratio):.3f} "
               f"(reps: {', '.join(f'{r:.3f}' for r in joint_ratio)}); per shard joint-CKA {np.median([c.joint_seconds for c in j.shards]):.2f} s, "
               f"joint state {max(c.joint_state_mb for c in j.shards):.1f} MB, actor peak RSS {max(c.actor_peak_rss_mb for c in j.shards):.0f} MB")
-    print(f"driver peak RSS (incl. bare loop model + decoded audio) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+    print(f"driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
           f"driver CPU {time.process_time() - cpu0:.0f} s")
     ray.shutdown()
 

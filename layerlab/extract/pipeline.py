@@ -24,7 +24,7 @@ from layerlab.data.shards import read_quarantine as read_source_quarantine
 from layerlab.extract.config import ExtractConfig
 from layerlab.extract.pool import ModelActorPool, ShardTask
 from layerlab.extract.resources import autoscaler_node_types, plan_resources
-from layerlab.extract.summary import ExtractSummary, busy_seconds
+from layerlab.extract.summary import ExtractSummary, busy_seconds, cpu_seconds
 from layerlab.progress import AudioProgress
 from layerlab.runtime import init_ray, worker_env
 
@@ -199,6 +199,7 @@ def extract(
                                  shards_total=len(source.shards), shards_written=0, shards_skipped=skipped, complete=False)
         progress = AudioProgress(sum(by_name[t.name].rows for t in todo), sum(by_name[t.name].audio_seconds for t in todo), config.progress)
         intervals: list[tuple[float, float, float]] = []
+        cpu_spans: list[tuple[float, float, float]] = []
 
         def on_result(task: ShardTask, outcome: Any) -> None:
             manifest.shards[task.name] = outcome.record
@@ -212,6 +213,8 @@ def extract(
             summary.retried_alone += outcome.retried_alone
             intervals.append((outcome.stats.get("pid", 0.0), outcome.stats.get("t_start", 0.0), outcome.stats.get("t_end", outcome.record.wall_seconds)))
             summary.shard_seconds = round(busy_seconds(intervals), 3)
+            cpu_spans.append((outcome.stats.get("pid", 0.0), outcome.stats.get("cpu_start", 0.0), outcome.stats.get("cpu_end", 0.0)))
+            summary.actor_cpu_seconds = round(cpu_seconds(cpu_spans), 3)
             summary.actor_peak_rss_mb = max(summary.actor_peak_rss_mb, outcome.stats.get("peak_rss_mb", 0.0))
             progress.update(outcome.utterances + len(outcome.record.quarantined), outcome.audio_seconds)
 

@@ -87,8 +87,9 @@ class ExtractActor:
         """Extract one shard (see ShardExtractor.run); the outcome carries this worker's pid."""
         import resource
 
+        cpu_start = time.process_time()  # this actor process's CPU (all threads): decode, model, encode, publish
         outcome = self.worker.run(task.url, task.name, task.sha256, out_url, shifts)
-        outcome.stats["pid"] = float(os.getpid())
+        outcome.stats.update(pid=float(os.getpid()), cpu_start=cpu_start, cpu_end=time.process_time())
         outcome.stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return outcome
 

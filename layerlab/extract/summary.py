@@ -29,6 +29,7 @@ class ExtractSummary(BaseModel):
     model_seconds: float = 0.0
     shard_seconds: float = Field(0.0, description="actor busy time: per actor, the union of its shard tasks' intervals, summed")
     actor_peak_rss_mb: float = 0.0
+    actor_cpu_seconds: float = Field(0.0, description="CPU seconds of the actor processes (all threads) from their first task's start to their last task's end")
     cka_results: dict[str, list[list[float]]] = Field(default_factory=dict)
     written_shards: list[str] = Field(default_factory=list)
     actor_rule: str = Field("", description="why actors got GPUs or not (--device and the autoscaler)")
@@ -65,6 +66,15 @@ class ExtractSummary(BaseModel):
         for name in self.cka_results:
             lines.append(f"cka side-output {name!r}: merged matrix in cka/{name}/merged.npz")
         return "\n".join(lines)
+
+
+def cpu_seconds(spans: list[tuple[float, float, float]]) -> float:
+    """Per actor (first field: its pid), its process CPU from the earliest task start to the latest task end, summed."""
+    total = 0.0
+    for pid in {s[0] for s in spans}:
+        mine = [s for s in spans if s[0] == pid]
+        total += max(s[2] for s in mine) - min(s[1] for s in mine)
+    return total
 
 
 def busy_seconds(intervals: list[tuple[float, float, float]]) -> float:
