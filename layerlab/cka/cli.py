@@ -34,6 +34,9 @@ def cka_command(
     from layerlab import storage
     from layerlab.cka.pipeline import CKAJob, run_cka
 
+    for url in (a, b, checkpoint):  # missing buckets / refused credentials: one line naming the URL, before any work
+        if url:
+            storage.check_input(url)
     storage.check_output_dir(out)
     unit = group_by or ("shard" if from_side_output else "speaker")
     job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",

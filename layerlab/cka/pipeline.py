@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from layerlab.accumulator import merge_all
+from layerlab.cache.reader import IdLedger
 from layerlab.cka.cache_input import (
     CacheInfo, Utterance, frame_level_only, read_cache_info, read_utterances, shard_names, side_output_estimator, side_output_info,
     tier_for,
@@ -175,8 +176,11 @@ def merge_groups(keyed: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return {key: merge_all(accs) for key, accs in sorted(by_key.items())}
 
 
-def shard_group_states(job: CKAJob, shards: list[str], shift: Any) -> dict[str, Any]:
-    """Accumulate one shard into one accumulator per group (the shard, each speaker or each utterance)."""
+def shard_group_states(job: CKAJob, shards: list[str], shift: Any, ids: list[str] | None = None) -> dict[str, Any]:
+    """Accumulate one shard into one accumulator per group (the shard, each speaker or each utterance).
+
+    ``ids`` (when given) receives the id of every utterance accumulated, for the caller's duplicate check.
+    """
     groups: dict[str, Any] = {}
     buffers: dict[str, list[list[np.ndarray]]] = {}
     shard_key = shards[0].rsplit("/", 1)[-1]
@@ -198,6 +202,8 @@ def shard_group_states(job: CKAJob, shards: list[str], shift: Any) -> dict[str, 
 
     for uid, speaker, layers in job.layers_of(shards):
         counts["n_utterances"] += 1
+        if ids is not None:
+            ids.append(uid)
         if rates:
             for name, n in zip(names, alignment_drops([len(x) for x in layers], rates)):
                 counts["frames_dropped"][name] += n
@@ -345,11 +351,16 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = No
 def collect_groups(job: CKAJob, shift: Any, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """One accumulator per group over every shard (a speaker's utterances in several shards form one group)."""
 
+    ledger = IdLedger(job.a_url)  # a shard copied over another counts its utterances twice: caught here, checksums or not
+
     def keyed() -> Iterator[tuple[str, Any]]:
         for name, urls in job.shard_pairs():
             if progress:
                 progress(f"shard {name}")
-            yield from shard_group_states(job, urls, shift).items()
+            ids: list[str] = []
+            states = shard_group_states(job, urls, shift, ids)
+            ledger.add(ids, name)
+            yield from states.items()
 
     return merge_groups(keyed())
 

@@ -57,6 +57,7 @@ def extract_cmd(
         member_names(model)  # cache folder names must differ
     for spec in model:
         check_spec(member_spec(spec) if len(model) > 1 else spec)
+    storage.check_input(data)
     read_manifest(data)
     storage.check_output_dir(out)
     init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray

@@ -125,12 +125,13 @@ class JointShardExtractor:
         joint = {(a, b): new_joint_accumulator(self.members[a], self.members[b], shift=shifts.get(a, {}).get(joint_name(b)),
                                                device=self.first.model.device) for a, b in self.pairs}
         writers = {n: tier_writers(self.config, urls[n], source_name, w.model.layer_names) for n, w in self.workers.items()}
+        kept_ids: list[str] = []  # the utterances in every member's states (recorded with them: duplicates are caught on read)
         outcome.stats["t_start"] = time.time()
         decoded = prefetch(self.first._items(source_url, quarantine), depth=64)  # decodes ahead while the models are busy
         try:
             with self.model_lock:
                 t_loop = time.perf_counter()
-                self._model_loop(decoded, accs, joint, writers, quarantine, outcome)
+                self._model_loop(decoded, accs, joint, writers, quarantine, outcome, kept_ids)
                 outcome.stats["model_loop_seconds"] = time.perf_counter() - t_loop
             files = {n: w.finish() for n, w in writers.items()}
         except BaseException:
@@ -142,10 +143,10 @@ class JointShardExtractor:
         for n, o in outcome.members.items():
             rec = o.record
             rec.files = files[n]
-            rec.cka = {name: self.workers[n]._publish_cka(urls[n], name, source_name, acc) for name, acc in accs[n].items()}
+            rec.cka = {name: self.workers[n]._publish_cka(urls[n], name, source_name, acc, kept_ids) for name, acc in accs[n].items()}
             for (a, b), acc in joint.items():
                 if a == n:
-                    rec.cka[joint_name(b)] = self.workers[n]._publish_cka(urls[n], joint_name(b), source_name, acc)
+                    rec.cka[joint_name(b)] = self.workers[n]._publish_cka(urls[n], joint_name(b), source_name, acc, kept_ids)
             rec.kept = o.utterances
             rec.audio_seconds = round(o.audio_seconds, 6)
             rec.quarantined = list(quarantine)
@@ -156,7 +157,7 @@ class JointShardExtractor:
         return outcome
 
     def _model_loop(self, decoded: Any, accs: dict[str, dict[str, Any]], joint: dict[Pair, Any], writers: dict[str, Any],
-                    quarantine: list[cf.QuarantineRow], outcome: JointOutcome) -> None:
+                    quarantine: list[cf.QuarantineRow], outcome: JointOutcome, kept_ids: list[str]) -> None:
         """Bucket once for the group, run every model on each batch, hand each member's result to its writers."""
         sr = self.first.model.sample_rate
         for window in self.first._windows(decoded):
@@ -167,6 +168,7 @@ class JointShardExtractor:
                         log.warning("quarantined %s in the model: %s", item.row["id"], reason)
                         quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
                         continue
+                    kept_ids.append(str(item.row["id"]))
                     for n, feats in result.items():
                         writers[n].add(item.row, feats)
                         outcome.members[n].utterances += 1

@@ -234,6 +234,7 @@ class ShardExtractor:
         quarantine: list[cf.QuarantineRow] = []
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
+        kept_ids: list[str] = []  # the utterances inside the CKA states (recorded with them: duplicates are caught on read)
         writers = tier_writers(self.config, out_url, source_name, self.model.layer_names)
         outcome.stats["t_start"] = time.time()
         decoded = prefetch(self._items(source_url, quarantine), depth=64)  # starts decoding now, before the model is free
@@ -241,7 +242,7 @@ class ShardExtractor:
             with self.model_lock:
                 t_loop = time.perf_counter()
                 self.timers = {}
-                self._model_loop(decoded, accs, writers, quarantine, outcome)
+                self._model_loop(decoded, accs, writers, quarantine, outcome, kept_ids)
                 outcome.stats.update(self.timers)
                 outcome.stats["model_loop_seconds"] = time.perf_counter() - t_loop
             t_finish = time.perf_counter()
@@ -255,7 +256,7 @@ class ShardExtractor:
         outcome.stats["writer_thread_cpu_seconds"] = getattr(writers, "thread_cpu_seconds", 0.0)
         record = outcome.record
         record.files = files
-        record.cka = {name: self._publish_cka(out_url, name, source_name, acc) for name, acc in accs.items()}
+        record.cka = {name: self._publish_cka(out_url, name, source_name, acc, kept_ids) for name, acc in accs.items()}
         record.kept = outcome.utterances
         record.audio_seconds = round(outcome.audio_seconds, 6)
         record.quarantined = quarantine
@@ -263,7 +264,8 @@ class ShardExtractor:
         outcome.stats["t_end"] = time.time()
         return outcome
 
-    def _model_loop(self, decoded: Iterator[Item], accs: dict[str, Any], writers: Any, quarantine: list[cf.QuarantineRow], outcome: ShardOutcome) -> None:
+    def _model_loop(self, decoded: Iterator[Item], accs: dict[str, Any], writers: Any, quarantine: list[cf.QuarantineRow], outcome: ShardOutcome,
+                    kept_ids: list[str]) -> None:
         """Bucket the decoded utterances, run the model batch by batch and hand each result to the writers."""
         for window in self._windows(decoded):
             batches = plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.max_samples)
@@ -277,15 +279,19 @@ class ShardExtractor:
                     t_write = time.perf_counter()
                     writers.add(item.row, result)
                     self.timers["write_seconds"] = self.timers.get("write_seconds", 0.0) + time.perf_counter() - t_write
+                    kept_ids.append(str(item.row["id"]))
                     outcome.utterances += 1
                     outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
 
-    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any) -> artifacts.FileEntry:
-        """Write one shard's CKA state (minibatch buffers flushed so states stay small)."""
+    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any, ids: list[str]) -> artifacts.FileEntry:
+        """Write one shard's CKA state (minibatch buffers flushed so states stay small), tagged with its shard and utterance ids."""
+        from layerlab.cache.reader import STATE_IDS_KEY, STATE_SHARD_KEY
+
         if hasattr(acc, "flush"):
             acc.flush()
         rows = int(getattr(acc, "n", getattr(acc, "num_batches", 0)))
-        return artifacts.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(acc.state_dict()), rows)
+        state = {**acc.state_dict(), STATE_SHARD_KEY: source_name, STATE_IDS_KEY: list(ids)}
+        return artifacts.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(state), rows)
 
     # ---------------------------------------------------------------- pilot
     def pilot_items(self, source_urls: list[str], want: int) -> list[Item]:

@@ -200,3 +200,13 @@ def test_joint_group_member_names():
     assert member_spec("big=s3prl:wavlm_local:/x/y.pt") == "s3prl:wavlm_local:/x/y.pt" and member_spec("ge2e") == "ge2e"
     with pytest.raises(ValueError, match="share the cache folder"):
         member_names(["s3prl:wavlm_local:/a/m.pt", "s3prl:wavlm_local:/b/m.pt"])
+
+
+def test_the_run_summary_names_the_side_output_file_instead_of_printing_a_matrix():
+    """The old demo printed CKA matrices as bare nested lists; the summary points at the merged state instead."""
+    from layerlab.extract.summary import ExtractSummary
+
+    summary = ExtractSummary(out_url="/c", model_spec="ge2e", mode="bucketed", tiers=["pooled"], shards_total=1, shards_written=1,
+                             shards_skipped=0, complete=True, cka_results={"all": [[1.0, 0.25], [0.25, 1.0]]})
+    text = summary.render()
+    assert "cka side-output 'all': merged matrix in cka/all/merged.npz" in text and "[[" not in text and "0.25" not in text
