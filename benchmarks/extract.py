@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--shard-mb", type=float, default=4.0, help="audio shard size (smaller: more shard boundaries per minute)")
     ap.add_argument("--skip-joint", action="store_true", help="leave out the joint-extraction comparison")
+    ap.add_argument("--joint-only", action="store_true", help="only the joint-extraction comparison")
     ap.add_argument("--skip-profile", action="store_true", help="leave out the in-process profile of the frames tier")
     args = ap.parse_args()
 
@@ -128,13 +129,15 @@ def main() -> None:
                             ("lz4, write-behind", dict(write_behind=True, compression="lz4")), ("none, write-behind", dict(write_behind=True, compression="none"))):
             prof = profile_shards(spec, str(work / "data"), str(work / f"profile-{len(label)}"), **opts)
             print(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()))
-    ray.init(include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)  # its own embedded Ray, never a head left running
     from layerlab.extract.resources import plan_resources
 
     res = plan_resources(ray.cluster_resources(), ExtractConfig(), {})
     bare = ray.remote(num_cpus=res.num_cpus, num_gpus=res.num_gpus)(bare_loop)
     variants = {"pooled": dict(tier="pooled"), "both": dict(tier="both"),
                 "both, one shard at a time, writes on the model thread (before)": dict(tier="both", write_behind=False, tasks_per_actor=1)}
+    if args.joint_only:
+        variants = {}
     ratios: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
     joint_ratio: list[float] = []
     last = {}
