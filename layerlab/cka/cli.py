@@ -42,7 +42,7 @@ def cka_command(
     job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
                  device=device, fast_matmul=fast, side_output=from_side_output, layers_a=layers_a, layers_b=layers_b,
                  verify=not no_verify, allow_partial=allow_partial, bootstrap=bootstrap)
-    if on_ray:
+    if on_ray and not from_side_output:  # side-output states are only summed: no per-shard work to distribute
         from layerlab.cka.reducer import run_cka_on_ray
         from layerlab.runtime import init_ray
 

@@ -77,3 +77,15 @@ def test_layer_selection_and_errors_of_the_joint_reader(joint_run, tmp_path):
         CKAJob(f"{out}/fbank", f"{out}/wavlm", side_output="joint", estimator="minibatch")
     with pytest.raises(ValueError, match="no joint side-output"):
         CKAJob(f"{out}/fbank", f"{out}/fbank", side_output="joint")
+
+
+def test_cli_reads_the_joint_side_output(joint_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from layerlab.cli import app
+
+    out, _ = joint_run
+    result = CliRunner().invoke(app, ["cka", "--a", f"{out}/ge2e", "--b", f"{out}/fbank", "--from-side-output", "joint",
+                                      "--estimator", "debiased", "--out", str(tmp_path / "cka"), "--on-ray"])
+    assert result.exit_code == 0, result.output
+    assert sum(line.endswith(".parquet") for line in result.output.splitlines()) == 3  # A x A, B x B, A x B
