@@ -99,10 +99,11 @@ def main() -> None:
     ap.add_argument("--max-train-frames", type=int, default=40000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the fbank rows (already measured on this corpus)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     rows = []
-    for spec in ["fbank", *args.model]:
+    for spec in ([] if args.no_baseline else ["fbank"]) + args.model:
         for layer, d in collect(spec, args.data, args.max_train_frames, args.seed).items():
             acc = linear_probe(d)
             majority = max(np.mean(d["y_test"] == c) for c in set(d["y_test"]))

@@ -215,6 +215,9 @@ def run_local(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
     from layerlab.probe.train import fit
     from layerlab.progress import progress_bar
 
+    import torch
+
+    torch.set_num_threads(max(1, int(cfg.cpus_per_trial)))  # as a Tune trial would get (process-wide: the driver's share)
     task = get_task(task_name)
     outcomes = []
     bar = progress_bar(len(configs), f"probe {task_name} {name}", "trial")

@@ -193,7 +193,10 @@ class Runner:
             self._record(stage, "failed", wall, False, error=message)
             return
         wall = round(time.perf_counter() - t0, 3)
-        storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": stage.fingerprint, "status": status, "reason": reason,
+        fingerprint = stage.fingerprint
+        if stage.kind == "report" and any(r["status"] in ("failed", "not run") for r in self.records.values()):
+            fingerprint += "+incomplete"  # a report of a failed run shows the failure: never reuse it once the stages finish
+        storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": fingerprint, "status": status, "reason": reason,
                                                                   "result": result, "wall_seconds": wall, "finished_at": _now(),
                                                                   "params": stage.params})
         storage.remove(marker_url(self.out, stage.id, "failed"))

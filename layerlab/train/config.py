@@ -103,12 +103,15 @@ class DinoConfig(TrainConfig):
     global_seconds: tuple[float, float] = (3.0, 4.0)
     local_crops: int = Field(4, ge=0)
     local_seconds: float = 2.0
+    disjoint_crops: bool = Field(False, description="place an utterance's crops on non-overlapping stretches when it is long enough (short corpora: overlapping crops let the views match on shared audio)")
     student_temp: float = 0.1
     teacher_temp: tuple[float, float] = Field((0.04, 0.07), description="warm-up start -> final teacher temperature")
     teacher_temp_warmup_ratio: float = Field(0.2, ge=0, le=1, description="share of epochs for the temperature warm-up")
     center_momentum: float = 0.9
+    reg_weight: float = Field(0.0, ge=0, description="RDINO (3D-Speaker) variance/covariance regulariser on the student's global-crop embeddings (std 10, cov 1; RDINO: 0.2); 0 = plain DINO")
     teacher_momentum: float = Field(0.996, ge=0, le=1, description="EMA start; cosine schedule to 1")
-    freeze_last_layer_epochs: int = Field(1, ge=0)
+    freeze_last_layer_epochs: int = Field(1, ge=0, description="the head's last layer gets no gradient in these first epochs")
+    freeze_last_layer_steps: int | None = Field(None, ge=0, description="the same in optimiser steps; set, it replaces freeze_last_layer_epochs (short runs)")
     lr: float = Field(0.2, gt=0, description="base lr for batch 256 (scaled by global batch / 256)")
     weight_decay: float = 5e-5
     grad_clip: float | None = 3.0

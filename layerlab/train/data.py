@@ -156,6 +156,22 @@ def random_crop(wav: np.ndarray, length: int, rng: np.random.Generator) -> np.nd
     return out
 
 
+def disjoint_starts(n: int, lengths: list[int], rng: np.random.Generator) -> list[int] | None:
+    """Start samples for windows of ``lengths`` that do not overlap inside ``n`` samples, in random
+    order with random gaps; None when they do not fit."""
+    free = n - sum(lengths)
+    if free < 0:
+        return None
+    order = rng.permutation(len(lengths))
+    cuts = np.sort(rng.integers(0, free + 1, size=len(lengths)))  # gap before each window (cumulative)
+    starts = [0] * len(lengths)
+    pos = 0
+    for rank, i in enumerate(order):
+        starts[i] = int(pos + cuts[rank])
+        pos += lengths[i]
+    return starts
+
+
 def crop_length(seconds: tuple[float, float] | float, rng: np.random.Generator) -> int:
     """Samples for a crop drawn uniformly in ``seconds`` (a (low, high) range or a fixed value)."""
     if isinstance(seconds, (int, float)):

@@ -63,6 +63,19 @@ def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusabl
     assert "1 stage(s) failed: extract/synth/broken" in page
     assert (out / "stages" / "extract__synth__broken.failed.json").exists()
 
+    # the same config once the checkpoint is repaired: the failed stages run, and the report is rendered again
+    # (the one written after the failure must not be reused: it says a stage failed)
+    from layerlab.models.tiny import build_s3prl_wavlm
+
+    good = tmp_path / "good.pt"
+    build_s3prl_wavlm(good)
+    storage.atomic_write_bytes(broken, good.read_bytes())
+    repaired, lines = _run(doc, out)
+    assert not repaired.failed, lines
+    assert {"extract/synth/broken", "cka/synth/across/fbank__broken/utterance", "report"} <= set(repaired.computed)
+    assert "failed" not in (out / "report" / "index.html").read_text().split("stage(s) failed")[0][-40:]
+    assert "1 stage(s) failed" not in (out / "report" / "index.html").read_text()
+
     fixed, _ = _run(tiny_study(models={"fbank": {"spec": "fbank"}}), out)
     assert not fixed.failed
     assert {"corpus/synth", "extract/synth/fbank"} <= set(fixed.reused)  # finished stages were kept

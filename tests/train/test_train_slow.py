@@ -93,9 +93,17 @@ def test_tiny_speaker_recipes_reach_their_eer_targets(corpus48: str, tmp_path: P
 
 
 @pytest.mark.slow
-def test_tiny_hubert_predicts_masked_clusters_well_above_chance(corpus48: str, tmp_path: Path) -> None:
+def test_tiny_hubert_predicts_masked_clusters_well_above_chance_and_its_best_layer_beats_fbank_on_phones(
+        corpus48: str, tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_pr_probe import collect, linear_probe
+
     from layerlab.train import run_recipe
 
     s = run_recipe("hubert", corpus48, str(tmp_path / "hubert"), config=REPO / "configs" / "train" / "hubert-tiny.yaml")
     m = s["metrics"]
-    assert m["masked_acc"] > 2 * max(m["chance_majority"], m["chance_uniform"])
+    assert m["masked_acc"] > 5 * m["chance_uniform"] and m["masked_acc"] > m["chance_majority"] + 0.05
+    # the target: a linear phone probe on the best layer beats the fbank baseline (same probe, same frames budget)
+    fbank = max(linear_probe(d) for d in collect("fbank", corpus48, 40000, 0).values())
+    hubert = {layer: linear_probe(d) for layer, d in collect(s["model_spec"], corpus48, 40000, 0).items()}
+    assert max(hubert.values()) > fbank, (hubert, fbank)

@@ -79,6 +79,32 @@ def test_dino_schedules_follow_the_recipe(train_corpus: str, tmp_path: Path) -> 
     out = r.train_step(0, 0, np.random.default_rng(0))
     assert math.isfinite(out["loss"])
     torch.testing.assert_close(r.teacher.head.last_layer, before)  # last layer frozen in epoch 1
+    assert {"teacher_entropy", "teacher_batch_entropy", "center_norm", "agreement"} <= set(out)
+    r.config = r.config.model_copy(update={"freeze_last_layer_steps": 3})  # short runs freeze by steps, not epochs
+    assert r.last_layer_frozen(5, 2) and not r.last_layer_frozen(0, 3)
+
+
+def test_disjoint_crops_collapse_diagnostics_and_the_rdino_regulariser() -> None:
+    from layerlab.train.data import disjoint_starts
+    from layerlab.train.recipes.dino import collapse_diagnostics, variance_covariance_loss
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lengths = [int(x) for x in rng.integers(1, 40, size=4)]
+        starts = disjoint_starts(200, lengths, rng)
+        spans = sorted((s, s + n) for s, n in zip(starts, lengths))
+        assert spans[0][0] >= 0 and spans[-1][1] <= 200 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert disjoint_starts(50, [30, 30], rng) is None  # does not fit: the caller falls back to random crops
+    k = 16
+    uniform = collapse_diagnostics(torch.zeros(4, k), torch.zeros(4, k), torch.zeros(1, k), 2, 0.04)
+    assert uniform["teacher_entropy"] == pytest.approx(math.log(k))  # collapse to uniform: entropy = ln K
+    one_hot = torch.eye(k)[[0, 1, 0, 1]] * 10  # utterance 0 -> prototype 0, utterance 1 -> prototype 1, in both crops
+    sharp = collapse_diagnostics(one_hot, one_hot, torch.zeros(1, k), 2, 0.04)
+    assert sharp["teacher_entropy"] < 1e-3 and sharp["teacher_batch_entropy"] == pytest.approx(math.log(2), abs=1e-3)
+    assert sharp["agreement"] == 1.0
+    spread = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))  # unit std, uncorrelated
+    collapsed = spread[:, :1].repeat(1, 8) * 0.01
+    assert variance_covariance_loss(spread) < 0.5 < variance_covariance_loss(collapsed)
 
 
 def test_kmeans_finds_separated_clusters_and_mfcc_frames_match_hubert_conv_frames() -> None:
@@ -149,3 +175,25 @@ def test_bad_input_is_refused_with_the_reason(train_corpus: str, tmp_path: Path)
             w.add(AudioRecord(id=f"u{i}", audio=(0.1 * rng.standard_normal(16000)).astype(np.float32), sample_rate=16000, speaker="solo", source="noise"))
     with pytest.raises(ValueError, match="1 training speaker"):
         SupervisedRecipe(load_config("supervised", tiny_config("supervised")), _info(one, tmp_path))
+
+
+def test_hubert_iteration_two_clusters_a_layer_of_the_iteration_one_checkpoint(train_corpus: str, tmp_path: Path) -> None:
+    from layerlab.models import load
+    from layerlab.train.recipes.hubert import HubertRecipe
+
+    first = HubertRecipe(load_config("hubert", tiny_config("hubert")), _info(train_corpus, tmp_path))
+    first.train_step(0, 0, np.random.default_rng(0))
+    assert first.centroids is not None and first.centroids.shape == (8, 39)  # iteration 1: MFCC + deltas
+    spec = first.export(str(tmp_path / "it1" / "checkpoint.pt"), {"recipe": "hubert"})["model_spec"]
+    cfg = load_config("hubert", tiny_config("hubert", targets="layer", teacher=spec, clusters=6))
+    second = HubertRecipe(cfg, _info(train_corpus, tmp_path))
+    assert second.teacher_layer == "hidden_1"  # the middle of hidden_0..hidden_2
+    out = second.train_step(0, 0, np.random.default_rng(0))
+    assert math.isfinite(out["loss"]) and second.centroids.shape == (6, 32)  # k-means on the 32-d teacher layer
+    wav = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1
+    teacher_frames, _ = load(spec, device="cpu")(torch.from_numpy(wav)[None]).layer("hidden_1")
+    torch.testing.assert_close(second.frame_features(wav), teacher_frames[0, : 1 + (16000 - 400) // 320].float())
+    assert second.labels(wav).max() < 6 and 0 <= second.evaluate(1)["masked_acc"] <= 1
+    with pytest.raises(ValueError, match="no frame-level layer 'nope'"):
+        HubertRecipe(load_config("hubert", {**tiny_config("hubert", targets="layer", teacher=spec), "teacher_layer": "nope"}),
+                     _info(train_corpus, tmp_path))

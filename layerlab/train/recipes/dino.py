@@ -66,8 +66,21 @@ class DinoNet(torch.nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, views: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([self.head(self.backbone(v)) for v in views])
+    def forward(self, views: list[torch.Tensor], with_embeddings: bool = False) -> Any:
+        emb = [self.backbone(v) for v in views]
+        logits = torch.cat([self.head(e) for e in emb])
+        return (logits, emb) if with_embeddings else logits
+
+
+def variance_covariance_loss(emb: torch.Tensor, std_coeff: float = 10.0, cov_coeff: float = 1.0) -> torch.Tensor:
+    """RDINO's regulariser (3D-Speaker ``RegLoss``, VICReg's terms) on a batch of embeddings [B, D]: a hinge
+    keeping every dimension's std >= 1 plus the squared off-diagonal covariances / D; it fights the
+    partial collapse of DINO's outputs onto a few prototypes."""
+    x = emb - emb.mean(0)
+    std = torch.sqrt(x.var(0) + 1e-4)
+    cov = (x.T @ x) / max(x.shape[0] - 1, 1)
+    off = cov - torch.diag(torch.diag(cov))
+    return std_coeff * F.relu(1 - std).mean() + cov_coeff * off.pow(2).sum() / x.shape[1]
 
 
 def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, n_global: int, n_views: int,
@@ -83,6 +96,24 @@ def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor
             total = total + torch.sum(-q * F.log_softmax(sv, dim=-1), dim=-1).mean()
             pairs += 1
     return total / pairs
+
+
+@torch.no_grad()
+def collapse_diagnostics(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, n_global: int,
+                         teacher_temp: float) -> dict[str, float]:
+    """Per-step collapse indicators (DINO's two failure modes): the teacher's per-crop entropy (near
+    ln K = collapse to uniform), the entropy of its batch-mean distribution (near 0 = one dimension
+    dominates), the centre's norm, and how often the student's global crop picks the teacher's argmax
+    of the other global crop of the same utterance (chance ~ 1/K)."""
+    q = F.softmax((teacher - center) / teacher_temp, dim=-1)
+    entropy = float(-(q * torch.log(q.clamp_min(1e-12))).sum(-1).mean())
+    mean_q = q.mean(0)
+    marginal = float(-(mean_q * torch.log(mean_q.clamp_min(1e-12))).sum())
+    t_arg = (teacher - center).argmax(-1).chunk(n_global)
+    s_arg = student[: teacher.shape[0]].argmax(-1).chunk(n_global)
+    agree = [float((s_arg[v] == t_arg[iq]).float().mean()) for iq in range(n_global) for v in range(n_global) if v != iq]
+    return {"teacher_entropy": entropy, "teacher_batch_entropy": marginal, "center_norm": float(center.norm()),
+            "agreement": float(np.mean(agree)) if agree else float("nan")}
 
 
 class DinoRecipe(Recipe):
@@ -127,6 +158,13 @@ class DinoRecipe(Recipe):
         m0 = self.config.teacher_momentum
         return 1.0 - (1.0 - m0) * (math.cos(math.pi * step / max(1, self.total_steps)) + 1) / 2
 
+    def last_layer_frozen(self, epoch: int, step: int) -> bool:
+        """DINO keeps the head's last layer fixed at first (stabilises the start); steps override epochs."""
+        c = self.config
+        if c.freeze_last_layer_steps is not None:
+            return step < c.freeze_last_layer_steps
+        return epoch < c.freeze_last_layer_epochs
+
     # -- training -----------------------------------------------------------------------------
     def train_step(self, epoch: int, step: int, rng: np.random.Generator) -> dict[str, float]:
         c = self.config
@@ -134,24 +172,31 @@ class DinoRecipe(Recipe):
         clips = self.source.clips()
         g_len = crop_length(c.global_seconds, rng)
         l_len = crop_length(c.local_seconds, rng)
-        globals_ = [self.source.crops(clips, g_len, rng) for _ in range(c.global_crops)]
-        locals_ = [self.source.crops(clips, l_len, rng) for _ in range(c.local_crops)]
+        views = self.source.view_crops(clips, [g_len] * c.global_crops + [l_len] * c.local_crops, rng, c.disjoint_crops)
+        globals_, locals_ = views[: c.global_crops], views[c.global_crops:]
         self.student.train()
         self.teacher.train()  # BN in train mode as in the reference recipes (batch statistics)
         with torch.no_grad():
             t_out = self.teacher(globals_)
-        s_out = self.student(globals_ + locals_)
+        s_out, s_emb = self.student(globals_ + locals_, with_embeddings=True)
         temp = self.teacher_temp(epoch)
         loss = dino_loss(s_out, t_out, self.center, c.global_crops, c.global_crops + c.local_crops, c.student_temp, temp)
+        reg = None
+        if c.reg_weight > 0:  # RDINO: variance/covariance terms on the student's global-crop embeddings
+            reg = torch.stack([variance_covariance_loss(e) for e in s_emb[: c.global_crops]]).mean()
+            loss = loss + c.reg_weight * reg
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.clip(self.student.parameters())
-        if epoch < c.freeze_last_layer_epochs:
+        if self.last_layer_frozen(epoch, step):
             unwrap(self.student).head.last_layer.grad = None
         self.optimizer.step()
         self._update_teacher(self.teacher_momentum(step))
+        diagnostics = collapse_diagnostics(s_out.detach(), t_out, self.center, c.global_crops, temp)
         self._update_center(t_out)
-        return {"loss": float(loss.detach()), "lr": lr, "teacher_temp": temp}
+        if reg is not None:
+            diagnostics["reg_loss"] = float(reg.detach())
+        return {"loss": float(loss.detach()), "lr": lr, "teacher_temp": temp, **diagnostics}
 
     @torch.no_grad()
     def _update_teacher(self, m: float) -> None:

@@ -49,6 +49,24 @@ class CropSource:
         return torch.from_numpy(np.stack(out)).to(self.device)
 
 
+    def view_crops(self, clips: list[Clip], lengths: list[int], rng: np.random.Generator,
+                   disjoint: bool) -> list[torch.Tensor]:
+        """One augmented [B, S_v] batch per view length; with ``disjoint`` the views of an utterance lie on
+        non-overlapping stretches when it is long enough (else, and for the rest, at random offsets)."""
+        from layerlab.train.data import disjoint_starts, random_crop
+
+        views: list[list[np.ndarray]] = [[] for _ in lengths]
+        self.disjoint_count = getattr(self, "disjoint_count", 0)
+        for c in clips:
+            starts = disjoint_starts(c.wav.shape[0], lengths, rng) if disjoint else None
+            self.disjoint_count += starts is not None
+            for v, length in enumerate(lengths):
+                wav = (c.wav[starts[v]:starts[v] + length].astype(np.float32, copy=True) if starts is not None
+                       else random_crop(c.wav, length, rng))
+                views[v].append(self.augmenter(wav, rng))
+        return [torch.from_numpy(np.stack(v)).to(self.device) for v in views]
+
+
 def eval_trials(config: TrainConfig, info: WorkerInfo) -> Trials | None:
     """Held-out ASV trials for rank 0's per-epoch EER (None elsewhere or when the corpus has none)."""
     if info.rank != 0:
