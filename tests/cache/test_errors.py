@@ -31,6 +31,9 @@ BAD = [  # (argv with {data} {cache} {file} {out} {ckpt} placeholders, text the 
     (["extract", "--model", "fbank", "--data", "{data}", "--out", "{out}", "--tier", "bogus"], "tier"),
     (["extract", "--model", "fbank", "--data", "{data}", "--out", "{out}", "--concurrency", "0"], "concurrency"),
     (["extract", "--model", "fbank", "--data", "{data}", "--out", "{out}", "--batch-seconds", "-1"], "batch_seconds"),
+    (["extract", "--model", "s3prl:wavlm_local:/a/m.pt", "--model", "s3prl:wavlm_local:/b/m.pt", "--data", "{data}", "--out", "{out}"],
+     "share the cache folder 'm'"),
+    (["extract", "--model", "fbank", "--model", "w=s3prl:wavlm_local:/nope/ckpt.pt", "--data", "{data}", "--out", "{out}"], "not found (/nope/ckpt.pt)"),
     (["cka", "--a", "{out}/nocache", "--out", "{out}"], "not an activation cache"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--batch-size", "0"], "--batch-size"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--batch-size", "-5"], "--batch-size"),
@@ -40,6 +43,7 @@ BAD = [  # (argv with {data} {cache} {file} {out} {ckpt} placeholders, text the 
     (["cka", "--a", "{cache}", "--out", "{file}/cka"], "output must be a folder"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--from-side-output", "nope"], "no CKA side-output"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--bootstrap", "5", "--estimator", "minibatch"], "--bootstrap"),
+    (["cka", "--a", "{cache}", "--b", "{cache}", "--out", "{out}", "--from-side-output", "joint"], "no joint side-output"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--level", "utterance", "--bootstrap", "5", "--group-by", "shard", "--allow-partial",
       "--layers-a", "fbank"], None),  # valid: a control row (exit 0)
     (["cka", "--a", "{cache}"], "Missing option '--out'"),
