@@ -53,7 +53,7 @@ class StudyPlan:
 
 def corpus_url(out: str, dataset: str, config: StudyConfig) -> str:
     d = config.datasets[dataset]
-    return d.path if d.path is not None else storage.join(out, "corpus", dataset)
+    return storage.canonical_url(d.path) if d.path is not None else storage.join(out, "corpus", dataset)
 
 
 def _external_checksum(url: str, *, listing: bool = False) -> tuple[str, str | None]:
@@ -98,6 +98,7 @@ def _loadable_problem(spec: str) -> str | None:
 
 def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, str]] | None = None) -> StudyPlan:
     """Expand ``config`` into stages writing under ``out``; ``corpus_tasks`` are the tasks of built corpora."""
+    out = storage.canonical_url(out)
     plan = StudyPlan(config, out, {})
     corpus_tasks = corpus_tasks or {}
 

@@ -235,6 +235,7 @@ def ensure_ray() -> bool:
 
 def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Callable[[str], None] = print) -> StudyResult:
     """Run a whole study into ``out``: corpora first, then every other stage with the corpora's real tasks."""
+    out = storage.canonical_url(out)  # Ray workers (extraction actors, Train workers) run in other working directories
     first = build_plan(config, out)
     if first.problems:
         raise StudyConfigError("study cannot run:\n" + "\n".join(first.problems))

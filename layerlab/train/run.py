@@ -136,6 +136,7 @@ def run_recipe(recipe: str, data: str, out: str, *, config: str | Path | BaseMod
 
     t0 = time.perf_counter()
     cfg = load_config(recipe, config)
+    data, out = storage.canonical_url(data), storage.canonical_url(out)  # Train workers run in another working directory
     read_manifest(data)  # a clear error for a folder that is not a corpus
     done = _check_previous_run(out, recipe, cfg)
     if done is not None:

@@ -103,3 +103,13 @@ def test_all_tasks_expands_to_what_the_synthetic_corpus_offers() -> None:
     doc = {**DOC, "probe": {"tasks": "all"}}
     plan = _plan({**doc, "datasets": {"synth": {"synth": {"speakers": 4, "commands_per_speaker": 0}}}})
     assert {s.params["task"] for s in plan.order() if s.kind == "probe"} == {"pr", "ks", "sid", "asv", "style"}
+
+
+def test_a_relative_out_plans_absolute_stage_outputs(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Ray workers (extraction actors, Train workers) run in other working directories: every stage writes to an absolute URL."""
+    monkeypatch.chdir(tmp_path)
+    from study_fixtures import tiny_study
+
+    plan = build_plan(parse_study_config(tiny_study(), "test.yaml"), "runs/rel")
+    assert plan.out == str(tmp_path / "runs" / "rel")
+    assert all(s.out.startswith(str(tmp_path / "runs" / "rel") + "/") for s in plan.stages.values())

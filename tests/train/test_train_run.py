@@ -14,8 +14,12 @@ from layerlab.train import run_recipe
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def test_supervised_writes_loadable_checkpoint_metrics_curve_and_resumes_from_the_saved_step(train_corpus: str, out_dir: str) -> None:
-    first = run_recipe("supervised", train_corpus, out_dir, config=tiny_config("supervised"))
+def test_supervised_writes_loadable_checkpoint_metrics_curve_and_resumes_from_the_saved_step(train_corpus: str, out_dir: str,
+                                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.chdir(os.path.dirname(out_dir))  # relative paths as a user types them; the Train worker runs elsewhere
+    first = run_recipe("supervised", os.path.relpath(train_corpus), os.path.basename(out_dir), config=tiny_config("supervised"))
     assert first["complete"] and first["resumed_from"] is None and first["global_step"] == 2
     assert first["model_spec"] == f"ckpt:{out_dir}/checkpoint.pt"
     assert set(first["random_init"]) == {"eer"} and 0.0 <= first["metrics"]["eer"] <= 1.0
