@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 $(BIN)/layerlab demo --out $(DEMO_OUT)
+	$(BIN)/python -m layerlab.report.render_check $(DEMO_OUT)/report
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from layerlab.cka import FeatureCKA  # noqa: E402
+from layerlab.cka.feature_stats import FAST_MATMUL_ABS_ERROR  # noqa: E402
 from layerlab.cka.tensors import pick_device  # noqa: E402
 
 
@@ -76,11 +77,6 @@ def time_pairs(fn, layers: list[torch.Tensor], pairs: int, device: torch.device)
     return (time.perf_counter() - t0) / pairs
 
 
-def state_bytes(acc: FeatureCKA) -> int:
-    tensors = [acc.S, acc.rho, acc.R, acc.V, acc.M, *acc.G]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def time_accumulator(acc: FeatureCKA, data: list[torch.Tensor], batches: int, device: torch.device) -> float:
     """Frames/s of ``acc.update`` over ``batches`` batches (after one warm-up batch)."""
     acc.update(data)
@@ -90,6 +86,41 @@ def time_accumulator(acc: FeatureCKA, data: list[torch.Tensor], batches: int, de
         acc.update(data)
     _sync(device)
     return batches * data[0].shape[0] / (time.perf_counter() - t0)
+
+
+def real_shaped_layers(num_layers: int, dim: int, frames: int, seed: int = 0) -> list[torch.Tensor]:
+    """Transformer-like activations: each layer a residual update of the last, anisotropic, with a few outlier dims."""
+    gen = torch.Generator().manual_seed(seed)
+    scales = torch.exp(torch.randn(dim, generator=gen))  # anisotropic spectrum
+    x = torch.randn(frames, dim, generator=gen) * scales
+    offset = torch.zeros(dim)
+    offset[torch.randperm(dim, generator=gen)[:4]] = 60.0  # massive activations in a few channels, as in real models
+    layers = []
+    for _ in range(num_layers):
+        mix = torch.randn(dim, dim, generator=gen) / dim**0.5
+        x = x + 0.5 * torch.tanh(x @ mix) + 0.1 * torch.randn(frames, dim, generator=gen)
+        layers.append((x + offset).float())
+    return layers
+
+
+def fast_mode_error(num_layers: int, dim: int, frames: int, device: torch.device) -> None:
+    """Max |CKA - CKA_float64| of the fast modes (fp32/TF32 GEMMs; bf16 autocast GEMMs) on the same real-shaped data."""
+    layers = [x.to(device) for x in real_shaped_layers(num_layers, dim, frames)]
+    chunk = 1024
+
+    def run(fast: bool, bf16: bool) -> dict[str, object]:
+        acc = FeatureCKA([dim] * num_layers, device=device, fast_matmul=fast)
+        ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else torch.autocast(device_type=device.type, enabled=False)
+        with ctx:
+            for i in range(0, frames, chunk):
+                acc.update([x[i : i + chunk] for x in layers])
+        return {e: acc.using(e).compute() for e in ("biased", "debiased")}
+
+    ref = run(False, False)
+    tf32 = "TF32" if device.type == "cuda" else "float32 (TF32 on CUDA)"
+    for label, out in ((f"fast_matmul {tf32} GEMMs", run(True, False)), ("fast_matmul + bf16 autocast GEMMs", run(True, True))):
+        errs = ", ".join(f"{e} {float(abs(out[e] - ref[e]).max()):.2e}" for e in ref)
+        print(f"  {label}: max |CKA - CKA_float64| over {num_layers}x{num_layers} pairs, {frames} frames: {errs}")
 
 
 def bench_shape(name: str, num_layers: int, dim: int, batch: int, batches: int, baseline_ns: list[int], pairs: int, limit: float, device: torch.device) -> None:
@@ -102,9 +133,9 @@ def bench_shape(name: str, num_layers: int, dim: int, batch: int, batches: int, 
     limit = max(limit, gemm_rate(device))  # re-measured next to our run: shared machines fluctuate
     ours = time_accumulator(acc, data, batches, device)
     limit = max(limit, gemm_rate(device))
-    mem_one_batch = state_bytes(acc)
+    mem_one_batch = acc.state_bytes()
     acc.update(data)
-    mem_more = state_bytes(acc)
+    mem_more = acc.state_bytes()
     t0 = time.perf_counter()
     acc.using("debiased").compute()
     compute_s = time.perf_counter() - t0
@@ -138,6 +169,10 @@ def main() -> None:
     scale = 4 if args.quick else 1
     bench_shape("WavLM-Base-shaped", 13, 768, 2048 // scale, 2, [2048, 8192 // scale], 3, limit, device)
     bench_shape("WavLM-Large-shaped", 25, 1024, 1024 // scale, 2, [2048, 8192 // scale], 2, limit, device)
+    print(f"\n== fast-mode error vs float64 on real-shaped activations (residual stream, anisotropic, outlier channels), device {device}")
+    print(f"  documented bound FAST_MATMUL_ABS_ERROR = {FAST_MATMUL_ABS_ERROR:g} (fp32/TF32); bf16 is not a supported mode, shown for comparison")
+    fast_mode_error(13, 768, 8192 // scale, device)
+    fast_mode_error(25, 1024, 4096 // scale, device)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """Extraction throughput: the Ray pipeline vs a bare ``for batch: model(batch)`` loop, same data and model.
 
-Prints, from one process: pipeline throughput / bare-loop throughput (end to end, and per actor busy
-time; per-repetition, median and best-of, since
-shared machines are noisy), cache bytes per audio second for each tier, and peak memory (driver and actor).
+Prints, from one process, with every measurement interleaved over ``--reps`` repetitions (medians;
+shared machines are noisy):
+  * pipeline throughput / bare-loop throughput for the pooled tier and for both tiers, end to end
+    (incl. actor start and model load) and steady state (actor busy time per shard);
+  * the same for the frames tier with the write-behind thread off (``write_behind: false``), and a
+    profile of one shard with the frames tier: where the time goes (model, fp16 conversion and
+    per-utterance split, Parquet encoding, publish) on the model's thread, with and without write-behind;
+  * joint extraction (GE2E + FBANK + a tiny WavLM, one actor, decode once) throughput / the throughput
+    of the three single-model extractions run one after the other (> 1: decoding once pays);
+  * cache bytes per audio second per tier, and peak memory (driver and actor).
 
 Default: a WavLM-Base-sized model (random weights, s3prl format), where model compute dominates as it
 does for every real speech model; ``--size tiny`` instead measures the fixed per-utterance overheads
-(decode, Parquet, Ray) against a model that runs at ~800x real time.
-Run:  .venv/bin/python benchmarks/extract.py --minutes 3 --size base --reps 1
+(decode, Parquet, Ray) against a model that runs at ~800x real time. A GPU is used when present.
+Run:  .venv/bin/python benchmarks/extract.py --minutes 4 --size base --reps 3
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ import numpy as np
 import torch
 
 
-def build_corpus(root: str, minutes: float, seed: int = 0) -> None:
-    """Speech-like synthetic utterances of 1-8 s, in shards of about 4 MB."""
+def build_corpus(root: str, minutes: float, seed: int = 0, shard_mb: float = 4.0) -> None:
+    """Speech-like synthetic utterances of 1-8 s, in shards of about ``shard_mb`` MB (4 MB: ~2 min of audio)."""
     from layerlab.data.records import AudioRecord
     from layerlab.data.shards import ShardWriter
 
     rng = np.random.default_rng(seed)
     total, i = 0.0, 0
-    with ShardWriter(root, "bench", max_shard_bytes=4 * 2**20) as w:
+    with ShardWriter(root, "bench", max_shard_bytes=int(shard_mb * 2**20)) as w:
         while total < minutes * 60:
             sec = float(rng.uniform(1.0, 8.0))
             t = np.arange(int(sec * 16000)) / 16000
@@ -41,16 +48,48 @@ def build_corpus(root: str, minutes: float, seed: int = 0) -> None:
             i += 1
 
 
-def bare_loop(model, wavs: list[np.ndarray], mode: str, batch_seconds: float) -> float:
-    """Seconds of ``model(batch)`` over pre-decoded utterances with the pipeline's batch plan."""
+def bare_loop(spec: str, data: str, mode: str, batch_seconds: float, threads: int) -> tuple[float, float]:
+    """Seconds of ``model(batch)`` over pre-decoded utterances with the pipeline's batch plan (per shard, as the actors batch).
+
+    Runs inside a Ray task with the actor's CPUs and torch threads, so baseline and pipeline share
+    process conditions; model load and decoding are outside the timed loop.
+    """
+    from layerlab import storage
     from layerlab.batching import plan_batches
+    from layerlab.data.manifest import read_manifest
+    from layerlab.data.shards import iter_shard_batches, rows_to_utterances
+    from layerlab.models import load
     from layerlab.models.batching import pad_batch
 
-    batches = plan_batches([w.shape[0] for w in wavs], mode, 64, int(batch_seconds * 16000))
-    t0 = time.perf_counter()
+    torch.set_num_threads(threads)
+    model = load(spec)
+    shards = [[u.wav for b in iter_shard_batches(storage.join(data, sh.name)) for u in rows_to_utterances(b)] for sh in read_manifest(data).shards]
+    batches = [[wavs[i] for i in b] for wavs in shards for b in plan_batches([w.shape[0] for w in wavs], mode, 64, int(batch_seconds * 16000))]
+    model(*pad_batch(batches[0][:1]))  # warm-up, as the actors warm up in __init__
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for b in batches:
-        model(*pad_batch([wavs[i] for i in b]))
-    return time.perf_counter() - t0
+        model(*pad_batch(b))
+    return time.perf_counter() - t0, time.process_time() - cpu0
+
+
+def profile_shards(spec: str, data: str, out: str, **opts: object) -> dict[str, float]:
+    """Seconds per step of extracting every shard with both tiers in this process (no Ray), from the worker's timers."""
+    from layerlab import storage
+    from layerlab.data.manifest import read_manifest
+    from layerlab.extract import ExtractConfig
+    from layerlab.extract.shard_worker import ShardExtractor
+    from layerlab.models import load
+
+    cfg = ExtractConfig(tier="both", mode="bucketed", progress=False, **opts)
+    worker = ShardExtractor(load(spec), cfg, "bucketed")
+    totals: dict[str, float] = {}
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for sh in read_manifest(data).shards:
+        o = worker.run(storage.join(data, sh.name), sh.name, sh.sha256, out, {})
+        totals["model"] = totals.get("model", 0.0) + o.model_seconds
+        for k, v in o.stats.items():
+            totals[k] = totals.get(k, 0.0) + v
+    return {"wall": time.perf_counter() - t0, "process CPU": time.process_time() - cpu0, **totals}
 
 
 def main() -> None:
@@ -59,53 +98,92 @@ def main() -> None:
     ap.add_argument("--size", choices=["tiny", "base"], default="base")
     ap.add_argument("--mode", default="bucketed")
     ap.add_argument("--batch-seconds", type=float, default=40.0)
-    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--shard-mb", type=float, default=4.0, help="audio shard size (smaller: more shard boundaries per minute)")
+    ap.add_argument("--skip-joint", action="store_true", help="leave out the joint-extraction comparison")
+    ap.add_argument("--joint-only", action="store_true", help="only the joint-extraction comparison")
+    ap.add_argument("--skip-profile", action="store_true", help="leave out the in-process profile of the frames tier")
     args = ap.parse_args()
 
     import ray
 
     from layerlab.extract import ExtractConfig
+    from layerlab.extract.joint import extract_joint
     from layerlab.extract.pipeline import extract
     from layerlab.models import tiny
-    from layerlab.models.batching import pad_batch
 
     work = Path(tempfile.mkdtemp(prefix="layerlab-bench-"))
-    build_corpus(str(work / "data"), args.minutes)
+    build_corpus(str(work / "data"), args.minutes, shard_mb=args.shard_mb)
     spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm.pt', size=args.size)}"
-    from layerlab.data.shards import iter_utterances
-    from layerlab.models import load
+    from layerlab.data.manifest import read_manifest
 
-    model = load(spec)
-    wavs = [u.wav for u in iter_utterances(str(work / "data"))]
-    audio_s = sum(w.shape[0] for w in wavs) / 16000
-    model(*pad_batch(wavs[:1]))  # warm-up, as the pipeline's actors warm up in __init__
-    print(f"model: WavLM {args.size} (s3prl format, random weights), audio: {audio_s / 60:.2f} min, mode {args.mode}, "
-          f"batch {args.batch_seconds:g} s, torch threads {torch.get_num_threads()}, {args.reps} interleaved repetitions")
-    ray.init(include_dashboard=False, log_to_driver=False)
-    ratios: dict[str, list[tuple[float, float]]] = {"pooled": [], "both": []}
+    manifest = read_manifest(str(work / "data"))
+    audio_s = manifest.audio_seconds
+    cpu0 = time.process_time()
+    print(f"model: WavLM {args.size} (s3prl format, random weights), audio: {audio_s / 60:.2f} min in {len(manifest.shards)} shards, "
+          f"mode {args.mode}, batch {args.batch_seconds:g} s, device {'cuda' if torch.cuda.is_available() else 'cpu'}, "
+          f"{args.reps} interleaved repetitions; the bare loop runs in a Ray task with the actor's CPUs and threads")
+    if not args.skip_profile:
+        print("\nprofile of the frames tier, in this process, both tiers (seconds; the model's thread unless marked):")
+        for label, opts in (("zstd, on the model thread", dict(write_behind=False)), ("zstd, write-behind", dict(write_behind=True)),
+                            ("lz4, write-behind", dict(write_behind=True, compression="lz4")), ("none, write-behind", dict(write_behind=True, compression="none"))):
+            prof = profile_shards(spec, str(work / "data"), str(work / f"profile-{len(label)}"), **opts)
+            print(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()))
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)  # its own embedded Ray, never a head left running
+    from layerlab.extract.resources import plan_resources
+
+    res = plan_resources(ray.cluster_resources(), ExtractConfig(), {})
+    bare = ray.remote(num_cpus=res.num_cpus, num_gpus=res.num_gpus)(bare_loop)
+    variants = {"pooled": dict(tier="pooled"), "both": dict(tier="both"),
+                "both, one shard at a time, writes on the model thread (before)": dict(tier="both", write_behind=False, tasks_per_actor=1)}
+    if args.joint_only:
+        variants = {}
+    ratios: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
+    joint_ratio: list[float] = []
     last = {}
-    best = {t: (0.0, 0.0, 0.0) for t in ratios}  # best-of throughputs: bare, pipeline end to end, pipeline busy
+    tiny_spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm-tiny.pt', size='tiny')}"
+    group = ["ge2e", "fbank", f"wavlm={tiny_spec}"]  # light models: decoding once is what joint extraction saves
     for rep in range(args.reps):
-        for tier in ("pooled", "both"):
-            bare_tp = audio_s / bare_loop(model, wavs, args.mode, args.batch_seconds)
-            cfg = ExtractConfig(tier=tier, mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True)
-            s = extract(spec, str(work / "data"), str(work / f"cache-{tier}"), cfg)
+        for name, opts in variants.items():
+            bare_wall, bare_cpu = ray.get(bare.remote(spec, str(work / "data"), args.mode, args.batch_seconds, res.torch_threads))
+            bare_tp = audio_s / bare_wall
+            cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, **opts)
+            s = extract(spec, str(work / "data"), str(work / f"cache-{len(name)}"), cfg)
             assert s.ok and s.complete, s.render()
-            ratios[tier].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp))
-            best[tier] = (max(best[tier][0], bare_tp), max(best[tier][1], s.audio_seconds / s.wall_seconds), max(best[tier][2], s.audio_seconds / s.shard_seconds))
-            print(f"rep {rep} tier={tier}: bare {bare_tp:.1f} audio-s/s; pipeline {s.wall_seconds:.2f} s end to end "
-                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy -> ratios {ratios[tier][-1][0]:.3f} / {ratios[tier][-1][1]:.3f}")
-            last[tier] = s
-    for tier, rs in ratios.items():
-        s = last[tier]
-        e2e, busy = np.median([r[0] for r in rs]), np.median([r[1] for r in rs])
-        print(f"tier={tier}: median throughput ratio pipeline/bare: end-to-end {e2e:.3f}, steady-state (actor busy) {busy:.3f}")
-        b = best[tier]
-        print(f"  best-of-{args.reps} (robust to a busy machine): end-to-end {b[1] / b[0]:.3f}, steady-state {b[2] / b[0]:.3f}")
+            ratios[name].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp, bare_cpu / s.actor_cpu_seconds))
+            print(f"rep {rep} {name}: bare {bare_tp:.2f} audio-s/s ({bare_cpu:.1f} CPU-s); pipeline {s.wall_seconds:.2f} s end to end "
+                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy, {s.actor_cpu_seconds:.1f} actor CPU-s "
+                  f"-> ratios {ratios[name][-1][0]:.3f} / {ratios[name][-1][1]:.3f} / CPU {ratios[name][-1][2]:.3f}")
+            last[name] = s
+        if not args.skip_joint:
+            cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, tier="pooled")
+            singles = 0.0
+            for m in group:
+                sm = extract(m.split("=", 1)[-1], str(work / "data"), str(work / f"single-{m.split('=')[0]}"), cfg)
+                assert sm.ok and sm.complete, sm.render()
+                singles += sm.wall_seconds
+            j = extract_joint(group, str(work / "data"), str(work / "joint"), cfg)
+            assert j.ok, j.render()
+            joint_ratio.append(singles / j.wall_seconds)
+            print(f"rep {rep} joint (ge2e + fbank + tiny wavlm, pooled tier + 3 joint CKA states): {j.wall_seconds:.2f} s vs three single "
+                  f"extractions {singles:.2f} s -> joint throughput / singles' {joint_ratio[-1]:.3f}")
+            last["joint"] = j
+    print()
+    for name, rs in ratios.items():
+        s = last[name]
+        e2e, busy, cpu = (np.median([r[k] for r in rs]) for k in range(3))
+        print(f"{name}: median ratio pipeline/bare: end-to-end {e2e:.3f}, steady-state (actor busy wall) {busy:.3f}, "
+              f"CPU (bare model CPU-s / actor CPU-s, all threads) {cpu:.3f}")
         for t, size in s.tier_bytes.items():
             print(f"  {t} tier: {size / 1e6:.2f} MB = {size / s.audio_seconds:,.0f} bytes per audio second")
         print(f"  actor peak RSS {s.actor_peak_rss_mb:.0f} MB")
-    print(f"driver peak RSS (incl. bare loop model + decoded audio) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if joint_ratio:
+        j = last["joint"]
+        print(f"joint extraction: median throughput / (three single-model extractions in sequence) {np.median(joint_ratio):.3f} "
+              f"(reps: {', '.join(f'{r:.3f}' for r in joint_ratio)}); per shard joint-CKA {np.median([c.joint_seconds for c in j.shards]):.2f} s, "
+              f"joint state {max(c.joint_state_mb for c in j.shards):.1f} MB, actor peak RSS {max(c.actor_peak_rss_mb for c in j.shards):.0f} MB")
+    print(f"driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+          f"driver CPU {time.process_time() - cpu0:.0f} s")
     ray.shutdown()
 
 

@@ -260,8 +260,40 @@ def remove(url: str, recursive: bool = False) -> None:
         fs.rm(path, recursive=recursive)
 
 
+def check_input(url: str) -> None:
+    """Fail fast, naming ``url``, when its object store cannot be reached: a missing bucket, bad credentials, a bad endpoint.
+
+    Local and ``memory://`` URLs pass (the readers name missing files themselves).
+    """
+    if is_local(url) or protocol_of(url) == "memory":
+        return
+    try:
+        fs, path = url_to_fs(url)
+        bucket = path.split("/", 1)[0]
+        fs.invalidate_cache(bucket)
+        try:
+            fs.info(bucket)  # HEAD bucket: tells a missing bucket from refused credentials
+        except PermissionError:
+            try:
+                fs.info(path)  # keys allowed to read objects but not to list the bucket still pass
+            except FileNotFoundError:
+                pass  # the bucket answered for the key: it exists and these credentials reach it
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{url}: bucket {bucket!r} does not exist") from exc
+    except PermissionError as exc:
+        raise PermissionError(f"{url}: access denied [{_first_line(exc)}]: the credentials are missing, wrong or not allowed here") from exc
+    except Exception as exc:  # noqa: BLE001 - no credentials, endpoint, client setup: one line naming the URL
+        raise PermissionError(f"{url}: cannot reach the object store [{_first_line(exc)}]") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def check_output_dir(url: str) -> None:
-    """Fail fast when ``url`` cannot hold output files: it is a file, a parent is a file, or it is not writable."""
+    """Fail fast when ``url`` cannot hold output files: it is a file, a parent is a file, it is not writable,
+    or (object stores) its bucket is missing or the credentials are refused."""
     fs, path = url_to_fs(url)
     if is_local(url):
         p = Path(path)
@@ -273,16 +305,13 @@ def check_output_dir(url: str) -> None:
                     raise PermissionError(f"{url}: no permission to write in {parent}")
                 return
         return
-    bucket = path.split("/", 1)[0]
+    check_input(url)
     try:
-        if fs.isfile(path):
-            raise NotADirectoryError(f"{url}: output must be a folder, but an object exists at that key")
-        if not fs.exists(bucket):
-            raise FileNotFoundError(f"{url}: bucket {bucket!r} does not exist (or the credentials cannot see it)")
-    except (FileNotFoundError, NotADirectoryError):
-        raise
+        is_file = fs.isfile(path)
     except Exception as exc:  # noqa: BLE001 - credentials, endpoint: one line naming the URL
-        raise PermissionError(f"{url}: cannot reach the output location ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise PermissionError(f"{url}: cannot reach the output location [{_first_line(exc)}]") from exc
+    if is_file:
+        raise NotADirectoryError(f"{url}: output must be a folder, but an object exists at that key")
 
 
 def open_input(url: str, mode: str = "rb") -> Any:

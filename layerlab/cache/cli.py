@@ -18,6 +18,9 @@ def info(url: str = typer.Argument(..., help="Cache URL (folder with metadata.js
     """
     from layerlab.cache.reader import open_cache
 
+    from layerlab import storage
+
+    storage.check_input(url)
     cache = open_cache(url, verify=False, allow_partial=True)
     m, man = cache.metadata, cache.manifest
     state = "complete" if cache.complete else f"INCOMPLETE ({len(man.shards)} of {m.source.shards} shards)"
@@ -47,6 +50,9 @@ def verify(url: str = typer.Argument(..., help="Cache URL.")) -> None:
     """
     from layerlab.cache.reader import open_cache
 
+    from layerlab import storage
+
+    storage.check_input(url)
     cache = open_cache(url, verify=True, allow_partial=True)
     problems = cache.verify_files()
     for p in problems:

@@ -26,6 +26,11 @@ from layerlab.cache.layers import LayerMeta, convention_for_spec
 from layerlab.data.tasks import TaskSpec
 
 
+#: keys a per-shard CKA side-output state carries besides the accumulator's own (ignored when rebuilding it)
+STATE_SHARD_KEY = "source_shard"
+STATE_IDS_KEY = "utterance_ids"
+
+
 class CacheError(ValueError):
     """A cache cannot be used as asked (incomplete, duplicate ids, unknown layer or tier); names the URL."""
 
@@ -36,6 +41,33 @@ class CacheNotFound(FileNotFoundError):
 
 class IncompleteCache(CacheError):
     """The extraction of this cache has not finished (use ``allow_partial`` to read the finished shards)."""
+
+
+class IdLedger:
+    """Utterance ids seen so far, by shard: a second sighting is an IntegrityError naming the cache and both shards.
+
+    Checksums do not stand in for this (``--no-verify`` skips them, and a merge of per-shard states never
+    sees the rows): every reader and every merge of per-shard results feeds the ids it used through one ledger.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: dict[str, str] = {}
+
+    def add(self, ids: Sequence[str], shard: str) -> None:
+        """Record ``ids`` as read from ``shard``; raise (recording none of them) on an id already recorded, here or in another shard."""
+        batch: dict[str, str] = {}
+        for uid in map(str, ids):
+            first = self.seen.get(uid) or batch.get(uid)
+            if first is not None:
+                where = f"shards {first} and {shard}" if first != shard else f"shard {shard}"
+                raise IntegrityError(f"{self.url}: utterance id {uid!r} appears twice ({where}); the cache is corrupted "
+                                     "(a shard replaced by another?): re-extract, or run `layerlab cache verify`")
+            batch[uid] = shard
+        self.seen.update(batch)
+
+    def __len__(self) -> int:
+        return len(self.seen)
 
 
 @dataclass
@@ -236,7 +268,7 @@ class CacheReader:
         ids: list[str] = []
         speakers: list[str] = []
         samples: list[np.ndarray] = []
-        seen: dict[str, str] = {}
+        ledger = IdLedger(self.url)
         shards = []
         for shard, entry in self.tier_entries("pooled"):
             shards.append(shard)
@@ -244,7 +276,7 @@ class CacheReader:
                 pf = self._parquet(entry, f)
                 for batch in pf.iter_batches(batch_size=4096, columns=["id", "speaker", "num_samples", *cols.values()]):
                     batch_ids = [str(i) for i in batch.column("id").to_pylist()]
-                    self._check_unique(batch_ids, shard, seen)
+                    ledger.add(batch_ids, shard)
                     ids.extend(batch_ids)
                     speakers.extend(str(s or "") for s in batch.column("speaker").to_pylist())
                     samples.append(batch.column("num_samples").to_numpy(zero_copy_only=False).astype(np.int64))
@@ -280,13 +312,6 @@ class CacheReader:
             with storage.open_input(storage.join(self.url, entries[0][1].name)) as f:
                 self._frames_speakers = "speaker" in pq.ParquetFile(f).schema_arrow.names
         return self._frames_speakers
-
-    def _check_unique(self, ids: list[str], shard: str, seen: dict[str, str]) -> None:
-        for uid in ids:
-            if uid in seen:
-                where = f"shards {seen[uid]} and {shard}" if seen[uid] != shard else f"shard {shard}"
-                raise IntegrityError(f"{self.url}: utterance id {uid!r} appears twice ({where}); the cache is corrupted (a shard replaced by another?): re-extract, or run `layerlab cache verify`")
-            seen[uid] = shard
 
     # ------------------------------------------------------------------ frames tier
     def iter_shard_frames(self, shard: str, layers: str | Sequence[str] | None = None, batch_rows: int = 16) -> Iterator[FramesRow]:
@@ -330,12 +355,12 @@ class CacheReader:
         shards = self.shard_names() if self.tier_entries("frames") else []
         if shuffle_buffer > 0:
             rng.shuffle(shards)
-        seen: dict[str, str] = {}
+        ledger = IdLedger(self.url)
 
         def rows() -> Iterator[FramesRow]:
             for shard in shards:
                 for row in self.iter_shard_frames(shard, layers, batch_rows):
-                    self._check_unique([row.id], shard, seen)
+                    ledger.add([row.id], shard)
                     yield row
 
         if shuffle_buffer <= 0:
@@ -418,15 +443,35 @@ class CacheReader:
             return pq.read_table(f, use_threads=False)
 
     def cka_states(self, name: str) -> dict[str, dict[str, Any]]:
-        """Per-shard CKA partial states of the extraction side-output ``name``, keyed by source shard."""
+        """Per-shard CKA partial states of the extraction side-output ``name``, keyed by source shard.
+
+        Checked without checksums too: each state names the shard it was computed from and the utterance
+        ids it holds (a state copied over another shard's, or ids in two shards, is an IntegrityError).
+        States written before they carried ids are checked through the tier files' id column instead.
+        """
         from layerlab.accumulator import state_from_bytes
 
         out = {}
+        ledger = IdLedger(self.url)
+        untagged = False
         for shard in self.shard_names():
             rec = self.manifest.shards[shard]
             if name not in rec.cka:
                 raise CacheError(f"{self.url}: shard {shard} has no CKA side-output {name!r}")
-            out[shard] = state_from_bytes(artifacts.read_verified(self.url, rec.cka[name], self.verify))
+            state = state_from_bytes(artifacts.read_verified(self.url, rec.cka[name], self.verify))
+            origin = state.get(STATE_SHARD_KEY)
+            if origin is not None and origin != shard:
+                raise IntegrityError(f"{storage.join(self.url, rec.cka[name].name)}: holds the CKA state of shard {origin}, not of {shard} "
+                                     "(a state file replaced by another?): re-extract, or run `layerlab cache verify`")
+            if STATE_IDS_KEY in state:
+                ledger.add(list(state[STATE_IDS_KEY]), shard)
+            else:
+                untagged = True
+            out[shard] = state
+        if untagged and self.metadata.tiers:
+            problems = self._duplicate_ids()
+            if problems:
+                raise IntegrityError(problems[0])
         return out
 
     def cka_merged(self, name: str) -> dict[str, Any] | None:
@@ -444,6 +489,12 @@ class CacheReader:
         problems = artifacts.verify_entries(self.url, entries)
         if not problems:
             problems += self._duplicate_ids()
+        if not problems:
+            for side in self.metadata.cka:
+                try:
+                    self.cka_states(str(side.get("name")))
+                except (IntegrityError, CacheError) as exc:
+                    problems.append(str(exc))
         return problems
 
     def _duplicate_ids(self) -> list[str]:

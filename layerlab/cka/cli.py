@@ -19,7 +19,7 @@ def cka_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the minibatch shuffle."),
     fast: bool = typer.Option(False, "--fast", help="float32/TF32 GEMMs with float64 sums (error <= 1e-4)."),
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)."),
-    from_side_output: str = typer.Option(None, "--from-side-output", help="Merge the per-shard CKA states of this extraction side-output (no tier is read)."),
+    from_side_output: str = typer.Option(None, "--from-side-output", help="Merge the per-shard CKA states of this extraction side-output (no tier is read); with --b, 'joint' reads the A x B states of a joint extraction (layerlab extract --model A --model B)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Use an unfinished cache's completed shards, or only the utterances two caches share."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the size and SHA-256 check of every file read (huge trusted runs)."),
     on_ray: bool = typer.Option(False, "--on-ray", help="One Ray task per shard and a checkpointed reducer actor (what jobs/cka.py runs)."),
@@ -28,16 +28,21 @@ def cka_command(
     """Linear CKA between every pair of layers, written as Parquet tables and a PNG heat map.
 
     Example:  layerlab cka --a runs/demo/cache/wavlm_base --b runs/demo/cache/ecapa --out runs/demo/cka --estimator debiased --level frame
+
+    Joint:    layerlab cka --a caches/fbank --b caches/wavlm --from-side-output joint --out runs/cka-fbank-wavlm
     """
     from layerlab import storage
     from layerlab.cka.pipeline import CKAJob, run_cka
 
+    for url in (a, b, checkpoint):  # missing buckets / refused credentials: one line naming the URL, before any work
+        if url:
+            storage.check_input(url)
     storage.check_output_dir(out)
     unit = group_by or ("shard" if from_side_output else "speaker")
     job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
                  device=device, fast_matmul=fast, side_output=from_side_output, layers_a=layers_a, layers_b=layers_b,
                  verify=not no_verify, allow_partial=allow_partial, bootstrap=bootstrap)
-    if on_ray:
+    if on_ray and not from_side_output:  # side-output states are only summed: no per-shard work to distribute
         from layerlab.cka.reducer import run_cka_on_ray
         from layerlab.runtime import init_ray
 

@@ -5,9 +5,15 @@ layers concatenated, ``shift`` shared by every worker that will be merged), plus
 squared-norm sums ``rho``, ``R``, ``V`` that make the debiased estimator streamable. Every field
 is a plain sum over frames, so ``merge`` is addition. Three layouts:
 
-* ``within`` (one model): block rows ``M[a, a:] += U_a^T U[:, a:]`` (half a full GEMM);
+* ``within`` (one model): block rows ``M[a] += U_a^T U[:, a:]`` (half a full GEMM), stored packed:
+  block row ``a`` is ``d_a x (D - o_a)``, so the lower block triangle is never allocated;
 * ``cross`` (two models): only the cross block ``U_A^T U_B`` and per-layer diagonal blocks;
 * ``joint`` (two models): the within layout over the concatenation (within + cross maps).
+
+Memory (float64, ``D`` = summed layer dims, ``o_a`` = offset of layer ``a``, ``L`` layers):
+``within``/``joint``: ``8 * (sum_a d_a (D - o_a) + L^2 + L + (L + 1) D)`` bytes, i.e. about
+``4 D^2 + 4 sum_a d_a^2`` (WavLM Large, 25 x 1024: 2.73 GB instead of a full 5.24 GB square);
+``cross``: ``8 * (D_A D_B + sum_a d_a^2 + L^2 + L + (L + 1) D)``. :func:`state_bytes` gives the exact figure.
 
 ``fast_matmul=True`` runs the GEMMs in float32 (TF32 on CUDA) on the already-shifted data and
 still accumulates in float64; ``FAST_MATMUL_ABS_ERROR`` is the documented, tested error bound.
@@ -94,12 +100,13 @@ class FeatureCKA:
         self.rho = torch.zeros(num, dtype=f64, device=dev)
         self.R = torch.zeros(num, num, dtype=f64, device=dev)
         self.V = torch.zeros(num, width, dtype=f64, device=dev)
+        self.M: Any
         if self.mode == "cross":
             d1 = self.offsets[self.num_a]
             self.M = torch.zeros(d1, width - d1, dtype=f64, device=dev)
             self.G = [torch.zeros(d, d, dtype=f64, device=dev) for d in self.dims]
-        else:
-            self.M = torch.zeros(width, width, dtype=f64, device=dev)
+        else:  # packed upper block triangle: block row a holds M[a, a:]
+            self.M = [torch.zeros(d, width - self.offsets[a], dtype=f64, device=dev) for a, d in enumerate(self.dims)]
             self.G = []
 
     def _vector(self, value: Any, name: str) -> torch.Tensor:
@@ -134,7 +141,7 @@ class FeatureCKA:
             rho=to_numpy(self.rho),
             R=to_numpy(self.R),
             V=to_numpy(self.V),
-            M=to_numpy(self.M),
+            M=to_numpy(self.M) if self.mode == "cross" else [to_numpy(m) for m in self.M],
             G=[to_numpy(g) for g in self.G],
         )
         return state
@@ -145,8 +152,16 @@ class FeatureCKA:
         dev, f64 = self.device, torch.float64
         self.n = int(state["n"])
         self.shift = None if state["shift"] is None else as_tensor(state["shift"], dev, f64)
-        self.S, self.rho, self.R, self.V, self.M = (as_tensor(state[k], dev, f64).clone() for k in ("S", "rho", "R", "V", "M"))
+        self.S, self.rho, self.R, self.V = (as_tensor(state[k], dev, f64).clone() for k in ("S", "rho", "R", "V"))
+        self.M = as_tensor(state["M"], dev, f64).clone() if self.mode == "cross" else self._block_rows(state["M"])
         self.G = [as_tensor(g, dev, f64).clone() for g in state["G"]]
+
+    def _block_rows(self, m: Any) -> list[torch.Tensor]:
+        """Packed block rows from a state's ``M``: a list of block rows, or a full square (states written before packing)."""
+        if isinstance(m, (list, tuple)):
+            return [as_tensor(r, self.device, torch.float64).clone() for r in m]
+        full = as_tensor(m, self.device, torch.float64)
+        return [full[self._block_slices(a), self.offsets[a]:].clone() for a in range(len(self.dims))]
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], device: str | torch.device | None = None, estimator: str | None = None) -> "FeatureCKA":
@@ -205,7 +220,7 @@ class FeatureCKA:
             else:
                 for a in range(len(self.dims)):
                     lo = self.offsets[a]
-                    self._add_product(self.M[lo : self.offsets[a + 1], lo:], g[:, lo : self.offsets[a + 1]], g[:, lo:])
+                    self._add_product(self.M[a], g[:, lo : self.offsets[a + 1]], g[:, lo:])
 
     @staticmethod
     def _add_product(target: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
@@ -229,11 +244,51 @@ class FeatureCKA:
                 "shift= (e.g. layerlab.cka.pilot_shift of a pilot batch)"
             )
         self.n += other.n
-        for name in ("S", "rho", "R", "V", "M"):
+        for name in ("S", "rho", "R", "V"):
             getattr(self, name).add_(getattr(other, name).to(self.device))
+        if self.mode == "cross":
+            self.M.add_(other.M.to(self.device))
+        else:
+            for mine, theirs in zip(self.M, other.M):
+                mine.add_(theirs.to(self.device))
         for mine, theirs in zip(self.G, other.G):
             mine.add_(theirs.to(self.device))
         return self
+
+    def state_bytes(self) -> int:
+        """Bytes of the float64 sums this accumulator holds (see the module's memory formula)."""
+        tensors = [self.S, self.rho, self.R, self.V, *self.G] + ([self.M] if self.mode == "cross" else list(self.M))
+        return int(sum(t.numel() * t.element_size() for t in tensors))
+
+    def select(self, layers: Sequence[int], num_a: int) -> "FeatureCKA":
+        """A new ``joint`` accumulator over the given layers (any order, A's first ``num_a``): only those blocks are kept.
+
+        Reads a pair, or a sub-selection of layers, out of a joint state (``within``/``joint`` only).
+        """
+        if self.mode == "cross":
+            raise ValueError("select: a cross state has no within blocks; select from a within or joint state")
+        layers = [int(i) for i in layers]
+        if not layers or not 0 < num_a <= len(layers) or any(not 0 <= i < len(self.dims) for i in layers):
+            raise ValueError(f"select: need layer indices in 0..{len(self.dims) - 1} and 0 < num_a <= {len(layers)}, got {layers}, {num_a}")
+        dims = [self.dims[i] for i in layers]
+        rates = None if self.frame_rates_hz is None else [self.frame_rates_hz[i] for i in layers]
+        dims_b = dims[num_a:] or None
+        out = FeatureCKA(dims[:num_a], dims_b, "joint" if dims_b else "within", device=self.device, fast_matmul=self.fast_matmul,
+                         frame_rates_hz=rates, estimator=self.estimator)
+        cols = torch.cat([torch.arange(self.offsets[i], self.offsets[i + 1], device=self.device) for i in layers])
+        out.n = self.n
+        out.shift = None if self.shift is None else self.shift[cols].clone()
+        out.S = self.S[cols].clone()
+        idx = torch.tensor(layers, device=self.device)
+        out.rho = self.rho[idx].clone()
+        out.R = self.R[idx][:, idx].clone()
+        out.V = self.V[idx][:, cols].clone()
+        for p, a in enumerate(layers):
+            parts = []
+            for b in layers[p:]:
+                parts.append(self._m_block(a, b) if a <= b else self._m_block(b, a).T)
+            out.M[p] = torch.cat(parts, dim=1).clone()
+        return out
 
     # ------------------------------------------------------------------ compute
     def _pairs(self) -> list[tuple[int, int]]:
@@ -249,7 +304,8 @@ class FeatureCKA:
                 return self.G[a]
             d1 = self.offsets[self.num_a]
             return self.M[self._block_slices(a), self.offsets[b] - d1 : self.offsets[b + 1] - d1]
-        return self.M[self._block_slices(a), self._block_slices(b)]
+        lo = self.offsets[a]
+        return self.M[a][:, self.offsets[b] - lo : self.offsets[b + 1] - lo]
 
     def hsic_terms(self, estimator: str = "biased") -> dict[tuple[int, int], float]:
         """Unnormalised HSIC for every stored layer pair ``(a, b)``, a <= b (factors that cancel dropped)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,8 +21,8 @@ class HeatmapPanel:
     names_b: Sequence[str] | None = None
 
 
-def render_heatmaps(panels: Sequence[HeatmapPanel], vmin: float = 0.0, vmax: float = 1.0, columns: int | None = None) -> bytes:
-    """PNG bytes of all panels side by side sharing one colour scale ``[vmin, vmax]`` and one colour bar."""
+def heatmap_figure(panels: Sequence[HeatmapPanel], vmin: float = 0.0, vmax: float = 1.0, columns: int | None = None) -> Any:
+    """The matplotlib figure of all panels side by side sharing one colour scale ``[vmin, vmax]`` and one colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,6 +49,14 @@ def render_heatmaps(panels: Sequence[HeatmapPanel], vmin: float = 0.0, vmax: flo
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.85, label="linear CKA")
+    return fig
+
+
+def render_heatmaps(panels: Sequence[HeatmapPanel], vmin: float = 0.0, vmax: float = 1.0, columns: int | None = None) -> bytes:
+    """PNG bytes of :func:`heatmap_figure`."""
+    import matplotlib.pyplot as plt
+
+    fig = heatmap_figure(panels, vmin, vmax, columns)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)

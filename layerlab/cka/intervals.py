@@ -45,8 +45,8 @@ def _group_states(parts: Sequence[Any]) -> list[dict[str, Any]]:
 def _weighted_state(states: list[dict[str, Any]], weights: np.ndarray) -> dict[str, Any]:
     base = dict(next(s for s, w in zip(states, weights) if w > 0))
     for key in _ADDITIVE[base["kind"]]:
-        if key == "G":
-            base[key] = [sum(w * s[key][i] for s, w in zip(states, weights) if w > 0) for i in range(len(base[key]))]
+        if isinstance(base[key], (list, tuple)):  # per-layer blocks (G, packed block rows)
+            base[key] = [sum(w * np.asarray(s[key][i]) for s, w in zip(states, weights) if w > 0) for i in range(len(base[key]))]
         else:
             base[key] = sum(w * np.asarray(s[key]) for s, w in zip(states, weights) if w > 0)
     if base["kind"] == "feature_cka":
@@ -69,11 +69,24 @@ def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: f
     if estimator == "minibatch":
         raise ValueError("confidence interval: only for the biased and debiased estimators")
     states = _group_states(parts)
-    weights = np.ones(len(states))
-    point = _compute(_weighted_state(states, weights), estimator)
-    loo = []
-    for g in range(len(states)):
-        weights[g] = 0.0
-        loo.append(_compute(_weighted_state(states, weights), estimator))
-        weights[g] = 1.0
+    total = _weighted_state(states, np.ones(len(states)))
+    point = _compute(total, estimator)
+    loo = [_compute(_without(total, s), estimator) for s in states]
     return jackknife_interval(point, np.stack(loo), confidence)
+
+
+def _without(total: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """All groups but one: the total minus that group's additive sums (one pass per group, not a re-sum of all)."""
+    if state.get("n", 1) == 0 or state.get("num_batches", 1) == 0:
+        return total
+    out = dict(total)
+    for key in _ADDITIVE[total["kind"]]:
+        if isinstance(total[key], (list, tuple)):
+            out[key] = [np.asarray(t) - np.asarray(g) for t, g in zip(total[key], state[key])]
+        else:
+            out[key] = np.asarray(total[key]) - np.asarray(state[key])
+    if total["kind"] == "feature_cka":
+        out["n"] = int(out["n"])
+    else:
+        out["num_batches"] = int(out["num_batches"])
+    return out

@@ -8,6 +8,16 @@ Batch weighting: each batch's HSIC_1 is divided by ``m(m-3)`` so every batch (in
 final one) is an unbiased estimate with weight 1; CKA = sum_xy / sqrt(sum_xx * sum_yy).
 Frames pass through a seeded shuffle buffer so a batch mixes many utterances (batches made of one
 utterance measure within-utterance similarity only). Batches below 4 frames are rejected/dropped.
+
+Per-shard states (the extraction side-output) shuffle within a shard only, and that is *not*
+equivalent in general. A batch drawn from shard ``s`` has expectation ``HSIC(P_s)``, the HSIC of
+that shard's frame distribution, so the merged estimate is ``sum_s w_s HSIC_xy(P_s) /
+sqrt(sum_s w_s HSIC_xx(P_s) * sum_s w_s HSIC_yy(P_s))`` with ``w_s`` the shard's share of
+batches: pooled *within-shard* CKA. It equals corpus-level minibatch CKA in expectation exactly
+when every ``P_s`` equals the corpus distribution, i.e. when utterances were assigned to shards at
+random. Corpus builds keep source order (LibriSpeech by speaker), so the between-shard part of the
+covariance (speaker, channel, domain) would be missing; ``layerlab cka`` says so in its notes, and
+a feature side-output (exact, order-free, mergeable across shards) is the default for that reason.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from layerlab.accumulator import merge_all
+from layerlab.cache.reader import IdLedger
 from layerlab.cka.cache_input import (
     CacheInfo, Utterance, frame_level_only, read_cache_info, read_utterances, shard_names, side_output_estimator, side_output_info,
     tier_for,
@@ -42,6 +43,8 @@ class CKAJob:
     allow_partial: bool = False
     bootstrap: int = 0  # resampling replicates requested (checked here, before any work)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # per shard: utterances, frames dropped by alignment
+    joint: JointSideOutput | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list, repr=False)  # caveats written to summary.json and printed  # set when --from-side-output reads a joint extraction's A x B states
     info_a: CacheInfo | None = field(default=None, repr=False)
     info_b: CacheInfo | None = field(default=None, repr=False)
 
@@ -72,16 +75,22 @@ class CKAJob:
             self.info_b = frame_level_only(self.info_b) if self.info_b else None
 
     def _check_side_output(self) -> None:
-        """Side-output states are frame-level, per shard, of one cache, with a fixed accumulator kind."""
-        if self.b_url or self.level != "frame":
-            raise ValueError("--from-side-output: the side-output is frame-level CKA within one cache; use --level frame and no --b")
+        """Side-output states are frame-level, per shard, of one cache (or a joint pair), with a fixed accumulator kind."""
+        if self.level != "frame":
+            raise ValueError("--from-side-output: side-outputs are frame-level CKA; use --level frame")
+        if self.group_by != "shard":
+            raise ValueError("--from-side-output: states are per shard, so the bootstrap unit must be --group-by shard")
+        if self.b_url:
+            if self.estimator == "minibatch":
+                raise ValueError("--from-side-output: joint states are feature states; use --estimator biased or debiased")
+            self.info_a, self.info_b = frame_level_only(self.info_a), frame_level_only(self.info_b)
+            self.joint = find_joint(self.info_a, self.info_b, str(self.side_output))
+            return
         narrowed = side_output_info(self.info_a, str(self.side_output))  # raises, naming the recorded side-outputs
         kind = side_output_estimator(narrowed, str(self.side_output))
         if (kind == "minibatch") != (self.estimator == "minibatch"):
             allowed = "minibatch" if kind == "minibatch" else "biased or debiased"
             raise ValueError(f"{self.a_url}: side-output {self.side_output!r} holds {kind} states; use --estimator {allowed}")
-        if self.group_by != "shard":
-            raise ValueError("--from-side-output: states are per shard, so the bootstrap unit must be --group-by shard")
         self.info_a = narrowed
 
     @property
@@ -167,8 +176,11 @@ def merge_groups(keyed: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return {key: merge_all(accs) for key, accs in sorted(by_key.items())}
 
 
-def shard_group_states(job: CKAJob, shards: list[str], shift: Any) -> dict[str, Any]:
-    """Accumulate one shard into one accumulator per group (the shard, each speaker or each utterance)."""
+def shard_group_states(job: CKAJob, shards: list[str], shift: Any, ids: list[str] | None = None) -> dict[str, Any]:
+    """Accumulate one shard into one accumulator per group (the shard, each speaker or each utterance).
+
+    ``ids`` (when given) receives the id of every utterance accumulated, for the caller's duplicate check.
+    """
     groups: dict[str, Any] = {}
     buffers: dict[str, list[list[np.ndarray]]] = {}
     shard_key = shards[0].rsplit("/", 1)[-1]
@@ -190,6 +202,8 @@ def shard_group_states(job: CKAJob, shards: list[str], shift: Any) -> dict[str, 
 
     for uid, speaker, layers in job.layers_of(shards):
         counts["n_utterances"] += 1
+        if ids is not None:
+            ids.append(uid)
         if rates:
             for name, n in zip(names, alignment_drops([len(x) for x in layers], rates)):
                 counts["frames_dropped"][name] += n
@@ -217,23 +231,30 @@ def _pad(frames: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def pilot_shift_for(job: CKAJob, frames: int = 4096) -> np.ndarray | None:
-    """A shared shift from the first utterances of the first shard (None for the minibatch estimator)."""
+def pilot_shift_for(job: CKAJob, frames: int = 4096, shards: int = 8) -> np.ndarray | None:
+    """A shared shift: the mean frame of a pilot sample from up to ``shards`` shards spread over the cache (None for minibatch).
+
+    CKA does not depend on the shift; it only keeps the float64 sums well conditioned, so it should
+    be near the corpus mean, which the first utterances of one shard need not be.
+    """
     from layerlab.cka.align import flatten_frames
 
     if job.estimator == "minibatch":
         return None
-    name, urls = job.shard_pairs()[0]
+    pairs = job.shard_pairs()
+    picked = [pairs[i] for i in sorted({round(k * (len(pairs) - 1) / max(1, shards - 1)) for k in range(min(shards, len(pairs)))})]
     rates = [r for info in job.infos for r in info.frame_rates_hz] if job.level == "frame" else None
-    parts, count = [], 0
-    for _, _, layers in job.layers_of(urls):
-        aligned = flatten_frames([x[None] for x in layers], frame_rates_hz=rates) if rates else layers
-        parts.append(np.concatenate([np.asarray(a, dtype=np.float64) for a in aligned], axis=1))
-        count += len(parts[-1])
-        if count >= frames:
-            break
+    parts = []
+    for _, urls in picked:
+        count = 0
+        for _, _, layers in job.layers_of(urls):
+            aligned = flatten_frames([x[None] for x in layers], frame_rates_hz=rates) if rates else layers
+            parts.append(np.concatenate([np.asarray(a, dtype=np.float64) for a in aligned], axis=1))
+            count += len(parts[-1])
+            if count >= frames // len(picked):
+                break
     if not parts:
-        raise ValueError(f"shard {name}: no utterances shared by the caches")
+        raise ValueError(f"shard {pairs[0][0] if pairs else '?'}: no utterances shared by the caches")
     return np.concatenate(parts).mean(axis=0)
 
 
@@ -275,7 +296,7 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = No
     from layerlab.cka.intervals import jackknife_cka
     from layerlab.cka.tables import write_matrix
 
-    notes: list[str] = []
+    notes: list[str] = list(job.notes)
     for url, names in job.dropped.items():
         notes.append(f"{url}: utterance-level layers {', '.join(names)} left out of frame-level CKA (they have no frames)")
     matrix = merged.compute()
@@ -330,11 +351,16 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = No
 def collect_groups(job: CKAJob, shift: Any, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """One accumulator per group over every shard (a speaker's utterances in several shards form one group)."""
 
+    ledger = IdLedger(job.a_url)  # a shard copied over another counts its utterances twice: caught here, checksums or not
+
     def keyed() -> Iterator[tuple[str, Any]]:
         for name, urls in job.shard_pairs():
             if progress:
                 progress(f"shard {name}")
-            yield from shard_group_states(job, urls, shift).items()
+            ids: list[str] = []
+            states = shard_group_states(job, urls, shift, ids)
+            ledger.add(ids, name)
+            yield from states.items()
 
     return merge_groups(keyed())
 
@@ -343,15 +369,35 @@ def run_from_side_output(job: CKAJob, out_url: str, bootstrap: int = 0, progress
     """CKA from the extraction's per-shard side-output states (no tier is read); shards are the bootstrap groups."""
     from layerlab.cka.state_io import accumulator_from_state
 
+    if job.joint is not None:
+        return _run_from_joint(job, out_url, bootstrap, progress)
     states = job.info_a.cache.cka_states(str(job.side_output))
     if not states:
         raise FileNotFoundError(f"{job.info_a.url}/manifest.json: no completed shards yet (is the extraction still running?)")
     if progress:
         progress(f"side-output {job.side_output}: merging {len(states)} shard states")
     groups = [accumulator_from_state(s, device=job.device) for s in states.values()]
+    if job.estimator == "minibatch" and len(states) > 1:
+        job.notes.append(MINIBATCH_SHARD_NOTE)
     merged = merge_all([accumulator_from_state(s, device=job.device) for s in states.values()])
     merged = _with_estimator(merged, job.estimator)
     return finish(job, merged, out_url, groups, bootstrap, progress)
+
+
+def _run_from_joint(job: CKAJob, out_url: str, bootstrap: int, progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """A x A, B x B and A x B from a joint extraction's per-shard states: the chosen layers' blocks, in A-then-B order."""
+    from layerlab.cka.state_io import accumulator_from_state
+
+    joint = job.joint
+    assert joint is not None
+    states = joint.holder.cache.cka_states(joint.name)
+    if not states:
+        raise FileNotFoundError(f"{joint.holder.url}/manifest.json: no completed shards with joint states yet")
+    if progress:
+        progress(f"joint side-output {joint.holder.name}/{joint.name}: {len(states)} shard states, {len(joint.order)} layers")
+    groups = [accumulator_from_state(s, device=job.device).select(joint.order, len(job.info_a.layer_names)) for s in states.values()]
+    merged = merge_all([accumulator_from_state(g.state_dict(), device=job.device) for g in groups])
+    return finish(job, _with_estimator(merged, job.estimator), out_url, groups, bootstrap, progress)
 
 
 def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -366,6 +412,47 @@ def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[s
 
     merged = _with_estimator(merge_all([accumulator_from_state(g.state_dict()) for g in groups]), job.estimator)
     return finish(job, merged, out_url, groups, bootstrap, progress)
+
+
+#: why a minibatch side-output is pooled within-shard CKA (see layerlab.cka.minibatch)
+MINIBATCH_SHARD_NOTE = (
+    "minibatch side-output: each minibatch holds frames of one shard only, so this is pooled within-shard minibatch CKA; "
+    "it estimates corpus-level minibatch CKA only when utterances were assigned to shards at random (between-shard "
+    "differences, e.g. shards sorted by speaker, are left out); a feature side-output (--estimator biased|debiased) is exact")
+
+
+@dataclass
+class JointSideOutput:
+    """Where a joint extraction stored the A x B states and which of its layers (state order) the job uses."""
+
+    holder: CacheInfo  # the cache whose manifest lists the states (A's, or B's when the pair was stored the other way)
+    name: str
+    order: list[int]  # state layer index of each chosen A layer, then each chosen B layer
+
+
+def find_joint(info_a: CacheInfo, info_b: CacheInfo, name: str) -> JointSideOutput:
+    """Locate the joint side-output of A and B (in A's cache, or in B's with the roles swapped) and map the chosen layers."""
+    from layerlab import storage
+    from layerlab.cache import format as cf
+
+    folder = {id(info): info.url.rstrip("/").rsplit("/", 1)[-1] for info in (info_a, info_b)}
+    for holder, other, swapped in ((info_a, info_b, False), (info_b, info_a, True)):
+        for rec in holder.cache.metadata.cka:
+            if rec.get("joint_with") == folder[id(other)] and name in ("joint", rec.get("name")):
+                if holder.cache.metadata.source.manifest_checksum != other.cache.metadata.source.manifest_checksum:
+                    raise ValueError(f"--from-side-output {name}: {info_a.url} and {info_b.url} were extracted from different datasets")
+                first, second = list(rec["layers"]), list(rec["layers_b"])
+                mine, theirs = (second, first) if swapped else (first, second)
+                offset_a, offset_b = (len(first), 0) if swapped else (0, len(first))
+                for info, stored in ((info_a, mine), (info_b, theirs)):
+                    missing = [n for n in info.layer_names if n not in stored]
+                    if missing:
+                        raise ValueError(f"--from-side-output {name}: layers {missing} of {info.url} are not in the joint state (it has {stored})")
+                order = [offset_a + mine.index(n) for n in info_a.layer_names] + [offset_b + theirs.index(n) for n in info_b.layer_names]
+                return JointSideOutput(holder, str(rec["name"]), order)
+    recorded = [str(r.get("name")) for info in (info_a, info_b) for r in info.cache.metadata.cka if r.get("joint_with")]
+    raise ValueError(f"{storage.join(info_a.url, cf.METADATA_NAME)}: no joint side-output {name!r} of {folder[id(info_a)]} and {folder[id(info_b)]} "
+                     f"(joint states recorded: {', '.join(recorded) or 'none'}); extract both with one `layerlab extract --model A --model B`")
 
 
 def _with_estimator(acc: Any, estimator: str) -> Any:

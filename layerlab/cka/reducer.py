@@ -21,8 +21,8 @@ class _ReducerActor:
     def __init__(self, checkpoint_url: str | None, checkpoint_every: int, fanout: int) -> None:
         self.core = CKAReduction(checkpoint_url, checkpoint_every, fanout)
 
-    def add(self, shard_id: str, state: dict[str, Any]) -> bool:
-        return self.core.add(shard_id, state)
+    def add(self, shard_id: str, state: dict[str, Any], ids: list[str] | None = None) -> bool:
+        return self.core.add(shard_id, state, ids)
 
     def checkpoint(self) -> list[str]:
         return self.core.checkpoint()
@@ -69,11 +69,13 @@ def start_reducer(
     return actor_cls.options(**options).remote(checkpoint_url, checkpoint_every, fanout)
 
 
-def send_until_committed(reducer: Any, states: Mapping[str, dict[str, Any]], max_rounds: int = 10, pause_s: float = 0.5) -> list[str]:
-    """Send every shard state, then re-send those a restart lost until all are in a checkpoint."""
+def send_until_committed(reducer: Any, states: Mapping[str, dict[str, Any]], max_rounds: int = 10, pause_s: float = 0.5,
+                         ids: Mapping[str, list[str]] | None = None) -> list[str]:
+    """Send every shard state (with its utterance ids, when given), then re-send those a restart lost until all are in a checkpoint."""
     missing = sorted(states)
+    ids = ids or {}
     for _ in range(max_rounds):
-        ray.get([reducer.add.remote(sid, states[sid]) for sid in missing])
+        ray.get([reducer.add.remote(sid, states[sid], ids.get(sid)) for sid in missing])
         committed = set(ray.get(reducer.checkpoint.remote()))
         missing = sorted(set(states) - committed)
         if not missing:
@@ -85,24 +87,30 @@ def send_until_committed(reducer: Any, states: Mapping[str, dict[str, Any]], max
 def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bootstrap: int = 0, env_vars: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Distributed CKA of a :class:`~layerlab.cka.pipeline.CKAJob`: one Ray task per shard, one reducer actor."""
     from layerlab.accumulator import merge_all
+    from layerlab.cache.reader import IdLedger
     from layerlab.cka.pipeline import finish, merge_groups, pilot_shift_for, shard_group_states
     from layerlab.cka.state_io import accumulator_from_state
 
     from layerlab.runtime import runtime_env
 
     @ray.remote(num_cpus=1, runtime_env=runtime_env(env_vars))
-    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
-        groups = shard_group_states(job, urls, shift)
+    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], list[str]]:
+        ids: list[str] = []
+        groups = shard_group_states(job, urls, shift, ids)
         if not groups:  # every utterance of the shard was quarantined
-            return None, {}
+            return None, {}, ids
         merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()])
-        return merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}
+        return merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}, ids
 
     shift = pilot_shift_for(job)
-    reducer = start_reducer(checkpoint_url, env_vars=env_vars)
     refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0) for name, urls in job.shard_pairs()}
     results = dict(zip(refs, ray.get(list(refs.values()))))
-    send_until_committed(reducer, {name: res[0] for name, res in results.items() if res[0] is not None})
+    ledger = IdLedger(job.a_url)  # the tasks read one shard each: utterances in two shards are caught here, checksums or not
+    for name in sorted(results):
+        ledger.add(results[name][2], name)
+    reducer = start_reducer(checkpoint_url, env_vars=env_vars)
+    send_until_committed(reducer, {name: res[0] for name, res in results.items() if res[0] is not None},
+                         ids={name: res[2] for name, res in results.items()})
     merged = accumulator_from_state(ray.get(reducer.state_dict.remote()), estimator=job.estimator)
     groups = list(merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items()).values())
     return finish(job, merged, out_url, groups, bootstrap)

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from layerlab.accumulator import merge_all
+from layerlab.cache.reader import IdLedger
 from layerlab.cka.state_io import accumulator_from_state, state_from_bytes, state_to_bytes
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class CKAReduction:
         self.total: Any = None
         self.pending: list[Any] = []
         self.seen: set[str] = set()
+        self.ids = IdLedger("CKA reducer")  # utterance ids of the shards added with ids (checkpointed with them)
         self.committed: set[str] = set()
         self.since_checkpoint = 0
         self.resumed = False
@@ -52,16 +54,23 @@ class CKAReduction:
             if doc is not None:
                 self.total = None if doc["state"] is None else accumulator_from_state(doc["state"], device)
                 self.seen = set(doc["shards"])
+                for shard, ids in sorted((doc.get("ids") or {}).items()):
+                    self.ids.add(ids, shard)
                 self.committed = set(self.seen)
                 self.resumed = True
                 log.info("CKA reducer resumed from %s with %d shards", checkpoint_url, len(self.seen))
 
-    def add(self, shard_id: str, state: dict[str, Any]) -> bool:
-        """Queue one shard's state; ignored (False) if ``shard_id`` was already counted."""
+    def add(self, shard_id: str, state: dict[str, Any], ids: list[str] | None = None) -> bool:
+        """Queue one shard's state; ignored (False) if ``shard_id`` was already counted.
+
+        ``ids``: the utterances inside the state; one already inside another shard's state is an IntegrityError.
+        """
         shard_id = str(shard_id)
         if shard_id in self.seen:
             return False
         acc = accumulator_from_state(state, self.device)
+        if ids is not None:
+            self.ids.add(ids, shard_id)
         first = self.total if self.total is not None else (self.pending[0] if self.pending else None)
         if first is not None and (type(first) is not type(acc) or first.dims_a != acc.dims_a or first.dims_b != acc.dims_b):
             raise ValueError(f"shard {shard_id}: its CKA state ({type(acc).__name__}, dims {acc.dims_a}/{acc.dims_b}) does not match the reducer's")
@@ -85,7 +94,10 @@ class CKAReduction:
         """Fold pending states and write the checkpoint; returns the committed shard ids."""
         self._fold()
         if self.checkpoint_url:
-            doc = {"shards": sorted(self.seen), "state": None if self.total is None else self.total.state_dict()}
+            by_shard: dict[str, list[str]] = {}
+            for uid, shard in self.ids.seen.items():
+                by_shard.setdefault(shard, []).append(uid)
+            doc = {"shards": sorted(self.seen), "state": None if self.total is None else self.total.state_dict(), "ids": by_shard}
             _write_checkpoint(self.checkpoint_url, doc)
         self.committed = set(self.seen)
         self.since_checkpoint = 0

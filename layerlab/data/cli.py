@@ -19,6 +19,9 @@ def info(url: str = typer.Argument(..., help="Dataset root URL (local path, file
     from layerlab.data.manifest import read_manifest
     from layerlab.data.shards import read_quarantine
 
+    from layerlab import storage
+
+    storage.check_input(url)
     m = read_manifest(url)
     typer.echo(f"dataset {m.dataset!r} at {url}")
     typer.echo(f"  kept {m.kept} utterances, {m.audio_hours:.3f} h, {len(m.shards)} shard(s), {sum(s.bytes for s in m.shards) / 1e6:.1f} MB")
@@ -39,8 +42,10 @@ def verify_cmd(url: str = typer.Argument(..., help="Dataset root URL.")) -> None
 
     Example:  layerlab corpus verify s3://bucket/corpora/voxceleb1
     """
+    from layerlab import storage
     from layerlab.data.shards import verify
 
+    storage.check_input(url)
     problems = verify(url)
     for p in problems:
         typer.echo(p, err=True)

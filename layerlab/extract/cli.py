@@ -10,7 +10,8 @@ EXAMPLE = "layerlab extract --model s3prl:wavlm_base_plus --data s3://bucket/cor
 
 
 def extract_cmd(
-    model: str = typer.Option(..., "--model", help="Model spec, e.g. s3prl:wavlm_base_plus, s3prl:hubert_local:/ckpt.pt, ge2e"),
+    model: list[str] = typer.Option(..., "--model", help="Model spec, e.g. s3prl:wavlm_base_plus, s3prl:hubert_local:/ckpt.pt, ge2e; repeat for a joint extraction "
+                                    "(one actor runs every model on the same decoded audio: one cache per model under --out/<name>/, [NAME=]SPEC names it, plus joint CKA states)"),
     data: str = typer.Option(..., "--data", help="Audio-shard dataset URL (local path, file://, s3://, gs://)"),
     out: str = typer.Option(..., "--out", help="Cache URL to create or resume"),
     tier: Optional[str] = typer.Option(None, "--tier", help="pooled | frames | both (default pooled)"),
@@ -32,8 +33,13 @@ def extract_cmd(
     """Extract every layer of a model over an audio-shard dataset into a resumable activation cache.
 
     Reruns skip completed shards. Exit code 1 when a shard failed (rerun to retry it).
+    With several --model, one actor holds every model: each batch is decoded once and run by each
+    model, each model's cache is written to OUT/<name>/, and OUT/<A>/cka/joint-<B>/ holds per-shard
+    A x B CKA states (read with `layerlab cka --a OUT/A --b OUT/B --from-side-output joint`).
 
     Example:  layerlab extract --model s3prl:wavlm_base_plus --data s3://bucket/corpus --out s3://bucket/cache/wavlm --tier both --concurrency 1,4
+
+    Joint:    layerlab extract --model ge2e --model fbank --model wavlm=s3prl:wavlm_local:/ckpt/wavlm.pt --data corpus --out caches
     """
     from layerlab import storage
     from layerlab.data.manifest import read_manifest
@@ -45,11 +51,22 @@ def extract_cmd(
                        num_cpus_per_actor=cpus_per_actor, placement_timeout_s=placement_timeout, batch_seconds=batch_seconds, mode=mode, cka=cka,
                        max_shards=max_shards, overwrite=overwrite, progress=not no_progress, verify=not no_verify)
     # every user mistake is found here, on the driver, before Ray starts
-    check_spec(model)
+    from layerlab.extract.joint_cka import member_names, member_spec
+
+    if len(model) > 1:
+        member_names(model)  # cache folder names must differ
+    for spec in model:
+        check_spec(member_spec(spec) if len(model) > 1 else spec)
+    storage.check_input(data)
     read_manifest(data)
     storage.check_output_dir(out)
     init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
-    summary = extract(model, data, out, cfg)
+    if len(model) > 1:
+        from layerlab.extract.joint import extract_joint
+
+        summary = extract_joint(model, data, out, cfg)
+    else:
+        summary = extract(model[0], data, out, cfg)
     typer.echo(summary.render())
     if summary_json:
         from layerlab import storage

@@ -19,7 +19,7 @@ class CKASideOutput(BaseModel):
     layers: list[str] | None = Field(None, description="layer names; None = every frame-level layer")
     estimator: Literal["feature", "minibatch"] = "feature"
     minibatch_size: int = Field(1024, ge=4)
-    pilot_utterances: int = Field(8, ge=1, description="utterances of the first shard whose mean is the shared shift")
+    pilot_utterances: int = Field(8, ge=1, description="pilot utterances, drawn across shards, whose mean frame is the shared shift")
     seed: int = 0
 
 
@@ -41,9 +41,16 @@ class ExtractConfig(BaseModel):
     placement_timeout_s: float = Field(
         600.0, gt=0, description="stop with an error when no actor could be placed for this long (the demand is never met)")
     task_retries: int = Field(4, ge=0, description="re-runs of a shard whose actor died")
+    tasks_per_actor: int = Field(2, ge=1, le=4, description="shards in flight per actor: while one runs the model, the next "
+                                 "decodes ahead and the last publishes its files (1 = strictly one shard at a time)")
     row_group_mb: float = Field(32.0, gt=0)
+    write_behind: bool = Field(True, description="encode and write tier files in a background thread (at most two row groups queued)")
     compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"
     cka: list[CKASideOutput] = Field(default_factory=list)
+    side_output_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="values CKA side-outputs see: float32 activations, or float16 as the frames tier stores them "
+        "(then a side-output equals CKA computed from the frames tier up to float64 rounding)")
+    pilot_shards: int = Field(8, ge=1, description="source shards (a seeded sample) the pilot utterances for the shared shift are drawn from")
     max_shards: int | None = Field(None, ge=0, description="stop after this many new shards (partial runs)")
     overwrite: bool = Field(False, description="discard an existing cache at the output URL")
     env_vars: dict[str, str] = Field(default_factory=dict, description="extra env vars for the actors")

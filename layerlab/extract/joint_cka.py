@@ -4,14 +4,19 @@ The joint state is a :class:`~layerlab.cka.FeatureCKA` in ``joint`` layout over 
 layers followed by model B's (the layout ``layerlab cka --a A --b B`` builds from two frames tiers),
 so its matrix holds the A x A, B x B and A x B blocks. Frame rates are aligned exactly as
 ``cka/align.py`` does: faster layers are average-pooled to the slowest rate and each utterance is
-truncated to the shortest valid length over both models. Memory: ``8 * (D_A + D_B)^2`` bytes for the
-Gram block plus ``O((L_A + L_B) * (D_A + D_B))`` for the moment terms (``D`` = summed layer dims).
+truncated to the shortest valid length over both models. Memory per pair (packed upper block
+triangle, see ``cka/feature_stats.py``): ``8 * sum_a d_a (D - o_a)`` bytes, about ``4 D^2`` with
+``D = D_A + D_B`` summed layer dims, plus ``O(L D)`` for the moment terms. A group of ``k`` models
+keeps ``k(k-1)/2`` pair states, each with its own alignment, so every pair equals the two-cache
+frames-tier computation exactly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
+
+import torch
 
 from layerlab.models.base import LayerOutput
 
@@ -40,6 +45,12 @@ def member(name: str, model: Any, layers: Sequence[str] | None = None) -> JointM
     return JointMember(name, idx, [int(model.dims[i]) for i in idx], [float(model.frame_rates[i]) for i in idx])
 
 
+def pair_layers(a: JointMember, out_a: LayerOutput, b: JointMember, out_b: LayerOutput) -> tuple[list[Any], list[Any]]:
+    """(hidden, lengths) of A's then B's joint layers."""
+    return ([out_a.hidden[i] for i in a.indices] + [out_b.hidden[i] for i in b.indices],
+            [out_a.lengths[i] for i in a.indices] + [out_b.lengths[i] for i in b.indices])
+
+
 def check_sample_rates(rates: dict[str, int]) -> int:
     """The group's one sample rate; models needing different rates are refused with the rates named."""
     if len(set(rates.values())) > 1:
@@ -54,10 +65,36 @@ def new_joint_accumulator(a: JointMember, b: JointMember, shift: Any = None, dev
     return FeatureCKA(a.dims, b.dims, mode="joint", shift=shift, device=device, frame_rates_hz=a.frame_rates_hz + b.frame_rates_hz)
 
 
-def update_joint(acc: Any, a: JointMember, out_a: LayerOutput, b: JointMember, out_b: LayerOutput) -> None:
-    """Add one batch that both models ran on (same utterances, same order)."""
-    layers = [out_a.hidden[i] for i in a.indices] + [out_b.hidden[i] for i in b.indices]
-    lengths = [out_a.lengths[i] for i in a.indices] + [out_b.lengths[i] for i in b.indices]
+def joint_name(other: str) -> str:
+    """Side-output name, in model A's cache, of the joint state with group member ``other``."""
+    return f"joint-{other}"
+
+
+def member_names(specs: Sequence[str]) -> list[str]:
+    """Cache folder names for a group's model specs: ``NAME=SPEC`` names one; else the spec's last part (``wavlm.pt`` -> ``wavlm``)."""
+    names = []
+    for spec in specs:
+        name, sep, _ = spec.partition("=")
+        if not sep or ":" in name or "/" in name:
+            name = spec.rstrip("/").split(":")[-1].rsplit("/", 1)[-1].split(".")[0] or "model"
+        names.append("".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in name))
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"--model: two models of the group would share the cache folder {dup[0]!r}; name them NAME=SPEC")
+    return names
+
+
+def member_spec(spec: str) -> str:
+    """The model spec of a ``NAME=SPEC`` (or plain) group entry."""
+    name, sep, rest = spec.partition("=")
+    return rest if sep and ":" not in name and "/" not in name else spec
+
+
+def update_joint(acc: Any, a: JointMember, out_a: LayerOutput, b: JointMember, out_b: LayerOutput, float16: bool = False) -> None:
+    """Add one batch that both models ran on (same utterances, same order); ``float16``: the frames tier's values."""
+    layers, lengths = pair_layers(a, out_a, b, out_b)
+    if float16:
+        layers = [h.to(torch.float16).to(h.dtype) for h in layers]
     if len({h.shape[0] for h in layers}) != 1:
         raise ValueError(f"joint cka: {a.name} and {b.name} outputs have different batch sizes")
     acc.update(layers, lengths)

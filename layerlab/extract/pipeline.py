@@ -24,7 +24,7 @@ from layerlab.data.shards import read_quarantine as read_source_quarantine
 from layerlab.extract.config import ExtractConfig
 from layerlab.extract.pool import ModelActorPool, ShardTask
 from layerlab.extract.resources import autoscaler_node_types, plan_resources
-from layerlab.extract.summary import ExtractSummary
+from layerlab.extract.summary import ExtractSummary, busy_seconds, cpu_seconds
 from layerlab.progress import AudioProgress
 from layerlab.runtime import init_ray, worker_env
 
@@ -71,22 +71,30 @@ def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool) -> No
     storage.write_json(meta_url, meta.model_dump(mode="json"))
 
 
-def _shifts(out_url: str, config: ExtractConfig, pool: ModelActorPool, first_shard: str) -> dict[str, np.ndarray]:
-    """Shared FeatureCKA shifts: loaded from the cache, or computed once by an actor and saved."""
+def pilot_urls(data_url: str, source: Any, config: ExtractConfig) -> list[str]:
+    """A seeded sample of ``config.pilot_shards`` source shards (in dataset order) the pilot utterances come from."""
+    names = [s.name for s in source.shards]
+    k = min(len(names), config.pilot_shards)
+    seed = config.cka[0].seed if config.cka else 0
+    picked = sorted(np.random.default_rng(seed).choice(len(names), size=k, replace=False)) if k else []
+    return [storage.join(data_url, names[i]) for i in picked]
+
+
+def _shifts(out_url: str, config: ExtractConfig, pool: ModelActorPool, pilot: list[str]) -> dict[str, np.ndarray]:
+    """Shared FeatureCKA shifts: loaded from the cache, or computed once by an actor (pilot across shards) and saved."""
     feature_sides = [c.name for c in config.cka if c.estimator == "feature"]
     if not feature_sides:
         return {}
     urls = {n: storage.join(out_url, f"cka/{n}/shift.npz") for n in feature_sides}
     if all(storage.exists(u) for u in urls.values()):
         return {n: state_from_bytes(storage.read_bytes(u))["shift"] for n, u in urls.items()}
-    actor, _ = pool.first_ready()
-    shifts = ray.get(actor.pilot_shifts.remote(first_shard))
+    shifts = pool.call_first("pilot_shifts", pilot)
     for n, u in urls.items():
         storage.atomic_write_bytes(u, state_to_bytes({"shift": np.asarray(shifts[n])}))
     return shifts
 
 
-def _finalise(out_url: str, data_url: str, source: Any, manifest: cf.CacheManifest, config: ExtractConfig) -> dict[str, list[list[float]]]:
+def _finalise(out_url: str, data_url: str, source: Any, manifest: cf.CacheManifest, sides: list[str]) -> dict[str, list[list[float]]]:
     """Quarantine table (source + model), merged CKA states, ``complete`` flag."""
     from layerlab.cache.reader import CacheReader
     from layerlab.cka.reduction import CKAReduction
@@ -101,18 +109,18 @@ def _finalise(out_url: str, data_url: str, source: Any, manifest: cf.CacheManife
     manifest.quarantine = artifacts.publish_table(out_url, cf.QUARANTINE_NAME, artifacts.quarantine_table(rows), compression="snappy")
     results: dict[str, list[list[float]]] = {}
     reader = CacheReader(out_url, cf.CacheMetadata.model_validate(storage.read_json(storage.join(out_url, cf.METADATA_NAME))), manifest, allow_partial=True)
-    for side in config.cka:
+    for side in sides:
         reduction = CKAReduction(device="cpu")
-        for shard, state in reader.cka_states(side.name).items():
+        for shard, state in reader.cka_states(side).items():
             reduction.add(shard, state)
         state = reduction.state_dict()
         if state is None:
             continue
-        manifest.cka_merged[side.name] = artifacts.publish_bytes(out_url, f"cka/{side.name}/merged.npz", state_to_bytes(state))
+        manifest.cka_merged[side] = artifacts.publish_bytes(out_url, f"cka/{side}/merged.npz", state_to_bytes(state))
         try:
-            results[side.name] = np.asarray(reduction.result("biased")).tolist()
+            results[side] = np.asarray(reduction.result("biased")).tolist()
         except ValueError as exc:  # e.g. too few frames for a minibatch
-            log.warning("cka %s: no result (%s)", side.name, exc)
+            log.warning("cka %s: no result (%s)", side, exc)
     manifest.complete = True
     return results
 
@@ -186,10 +194,12 @@ def extract(
         skipped = len(source.shards) - len(todo)
         if config.max_shards is not None:
             todo = todo[: config.max_shards]
-        shifts = _shifts(out_url, config, pool, storage.join(data_url, source.shards[0].name)) if source.shards else {}
+        shifts = _shifts(out_url, config, pool, pilot_urls(data_url, source, config)) if source.shards else {}
         summary = ExtractSummary(out_url=out_url, model_spec=model_spec, mode=desc["mode"], tiers=config.tiers,
                                  shards_total=len(source.shards), shards_written=0, shards_skipped=skipped, complete=False)
         progress = AudioProgress(sum(by_name[t.name].rows for t in todo), sum(by_name[t.name].audio_seconds for t in todo), config.progress)
+        intervals: list[tuple[float, float, float]] = []
+        cpu_spans: list[tuple[float, float, float]] = []
 
         def on_result(task: ShardTask, outcome: Any) -> None:
             manifest.shards[task.name] = outcome.record
@@ -201,7 +211,10 @@ def extract(
             summary.audio_seconds += outcome.audio_seconds
             summary.model_seconds += outcome.model_seconds
             summary.retried_alone += outcome.retried_alone
-            summary.shard_seconds += outcome.record.wall_seconds
+            intervals.append((outcome.stats.get("pid", 0.0), outcome.stats.get("t_start", 0.0), outcome.stats.get("t_end", outcome.record.wall_seconds)))
+            summary.shard_seconds = round(busy_seconds(intervals), 3)
+            cpu_spans.append((outcome.stats.get("pid", 0.0), outcome.stats.get("cpu_start", 0.0), outcome.stats.get("cpu_end", 0.0)))
+            summary.actor_cpu_seconds = round(cpu_seconds(cpu_spans), 3)
             summary.actor_peak_rss_mb = max(summary.actor_peak_rss_mb, outcome.stats.get("peak_rss_mb", 0.0))
             progress.update(outcome.utterances + len(outcome.record.quarantined), outcome.audio_seconds)
 
@@ -218,7 +231,7 @@ def extract(
         if summary is not None:
             record_placements(summary, pool)
     if len(manifest.shards) == len(source.shards):
-        summary.cka_results = _finalise(out_url, data_url, source, manifest, config)
+        summary.cka_results = _finalise(out_url, data_url, source, manifest, [c.name for c in config.cka])
     manifest.recount()
     storage.write_json(storage.join(out_url, cf.MANIFEST_NAME), manifest.model_dump(mode="json"))
     summary.complete = manifest.complete

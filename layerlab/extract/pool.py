@@ -5,7 +5,8 @@ Actors restart when they die (``max_restarts=-1``) and Ray retries the shard the
 the cluster has room now: a pending actor is the demand Ray's autoscaler adds nodes for. Work goes
 only to actors that are up; idle actors above MIN (and still-pending ones) are released when the
 queue drains so the autoscaler can scale down. Every placement and release is recorded with the
-node and the GPUs the actor holds.
+node and the GPUs the actor holds. Each actor takes up to ``tasks_per_actor`` shards at once (a
+threaded actor): one holds the model while the next decodes ahead and the previous publishes its files.
 """
 
 from __future__ import annotations
@@ -86,14 +87,41 @@ class ExtractActor:
         """Extract one shard (see ShardExtractor.run); the outcome carries this worker's pid."""
         import resource
 
+        cpu_start = time.process_time()  # this actor process's CPU (all threads): decode, model, encode, publish
         outcome = self.worker.run(task.url, task.name, task.sha256, out_url, shifts)
-        outcome.stats["pid"] = float(os.getpid())
+        outcome.stats.update(pid=float(os.getpid()), cpu_start=cpu_start, cpu_end=time.process_time())
         outcome.stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return outcome
 
-    def pilot_shifts(self, source_url: str) -> dict[str, Any]:
-        """Shared FeatureCKA shifts computed from the first utterances of ``source_url``."""
-        return self.worker.pilot_shifts(source_url)
+    def pilot_shifts(self, source_urls: list[str]) -> dict[str, Any]:
+        """Shared FeatureCKA shifts computed from pilot utterances drawn across ``source_urls``."""
+        return self.worker.pilot_shifts(source_urls)
+
+
+class JointExtractActor(ExtractActor):
+    """Ray actor body for a model group: every model loaded once in one actor (one GPU on a cluster)."""
+
+    def __init__(self, model_specs: dict[str, str], config_json: str, torch_threads: int) -> None:  # noqa: D107
+        import torch
+
+        from layerlab.extract.config import resolve_mode
+        from layerlab.extract.joint_worker import JointShardExtractor
+        from layerlab.models import load
+
+        torch.set_num_threads(torch_threads)
+        config = ExtractConfig.model_validate_json(config_json)
+        device = actor_device(config.device)
+        self.models = {name: load(spec, device) for name, spec in model_specs.items()}
+        self.mode = resolve_mode(config.mode, all(m.padding_invariant for m in self.models.values()))
+        self.worker = JointShardExtractor(self.models, config, self.mode)
+        for m in self.models.values():
+            m(torch.zeros(1, m.sample_rate), torch.tensor([m.sample_rate]))  # warm-up call
+
+    def describe(self) -> dict[str, Any]:
+        """Per member the static model facts (``members``), the group's batch mode, and where this actor runs."""
+        from layerlab.extract.shard_worker import describe_model
+
+        return {"members": {n: describe_model(m, self.mode) for n, m in self.models.items()}, "mode": self.mode, **placement()}
 
 
 @dataclass
@@ -136,13 +164,16 @@ class ModelActorPool:
         options: dict[str, Any] = {
             "num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "max_restarts": -1,
             "max_task_retries": config.task_retries,
+            # a second shard task decodes ahead / publishes behind while one holds the model (ShardExtractor.model_lock)
+            "max_concurrency": config.tasks_per_actor,
         }
+        self.slots = config.tasks_per_actor
         if env_vars:
             options["runtime_env"] = {"env_vars": dict(env_vars)}
         self._cls = ray.remote(actor_body).options(**options)
         self._args = (model_spec, config.model_dump_json(), res.torch_threads)
         self.actors: list[Any] = []
-        self.busy: dict[Any, ShardTask] = {}  # actor -> task in flight
+        self.busy: dict[Any, list[ShardTask]] = {}  # actor -> tasks in flight (up to tasks_per_actor)
         self.ready: dict[Any, dict[str, Any]] = {}  # actor -> describe() (placement + model facts)
         self._pending: dict[Any, Any] = {}  # describe ref -> actor not yet up
         self._index: dict[Any, int] = {}
@@ -204,6 +235,11 @@ class ModelActorPool:
         actor = next(iter(self.ready))
         return actor, self.ready[actor]
 
+    def call_first(self, method: str, *args: Any) -> Any:
+        """Run ``method(*args)`` on the first actor that is up and return its result (e.g. the pilot shifts)."""
+        actor, _ = self.first_ready()
+        return ray.get(getattr(actor, method).remote(*args))
+
     def request(self, wanted: int) -> None:
         """Request actors up to ``wanted`` (capped at max) now, e.g. one per queued shard before the first is up."""
         self._grow(wanted)
@@ -253,10 +289,17 @@ class ModelActorPool:
         in_flight: dict[Any, tuple[Any, ShardTask]] = {}
 
         def dispatch() -> None:
-            while queue and idle:
-                actor, task = idle.pop(0), queue.popleft()
-                in_flight[actor.run_shard.remote(task, out_url, shifts)] = (actor, task)
-                self.busy[actor] = task
+            # every actor up gets a first shard before any gets a second (the second decodes ahead on a busy actor)
+            for depth in range(self.slots):
+                for actor in list(self.ready):
+                    if not queue:
+                        return
+                    if len(self.busy.get(actor, [])) == depth:
+                        task = queue.popleft()
+                        in_flight[actor.run_shard.remote(task, out_url, shifts)] = (actor, task)
+                        self.busy.setdefault(actor, []).append(task)
+                        if actor in idle:
+                            idle.remove(actor)
 
         while queue or in_flight:
             if queue:
@@ -277,8 +320,10 @@ class ModelActorPool:
                 if ref not in in_flight:
                     continue  # an actor came up: picked up by _poll_pending next round
                 actor, task = in_flight.pop(ref)
-                del self.busy[actor]
-                idle.append(actor)
+                self.busy[actor].remove(task)
+                if not self.busy[actor]:
+                    del self.busy[actor]
+                    idle.append(actor)
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # the shard failed even after Ray's retries

@@ -11,7 +11,11 @@ _END = object()
 
 
 def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
-    """Yield ``items`` produced by a daemon thread at most ``depth`` ahead; re-raises its errors here."""
+    """Yield ``items`` produced by a daemon thread at most ``depth`` ahead; re-raises its errors here.
+
+    The thread starts at the call, not at the first ``next``: a shard's decode runs ahead while
+    the model is still busy with the previous shard.
+    """
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -32,13 +36,30 @@ def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
 
     thread = threading.Thread(target=produce, daemon=True, name="layerlab-prefetch")
     thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
+    return Prefetched(q, stop)
+
+
+class Prefetched(Iterator[T]):
+    """The consumer side of :func:`prefetch`; ``close()`` (or exhaustion, or an error) stops the producer thread."""
+
+    def __init__(self, q: queue.Queue, stop: threading.Event) -> None:
+        self.q, self.stop = q, stop
+
+    def __next__(self) -> T:
+        if self.stop.is_set():
+            raise StopIteration
+        item = self.q.get()
+        if item is _END:
+            self.stop.set()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.stop.set()
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the producer (it exits at its next put) and drop what it queued."""
+        self.stop.set()
+
+    def __del__(self) -> None:
+        self.stop.set()

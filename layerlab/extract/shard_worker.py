@@ -8,6 +8,7 @@ are written to local temporaries and published only when the whole shard succeed
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -77,6 +78,36 @@ def cka_layer_indices(side: CKASideOutput, model: LayeredModel) -> list[int]:
     return idx
 
 
+class DirectWriters:
+    """Tier writers called on the model's thread (``write_behind: false``); the same interface as WriteBehind."""
+
+    def __init__(self, writers: list[TierWriter]) -> None:
+        self.writers = writers
+
+    def add(self, row: dict[str, Any], feats: UtteranceFeatures) -> None:
+        """Buffer one utterance in every tier."""
+        for w in self.writers:
+            w.add(row, feats)
+
+    def finish(self) -> dict[str, artifacts.FileEntry]:
+        """Publish every tier file; ``{tier: entry}``."""
+        return {w.tier: w.finish() for w in self.writers}
+
+    def abort(self) -> None:
+        """Drop every unpublished file."""
+        for w in self.writers:
+            w.abort()
+
+
+def tier_writers(config: ExtractConfig, out_url: str, source_name: str, layer_names: list[str]) -> Any:
+    """One shard's tier writers, behind a background thread unless ``config.write_behind`` is off."""
+    from layerlab.extract.write_behind import WriteBehind
+
+    row_group = int(config.row_group_mb * 2**20)
+    writers = [TierWriter(tier, out_url, cf.tier_file(tier, source_name), layer_names, config.compression, row_group) for tier in config.tiers]
+    return WriteBehind(writers, 2 * row_group) if config.write_behind else DirectWriters(writers)
+
+
 def _rates(model: LayeredModel, idx: list[int]) -> list[float] | None:
     rates = [float(model.frame_rates[i]) for i in idx]  # type: ignore[arg-type]
     return rates if len(set(rates)) > 1 else None
@@ -105,6 +136,9 @@ class ShardExtractor:
         self.max_samples = int(config.batch_seconds * model.sample_rate)
         self.window_samples = int(config.bucket_window_seconds * model.sample_rate)
         self.cka_idx = {c.name: cka_layer_indices(c, model) for c in config.cka}
+        self.timers: dict[str, float] = {}  # seconds on the model's thread per step, reset per shard (profiling)
+        # one shard at a time runs the model; a second shard task decodes ahead, or a finished one publishes, meanwhile
+        self.model_lock = threading.Lock()
 
     # ---------------------------------------------------------------- input
     def _items(self, source_url: str, quarantine: list[cf.QuarantineRow]) -> Iterator[Item]:
@@ -137,8 +171,8 @@ class ShardExtractor:
             yield window
 
     # ---------------------------------------------------------------- model
-    def _forward(self, items: list[Item], accs: dict[str, Any]) -> list[UtteranceFeatures]:
-        """One model call; checks activations, updates CKA states, returns per-utterance features."""
+    def infer(self, items: list[Item]) -> LayerOutput:
+        """One model call on a padded batch; raises on non-finite activations (nothing is updated yet)."""
         wavs, lengths = pad_batch([it.wav for it in items])
         if self.model.device.type == "cuda":
             wavs = wavs.pin_memory()
@@ -147,10 +181,23 @@ class ShardExtractor:
             valid = valid_mask(n.to(h.device), h.shape[1])
             if not torch.isfinite(h[valid]).all():
                 raise FloatingPointError(f"non-finite activations in layer {name}")
+        return out
+
+    def consume(self, out: LayerOutput, accs: dict[str, Any]) -> list[UtteranceFeatures]:
+        """Update the CKA states with a successful batch and return its per-utterance features."""
+        t0 = time.perf_counter()
         for cname, acc in accs.items():
             idx = self.cka_idx[cname]
-            acc.update([out.hidden[i] for i in idx], [out.lengths[i] for i in idx])
-        return split_features(out, self.keep_frames)
+            acc.update(side_output_values([out.hidden[i] for i in idx], self.config), [out.lengths[i] for i in idx])
+        t1 = time.perf_counter()
+        feats = split_features(out, self.keep_frames)
+        self.timers["cka_seconds"] = self.timers.get("cka_seconds", 0.0) + t1 - t0
+        self.timers["features_seconds"] = self.timers.get("features_seconds", 0.0) + time.perf_counter() - t1
+        return feats
+
+    def _forward(self, items: list[Item], accs: dict[str, Any]) -> list[UtteranceFeatures]:
+        """One model call; checks activations, updates CKA states, returns per-utterance features."""
+        return self.consume(self.infer(items), accs)
 
     def _run(self, items: list[Item], accs: dict[str, Any], stats: ShardOutcome) -> list[tuple[Item, UtteranceFeatures | BaseException]]:
         """Run a batch; on failure rerun each utterance alone and return its error if it fails again."""
@@ -187,76 +234,121 @@ class ShardExtractor:
         quarantine: list[cf.QuarantineRow] = []
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
-        writers = {
-            tier: TierWriter(tier, out_url, cf.tier_file(tier, source_name),
-                             self.model.layer_names, self.config.compression, int(self.config.row_group_mb * 2**20))
-            for tier in self.config.tiers
-        }
+        kept_ids: list[str] = []  # the utterances inside the CKA states (recorded with them: duplicates are caught on read)
+        writers = tier_writers(self.config, out_url, source_name, self.model.layer_names)
+        outcome.stats["t_start"] = time.time()
+        decoded = prefetch(self._items(source_url, quarantine), depth=64)  # starts decoding now, before the model is free
         try:
-            for window in self._windows(prefetch(self._items(source_url, quarantine), depth=64)):
-                batches = plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.max_samples)
-                for batch in batches:
-                    for item, result in self._run([window[i] for i in batch], accs, outcome):
-                        if isinstance(result, BaseException):
-                            reason = f"{type(result).__name__}: {result}"
-                            log.warning("quarantined %s in the model: %s", item.row["id"], reason)
-                            quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
-                            continue
-                        for w in writers.values():
-                            w.add(item.row, result)
-                        outcome.utterances += 1
-                        outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
-            files = {tier: w.finish() for tier, w in writers.items()}
+            with self.model_lock:
+                t_loop = time.perf_counter()
+                self.timers = {}
+                self._model_loop(decoded, accs, writers, quarantine, outcome, kept_ids)
+                outcome.stats.update(self.timers)
+                outcome.stats["model_loop_seconds"] = time.perf_counter() - t_loop
+            t_finish = time.perf_counter()
+            files = writers.finish()
+            outcome.stats["finish_seconds"] = time.perf_counter() - t_finish
         except BaseException:
-            for w in writers.values():
-                w.abort()
+            decoded.close()
+            writers.abort()
             raise
+        outcome.stats["writer_wait_seconds"] = getattr(writers, "wait_seconds", 0.0)
+        outcome.stats["writer_thread_cpu_seconds"] = getattr(writers, "thread_cpu_seconds", 0.0)
         record = outcome.record
         record.files = files
-        record.cka = {name: self._publish_cka(out_url, name, source_name, acc) for name, acc in accs.items()}
+        record.cka = {name: self._publish_cka(out_url, name, source_name, acc, kept_ids) for name, acc in accs.items()}
         record.kept = outcome.utterances
         record.audio_seconds = round(outcome.audio_seconds, 6)
         record.quarantined = quarantine
         record.wall_seconds = round(time.perf_counter() - t_start, 3)
+        outcome.stats["t_end"] = time.time()
         return outcome
 
-    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any) -> artifacts.FileEntry:
-        """Write one shard's CKA state (minibatch buffers flushed so states stay small)."""
+    def _model_loop(self, decoded: Iterator[Item], accs: dict[str, Any], writers: Any, quarantine: list[cf.QuarantineRow], outcome: ShardOutcome,
+                    kept_ids: list[str]) -> None:
+        """Bucket the decoded utterances, run the model batch by batch and hand each result to the writers."""
+        for window in self._windows(decoded):
+            batches = plan_batches([it.wav.shape[0] for it in window], self.mode, self.config.max_batch_size, self.max_samples)
+            for batch in batches:
+                for item, result in self._run([window[i] for i in batch], accs, outcome):
+                    if isinstance(result, BaseException):
+                        reason = f"{type(result).__name__}: {result}"
+                        log.warning("quarantined %s in the model: %s", item.row["id"], reason)
+                        quarantine.append(cf.QuarantineRow(id=item.row["id"], source=item.row.get("source") or "", reason=reason, stage="model"))
+                        continue
+                    t_write = time.perf_counter()
+                    writers.add(item.row, result)
+                    self.timers["write_seconds"] = self.timers.get("write_seconds", 0.0) + time.perf_counter() - t_write
+                    kept_ids.append(str(item.row["id"]))
+                    outcome.utterances += 1
+                    outcome.audio_seconds += item.wav.shape[0] / self.model.sample_rate
+
+    def _publish_cka(self, out_url: str, name: str, source_name: str, acc: Any, ids: list[str]) -> artifacts.FileEntry:
+        """Write one shard's CKA state (minibatch buffers flushed so states stay small), tagged with its shard and utterance ids."""
+        from layerlab.cache.reader import STATE_IDS_KEY, STATE_SHARD_KEY
+
         if hasattr(acc, "flush"):
             acc.flush()
         rows = int(getattr(acc, "n", getattr(acc, "num_batches", 0)))
-        return artifacts.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(acc.state_dict()), rows)
+        state = {**acc.state_dict(), STATE_SHARD_KEY: source_name, STATE_IDS_KEY: list(ids)}
+        return artifacts.publish_bytes(out_url, cf.cka_file(name, source_name), state_to_bytes(state), rows)
 
     # ---------------------------------------------------------------- pilot
-    def pilot_shifts(self, source_url: str) -> dict[str, np.ndarray]:
-        """Shared FeatureCKA shifts: the mean of the first utterances' frames, per feature side-output."""
-        from layerlab.cka import pilot_shift
-
-        sides = [c for c in self.config.cka if c.estimator == "feature"]
-        if not sides:
-            return {}
-        want = max(c.pilot_utterances for c in sides)
+    def pilot_items(self, source_urls: list[str], want: int) -> list[Item]:
+        """About ``want`` usable utterances spread over ``source_urls`` (the first few of each shard)."""
+        per_shard = max(1, -(-want // max(1, len(source_urls))))
         items: list[Item] = []
-        for item in self._items(source_url, []):
-            if item.wav.shape[0] >= self.model.min_samples:
-                items.append(item)
+        for url in source_urls:
+            taken = 0
+            for item in self._items(url, []):
+                if item.wav.shape[0] >= self.model.min_samples:
+                    items.append(item)
+                    taken += 1
+                if taken >= per_shard:
+                    break
             if len(items) >= want:
                 break
         if not items:
-            raise ValueError(f"{source_url}: no usable utterance for the CKA pilot shift")
+            raise ValueError(f"{source_urls[0] if source_urls else 'pilot'}: no usable utterance for the CKA pilot shift")
+        return items[:want]
+
+    def pilot_shifts(self, source_urls: list[str]) -> dict[str, np.ndarray]:
+        """Shared FeatureCKA shifts: the mean frame of pilot utterances drawn from ``source_urls``, per feature side-output.
+
+        The shift only conditions the float64 sums (CKA does not depend on it); a sample across
+        shards keeps it near the corpus mean when shards differ (e.g. sorted by speaker or domain).
+        """
+        sides = [c for c in self.config.cka if c.estimator == "feature"]
+        if not sides:
+            return {}
+        with self.model_lock:
+            return self.shifts_from(self.pilot_items(source_urls, max(c.pilot_utterances for c in sides)))
+
+    def shifts_from(self, items: list[Item]) -> dict[str, np.ndarray]:
+        """Per feature side-output, the mean frame of ``items`` over its layers (rates aligned)."""
+        from layerlab.cka import pilot_shift
         from layerlab.cka.align import flatten_frames
 
+        sides = [c for c in self.config.cka if c.estimator == "feature"]
         shifts = {}
         for c in sides:
             idx = self.cka_idx[c.name]
             per_layer: list[list[torch.Tensor]] = [[] for _ in idx]
             for it in items[: c.pilot_utterances]:
                 out = self.model(*pad_batch([it.wav]))
-                frames = flatten_frames([out.hidden[i] for i in idx], [out.lengths[i] for i in idx], _rates(self.model, idx))
+                hidden = side_output_values([out.hidden[i] for i in idx], self.config)
+                frames = flatten_frames(hidden, [out.lengths[i] for i in idx], _rates(self.model, idx))
                 for k, f in enumerate(frames):
                     per_layer[k].append(f)
             shifts[c.name] = pilot_shift([torch.cat(p) for p in per_layer])
         return shifts
+
+
+def side_output_values(hidden: list[torch.Tensor], config: ExtractConfig) -> list[torch.Tensor]:
+    """What CKA side-outputs see: the float32 activations, or (``side_output_dtype: float16``) the frames tier's fp16 values."""
+    if config.side_output_dtype == "float16":
+        return [h.to(torch.float16).to(h.dtype) for h in hidden]
+    return hidden
 
 
 def _free_device_memory(exc: BaseException) -> None:

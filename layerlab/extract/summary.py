@@ -27,8 +27,9 @@ class ExtractSummary(BaseModel):
     actors_started: int = 0
     wall_seconds: float = 0.0
     model_seconds: float = 0.0
-    shard_seconds: float = Field(0.0, description="sum of per-shard task times (actor busy time)")
+    shard_seconds: float = Field(0.0, description="actor busy time: per actor, the union of its shard tasks' intervals, summed")
     actor_peak_rss_mb: float = 0.0
+    actor_cpu_seconds: float = Field(0.0, description="CPU seconds of the actor processes (all threads) from their first task's start to their last task's end")
     cka_results: dict[str, list[list[float]]] = Field(default_factory=dict)
     written_shards: list[str] = Field(default_factory=list)
     actor_rule: str = Field("", description="why actors got GPUs or not (--device and the autoscaler)")
@@ -64,4 +65,63 @@ class ExtractSummary(BaseModel):
             lines.append(f"FAILED {name}: {reason}")
         for name in self.cka_results:
             lines.append(f"cka side-output {name!r}: merged matrix in cka/{name}/merged.npz")
+        return "\n".join(lines)
+
+
+def cpu_seconds(spans: list[tuple[float, float, float]]) -> float:
+    """Per actor (first field: its pid), its process CPU from the earliest task start to the latest task end, summed."""
+    total = 0.0
+    for pid in {s[0] for s in spans}:
+        mine = [s for s in spans if s[0] == pid]
+        total += max(s[2] for s in mine) - min(s[1] for s in mine)
+    return total
+
+
+def busy_seconds(intervals: list[tuple[float, float, float]]) -> float:
+    """Per actor (first field: its pid), the length of the union of ``(start, end)`` intervals, summed over actors."""
+    total = 0.0
+    for pid in {i[0] for i in intervals}:
+        end = float("-inf")
+        for _, a, b in sorted(i for i in intervals if i[0] == pid):
+            total += max(0.0, b - max(a, end))
+            end = max(end, b)
+    return total
+
+
+class ShardCost(BaseModel):
+    """Time and memory of one shard of a joint extraction (what sizing a cluster run needs)."""
+
+    shard: str
+    wall_seconds: float
+    model_seconds: dict[str, float]
+    joint_seconds: float
+    joint_state_mb: float
+    actor_peak_rss_mb: float
+
+
+class JointSummary(BaseModel):
+    """A joint extraction: one summary per member cache, the joint states written, per-shard cost."""
+
+    out_url: str
+    members: dict[str, ExtractSummary]
+    joint: list[str] = Field(default_factory=list, description="joint side-outputs written, as '<A cache>/cka/joint-<B>'")
+    shards: list[ShardCost] = Field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """No shard failed."""
+        return all(s.ok for s in self.members.values())
+
+    def render(self) -> str:
+        """Every member's summary, the joint states, and per-shard time and memory."""
+        lines = [f"joint extraction: {self.out_url}  ({len(self.members)} models, one actor each group, {self.wall_seconds:.1f} s)"]
+        for name, s in self.members.items():
+            lines += [f"--- {name}"] + ["  " + ln for ln in s.render().splitlines()]
+        lines += [f"joint CKA state: {j}" for j in self.joint]
+        if self.shards:
+            lines.append("per shard: wall s | model s per member | joint-CKA s | joint state MB | actor peak RSS MB")
+            for c in self.shards:
+                models = ", ".join(f"{n} {t:.2f}" for n, t in c.model_seconds.items())
+                lines.append(f"  {c.shard}: {c.wall_seconds:.2f} | {models} | {c.joint_seconds:.2f} | {c.joint_state_mb:.2f} | {c.actor_peak_rss_mb:.0f}")
         return "\n".join(lines)

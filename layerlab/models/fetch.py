@@ -2,13 +2,17 @@
 
 Local paths and ``file://`` URLs are used in place. Remote objects land under
 ``$LAYERLAB_CACHE`` (default ``~/.cache/layerlab/models``) in a folder named by a hash of the URL,
-written to a temporary name first and renamed, so an interrupted download is never used.
+written to a temporary name first and renamed, so an interrupted download is never used. Each copy
+records the remote object's identity (size, ETag or modification time); a copy whose remote has
+changed since is fetched again (a repaired or retrained checkpoint at the same URL), and an unreachable
+remote falls back to the copy (offline use).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -44,6 +48,30 @@ def _cache_dir_for(url: str) -> Path:
     return cache_root() / hashlib.sha256(url.encode()).hexdigest()[:20]
 
 
+def _identity(info: dict) -> dict[str, str]:
+    """What tells two versions of a remote object apart: its size and ETag / modification time, as the store reports them."""
+    keys = ("size", "ETag", "etag", "LastModified", "last_modified", "mtime", "updated", "md5Hash")
+    return {k: str(info[k]) for k in keys if info.get(k) is not None}
+
+
+def _identity_file(target: Path) -> Path:
+    return target.with_name(f".{target.name}.source.json")
+
+
+def _cached_copy_is_current(target: Path, fs: object, path: str) -> bool:
+    """True when the cached copy was fetched from the remote object as it is now (or the remote cannot be asked)."""
+    try:
+        recorded = json.loads(_identity_file(target).read_text())
+    except (OSError, ValueError):
+        recorded = None
+    try:
+        fs.invalidate_cache(path)  # type: ignore[attr-defined]  # listings are cached per process
+        now = _identity(fs.info(path))  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - offline or no permission to stat: the copy is all there is
+        return True
+    return recorded == now
+
+
 def fetch_file(url: str, what: str = "checkpoint") -> Path:
     """Local path of the file at ``url``; remote files are downloaded to the cache once."""
     if _is_local(url):
@@ -54,15 +82,23 @@ def fetch_file(url: str, what: str = "checkpoint") -> Path:
         return path
     target = _cache_dir_for(url) / (url.rstrip("/").rsplit("/", 1)[-1] or "checkpoint")
     if target.is_file():
-        return target
+        try:
+            fs, path = _url_to_fs(url)
+        except Exception:  # noqa: BLE001 - no filesystem for the URL here (offline extras): use the copy
+            return target
+        if _cached_copy_is_current(target, fs, path):
+            return target
     with _fetch_errors(what, url):
         fs, path = _url_to_fs(url)
         if not fs.isfile(path):
             raise CheckpointError(f"{what} {url}: does not exist (or is not a file)")
+        fs.invalidate_cache(path)
+        identity = _identity(fs.info(path))
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         fs.get_file(path, str(tmp))
         os.replace(tmp, target)
+        _identity_file(target).write_text(json.dumps(identity))
     return target
 
 

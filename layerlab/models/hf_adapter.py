@@ -90,9 +90,9 @@ def _preprocessor_settings(source: str, config) -> tuple[bool, bool]:
         return default
 
 
-def load_hf(arg: str, spec: str, device: str | torch.device | None = None) -> HFSpeechModel:
-    """Load a transformers speech encoder from a local folder, a hub id (cache only offline) or a URL folder."""
-    from transformers import AutoConfig, AutoModel
+def resolve_hf(arg: str) -> tuple[str, object]:
+    """(local source, transformers config) of ``hf:ARG``: the folder is checked and the config read, no weights."""
+    from transformers import AutoConfig
 
     source = arg
     if "://" in arg:
@@ -117,6 +117,14 @@ def load_hf(arg: str, spec: str, device: str | torch.device | None = None) -> HF
         raise CheckpointError(
             f"hf model {arg}: model_type {config.model_type!r} is not a supported speech encoder ({', '.join(SUPPORTED_TYPES)})"
         )
+    return source, config
+
+
+def load_hf(arg: str, spec: str, device: str | torch.device | None = None) -> HFSpeechModel:
+    """Load a transformers speech encoder from a local folder, a hub id (cache only offline) or a URL folder."""
+    from transformers import AutoModel
+
+    source, config = resolve_hf(arg)
     try:
         model = AutoModel.from_pretrained(source, config=config)
     except Exception as exc:

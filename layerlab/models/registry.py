@@ -49,8 +49,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return prefix, arg
 
 
-def check_spec(spec: str) -> tuple[str, str]:
-    """Fail fast, on the driver, for a spec that cannot load: malformed, or naming a file/folder that does not exist."""
+def check_spec(spec: str, *, loadable: bool = True) -> tuple[str, str]:
+    """Fail fast, on the driver, for a spec that cannot load: malformed, naming a file/folder that does not
+    exist, or (``loadable``) failing ``preflight.check_loadable`` (format, keys, hub cache; tiny models built)."""
     from layerlab import storage
 
     prefix, arg = parse_spec(spec)
@@ -58,6 +59,10 @@ def check_spec(spec: str) -> tuple[str, str]:
     is_path = prefix in ("speechbrain", "ckpt") or (prefix == "s3prl" and ":" in arg) or (prefix == "hf" and (path.startswith((".", "/", "~")) or "://" in path))
     if is_path and not storage.exists(path):
         raise UnknownModelSpec(f"model file or folder of spec {spec!r} not found ({path})")
+    if loadable:
+        from layerlab.models.preflight import check_loadable
+
+        check_loadable(spec)
     return prefix, arg
 
 

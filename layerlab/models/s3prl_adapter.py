@@ -33,6 +33,14 @@ FAMILIES = {
     "hubert": "s3prl.upstream.hubert.hubconf",
 }
 HUB_NAMES = ("hubert_base", "hubert_large_ll60k", "wavlm_base", "wavlm_base_plus", "wavlm_large")
+#: hub name -> the converted checkpoint s3prl downloads for it (as in s3prl's hubconf files; a test checks they agree)
+HUB_URLS = {
+    "hubert_base": "https://huggingface.co/s3prl/converted_ckpts/resolve/main/hubert_base_ls960.pt",
+    "hubert_large_ll60k": "https://huggingface.co/s3prl/converted_ckpts/resolve/main/hubert_large_ll60k.pt",
+    "wavlm_base": "https://huggingface.co/s3prl/converted_ckpts/resolve/main/wavlm_base.pt",
+    "wavlm_base_plus": "https://huggingface.co/s3prl/converted_ckpts/resolve/main/wavlm_base_plus.pt",
+    "wavlm_large": "https://huggingface.co/s3prl/converted_ckpts/resolve/main/wavlm_large.pt",
+}
 WAVLM_KEYS = ("cfg", "model")
 HUBERT_KEYS = ("task_cfg", "model_cfg", "model_weight", "dictionaries_symbols")
 
@@ -106,7 +114,8 @@ class S3PRLModel(LayeredModel):
 
 
 # ---- builders ---------------------------------------------------------------------------------
-def _check_keys(ckpt: Any, keys: tuple[str, ...], url: str, kind: str) -> dict:
+def check_keys(ckpt: Any, keys: tuple[str, ...], url: str, kind: str) -> dict:
+    """``ckpt`` when it is a dict holding ``keys``; else a CheckpointError naming the URL and the keys found."""
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
         found = sorted(map(str, ckpt))[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
@@ -126,7 +135,7 @@ def build_wavlm(ckpt: dict, url: str = "<memory>") -> tuple[torch.nn.Module, boo
     """s3prl WavLM from a ``{"cfg", "model"}`` checkpoint dict; returns (model, normalize_waveform)."""
     from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
 
-    _check_keys(ckpt, WAVLM_KEYS, url, "WavLM")
+    check_keys(ckpt, WAVLM_KEYS, url, "WavLM")
     try:
         cfg = WavLMConfig(dict(ckpt["cfg"]))
         model = WavLM(cfg)
@@ -141,7 +150,7 @@ def build_hubert(ckpt: dict, url: str = "<memory>") -> tuple[torch.nn.Module, bo
     from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
     from s3prl.upstream.utils import merge_with_parent
 
-    _check_keys(ckpt, HUBERT_KEYS, url, "HuBERT (converted)")
+    check_keys(ckpt, HUBERT_KEYS, url, "HuBERT (converted)")
     try:
         task_cfg = merge_with_parent(HubertPretrainingConfig, dict(ckpt["task_cfg"]))
         model_cfg = merge_with_parent(HubertConfig, dict(ckpt["model_cfg"]))
@@ -159,7 +168,8 @@ def _load_local(family: str, url: str, spec: str, device) -> S3PRLModel:
     return S3PRLModel(model, normalize, family, spec, device)
 
 
-def _load_hub(name: str, spec: str, device) -> S3PRLModel:
+def hub_entry(name: str, spec: str) -> tuple[str, Any]:
+    """(family, hubconf function) of an s3prl hub name; UnknownModelSpec for names s3prl does not have."""
     family = next((f for f in FAMILIES if name.startswith(f)), None)
     hubconf = importlib.import_module(FAMILIES[family]) if family else None
     entry = getattr(hubconf, name, None) if hubconf else None
@@ -168,13 +178,23 @@ def _load_hub(name: str, spec: str, device) -> S3PRLModel:
             f"unknown s3prl model {spec!r}; supported: {', '.join('s3prl:' + n for n in HUB_NAMES)}, "
             "s3prl:wavlm_local:URL, s3prl:hubert_local:URL"
         )
+    return str(family), entry
+
+
+def hub_fetch_error(spec: str, name: str, family: str, reason: str) -> CheckpointError:
+    """The one-line error for a hub checkpoint s3prl cannot fetch (offline) or load, with the pre-staging hint."""
+    return CheckpointError(
+        f"{spec}: s3prl could not fetch or load the checkpoint ({reason}); offline, pre-stage the "
+        f"checkpoint file and use s3prl:{family}_local:/path/to/{name}.pt (README: Pretrained weights offline)"
+    )
+
+
+def _load_hub(name: str, spec: str, device) -> S3PRLModel:
+    family, entry = hub_entry(name, spec)
     try:
         expert = entry()  # downloads into s3prl's cache when the machine has internet
     except Exception as exc:
-        raise CheckpointError(
-            f"{spec}: s3prl could not fetch or load the checkpoint ({type(exc).__name__}: {exc}); offline, pre-stage the "
-            f"checkpoint file and use s3prl:{family}_local:/path/to/{name}.pt (README: Pretrained weights offline)"
-        ) from exc
+        raise hub_fetch_error(spec, name, family, f"{type(exc).__name__}: {exc}") from exc
     normalize = expert.cfg.normalize if family == "wavlm" else expert.task_cfg.normalize
     return S3PRLModel(expert.model, normalize, family, spec, device)
 

@@ -12,7 +12,7 @@ from layerlab import storage
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.results import WEIGHTED, metric_rows, weight_rows, write_parquet
 from layerlab.probe.source import ProbeSource, open_source
-from layerlab.probe.sweep import TrialOutcome, param_space, run_sweep
+from layerlab.probe.sweep import RUNNERS, TrialOutcome, local_configs, param_space, run_local, run_sweep
 from layerlab.probe.tasks import get_task
 from layerlab.probe.tasks.base import TaskDef
 from layerlab.probe.train import evaluate_state
@@ -57,16 +57,22 @@ def _cosine(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, model_name: st
 
 
 def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_samples: int = 1, scheduler: str | None = None,
-              config: ProbeConfig | None = None, seed: int = 0) -> dict[str, Any]:
+              config: ProbeConfig | None = None, seed: int = 0, runner: str = "tune") -> dict[str, Any]:
     """Train ``task``'s probe on the weighted sum of all layers and/or on each layer alone; write results under ``out``.
 
     Inputs are validated before any training (errors name the cache, task and what is missing). A rerun
-    with the same ``out`` resumes interrupted Tune experiments. Returns the summary (also ``out/summary.json``).
+    with the same ``out`` resumes interrupted Tune experiments. ``runner="local"`` runs the same trials one
+    after another in this process instead of on Ray Tune (small probes on one machine). Returns the summary
+    (also ``out/summary.json``).
     """
     start = time.perf_counter()
     cfg = config or ProbeConfig()
     if layers not in LAYER_MODES:
         raise ValueError(f"layers must be one of {', '.join(LAYER_MODES)}, got {layers!r}")
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    if runner == "local" and scheduler not in (None, "", "none", "fifo"):
+        raise ValueError(f"scheduler {scheduler!r} early-stops trials on Ray Tune; use runner 'tune' or no scheduler")
     if tune_samples < 1:
         raise ValueError(f"tune_samples must be >= 1, got {tune_samples}")
     tdef = get_task(task)
@@ -77,7 +83,7 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
     trials: list[dict[str, Any]] = []
     weights: list[dict[str, Any]] = []
     summary: dict[str, Any] = {"model": model_name, "cache": source.url, "task": task, "layers": all_layers, "seed": seed,
-                               "config": cfg.model_dump(mode="json")}
+                               "config": cfg.model_dump(mode="json"), "runner": runner}
     out = str(out).rstrip("/")
     if not tdef.trains:
         metrics, info = _cosine(source, tdef, cfg, model_name, seed)
@@ -90,8 +96,12 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
         hp = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "hidden": cfg.hidden}
         tune_url = storage.join(out, "tune")
         if layers in ("weighted", "both"):
-            outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="weighted_sum",
-                                 space=param_space(cfg, tune_samples), samples=tune_samples, scheduler=scheduler, mode=mode, seed=seed)
+            if runner == "local":
+                outcomes = run_local(source, task, cfg, layers=all_layers, configs=local_configs(cfg, tune_samples, seed),
+                                     name="weighted_sum", seed=seed)
+            else:
+                outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="weighted_sum",
+                                     space=param_space(cfg, tune_samples), samples=tune_samples, scheduler=scheduler, mode=mode, seed=seed)
             best = _best(outcomes, higher, f"{source.url}: task {task!r}: weighted-sum sweep")
             rows, model, wbound = _evaluate(source, tdef, cfg, all_layers, best, model_name, WEIGHTED, seed)
             metrics += rows
@@ -105,6 +115,9 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
             if len(all_layers) == 1 and layers == "both":
                 # one layer: the weighted sum is that layer (s3prl bypasses the sum), so the profile is the same probe
                 metrics += [{**r, "probe": all_layers[0]} for r in metrics if r["probe"] == WEIGHTED]
+            elif runner == "local":
+                outcomes = run_local(source, task, cfg, layers=all_layers, configs=local_configs(cfg, 1, seed, hp, ("layer", all_layers)),
+                                     name="per_layer", seed=seed)
             else:
                 from ray import tune
 

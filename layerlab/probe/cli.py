@@ -16,6 +16,8 @@ def probe_cmd(
     scheduler: str | None = typer.Option(None, "--scheduler", help="asha (early-stops poor trials on the dev metric)"),
     config: str | None = typer.Option(None, "--config", help="YAML ProbeConfig (training, search space, resources)"),
     seed: int = typer.Option(0, "--seed", help="seed of model init, batch order and sampling"),
+    runner: str = typer.Option("tune", "--runner", help="tune (Ray Tune sweep, resumable) | local (trials one after another in "
+                                                        "this process: small probes where Tune start-up dominates)"),
 ) -> None:
     """Train a task's probe on the learned weighted sum of all layers and on each layer; write metrics, weights, figures.
 
@@ -27,7 +29,7 @@ def probe_cmd(
 
     cfg = ProbeConfig.from_yaml(config) if config else None
     try:
-        summary = run_probe(cache, task, out, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed)
+        summary = run_probe(cache, task, out, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed, runner=runner)
     except (ProbeInputError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

@@ -52,6 +52,8 @@ class ProbeConfig(BaseModel):
     normalize: bool = Field(False, description="parameter-free layer norm per layer (forces the frames tier)")
     tier: Literal["auto", "pooled", "frames"] = Field("auto", description="auto: pooled for utterance heads")
     shuffle_buffer: int = Field(64, ge=1, description="utterances held in the frames shuffle buffer")
+    frames_memory_mb: float = Field(1024, ge=0, description="keep a split's decoded frames in each trial's memory across epochs "
+                                                           "when they fit in this many MiB (0: decode the frames tier every epoch)")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     split_seed: int = Field(0, ge=0, description="seed of derived splits (recorded in the results)")
     derived_dev_fraction: float = Field(0.15, gt=0, lt=0.5)

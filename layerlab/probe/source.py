@@ -163,6 +163,7 @@ class CacheSource:
             self.pooled()
         state = dict(self.__dict__)
         state["reader"] = None
+        state.pop("_held_frames", None)  # frames held by this process stay here
         return state
 
     def _open(self) -> Any:

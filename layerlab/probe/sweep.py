@@ -179,3 +179,55 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
             error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
         ))
     return outcomes
+
+
+RUNNERS = ("tune", "local")
+
+
+def local_configs(cfg: ProbeConfig, samples: int, seed: int, fixed: dict[str, Any] | None = None,
+                  grid: tuple[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+    """The trials the local runner runs: ``fixed`` values (or ``samples`` seeded draws from the search space) x a grid."""
+    import numpy as np
+
+    if fixed is not None or samples <= 1:
+        base = [dict(fixed) if fixed is not None else {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "hidden": cfg.hidden}]
+    else:
+        rng = np.random.default_rng(seed)
+        s = cfg.search
+        base = [{"lr": float(np.exp(rng.uniform(np.log(s.lr[0]), np.log(s.lr[1])))),
+                 "weight_decay": float(s.weight_decay[rng.integers(len(s.weight_decay))]),
+                 "hidden": int(s.hidden[rng.integers(len(s.hidden))])} for _ in range(samples)]
+    if grid is None:
+        return base
+    key, values = grid
+    return [{**b, key: v} for b in base for v in values]
+
+
+def run_local(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str], configs: list[dict[str, Any]], name: str,
+              seed: int = 0) -> list[TrialOutcome]:
+    """Run trials one after another in this process (no Ray): the same training and outcomes as a Tune sweep.
+
+    For small probes on one machine, where a Tune experiment's start-up (trial processes importing torch,
+    checkpoint syncing) costs more than the training itself. No early stopping across trials, and a killed
+    run restarts its trials.
+    """
+    from layerlab.probe.tasks import get_task
+    from layerlab.probe.train import fit
+    from layerlab.progress import progress_bar
+
+    import torch
+
+    torch.set_num_threads(max(1, int(cfg.cpus_per_trial)))  # as a Tune trial would get (process-wide: the driver's share)
+    task = get_task(task_name)
+    outcomes = []
+    bar = progress_bar(len(configs), f"probe {task_name} {name}", "trial")
+    for i, config in enumerate(configs):
+        bound = task.bind(source, task, cfg, [config["layer"]] if "layer" in config else layers)
+        try:
+            result = fit(bound, config, cfg, seed=seed)
+            outcomes.append(TrialOutcome(f"{name}_{i:05d}", dict(config), result.best_dev, result.epochs, {"best_state": result.best_state}))
+        except (FloatingPointError, RuntimeError) as exc:  # a diverged trial is recorded like Tune records an errored one
+            outcomes.append(TrialOutcome(f"{name}_{i:05d}", dict(config), float("nan"), 0, None, f"{type(exc).__name__}: {exc}"))
+        bar.update(1)
+    bar.close()
+    return outcomes

@@ -108,6 +108,8 @@ class ProbeSettings(_Strict):
     layers: ProbeLayers = Field("both", description="weighted (learned layer sum), each (one probe per layer), both")
     tune_samples: int = Field(1, ge=1, description="Ray Tune trials per probe (learning-rate search)")
     scheduler: Literal["asha", "fifo"] | None = Field(None, description="Tune scheduler; None = none")
+    runner: Literal["tune", "local"] = Field("tune", description="tune: a Ray Tune sweep per probe (trials spread over the cluster, "
+                                             "resumable); local: trials one after another in the study driver (small probes)")
     config: dict[str, Any] = Field(default_factory=dict, description="ProbeConfig fields (epochs, lr, batch size...)")
     seed: int = 0
 

@@ -103,7 +103,8 @@ def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     cache = ctx.results[stage.deps[0]]["cache"]
     config = probe.ProbeConfig.model_validate(p["config"]) if p["config"] else None
     summary = probe.run_probe(cache, p["task"], stage.out, layers=p["layers"], tune_samples=p["tune_samples"],
-                              scheduler=p["scheduler"], config=config, seed=p["seed"])
+                              scheduler=p["scheduler"], config=config, seed=p["seed"],
+                              runner=p.get("runner", "tune"))
     return {"dir": stage.out, "metrics": storage.join(stage.out, "metrics.parquet"),
             "layer_weights": storage.join(stage.out, "layer_weights.parquet"), "summary": _jsonable(summary)}
 

@@ -76,10 +76,24 @@ def _spec_input(spec: str) -> tuple[str, str | None, bool]:
             if prefix == "speechbrain:" and not (target.startswith(("/", ".", "~", "file://")) or "://" in target):
                 return f"hub:{spec}", None, True
             checksum, problem = _external_checksum(target)
+            if problem is None and storage.is_local(target):
+                problem = _loadable_problem(spec)
             return f"{spec}@{checksum}", problem, not storage.is_local(target)
     if spec.startswith("s3prl:"):
         return f"hub:{spec}", None, True  # s3prl downloads hub names on first use
     return spec, None, False  # ge2e / fbank / mfcc: shipped with the install
+
+
+def _loadable_problem(spec: str) -> str | None:
+    """Why a local model spec cannot load (format, keys, config; tiny models are built), or None."""
+    from layerlab.models.errors import ModelError
+    from layerlab.models.preflight import check_loadable
+
+    try:
+        check_loadable(spec)
+    except ModelError as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, str]] | None = None) -> StudyPlan:
@@ -94,6 +108,7 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
         return stage
 
     predicted: dict[str, list[str] | None] = {}
+    spec_inputs: dict[str, tuple[str, str | None, bool]] = {}  # one loadable check per spec, not per dataset
     for name, d in config.datasets.items():
         add(_corpus_stage(plan, name, d, out, predicted))
     for name, m in config.models.items():
@@ -128,7 +143,9 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                           deps, storage.join(out, "cache", dname, mname),
                           estimate=f"{mname} over {dname}, tier {params['tier']}")
             if m.spec:
-                stage.inputs["model"], problem, stage.needs_network = _spec_input(m.spec)
+                if m.spec not in spec_inputs:
+                    spec_inputs[m.spec] = _spec_input(m.spec)
+                stage.inputs["model"], problem, stage.needs_network = spec_inputs[m.spec]
                 if problem:
                     plan.problems.append(f"models.{mname}.spec: {problem}")
                 if stage.needs_network:

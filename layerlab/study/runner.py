@@ -85,6 +85,7 @@ class Runner:
                 say(line)
 
         self.say = locked_say
+        self.parallel = parallel
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="study")
         self.extract_slots = threading.BoundedSemaphore(parallel_extract)
         # Ray Tune keeps a process-global trainable registry: two Tuner.fit calls from threads of one driver
@@ -127,18 +128,33 @@ class Runner:
                 self._record(stage, "not run", 0.0, False, error=why)
                 progressed = True
             elif None not in states:
+                done = reusable(stage, self.out)
+                if done is None and (len(running) >= self.parallel or not self._claim(stage)):
+                    continue  # no free pool thread, or its kind's slot is busy: a later pass starts it
                 todo.remove(stage)
-                self._start(stage, running, ctx, reuse=True)
+                self._start(stage, running, ctx, done)
                 progressed = True
         if not running and all(s.kind == "report" for s in todo):
             for stage in list(todo):
                 todo.remove(stage)
-                self._start(stage, running, ctx, reuse=not failed)
+                self._start(stage, running, ctx, reusable(stage, self.out) if not failed else None)
                 progressed = True
         return progressed
 
-    def _start(self, stage: Stage, running: dict[Future[None], Stage], ctx: StageContext, reuse: bool) -> None:
-        done = reusable(stage, self.out) if reuse else None
+    def _gate(self, stage: Stage) -> threading.BoundedSemaphore | None:
+        """The slot a stage of this kind must hold: one extraction pool / one Tune driver at a time."""
+        if stage.kind == "extract":
+            return self.extract_slots
+        local = stage.kind == "probe" and stage.params.get("runner") == "local"  # trains in this driver, no Tune
+        return self.tune_slot if stage.kind in TUNE_KINDS and not local else None
+
+    def _claim(self, stage: Stage) -> bool:
+        """Take the stage's slot without waiting (a gated stage never sits in a pool thread blocking others)."""
+        gate = self._gate(stage)
+        return gate is None or gate.acquire(blocking=False)
+
+    def _start(self, stage: Stage, running: dict[Future[None], Stage], ctx: StageContext, done: dict[str, Any] | None) -> None:
+        """Record a reusable stage, or run it in a pool thread (its slot, if any, is already claimed)."""
         if done is not None:
             self._record(stage, done["status"], done.get("wall_seconds", 0.0), True, result=done.get("result"), error=done.get("reason"))
             self.say(f"[reuse] {stage.id}")
@@ -146,10 +162,8 @@ class Runner:
             running[self.pool.submit(self._execute, stage, ctx)] = stage
 
     def _execute(self, stage: Stage, ctx: StageContext) -> None:
-        """Run one stage (extractions one at a time per ``parallel_extract``), recording its outcome."""
-        gate = self.extract_slots if stage.kind == "extract" else self.tune_slot if stage.kind in TUNE_KINDS else None
-        if gate:
-            gate.acquire()
+        """Run one stage and release its slot."""
+        gate = self._gate(stage)
         try:
             self._execute_now(stage, ctx)
         finally:
@@ -179,7 +193,10 @@ class Runner:
             self._record(stage, "failed", wall, False, error=message)
             return
         wall = round(time.perf_counter() - t0, 3)
-        storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": stage.fingerprint, "status": status, "reason": reason,
+        fingerprint = stage.fingerprint
+        if stage.kind == "report" and any(r["status"] in ("failed", "not run") for r in self.records.values()):
+            fingerprint += "+incomplete"  # a report of a failed run shows the failure: never reuse it once the stages finish
+        storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": fingerprint, "status": status, "reason": reason,
                                                                   "result": result, "wall_seconds": wall, "finished_at": _now(),
                                                                   "params": stage.params})
         storage.remove(marker_url(self.out, stage.id, "failed"))

@@ -58,3 +58,13 @@ def wavlm_cache(aligned_corpus, tmp_path_factory: pytest.TempPathFactory) -> str
 
     path = tiny.build_s3prl_wavlm(tmp_path_factory.mktemp("cache_models") / "wavlm.pt", seed=5)
     return build_cache_inline(load(f"s3prl:wavlm_local:{path}", "cpu"), aligned_corpus[0], str(tmp_path_factory.mktemp("wavlm_cache") / "c"), mode="unbatched")
+
+
+@pytest.fixture(scope="session")
+def fbank_cache_of_fewer_utterances(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A complete FBANK cache of the aligned corpus's first 8 utterances (same ids, fewer of them): it only partly overlaps ``fbank_cache``."""
+    from layerlab.models import load
+
+    root = str(tmp_path_factory.mktemp("short_corpus") / "data")
+    build_aligned_corpus(root, utterances=8)
+    return build_cache_inline(load("fbank", "cpu"), root, str(tmp_path_factory.mktemp("short_cache") / "c"))

@@ -53,3 +53,28 @@ def test_utterance_level_from_a_frames_only_cache_equals_the_pooled_tier(aligned
     from_frames = run_cka(CKAJob(frames_only, level="utterance"), str(tmp_path / "b"))
     np.testing.assert_allclose(read_matrix(from_frames["tables"][0])[0], read_matrix(pooled["tables"][0])[0], atol=1e-3)
     assert from_frames["n_utterances"] == pooled["n_utterances"] == 12
+
+
+def test_heatmaps_name_layers_and_titles_carry_estimator_level_counts_and_models(ge2e_cache, fbank_cache, tmp_path: Path, monkeypatch) -> None:
+    """Heat-map axes showed layer indices; summaries' "frames" held utterance counts (and 0 for minibatch)."""
+    from layerlab.cka import heatmap
+
+    drawn: list = []
+    real = heatmap.write_heatmaps
+
+    def recording(url, panels, *args):  # the real PNG is still written; the panels are kept to inspect the figure
+        drawn.append(list(panels))
+        return real(url, panels, *args)
+
+    monkeypatch.setattr(heatmap, "write_heatmaps", recording)
+    summary = run_cka(CKAJob(ge2e_cache, fbank_cache, level="frame"), str(tmp_path / "cross"))
+    fig = heatmap.heatmap_figure(drawn[-1])
+    cross = fig.axes[2]  # A x B: ge2e layers down, fbank across
+    assert [t.get_text() for t in cross.get_yticklabels()] == ["lstm1", "lstm2", "lstm3"]
+    assert [t.get_text() for t in cross.get_xticklabels()] == ["fbank"]
+    assert cross.get_ylabel() == "ge2e layer" and cross.get_xlabel() == "fbank layer"
+    n = summary["n_utterances"]
+    assert cross.get_title() == f"ge2e vs fbank\nbiased CKA, frame level, N={n} utt, {summary['n_frames']} frames"
+    assert n == 12 and summary["n_frames"] > 12 * 40  # utterances and frames, each named for what it counts
+    mini = run_cka(CKAJob(fbank_cache, level="frame", estimator="minibatch", batch_size=64), str(tmp_path / "mini"))
+    assert mini["n_utterances"] == 12 and mini["n_frames"] > 0 and "minibatch CKA, frame level, N=12 utt" in drawn[-1][0].title

@@ -15,14 +15,25 @@ from typer.testing import CliRunner
 
 from layerlab.cli import app
 
-BAD = [  # (argv with {data} {cache} {file} {out} placeholders, text the one line must contain)
+BAD = [  # (argv with {data} {cache} {file} {out} {ckpt} placeholders, text the one line must contain)
     (["extract", "--model", "nosuch:x", "--data", "{data}", "--out", "{out}"], "unknown model spec"),
     (["extract", "--model", "s3prl:wavlm_local:/nope/ckpt.pt", "--data", "{data}", "--out", "{out}"], "not found (/nope/ckpt.pt)"),
+    # model specs are loadable-checked on the driver: format, keys, hub cache; tiny checkpoints are built in full
+    (["extract", "--model", "ckpt:{ckpt}/other.pt", "--data", "{data}", "--out", "{out}"], "other.pt: no 'format' field"),
+    (["extract", "--model", "ckpt:{ckpt}/garbage.pt", "--data", "{data}", "--out", "{out}"], "garbage.pt: not a readable torch checkpoint"),
+    (["extract", "--model", "s3prl:wavlm_local:{ckpt}/hubert.pt", "--data", "{data}", "--out", "{out}"], "hubert.pt: wrong format"),
+    (["extract", "--model", "ckpt:{ckpt}/misfit_ecapa.pt", "--data", "{data}", "--out", "{out}"], "weights do not fit"),
+    (["extract", "--model", "hf:{ckpt}", "--data", "{data}", "--out", "{out}"], "config.json is missing"),
+    (["extract", "--model", "s3prl:wavlm_base_plus", "--data", "{data}", "--out", "{out}"], "not in s3prl's download cache and HF_HUB_OFFLINE=1"),
+    (["extract", "--model", "hf:layerlab-test/no-such-model", "--data", "{data}", "--out", "{out}"], "a hub id needs network or the hub cache"),
     (["extract", "--model", "fbank", "--data", "{out}/nodata", "--out", "{out}"], "not an audio-shard dataset"),
     (["extract", "--model", "fbank", "--data", "{data}", "--out", "{file}/cache"], "output must be a folder"),
     (["extract", "--model", "fbank", "--data", "{data}", "--out", "{out}", "--tier", "bogus"], "tier"),
     (["extract", "--model", "fbank", "--data", "{data}", "--out", "{out}", "--concurrency", "0"], "concurrency"),
     (["extract", "--model", "fbank", "--data", "{data}", "--out", "{out}", "--batch-seconds", "-1"], "batch_seconds"),
+    (["extract", "--model", "s3prl:wavlm_local:/a/m.pt", "--model", "s3prl:wavlm_local:/b/m.pt", "--data", "{data}", "--out", "{out}"],
+     "share the cache folder 'm'"),
+    (["extract", "--model", "fbank", "--model", "w=s3prl:wavlm_local:/nope/ckpt.pt", "--data", "{data}", "--out", "{out}"], "not found (/nope/ckpt.pt)"),
     (["cka", "--a", "{out}/nocache", "--out", "{out}"], "not an activation cache"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--batch-size", "0"], "--batch-size"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--batch-size", "-5"], "--batch-size"),
@@ -32,6 +43,7 @@ BAD = [  # (argv with {data} {cache} {file} {out} placeholders, text the one lin
     (["cka", "--a", "{cache}", "--out", "{file}/cka"], "output must be a folder"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--from-side-output", "nope"], "no CKA side-output"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--bootstrap", "5", "--estimator", "minibatch"], "--bootstrap"),
+    (["cka", "--a", "{cache}", "--b", "{cache}", "--out", "{out}", "--from-side-output", "joint"], "no joint side-output"),
     (["cka", "--a", "{cache}", "--out", "{out}", "--level", "utterance", "--bootstrap", "5", "--group-by", "shard", "--allow-partial",
       "--layers-a", "fbank"], None),  # valid: a control row (exit 0)
     (["cka", "--a", "{cache}"], "Missing option '--out'"),
@@ -44,14 +56,34 @@ BAD = [  # (argv with {data} {cache} {file} {out} placeholders, text the one lin
 ]
 
 
-@pytest.mark.parametrize(("argv", "needle"), BAD, ids=[" ".join(a[:3]) + f" #{i}" for i, (a, _) in enumerate(BAD)])
-def test_bad_invocations_end_in_one_line(argv, needle, fbank_cache, aligned_corpus, tmp_path: Path) -> None:
-    import ray
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of checkpoints that cannot load as their spec says: unknown keys, not torch, another family, misfit weights."""
+    import torch
 
+    from layerlab.models import tiny
+    from layerlab.models.formats import ecapa
+
+    root = tmp_path_factory.mktemp("bad_ckpts")
+    torch.save({"weights": torch.zeros(2)}, root / "other.pt")
+    (root / "garbage.pt").write_bytes(b"this is not a torch checkpoint")
+    tiny.build_s3prl_hubert(root / "hubert.pt", seed=1)
+    other = dict(tiny.TINY_ECAPA, lin_neurons=int(tiny.TINY_ECAPA["lin_neurons"]) + 4)
+    ecapa.write(str(root / "misfit_ecapa.pt"), dict(tiny.TINY_ECAPA), tiny.ecapa_state_dict(other, 0))
+    return root
+
+
+@pytest.mark.parametrize(("argv", "needle"), BAD, ids=[" ".join(a[:3]) + f" #{i}" for i, (a, _) in enumerate(BAD)])
+def test_bad_invocations_end_in_one_line(argv, needle, fbank_cache, aligned_corpus, bad_checkpoints, tmp_path: Path, monkeypatch) -> None:
+    import ray
+    from s3prl.util import download
+
+    monkeypatch.setattr(download, "_download_dir", tmp_path / "s3prl-cache")  # nothing cached, whatever this machine holds
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "out"
     afile = tmp_path / "afile"
     afile.write_text("x")
-    args = [a.format(data=aligned_corpus[0], cache=fbank_cache, file=afile, out=out) for a in argv]
+    args = [a.format(data=aligned_corpus[0], cache=fbank_cache, file=afile, out=out, ckpt=bad_checkpoints) for a in argv]
     result = CliRunner().invoke(app, args)
     if needle is None:
         assert result.exit_code == 0, result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -48,12 +49,27 @@ def test_a_shard_replaced_by_another_is_caught_with_and_without_verification(fba
     assert verify.exit_code == 1 and second.name in verify.output
 
 
+@pytest.mark.parametrize("tier,level", [("pooled", "utterance"), ("frames", "frame")])
+def test_cka_counts_no_utterance_twice_even_with_no_verify(fbank_cache, tmp_path: Path, tier: str, level: str) -> None:
+    """`layerlab cka` reads shard by shard: with --no-verify a shard copied over another was counted twice (1,770 of 1,728 rows)."""
+    cache = copy_cache(fbank_cache, tmp_path / "c")
+    first, second = sorted(Path(cache, tier).glob("shard-*.parquet"))[:2]
+    shutil.copy(first, second)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["cka", "--a", cache, "--out", str(out), "--level", level, "--no-verify"])
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]  # after the per-shard progress lines
+    assert result.exit_code == 2 and len(errors) == 1 and "appears twice" in errors[0], result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_truncated_and_missing_files_name_the_file(fbank_cache, tmp_path: Path) -> None:
     cache = copy_cache(fbank_cache, tmp_path / "c")
     shard = _pooled_files(cache)[0]
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(IntegrityError, match=f"{shard.name}: size 100 bytes, manifest says"):
         open_cache(cache).read_pooled()
+    with pytest.raises(IntegrityError, match=f"{shard.name}: not a readable Parquet file"):  # was "Parquet magic bytes not found", no file
+        open_cache(cache, verify=False).read_pooled()
     shard.unlink()
     problems = open_cache(cache).verify_files()
     assert any(shard.name in p and "missing" in p for p in problems)
@@ -86,10 +102,13 @@ def test_resume_reextracts_a_damaged_shard(fbank_cache, aligned_corpus, tmp_path
     manifest = read_cache_manifest(cache)
     by_name = {s.name: s for s in read_manifest(aligned_corpus[0]).shards}
     assert set(finished_shards(cache, manifest, by_name)) == set(manifest.shards)
-    shard = _pooled_files(cache)[0]
+    shard, other = _pooled_files(cache)[:2]
     shard.write_bytes(shard.read_bytes()[:-10])
     kept = finished_shards(cache, manifest, by_name)
     assert len(kept) == len(manifest.shards) - 1 and all(shard.stem not in r.files["pooled"].name for r in kept.values())
+    shutil.copy(_pooled_files(cache)[2], other)  # a shard replaced by a copy of another: also extracted again
+    kept = finished_shards(cache, manifest, by_name)
+    assert len(kept) == len(manifest.shards) - 2 and all(other.stem not in r.files["pooled"].name for r in kept.values())
 
 
 def test_the_same_dataset_named_another_way_resumes(fbank_cache, aligned_corpus, tmp_path: Path) -> None:
@@ -102,9 +121,26 @@ def test_the_same_dataset_named_another_way_resumes(fbank_cache, aligned_corpus,
     meta = cf.CacheMetadata.model_validate_json(Path(cache, "metadata.json").read_text())
     root = aligned_corpus[0]
     assert storage.canonical_url(f"file://{root}") == storage.canonical_url(root + "/") == root
-    for spelling in (f"file://{root}", root + "/", str(Path(root).relative_to(Path.cwd())) if Path(root).is_relative_to(Path.cwd()) else root):
+    relative = os.path.relpath(root, Path.cwd())  # e.g. ../../tmp/...: a `ray job submit` from another working directory
+    assert not relative.startswith("/") and storage.canonical_url(relative) == root
+    for spelling in (f"file://{root}", root + "/", relative):
         other = meta.model_copy(update={"source": meta.source.model_copy(update={"url": spelling})})
         _prepare_output(cache, other, overwrite=False)  # no CacheMismatch
     changed = meta.model_copy(update={"source": meta.source.model_copy(update={"manifest_checksum": "0" * 64})})
     with pytest.raises(CacheMismatch, match="source"):
         _prepare_output(cache, changed, overwrite=False)
+
+
+def test_caches_that_only_partly_overlap_are_refused_unless_allow_partial(fbank_cache, fbank_cache_of_fewer_utterances, tmp_path: Path) -> None:
+    """Two caches sharing only some utterances were silently intersected."""
+    out = tmp_path / "out"
+    args = ["cka", "--a", fbank_cache, "--b", fbank_cache_of_fewer_utterances, "--out", str(out), "--level", "utterance"]
+    refused = CliRunner().invoke(app, args)
+    errors = [line for line in refused.output.splitlines() if line.startswith("error")]
+    assert refused.exit_code == 2 and len(errors) == 1 and "--allow-partial" in errors[0], refused.output
+    assert "do not hold the same shards" in errors[0] or "only partly overlap" in errors[0]
+    assert not out.exists() or not any(out.iterdir())
+    ok = CliRunner().invoke(app, [*args, "--allow-partial"])
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_utterances"] == 8 < open_cache(fbank_cache).manifest.kept  # what was used is recorded

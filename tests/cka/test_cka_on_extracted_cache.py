@@ -68,6 +68,63 @@ def test_cka_on_a_real_extracted_cache(extracted, tmp_path):
     assert result.exit_code == 0, result.output
     side, side_names, _, _ = read_matrix(str(tmp_path / "side" / "cka_biased_frame.parquet"))
     _check_cka(side)
+    import json
+
+    import pyarrow.parquet as pq
+
+    side_summary = json.loads((tmp_path / "side" / "summary.json").read_text())  # --bootstrap with a side-output was ignored
+    assert side_summary["ci"]["group_by"] == "shard" and side_summary["ci"]["n_groups"] == len(open_cache(extracted).shard_names())
+    table = pq.read_table(tmp_path / "side" / "cka_biased_frame.parquet").to_pandas()
+    assert table["ci_low"].notna().all() and (table["ci_low"] <= table["value"] + 1e-9).all() and (table["value"] <= table["ci_high"] + 1e-9).all()
     assert side_names == names and np.abs(side - mat).max() < 2e-3
     with pytest.raises(ValueError, match="no CKA side-output 'nope'.*all"):
         CKAJob(extracted, side_output="nope")
+
+
+def _copy(cache: str, dst) -> str:
+    import shutil
+
+    shutil.copytree(cache, dst)
+    return str(dst)
+
+
+def test_side_output_states_name_their_shard_and_utterances(extracted, tmp_path):
+    """The side-output path merges per-shard states and reads no rows: a state copied over another shard's, or
+    utterances inside two shards' states, were merged silently with --no-verify."""
+    from pathlib import Path
+
+    from layerlab.accumulator import state_from_bytes, state_to_bytes
+    from layerlab.artifacts import IntegrityError
+    from layerlab.cli import app
+
+    cache = _copy(extracted, tmp_path / "c")
+    first, second = sorted(Path(cache, "cka", "all").glob("shard-*.npz"))[:2]
+    state = state_from_bytes(first.read_bytes())
+    assert state["source_shard"] == open_cache(cache).shard_names()[0] and state["utterance_ids"]
+    second.write_bytes(first.read_bytes())
+    result = CliRunner().invoke(app, ["cka", "--a", cache, "--out", str(tmp_path / "o1"), "--from-side-output", "all", "--no-verify"])
+    assert result.exit_code == 2 and "holds the CKA state of shard" in result.output and second.name in result.output, result.output
+    state["source_shard"] = open_cache(cache).shard_names()[1]  # the same utterances, now claimed by the second shard
+    second.write_bytes(state_to_bytes(state))
+    result = CliRunner().invoke(app, ["cka", "--a", cache, "--out", str(tmp_path / "o2"), "--from-side-output", "all", "--no-verify"])
+    assert result.exit_code == 2 and "appears twice" in result.output, result.output
+    assert any("appears twice" in p or "checksum" in p or "size" in p for p in open_cache(cache).verify_files())
+    with pytest.raises(IntegrityError):
+        open_cache(cache, verify=False).cka_states("all")
+
+
+def test_distributed_cka_counts_no_utterance_twice_even_with_no_verify(extracted, tmp_path):
+    """`cka --on-ray`: one task per shard, so no reader saw two shards; a shard copied over another was merged twice."""
+    import shutil
+    from pathlib import Path
+
+    from layerlab.artifacts import IntegrityError
+    from layerlab.cka.pipeline import CKAJob
+    from layerlab.cka.reducer import run_cka_on_ray
+
+    cache = _copy(extracted, tmp_path / "c")
+    first, second = sorted(Path(cache, "pooled").glob("shard-*.parquet"))[:2]
+    shutil.copy(first, second)
+    with pytest.raises(IntegrityError, match="appears twice"):
+        run_cka_on_ray(CKAJob(cache, level="utterance", verify=False), str(tmp_path / "out"), str(tmp_path / "ckpt.npz"))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ckpt.npz").exists()

@@ -50,6 +50,23 @@ def test_duplicates_ignored_and_tree_merge_matches(tmp_path):
         red.add("x", MinibatchCKA(DIMS).state_dict())
 
 
+def test_an_utterance_in_two_shard_states_is_refused_also_after_a_resume(tmp_path):
+    """Shard states carry no rows: without the ids sent with them, a shard read twice was merged twice."""
+    from layerlab.artifacts import IntegrityError
+
+    states = _shard_states(3)
+    ckpt = str(tmp_path / "ckpt.npz")
+    red = CKAReduction(checkpoint_url=ckpt, checkpoint_every=1)
+    assert red.add("shard-000", states["shard-000"], ids=["u0", "u1"])
+    with pytest.raises(IntegrityError, match="'u1' appears twice \\(shards shard-000 and shard-001\\)"):
+        red.add("shard-001", states["shard-001"], ids=["u2", "u1"])
+    assert red.committed_shards() == ["shard-000"]
+    resumed = CKAReduction(checkpoint_url=ckpt)  # the ids are checkpointed with the state
+    with pytest.raises(IntegrityError, match="'u0' appears twice"):
+        resumed.add("shard-002", states["shard-002"], ids=["u0"])
+    assert resumed.add("shard-001", states["shard-001"], ids=["u2", "u3"])  # nothing of the refused call was kept
+
+
 def test_checkpoint_on_s3_and_resume(s3_bucket):
     states = _shard_states(6)
     url = f"{s3_bucket}/cka/reducer.npz"

@@ -129,7 +129,7 @@ def test_killing_a_busy_actor_mid_run_still_writes_every_utterance_once(wavlm_sp
     def kill_a_busy_actor(task, pool):
         busy = pool.busy_actors()
         if not killed and busy:
-            killed["shard"] = pool.busy[busy[0]].name
+            killed["shard"] = pool.busy[busy[0]][0].name
             ray.kill(busy[0], no_restart=False)  # crash: Ray restarts the actor and retries its shard
 
     s = _extract_with_hook(wavlm_spec, root, out, kill_a_busy_actor, concurrency=(2, 2), num_cpus_per_actor=1, mode="bucketed", tier="both")

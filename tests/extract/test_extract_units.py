@@ -152,3 +152,61 @@ def test_a_failing_shard_publishes_nothing(model, tmp_path):
     with pytest.raises(ValueError, match="not a readable Parquet shard"):
         unverified.run(storage.join(root, shard.name), shard.name, shard.sha256, str(out), {})
     assert not any(p.is_file() for p in out.rglob("*")) if out.exists() else True
+
+
+def test_write_behind_writes_the_same_files_as_writing_on_the_model_thread(model, corpus, tmp_path):
+    root, _ = corpus
+    shard = read_manifest(root).shards[0]
+    entries = {}
+    for wb in (True, False):
+        worker = ShardExtractor(model, ExtractConfig(tier="both", mode="bucketed", batch_seconds=3.0, write_behind=wb, row_group_mb=0.05), "bucketed")
+        rec = worker.run(storage.join(root, shard.name), shard.name, shard.sha256, str(tmp_path / str(wb)), {}).record
+        entries[wb] = {t: (e.rows, e.sha256) for t, e in rec.files.items()}
+    assert entries[True] == entries[False] and entries[True]["frames"][0] > 0  # several row groups (0.05 MB each), same bytes
+
+
+def test_write_behind_raises_the_writer_threads_error_and_publishes_nothing(tmp_path):
+    from layerlab.cache.writer import TierWriter, UtteranceFeatures
+    from layerlab.extract.write_behind import WriteBehind
+
+    wb = WriteBehind([TierWriter("pooled", str(tmp_path), "pooled/x.parquet", ["a"], "zstd", 1)], max_pending_bytes=64)
+    good = UtteranceFeatures(means=[np.zeros(2, np.float32)], stds=[np.ones(2, np.float32)], num_frames=[3], frames=None)
+    wb.add({"id": "u1", "speaker": "s", "num_samples": 10, "labels": {}, "splits": {}}, good)
+    with pytest.raises(Exception):  # a row without a speaker key fails in the writer thread, and surfaces here
+        for i in range(50):
+            wb.add({"id": f"v{i}"}, good)
+        wb.finish()
+    wb.abort()
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_pilot_shards_are_a_seeded_sample_across_the_dataset():
+    from types import SimpleNamespace
+
+    from layerlab.extract.pipeline import pilot_urls
+
+    source = SimpleNamespace(shards=[SimpleNamespace(name=f"shards/shard-{i:05d}.parquet") for i in range(40)])
+    cfg = ExtractConfig(pilot_shards=6)
+    picked = pilot_urls("/data", source, cfg)
+    assert len(set(picked)) == 6 and picked == sorted(picked) and picked == pilot_urls("/data", source, cfg)
+    assert max(int(u[-13:-8]) for u in picked) > 6  # not just the first shards
+    assert len(pilot_urls("/data", SimpleNamespace(shards=source.shards[:2]), cfg)) == 2
+
+
+def test_joint_group_member_names():
+    from layerlab.extract.joint_cka import member_names, member_spec
+
+    assert member_names(["ge2e", "fbank", "s3prl:wavlm_local:/ckpt/wavlm.pt", "big=s3prl:wavlm_local:/x/y.pt"]) == ["ge2e", "fbank", "wavlm", "big"]
+    assert member_spec("big=s3prl:wavlm_local:/x/y.pt") == "s3prl:wavlm_local:/x/y.pt" and member_spec("ge2e") == "ge2e"
+    with pytest.raises(ValueError, match="share the cache folder"):
+        member_names(["s3prl:wavlm_local:/a/m.pt", "s3prl:wavlm_local:/b/m.pt"])
+
+
+def test_the_run_summary_names_the_side_output_file_instead_of_printing_a_matrix():
+    """The old demo printed CKA matrices as bare nested lists; the summary points at the merged state instead."""
+    from layerlab.extract.summary import ExtractSummary
+
+    summary = ExtractSummary(out_url="/c", model_spec="ge2e", mode="bucketed", tiers=["pooled"], shards_total=1, shards_written=1,
+                             shards_skipped=0, complete=True, cka_results={"all": [[1.0, 0.25], [0.25, 1.0]]})
+    text = summary.render()
+    assert "cka side-output 'all': merged matrix in cka/all/merged.npz" in text and "[[" not in text and "0.25" not in text

@@ -142,3 +142,20 @@ def test_local_checkpoint_from_s3_url(s3_bucket, wavlm_base_like, tmp_path, monk
         assert torch.equal(a, b)
     with pytest.raises(CheckpointError, match=r"s3prl wavlm checkpoint s3://.*/models/absent\.pt: does not exist"):
         load(f"s3prl:wavlm_local:{s3_bucket}/models/absent.pt")
+
+
+def test_hub_checkpoint_urls_are_the_ones_s3prl_downloads() -> None:
+    """The driver's offline check looks for these URLs in s3prl's download cache: they must be s3prl's own."""
+    import importlib.util
+    from pathlib import Path
+
+    from layerlab.models.s3prl_adapter import FAMILIES, HUB_NAMES, HUB_URLS
+
+    assert set(HUB_URLS) == set(HUB_NAMES)
+    for name, url in HUB_URLS.items():
+        family = next(f for f in FAMILIES if name.startswith(f))
+        source = Path(importlib.util.find_spec(FAMILIES[family]).origin).read_text()
+        body = source[source.index(f"def {name}("):]
+        end = body.find("\ndef ", 1)
+        body = body if end < 0 else body[:end]
+        assert f'"{url}"' in body, (name, url)

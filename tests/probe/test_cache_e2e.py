@@ -73,3 +73,30 @@ def test_bad_input_on_a_real_cache(fbank_cache: str, tmp_path: Path, tiny_corpus
         run_probe(pooled_only, "pr", str(tmp_path / "pr"))
     with pytest.raises(ValueError, match="unknown probe task 'nope'"):
         run_probe(fbank_cache, "nope", str(tmp_path / "x"))
+
+
+def test_held_frames_give_the_same_training_and_skip_decoding(fbank_cache: str) -> None:
+    """With ``frames_memory_mb`` the second epoch reads memory, not the cache, and training is bit-identical."""
+    from layerlab.probe.source import open_source
+    from layerlab.probe.tasks import get_task
+    from layerlab.probe.train import fit
+
+    task = get_task("pr")
+    histories, reads = [], []
+    for hold in (0, 64):
+        source = open_source(fbank_cache)
+        calls = []
+        inner = source.iter_frames
+        source.iter_frames = lambda layers, ids=None, _i=inner: calls.append(1) or _i(layers, ids)  # type: ignore[method-assign]
+        cfg = ProbeConfig(max_epochs=3, patience=3, batch_size=4, frames_memory_mb=hold, intervals=False)
+        bound = task.bind(source, task, cfg, source.layer_names)
+        result = fit(bound, {"lr": 3e-3, "hidden": 32}, cfg)
+        histories.append([round(h["train_loss"], 6) for h in result.history])
+        reads.append(len(calls))
+    assert histories[0] == histories[1]
+    assert reads[0] == 6 and reads[1] == 2  # streamed: train + dev per epoch; held: one decode per split
+    cfg_tiny = ProbeConfig(frames_memory_mb=1e-6)  # a budget nothing fits in keeps streaming
+    source = open_source(fbank_cache)
+    bound = task.bind(source, task, cfg_tiny, source.layer_names)
+    list(bound.train_batches(0, 0))
+    assert not getattr(source, "_held_frames", {})

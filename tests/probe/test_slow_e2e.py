@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.ray_head import submit_and_wait
 from test_cache_e2e import fbank_cache, tiny_corpus  # noqa: F401 - session fixtures shared with the fast e2e tests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,56 +63,13 @@ def test_killed_sweep_resumes(fbank_cache: str, tmp_path: Path) -> None:  # noqa
     assert (metrics.probe == "weighted_sum").all() and len(metrics) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ray_job_submit_probe(fbank_cache: str, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "job-out"
-    env = _env()
-    gcs, dash, agent, agent_grpc, rt_agent, metrics_port = (_free_port() for _ in range(6))
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={rt_agent}",
-         f"--metrics-export-port={metrics_port}", "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        from ray.job_submission import JobStatus, JobSubmissionClient
-
-        deadline = time.time() + 120
-        while True:
-            try:
-                client = JobSubmissionClient(f"http://127.0.0.1:{dash}")
-                job_id = client.submit_job(
-                    entrypoint=f"python jobs/probe.py --cache {fbank_cache} --task sid --out {out} --layers weighted --tune 2",
-                    runtime_env={"working_dir": str(REPO), "excludes": [".venv", ".git", "runs", "*.pt", "tests", "benchmarks"],
-                                 "env_vars": {"RAY_AUTH_MODE": "disabled"}},
-                )
-                break
-            except Exception:  # dashboard not up yet, or its job agent not ready ("No available agent")
-                if time.time() > deadline or head.poll() is not None:
-                    raise
-                time.sleep(2)
-        deadline = time.time() + 400
-        while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-            assert time.time() < deadline, "job did not finish in time"
-            time.sleep(2)
-        logs = client.get_job_logs(job_id)
-        assert status == JobStatus.SUCCEEDED, logs[-3000:]
-        assert "test weighted_sum/accuracy" in logs
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        pointer = Path("/tmp/ray/ray_current_cluster")
-        if pointer.exists() and pointer.read_text().strip().endswith(f":{gcs}"):
-            pointer.unlink()
+    job = submit_and_wait(tmp_path, ["python", "jobs/probe.py", "--cache", fbank_cache, "--task", "sid", "--out", str(out),
+                                     "--layers", "weighted", "--tune", "2"], timeout_s=400)
+    assert job.ok, job.logs[-3000:]
+    assert "test weighted_sum/accuracy" in job.logs
     assert len(pd.read_parquet(out / "trials.parquet")) == 2
 
 

@@ -45,3 +45,31 @@ def test_per_layer_grid(ray_session, source, tmp_path) -> None:
     by = pd.Series({o.config["layer"]: o.best_dev for o in outcomes})
     assert sorted(by.index) == sorted(layers)
     assert by["l1"] > by["l0"] + 0.3 and by["emb"] > by["l0"] + 0.3
+
+
+def test_local_runner_matches_the_tune_grid_trial_for_trial(ray_session, source, tmp_path) -> None:
+    """runner='local' runs the same trials in-process: identical configs, best dev metrics and epochs as Tune's grid."""
+    from ray import tune
+
+    from layerlab.probe.sweep import local_configs, run_local
+
+    cfg = ProbeConfig(max_epochs=4, patience=4, batch_size=8, cpus_per_trial=1, intervals=False, lr=1e-2)
+    layers = ["l0", "l1", "emb"]
+    tuned = run_sweep(source, "sid", cfg, layers=layers, storage_url=str(tmp_path / "tune"), name="per_layer",
+                      space={"lr": 1e-2, "layer": tune.grid_search(layers)}, samples=1, scheduler=None, mode="max")
+    local = run_local(source, "sid", cfg, layers=layers, configs=local_configs(cfg, 1, 0, {"lr": 1e-2}, ("layer", layers)), name="per_layer")
+    t = {o.config["layer"]: (o.best_dev, o.epochs) for o in tuned}
+    loc = {o.config["layer"]: (o.best_dev, o.epochs) for o in local}
+    assert t == loc and all(o.state is not None for o in local)
+    assert not (tmp_path / "local").exists()
+
+
+def test_local_configs_sample_the_search_space_with_a_seed() -> None:
+    from layerlab.probe.sweep import local_configs
+
+    cfg = ProbeConfig(search={"lr": (1e-4, 1e-2), "weight_decay": [0.0, 1e-4], "hidden": [16, 32]})
+    a, b = local_configs(cfg, 5, seed=3), local_configs(cfg, 5, seed=3)
+    assert a == b and len({c["lr"] for c in a}) == 5 and all(1e-4 <= c["lr"] <= 1e-2 for c in a)
+    assert local_configs(cfg, 1, 0) == [{"lr": cfg.lr, "weight_decay": cfg.weight_decay, "hidden": cfg.hidden}]
+    grid = local_configs(cfg, 1, 0, {"lr": 0.1}, ("layer", ["x", "y"]))
+    assert grid == [{"lr": 0.1, "layer": "x"}, {"lr": 0.1, "layer": "y"}]

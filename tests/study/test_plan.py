@@ -60,17 +60,23 @@ def test_fingerprints_are_stable_and_change_only_downstream() -> None:
     assert all(s.fingerprint != base.stages[k].fingerprint for k, s in _plan(doc).stages.items())
 
 
-def test_local_checkpoints_are_checksummed_and_missing_ones_are_problems(tmp_path: Path) -> None:
+def test_local_checkpoints_are_checksummed_and_missing_or_unloadable_ones_are_problems(tmp_path: Path) -> None:
+    from layerlab.models import tiny
+
     ckpt = tmp_path / "wavlm.pt"
-    ckpt.write_bytes(b"one")
-    models = {**DOC["models"], "w": {"spec": f"s3prl:wavlm_local:{ckpt}"}, "gone": {"spec": f"ckpt:{tmp_path / 'missing.pt'}"}}
+    tiny.build_s3prl_wavlm(ckpt, seed=1)
+    (tmp_path / "notes.pt").write_bytes(b"not a checkpoint")
+    models = {**DOC["models"], "w": {"spec": f"s3prl:wavlm_local:{ckpt}"}, "gone": {"spec": f"ckpt:{tmp_path / 'missing.pt'}"},
+              "junk": {"spec": f"ckpt:{tmp_path / 'notes.pt'}"}}
     doc = {**DOC, "models": models}
     first = _plan(doc).stages["extract/synth/w"].fingerprint
-    ckpt.write_bytes(b"two")
+    tiny.build_s3prl_wavlm(ckpt, seed=2)
     plan = _plan(doc)
     assert plan.stages["extract/synth/w"].fingerprint != first  # new weights, new cache
-    assert plan.problems == [f"models.gone.spec: {tmp_path / 'missing.pt'}: does not exist"]
-    assert "1 problem(s): the study would not start" in render_plan(plan)
+    assert plan.problems[0] == f"models.gone.spec: {tmp_path / 'missing.pt'}: does not exist"
+    assert plan.problems[1].startswith(f"models.junk.spec: layerlab checkpoint {tmp_path / 'notes.pt'}: not a readable torch checkpoint")
+    assert len(plan.problems) == 2  # the loadable tiny WavLM is no problem
+    assert "2 problem(s): the study would not start" in render_plan(plan)
 
 
 def test_hub_models_and_remote_data_are_marked_as_needing_network() -> None:

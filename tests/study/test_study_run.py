@@ -45,9 +45,13 @@ def test_tiny_study_runs_reuses_and_reruns_only_what_changed(tmp_path: Path, ray
 
 
 @pytest.mark.slow
-def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusable(tmp_path: Path, ray_session: None) -> None:
-    broken = tmp_path / "broken.pt"
-    broken.write_bytes(b"not a checkpoint")
+def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusable(tmp_path: Path, ray_session: None, s3_bucket: str) -> None:
+    from layerlab import storage
+
+    # a damaged checkpoint on S3: a local one is refused before the study starts (the plan load-checks local
+    # checkpoints, tests/study/test_plan.py); remote ones are only named there, so this one fails in its stage
+    broken = f"{s3_bucket}/broken.pt"
+    storage.atomic_write_bytes(broken, b"not a checkpoint")
     out = tmp_path / "study"
     doc = tiny_study(models={"fbank": {"spec": "fbank"}, "broken": {"spec": f"s3prl:wavlm_local:{broken}"}}, parallel=1)
     result, lines = _run(doc, out)
@@ -58,6 +62,19 @@ def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusabl
     page = (out / "report" / "index.html").read_text()
     assert "1 stage(s) failed: extract/synth/broken" in page
     assert (out / "stages" / "extract__synth__broken.failed.json").exists()
+
+    # the same config once the checkpoint is repaired: the failed stages run, and the report is rendered again
+    # (the one written after the failure must not be reused: it says a stage failed)
+    from layerlab.models.tiny import build_s3prl_wavlm
+
+    good = tmp_path / "good.pt"
+    build_s3prl_wavlm(good)
+    storage.atomic_write_bytes(broken, good.read_bytes())
+    repaired, lines = _run(doc, out)
+    assert not repaired.failed, lines
+    assert {"extract/synth/broken", "cka/synth/across/fbank__broken/utterance", "report"} <= set(repaired.computed)
+    assert "failed" not in (out / "report" / "index.html").read_text().split("stage(s) failed")[0][-40:]
+    assert "1 stage(s) failed" not in (out / "report" / "index.html").read_text()
 
     fixed, _ = _run(tiny_study(models={"fbank": {"spec": "fbank"}}), out)
     assert not fixed.failed
@@ -112,3 +129,19 @@ def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_r
     changed, lines = _run(doc, out)
     assert not changed.failed, lines
     assert set(changed.computed) == {"probe/synth/fbank/ic", "probe/synth/mfcc/ic", "report"}
+
+
+def test_local_probes_run_beside_other_stages_without_tune(tmp_path: Path, ray_session: None) -> None:
+    """runner: local trains probes in the driver (no Tune experiment), also two at once, and the report gets their rows."""
+    out = tmp_path / "study"
+    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}], "defaults": {"runner": "local", "config": {"max_epochs": 3}}},
+                     cka=None, parallel=2)
+    result, lines = _run(doc, out)
+    assert not result.failed, lines
+    assert {"probe/synth/fbank/sid", "probe/synth/mfcc/sid"} <= set(result.computed)
+    for model in ("fbank", "mfcc"):
+        probe_dir = out / "probe" / "synth" / model / "sid"
+        assert json.loads((probe_dir / "summary.json").read_text())["runner"] == "local"
+        assert not (probe_dir / "tune").exists()
+    table = pd.read_parquet(out / "report" / "tables" / "model_task.parquet")
+    assert set(table.loc[table["task"] == "sid", "model"]) == {"fbank", "mfcc"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.ray_head import submit_and_wait
 from helpers.train_inputs import tiny_config
 
 from layerlab import storage
@@ -59,66 +59,15 @@ def test_killed_run_resumes_from_its_latest_checkpoint(train_corpus: str, tmp_pa
     assert sorted(eer.epoch) == [0, 1, 2]  # the random-init row written before the kill survived
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ray_job_submit_train(train_corpus: str, tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config("hubert")))
     out = str(tmp_path / "hubert")
-    gcs, dash, agent, agent_grpc, rt_agent, metrics = (_free_port() for _ in range(6))
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
-         "--dashboard-host=127.0.0.1", f"--dashboard-agent-listen-port={agent}",
-         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={rt_agent}", f"--metrics-export-port={metrics}",
-         "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        from ray.job_submission import JobStatus, JobSubmissionClient
-
-        deadline = time.time() + 90
-        while True:
-            try:
-                client = JobSubmissionClient(f"http://127.0.0.1:{dash}")
-                break
-            except Exception:
-                if time.time() > deadline or head.poll() is not None:
-                    raise
-                time.sleep(1)
-        deadline = time.time() + 90
-        while True:
-            try:
-                job_id = client.submit_job(
-                    entrypoint=f"python jobs/train.py hubert --data {train_corpus} --out {out} --config {cfg}",
-                    runtime_env={"working_dir": str(REPO), "excludes": [".venv", ".git", "runs", "*.pt", "tests", "benchmarks"],
-                                 "env_vars": {"RAY_AUTH_MODE": "disabled"}},
-                )
-                break
-            except RuntimeError as exc:
-                if "No available agent" not in str(exc) or time.time() > deadline:
-                    raise
-                time.sleep(2)
-        deadline = time.time() + 480
-        while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-            assert time.time() < deadline, "job did not finish in time"
-            time.sleep(2)
-        logs = client.get_job_logs(job_id)
-        assert status == JobStatus.SUCCEEDED, logs[-3000:]
-        assert "[hubert] epoch 1/1" in logs and '"model_spec"' in logs
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        pointer = Path("/tmp/ray/ray_current_cluster")
-        if pointer.exists() and pointer.read_text().strip().endswith(f":{gcs}"):
-            pointer.unlink()
+    job = submit_and_wait(tmp_path, ["python", "jobs/train.py", "hubert", "--data", train_corpus, "--out", out, "--config", str(cfg)],
+                          timeout_s=480)
+    assert job.ok, job.logs[-3000:]
+    assert "[hubert] epoch 1/1" in job.logs and '"model_spec"' in job.logs
     summary = json.loads(Path(out, "summary.json").read_text())
     assert summary["model_spec"] == f"s3prl:hubert_local:{out}/checkpoint.pt"
 

@@ -72,6 +72,10 @@ def import_command(
     if kind not in KINDS:
         raise typer.BadParameter(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}", param_hint="KIND")
     options = parse_options(kind, option)
+    from layerlab import storage
+
+    storage.check_input(src)  # missing bucket / refused credentials on either side: one line before any work
+    storage.check_output_dir(out)
     summary = import_dataset(kind, src, out, name=name, max_shard_bytes=int(max_shard_mb * 1024 * 1024), max_seconds=max_seconds, overwrite=overwrite, **options)
     typer.echo(summary.render())
     from layerlab.data.manifest import read_manifest

@@ -38,6 +38,9 @@ def synth(
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    from layerlab import storage
+
+    storage.check_output_dir(out)  # a missing bucket or refused credentials: one line before any work
     summary = build_synth_corpus(out, cfg, progress=not quiet, overwrite=overwrite)
     typer.echo(summary.render())
 

@@ -86,7 +86,7 @@ class BoundASVTask:
         rng = np.random.default_rng([seed, epoch, 0xC0])
         crop = self.cfg.asv.crop_frames
         stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids["train"]),
-                                    shuffle_buffer=self.cfg.shuffle_buffer, seed=seed * 100003 + epoch)
+                                    shuffle_buffer=self.cfg.shuffle_buffer, seed=seed * 100003 + epoch, hold_mb=self.cfg.frames_memory_mb)
 
         def cropped() -> Iterable[tuple[str, list[np.ndarray]]]:
             for uid, frames in stream:
@@ -110,7 +110,7 @@ class BoundASVTask:
         device = next(model.parameters()).device
         out: dict[str, np.ndarray] = {}
         with torch.no_grad():
-            for batch_ids, frames, lengths in batched(aligned_utterances(self.source, self.task.name, self.layers, ids), 1):
+            for batch_ids, frames, lengths in batched(aligned_utterances(self.source, self.task.name, self.layers, ids, hold_mb=self.cfg.frames_memory_mb), 1):
                 out[batch_ids[0]] = model.embed([x.to(device) for x in frames], lengths.to(device))[0].cpu().numpy()
         return out
 

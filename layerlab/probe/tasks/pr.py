@@ -108,7 +108,7 @@ class BoundPhoneTask:
 
     def _batches(self, split: str, shuffle: bool, seed: int) -> Iterable[tuple[list[str], list[torch.Tensor], torch.Tensor]]:
         stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids[split]),
-                                    shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=seed)
+                                    shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=seed, hold_mb=self.cfg.frames_memory_mb)
         return batched(stream, self.cfg.batch_size)
 
     def train_batches(self, epoch: int, seed: int) -> Iterable[Any]:

@@ -125,7 +125,8 @@ class BoundUtteranceTask:
             for start in range(0, len(ids), bs):
                 yield ("pooled", *self._pooled_batch([ids[i] for i in order[start : start + bs]]))
         else:
-            stream = aligned_utterances(self.source, self.task.name, self.layers, set(ids), shuffle_buffer=self.cfg.shuffle_buffer, seed=seed * 100003 + epoch)
+            stream = aligned_utterances(self.source, self.task.name, self.layers, set(ids), shuffle_buffer=self.cfg.shuffle_buffer, seed=seed * 100003 + epoch,
+                                        hold_mb=self.cfg.frames_memory_mb)
             for batch_ids, frames, lengths in batched(stream, bs):
                 yield ("frames", frames, lengths, torch.from_numpy(self.targets[[self.position[u] for u in batch_ids]]))
 
@@ -157,7 +158,8 @@ class BoundUtteranceTask:
                     (ids[s : s + 256], ("pooled", *self._pooled_batch(ids[s : s + 256]))) for s in range(0, len(ids), 256))
             else:
                 batches = ((b, ("frames", f, n, torch.from_numpy(self.targets[[self.position[u] for u in b]])))
-                           for b, f, n in batched(aligned_utterances(self.source, self.task.name, self.layers, set(ids)), self.cfg.batch_size))
+                           for b, f, n in batched(aligned_utterances(self.source, self.task.name, self.layers, set(ids), hold_mb=self.cfg.frames_memory_mb),
+                                                   self.cfg.batch_size))
             for batch_ids, batch in batches:
                 logits, y = self.logits(model, batch)
                 preds.append(torch.stack([p.argmax(1) for p in self._slot_logits(logits)], 1).cpu().numpy())
