@@ -43,6 +43,10 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
         options.setdefault("configure_logging", False)
         options.setdefault("log_to_driver", False)
     if address in (None, "local"):
+        # Ray starts workers at nice 15 so a driver stays responsive; an embedded study driver does real work
+        # itself (local probes, CKA) and would starve its own extraction actors and Train workers. Equal
+        # priority here; a user's RAY_worker_niceness wins.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         options.setdefault("include_dashboard", False)
         if num_cpus is not None:
             options["num_cpus"] = num_cpus
