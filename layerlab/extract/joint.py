@@ -23,7 +23,16 @@ from layerlab.cache.reader import read_cache_manifest
 from layerlab.data.manifest import read_manifest
 from layerlab.extract.config import ExtractConfig
 from layerlab.extract.joint_cka import joint_name, member_names, member_spec
-from layerlab.extract.pipeline import _finalise, _metadata, _prepare_output, finished_shards, pilot_urls, record_placements, start_pool
+from layerlab.extract.pipeline import (
+    _finalise,
+    _metadata,
+    _prepare_output,
+    finished_shards,
+    pilot_urls,
+    record_placements,
+    record_shard,
+    start_pool,
+)
 from layerlab.extract.pool import JointExtractActor, ModelActorPool, ShardTask
 from layerlab.extract.summary import ExtractSummary, JointSummary, ShardCost, busy_seconds
 from layerlab.progress import AudioProgress
@@ -108,16 +117,8 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
         def on_result(task: ShardTask, outcome: Any) -> None:
             intervals.append((outcome.stats.get("pid", 0.0), outcome.stats.get("t_start", 0.0), outcome.stats.get("t_end", outcome.wall_seconds)))
             for n, o in outcome.members.items():
-                manifests[n].shards[task.name] = o.record
-                manifests[n].recount()
-                storage.write_json(storage.join(urls[n], cf.MANIFEST_NAME), manifests[n].model_dump(mode="json"))
                 s = summary.members[n]
-                s.shards_written += 1
-                s.written_shards.append(task.name)
-                s.utterances += o.utterances
-                s.audio_seconds += o.audio_seconds
-                s.model_seconds += o.model_seconds
-                s.retried_alone += o.retried_alone
+                record_shard(urls[n], manifests[n], s, task.name, o)
                 s.shard_seconds = round(busy_seconds(intervals), 3)
                 s.actor_peak_rss_mb = max(s.actor_peak_rss_mb, outcome.stats.get("peak_rss_mb", 0.0))
             summary.shards.append(ShardCost(

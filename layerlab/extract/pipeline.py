@@ -144,6 +144,19 @@ def record_placements(summary: ExtractSummary, pool: ModelActorPool) -> None:
     summary.actor_events = info["events"]
 
 
+def record_shard(out_url: str, manifest: cf.CacheManifest, summary: ExtractSummary, shard: str, outcome: Any) -> None:
+    """A finished shard enters the cache manifest (written at once, so a crash resumes after it) and the run's counts."""
+    manifest.shards[shard] = outcome.record
+    manifest.recount()
+    storage.write_json(storage.join(out_url, cf.MANIFEST_NAME), manifest.model_dump(mode="json"))
+    summary.shards_written += 1
+    summary.written_shards.append(shard)
+    summary.utterances += outcome.utterances
+    summary.audio_seconds += outcome.audio_seconds
+    summary.model_seconds += outcome.model_seconds
+    summary.retried_alone += outcome.retried_alone
+
+
 def finished_shards(out_url: str, manifest: cf.CacheManifest, source_by_name: dict[str, Any], verify: bool = True) -> dict[str, cf.ShardRecord]:
     """Shard records a rerun may skip: same source shard checksum and (with ``verify``) every file intact.
 
@@ -202,15 +215,7 @@ def extract(
         cpu_spans: list[tuple[float, float, float]] = []
 
         def on_result(task: ShardTask, outcome: Any) -> None:
-            manifest.shards[task.name] = outcome.record
-            manifest.recount()
-            storage.write_json(storage.join(out_url, cf.MANIFEST_NAME), manifest.model_dump(mode="json"))
-            summary.shards_written += 1
-            summary.written_shards.append(task.name)
-            summary.utterances += outcome.utterances
-            summary.audio_seconds += outcome.audio_seconds
-            summary.model_seconds += outcome.model_seconds
-            summary.retried_alone += outcome.retried_alone
+            record_shard(out_url, manifest, summary, task.name, outcome)
             intervals.append((outcome.stats.get("pid", 0.0), outcome.stats.get("t_start", 0.0), outcome.stats.get("t_end", outcome.record.wall_seconds)))
             summary.shard_seconds = round(busy_seconds(intervals), 3)
             cpu_spans.append((outcome.stats.get("pid", 0.0), outcome.stats.get("cpu_start", 0.0), outcome.stats.get("cpu_end", 0.0)))
