@@ -115,14 +115,15 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
             if len(all_layers) == 1 and layers == "both":
                 # one layer: the weighted sum is that layer (s3prl bypasses the sum), so the profile is the same probe
                 metrics += [{**r, "probe": all_layers[0]} for r in metrics if r["probe"] == WEIGHTED]
-            elif runner == "local":
-                outcomes = run_local(source, task, cfg, layers=all_layers, configs=local_configs(cfg, 1, seed, hp, ("layer", all_layers)),
-                                     name="per_layer", seed=seed)
             else:
-                from ray import tune
+                if runner == "local":
+                    outcomes = run_local(source, task, cfg, layers=all_layers, configs=local_configs(cfg, 1, seed, hp, ("layer", all_layers)),
+                                         name="per_layer", seed=seed)
+                else:
+                    from ray import tune
 
-                outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="per_layer",
-                                     space={**hp, "layer": tune.grid_search(all_layers)}, samples=1, scheduler=None, mode=mode, seed=seed)
+                    outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="per_layer",
+                                         space={**hp, "layer": tune.grid_search(all_layers)}, samples=1, scheduler=None, mode=mode, seed=seed)
                 for o in sorted(outcomes, key=lambda o: all_layers.index(o.config["layer"])):
                     if o.state is None:
                         raise RuntimeError(f"{source.url}: task {task!r}: per-layer probe of {o.config['layer']!r} failed ({o.error})")

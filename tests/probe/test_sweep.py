@@ -73,3 +73,15 @@ def test_local_configs_sample_the_search_space_with_a_seed() -> None:
     assert local_configs(cfg, 1, 0) == [{"lr": cfg.lr, "weight_decay": cfg.weight_decay, "hidden": cfg.hidden}]
     grid = local_configs(cfg, 1, 0, {"lr": 0.1}, ("layer", ["x", "y"]))
     assert grid == [{"lr": 0.1, "layer": "x"}, {"lr": 0.1, "layer": "y"}]
+
+
+def test_run_probe_with_the_local_runner_reports_every_layer(source, tmp_path, monkeypatch) -> None:
+    """The local runner's per-layer probes are evaluated and written like Tune's (a regression: they were trained, then dropped)."""
+    import layerlab.probe.api as api
+
+    monkeypatch.setattr(api, "open_source", lambda cache: source)
+    cfg = ProbeConfig(max_epochs=3, patience=3, batch_size=8, intervals=False, lr=1e-2)
+    api.run_probe("planted", "sid", str(tmp_path / "out"), layers="both", runner="local", config=cfg)
+    metrics = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert set(metrics["probe"]) == {"weighted_sum", "l0", "l1", "l2", "emb"}
+    assert set(pd.read_parquet(tmp_path / "out" / "trials.parquet")["probe"]) == {"weighted_sum", "l0", "l1", "l2", "emb"}
