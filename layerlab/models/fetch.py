@@ -90,9 +90,9 @@ def fetch_file(url: str, what: str = "checkpoint") -> Path:
             return target
     with _fetch_errors(what, url):
         fs, path = _url_to_fs(url)
+        fs.invalidate_cache(path)  # before the existence check too: a cached listing may predate the object
         if not fs.isfile(path):
             raise CheckpointError(f"{what} {url}: does not exist (or is not a file)")
-        fs.invalidate_cache(path)
         identity = _identity(fs.info(path))
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
