@@ -56,6 +56,17 @@ def _cosine(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, model_name: st
     return rows, bound.info
 
 
+def weighted_layers(source: ProbeSource, tdef: TaskDef) -> list[str]:
+    """The layers the weighted sum takes: all, except utterance-level ones for per-frame targets.
+
+    An utterance-level layer (a pooled statistic, an embedding) repeated on every frame says nothing about
+    which phone a frame holds; in a phone probe's sum it only adds a wide projection to learn (ECAPA's
+    pooled statistics are 3x the widest frame layer). Such layers are still probed one by one.
+    """
+    frame_level = [l.name for l in source.layers if not l.utterance_level]
+    return frame_level if tdef.frame_targets and frame_level else [l.name for l in source.layers]
+
+
 def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_samples: int = 1, scheduler: str | None = None,
               config: ProbeConfig | None = None, seed: int = 0, runner: str = "tune") -> dict[str, Any]:
     """Train ``task``'s probe on the weighted sum of all layers and/or on each layer alone; write results under ``out``.
@@ -96,17 +107,19 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
         hp = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "hidden": cfg.hidden}
         tune_url = storage.join(out, "tune")
         if layers in ("weighted", "both"):
+            summed = weighted_layers(source, tdef)
+            summary["weighted_layers"] = summed
             if runner == "local":
-                outcomes = run_local(source, task, cfg, layers=all_layers, configs=local_configs(cfg, tune_samples, seed),
+                outcomes = run_local(source, task, cfg, layers=summed, configs=local_configs(cfg, tune_samples, seed),
                                      name="weighted_sum", seed=seed)
             else:
-                outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="weighted_sum",
+                outcomes = run_sweep(source, task, cfg, layers=summed, storage_url=tune_url, name="weighted_sum",
                                      space=param_space(cfg, tune_samples), samples=tune_samples, scheduler=scheduler, mode=mode, seed=seed)
             best = _best(outcomes, higher, f"{source.url}: task {task!r}: weighted-sum sweep")
-            rows, model, wbound = _evaluate(source, tdef, cfg, all_layers, best, model_name, WEIGHTED, seed)
+            rows, model, wbound = _evaluate(source, tdef, cfg, summed, best, model_name, WEIGHTED, seed)
             metrics += rows
             raw, corrected = wbound.importance(model)
-            weights += weight_rows(model_name, task, all_layers, raw, corrected)
+            weights += weight_rows(model_name, task, summed, raw, corrected)
             trials += _trial_rows(outcomes, model_name, task, lambda o: WEIGHTED)
             hp = {k: best.config[k] for k in HP_KEYS if k in best.config}
             _save_head(out, best)

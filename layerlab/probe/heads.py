@@ -59,10 +59,15 @@ class XVector(nn.Module):
         self.fc2 = nn.Linear(embed, embed)
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Padded ``[B, T, H]`` -> utterance embeddings ``[B, embed]`` (statistics over valid frames only)."""
-        x = self.projector(frames).transpose(1, 2)
+        """Padded ``[B, T, H]`` -> utterance embeddings ``[B, embed]`` (statistics over valid frames only).
+
+        Padded frames are zeroed after every layer, so a valid frame near the end sees the same zeros a lone,
+        unpadded utterance gets from the convolutions' own padding: batching does not change embeddings.
+        """
+        valid = (torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths.to(frames.device)[:, None]).to(frames.dtype)
+        x = (self.projector(frames) * valid[..., None]).transpose(1, 2)
         for conv in self.tdnn:
-            x = F.relu(conv(x))  # 'same' padding keeps T, so valid frames stay the first `lengths`
+            x = F.relu(conv(x)) * valid[:, None, :]  # 'same' padding keeps T, so valid frames stay the first `lengths`
         x = x.transpose(1, 2)
         mean = masked_mean(x, lengths)
         var = masked_mean((x - mean[:, None]) ** 2, lengths)

@@ -187,3 +187,52 @@ def test_unseen_test_labels_can_be_dropped_and_counted() -> None:
     tdef = get_task("sid")
     bound = tdef.bind(src, tdef, ProbeConfig(**FAST, drop_unseen_labels=True), ["l1"])
     assert bound.info["dropped_unseen_labels"] == {"test": 1} and "s0-u09" not in bound.splits.ids["test"]
+
+
+def test_per_layer_probes_reuse_the_frames_the_weighted_sum_decoded() -> None:
+    """Held frames are kept per layer: after a pass over all layers, one layer's pass decodes nothing and equals a fresh read."""
+    from layerlab.probe.tasks.frames import aligned_utterances
+
+    layers = ["l0", "l1", "l2", "emb"]
+    held, fresh = planted_source(), planted_source()
+    calls: list[list[str]] = []
+    inner = held.iter_frames
+    held.iter_frames = lambda names, ids=None: calls.append(list(names)) or inner(names, ids)  # type: ignore[method-assign]
+    ids = set(list(held.rows.index)[:10])
+    all_layers = list(aligned_utterances(held, "sid", layers, ids, hold_mb=64))
+    assert calls == [layers] and len(all_layers) == 10
+    for name in ("l1", "emb"):
+        again = list(aligned_utterances(held, "sid", [name], ids, shuffle_buffer=4, seed=1, hold_mb=64))
+        streamed = list(aligned_utterances(fresh, "sid", [name], ids, shuffle_buffer=4, seed=1))
+        assert [u for u, _ in again] == [u for u, _ in streamed]
+        assert all(np.array_equal(a[0], b[0]) for (_, a), (_, b) in zip(again, streamed))
+    assert calls == [layers]  # nothing decoded twice
+    list(aligned_utterances(held, "sid", ["l1"], set(held.rows.index), hold_mb=64))  # more utterances than held: read
+    assert len(calls) == 2
+
+
+def test_phone_probes_sum_frame_level_layers_only(source) -> None:
+    from layerlab.probe.api import weighted_layers
+
+    frame_level = [l.name for l in source.layers if not l.utterance_level]
+    assert 0 < len(frame_level) < len(source.layers)
+    assert weighted_layers(source, get_task("pr")) == frame_level
+    assert weighted_layers(source, get_task("pr-frame")) == frame_level
+    assert weighted_layers(source, get_task("sid")) == [l.name for l in source.layers]
+    assert weighted_layers(source, get_task("asv")) == [l.name for l in source.layers]
+
+
+def test_xvector_embeddings_do_not_depend_on_batch_padding() -> None:
+    """Padded frames are masked after every layer: a batch of mixed lengths gives each utterance's lone embedding."""
+    from layerlab.probe.heads import XVector
+
+    torch.manual_seed(0)
+    head = XVector(6, proj=8, tdnn=8, agg=12, embed=5).eval()
+    utts = [torch.randn(n, 6) for n in (7, 19, 12)]
+    padded = torch.zeros(3, 19, 6)
+    for i, u in enumerate(utts):
+        padded[i, : u.shape[0]] = u
+    with torch.no_grad():
+        batch = head(padded, torch.tensor([7, 19, 12]))
+        alone = torch.cat([head(u[None], torch.tensor([u.shape[0]])) for u in utts])
+    assert (batch - alone).abs().max().item() <= 1e-5

@@ -105,13 +105,16 @@ class BoundASVTask:
         return model.loss_head(model.embed([x.to(device) for x in frames], lengths.to(device)), spk.to(device))
 
     def embeddings(self, model: SpeakerProbe, ids: set[str]) -> dict[str, np.ndarray]:
-        """Full-length embeddings of ``ids`` (streamed frames, one utterance per forward)."""
+        """Full-length embeddings of ``ids``: utterances of similar length batched together (padding is masked)."""
         model.eval()
         device = next(model.parameters()).device
         out: dict[str, np.ndarray] = {}
+        utterances = sorted(aligned_utterances(self.source, self.task.name, self.layers, ids, hold_mb=self.cfg.frames_memory_mb),
+                            key=lambda item: item[1][0].shape[0])
         with torch.no_grad():
-            for batch_ids, frames, lengths in batched(aligned_utterances(self.source, self.task.name, self.layers, ids, hold_mb=self.cfg.frames_memory_mb), 1):
-                out[batch_ids[0]] = model.embed([x.to(device) for x in frames], lengths.to(device))[0].cpu().numpy()
+            for batch_ids, frames, lengths in batched(iter(utterances), self.cfg.batch_size):
+                emb = model.embed([x.to(device) for x in frames], lengths.to(device)).cpu().numpy()
+                out.update(zip(batch_ids, emb))
         return out
 
     def evaluate(self, model: SpeakerProbe, split: str) -> Evaluation:

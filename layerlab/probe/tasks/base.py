@@ -30,6 +30,7 @@ class TaskDef:
     bind: Callable[..., BoundTask]
     trains: bool = True  # False: scored directly (asv-cosine)
     description: str = ""
+    frame_targets: bool = False  # one target per frame (phones): the weighted sum takes the frame-level layers only
 
 
 class BoundTask(Protocol):

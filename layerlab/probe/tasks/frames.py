@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,46 +24,77 @@ def aligned_utterances(source: ProbeSource, task: str, layers: Sequence[str], id
                        shuffle_buffer: int = 0, seed: int = 0, hold_mb: float = 0) -> Iterator[tuple[str, list[np.ndarray]]]:
     """(id, per-layer frames on one common timeline) for ``ids``; shuffled through a bounded buffer when asked.
 
-    With ``hold_mb > 0`` the aligned frames of a complete pass are kept in this process when they fit in
-    ``hold_mb`` MiB, so later epochs read memory instead of decoding the frames tier again (probes run
-    tens of epochs over the same small splits); larger selections keep streaming.
+    With ``hold_mb > 0`` the frames a complete pass decoded are kept in this process, per layer and
+    utterance as stored (fp16, not yet aligned), while everything held fits in ``hold_mb`` MiB: later
+    epochs, and other probes of the same layers (the per-layer probes after the weighted sum), read
+    memory instead of decoding the frames tier again. Larger selections keep streaming.
     """
-    key = (tuple(layers), frozenset(ids))
-    held = _held(source).get(key)
-    stream: Iterator[tuple[str, list[np.ndarray]]] = iter(held) if held is not None else _read_aligned(source, task, layers, ids, key, hold_mb)
+    store = _store(source)
+    stream: Iterator[tuple[str, list[np.ndarray]]] = (store.serve(layers, ids) if store.holds(layers, ids)
+                                                     else _read(source, task, layers, ids, store, hold_mb))
+    rates = {l.name: l.frame_rate_hz for l in source.layers}
+    aligned = ((uid, align_frames(frames, [rates[n] for n in layers])) for uid, frames in stream)
     if shuffle_buffer > 1:
-        stream = shuffled(stream, shuffle_buffer, seed)
-    yield from stream
+        aligned = shuffled(aligned, shuffle_buffer, seed)
+    yield from aligned
 
 
-def _held(source: ProbeSource) -> dict[Any, list[tuple[str, list[np.ndarray]]]]:
-    """The per-process store of complete aligned passes, attached to the source (never pickled with it)."""
+class HeldFrames:
+    """Decoded frames kept in one process: layer -> utterance -> ``[T, D]`` as stored, plus the storage order."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, dict[str, np.ndarray]] = {}
+        self.position: dict[str, int] = {}
+        self.nbytes = 0
+
+    def holds(self, layers: Sequence[str], ids: set[str]) -> bool:
+        """True when every requested utterance of every requested layer is held."""
+        return all(n in self.frames and ids <= self.frames[n].keys() for n in layers)
+
+    def serve(self, layers: Sequence[str], ids: set[str]) -> Iterator[tuple[str, list[np.ndarray]]]:
+        """The held utterances of ``ids`` in storage order (as a read would give them)."""
+        for uid in sorted(ids & self.position.keys(), key=self.position.__getitem__):
+            yield uid, [self.frames[n][uid] for n in layers]
+
+    def add(self, layers: Sequence[str], pass_: list[tuple[str, list[np.ndarray]]], budget: float) -> bool:
+        """Keep a complete pass if everything held then fits in ``budget`` bytes; False when it does not."""
+        new = sum(x.nbytes for uid, fr in pass_ for n, x in zip(layers, fr) if uid not in self.frames.get(n, {}))
+        if self.nbytes + new > budget:
+            return False
+        for uid, fr in pass_:
+            self.position.setdefault(uid, len(self.position))
+            for n, x in zip(layers, fr):
+                self.frames.setdefault(n, {})[uid] = x
+        self.nbytes += new
+        return True
+
+
+def _store(source: ProbeSource) -> HeldFrames:
+    """The per-process store attached to the source (never pickled with it)."""
     store = getattr(source, "_held_frames", None)
     if store is None:
-        store = {}
+        store = HeldFrames()
         source._held_frames = store  # type: ignore[attr-defined]
     return store
 
 
-def _read_aligned(source: ProbeSource, task: str, layers: Sequence[str], ids: set[str], key: Any,
-                  hold_mb: float) -> Iterator[tuple[str, list[np.ndarray]]]:
-    """Decode, check and align frames; remember the whole pass when it completes within the budget."""
-    rates = {l.name: l.frame_rate_hz for l in source.layers}
+def _read(source: ProbeSource, task: str, layers: Sequence[str], ids: set[str], store: HeldFrames,
+          hold_mb: float) -> Iterator[tuple[str, list[np.ndarray]]]:
+    """Decode and check frames; hand the complete pass to the store when it fits the budget."""
     budget = hold_mb * 2**20
     kept: list[tuple[str, list[np.ndarray]]] | None = [] if budget > 0 else None
-    size = 0
+    size = store.nbytes
     for uid, frames in source.iter_frames(list(layers), ids):
         for name, x in zip(layers, frames):
             check_finite(source, task, uid, name, x)
-        item = (uid, align_frames(frames, [rates[n] for n in layers]))
         if kept is not None:
-            size += sum(x.nbytes for x in item[1])
+            size += sum(x.nbytes for x in frames)
             kept = kept if size <= budget else None
             if kept is not None:
-                kept.append(item)
-        yield item
+                kept.append((uid, frames))
+        yield uid, frames
     if kept is not None:
-        _held(source)[key] = kept
+        store.add(layers, kept, budget)
 
 
 def batched(items: Iterator[tuple[str, list[np.ndarray]]], batch_size: int) -> Iterator[tuple[list[str], list[torch.Tensor], torch.Tensor]]:

@@ -172,4 +172,4 @@ def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str
 
 
 TASK = TaskDef(name="pr", spec_names=("pr",), tier="frames", primary="per", higher_is_better={"per": False}, bind=_bind,
-               description="phone recognition: frame-level linear + CTC, greedy decoding, PER")
+               description="phone recognition: frame-level linear + CTC, greedy decoding, PER", frame_targets=True)

@@ -135,4 +135,4 @@ def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str
 
 
 TASK = TaskDef(name="pr-frame", spec_names=("pr",), tier="frames", primary="frame_accuracy", higher_is_better={"frame_accuracy": True},
-               bind=_bind, description="frame-wise phone classification from alignments (exact span -> frame mapping)")
+               bind=_bind, description="frame-wise phone classification from alignments (exact span -> frame mapping)", frame_targets=True)

@@ -52,6 +52,16 @@ class UtteranceProbe(nn.Module):
         return self.head.forward_frames(self.featurizer(frames), lengths)
 
 
+def constant_pooled_layers(layers: list[str], means: list[np.ndarray], rel_tol: float = 1e-4) -> list[str]:
+    """Layers whose per-utterance mean vectors do not vary across utterances (nothing for a pooled probe to learn)."""
+    out = []
+    for name, x in zip(layers, means):
+        spread = float(np.std(x, axis=0, dtype=np.float64).max()) if len(x) > 1 else 0.0
+        if len(x) > 1 and spread <= rel_tol * max(1.0, float(np.abs(x).max())):
+            out.append(name)
+    return out
+
+
 class BoundUtteranceTask:
     """An utterance-classification task bound to a source, splits and layers."""
 
@@ -88,6 +98,11 @@ class BoundUtteranceTask:
             self._load_pooled()
         self.info: dict[str, Any] = {"tier": self.tier, "label_keys": self.keys, "classes": {k: len(v) for k, v in self.classes.items()},
                                      "splits": self.splits.describe(), "dropped_unseen_labels": dropped}
+        constant = constant_pooled_layers(self.layers, self._means) if self._means is not None else []
+        if constant:
+            self.info["notes"] = [f"layer(s) {', '.join(constant)}: the mean-pooled features are the same for every utterance "
+                                  "(per-utterance mean normalisation, as in SUPERB's FBANK/MFCC baselines), so a pooled-tier "
+                                  "probe of them is at chance by construction"]
 
     def _load_pooled(self) -> None:
         pooled = self.source.pooled()
