@@ -65,13 +65,16 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
     status = (f"<p class='failed'>{len(failed)} stage(s) failed: " + "; ".join(html.esc(f"{s['id']}: {s['error']}") for s in failed) + "</p>") if failed else ""
     skipped = index.get("skipped", [])
     skipped_html = ("<ul>" + "".join(f"<li>{html.esc(s['task'])} on {html.esc(s['dataset'])}: {html.esc(s['reason'])}</li>" for s in skipped) + "</ul>") if skipped else "<p>None.</p>"
+    probe_notes = [(p["model"], p["task"], n) for p in index.get("probes", []) for n in p.get("notes", [])]
+    notes_html = ("<h3>Notes on these probes</h3><ul>" + "".join(
+        f"<li>{html.esc(models.get(m, {}).get('label', m))}, {html.esc(t.upper())}: {html.esc(n)}</li>" for m, t, n in probe_notes) + "</ul>") if probe_notes else ""
     quarantine = "".join(f"<tr><td class='name'>{html.esc(k)}</td><td>{v}</td></tr>" for k, v in index.get("quarantine", {}).items())
     versions = ", ".join(f"{html.esc(k)} {html.esc(v)}" for k, v in index.get("versions", {}).items())
     sections = [
         ("summary", "Summary", status + f"<p>{len(models)} models, {len(set(table['task'])) if not table.empty else 0} probe tasks, "
                                f"{len(maps)} CKA maps. Results folder: <code>{html.esc(index.get('out', ''))}</code></p>"),
         ("findings", "Findings", html.findings_html(findings)),
-        ("table", "Model × task (Table 1)", html.model_task_html(table, models, split)),
+        ("table", "Model × task (Table 1)", html.model_task_html(table, models, split) + notes_html),
         ("weights", "Learned layer weights (Figure 2)", figs("weights")),
         ("profiles", "Per-layer probe profiles", figs("profiles")),
         ("cka", "CKA (Figures 3–5)", figs("cka")),

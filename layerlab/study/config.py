@@ -183,6 +183,7 @@ class StudyConfig(_Strict):
     strict: bool = Field(False, description="a task a dataset has no labels for is an error instead of skipped")
     parallel: int = Field(2, ge=1, le=64, description="stages run at once (a thread pool of library calls)")
     parallel_extract: int = Field(1, ge=1, le=64, description="extraction stages at once (each runs its own actor pool)")
+    parallel_train: int = Field(1, ge=1, le=64, description="training stages at once (each a Ray Train run with its own workers)")
     datasets: dict[str, DatasetConfig] = Field(..., min_length=1)
     models: dict[str, ModelConfig] = Field(..., min_length=1)
     extract: dict[str, Any] = Field(default_factory=dict, description="ExtractConfig defaults for every model")

@@ -43,7 +43,8 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
         res = results.get(sid)
         if stage.kind == "probe" and res:
             probes.append({"dataset": stage.params["dataset"], "model": stage.params["model"], "task": stage.params["task"],
-                           "dir": res["dir"], "metrics": res["metrics"], "layer_weights": res["layer_weights"]})
+                           "dir": res["dir"], "metrics": res["metrics"], "layer_weights": res["layer_weights"],
+                           "notes": list(((res.get("summary") or {}).get("task_info") or {}).get("notes", []))})
         elif stage.kind == "cka" and res:
             cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")}})
         elif stage.kind == "corpus" and res:

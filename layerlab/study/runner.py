@@ -23,7 +23,6 @@ from layerlab.study.execute import StageContext, StageSkipped, run_stage
 from layerlab.study.plan import Stage, StudyPlan, build_plan
 
 RAY_KINDS = {"train", "extract", "probe"}
-TUNE_KINDS = {"train", "probe"}
 
 
 def marker_url(out: str, stage_id: str, what: str) -> str:
@@ -76,7 +75,8 @@ class StudyResult:
 class Runner:
     """Executes stages of a plan with a bounded thread pool; extraction has its own smaller bound."""
 
-    def __init__(self, out: str, say: Callable[[str], None] = print, parallel: int = 2, parallel_extract: int = 1) -> None:
+    def __init__(self, out: str, say: Callable[[str], None] = print, parallel: int = 2, parallel_extract: int = 1,
+                 parallel_train: int = 1) -> None:
         self.out = out
         self._say_lock = threading.Lock()
 
@@ -90,9 +90,11 @@ class Runner:
         self.extract_slots = threading.BoundedSemaphore(parallel_extract)
         # Ray Tune keeps a process-global trainable registry: two Tuner.fit calls from threads of one driver
         # corrupt each other (seen: "dictionary changed size during iteration", one probe loading the other's
-        # weights). Tune-based stages (probe sweeps, Ray Train) therefore run one at a time per driver; each
-        # still spreads its trials or workers over the whole cluster.
+        # weights). Probe sweeps on Tune therefore run one at a time per driver; each still spreads its trials
+        # over the whole cluster. Ray Train V2 runs do not use that registry: each has its own controller actor.
         self.tune_slot = threading.BoundedSemaphore(1)
+        self.train_slots = threading.BoundedSemaphore(parallel_train)
+        self.priority: dict[str, int] = {}
         self.records: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
@@ -103,6 +105,7 @@ class Runner:
     def run(self, plan: StudyPlan, only: set[str] | None = None) -> None:
         """Run (or reuse) the plan's stages (``only``: a subset), dependencies first; stop scheduling on failure."""
         todo = [s for s in plan.order() if (only is None or s.id in only) and s.id not in self.records]
+        self.priority = downstream_counts(plan)
         running: dict[Future[None], Stage] = {}
         ctx = StageContext(plan, self.results, self.say, self.records)
         while todo or running:
@@ -120,7 +123,8 @@ class Runner:
         """Start (or reuse, or mark not-run) every ready stage; the report goes last, also after a failure."""
         progressed = False
         failed = any(r["status"] == "failed" for r in self.records.values())
-        for stage in [s for s in todo if s.kind != "report"]:
+        ready_first = sorted((s for s in todo if s.kind != "report"), key=lambda s: -self.priority.get(s.id, 0))
+        for stage in ready_first:  # stable: plan order among equals
             states = [self.records.get(d, {}).get("status") for d in stage.deps]
             if failed or any(s not in (None, "done") for s in states):
                 todo.remove(stage)
@@ -142,11 +146,13 @@ class Runner:
         return progressed
 
     def _gate(self, stage: Stage) -> threading.BoundedSemaphore | None:
-        """The slot a stage of this kind must hold: one extraction pool / one Tune driver at a time."""
+        """The slot a stage of this kind must hold: extraction pools, Ray Train runs, one Tune driver at a time."""
         if stage.kind == "extract":
             return self.extract_slots
-        local = stage.kind == "probe" and stage.params.get("runner") == "local"  # trains in this driver, no Tune
-        return self.tune_slot if stage.kind in TUNE_KINDS and not local else None
+        if stage.kind == "train":
+            return self.train_slots
+        local = stage.params.get("runner") == "local"  # a local probe trains in this driver, no Tune
+        return self.tune_slot if stage.kind == "probe" and not local else None
 
     def _claim(self, stage: Stage) -> bool:
         """Take the stage's slot without waiting (a gated stage never sits in a pool thread blocking others)."""
@@ -212,6 +218,28 @@ class Runner:
                 self.results[stage.id] = result
 
 
+def downstream_counts(plan: StudyPlan) -> dict[str, int]:
+    """How many stages wait, directly or not, on each stage: ready stages start longest chain first.
+
+    Trainings gate an extraction and every probe and comparison of their model, so they start before
+    work that nothing waits on; on a small machine this is what keeps the critical path short.
+    """
+    children: dict[str, set[str]] = {}
+    for stage in plan.order():
+        for dep in stage.deps:
+            children.setdefault(dep, set()).add(stage.id)
+    memo: dict[str, set[str]] = {}
+
+    def below(sid: str) -> set[str]:
+        if sid not in memo:
+            memo[sid] = set()
+            for child in children.get(sid, ()):
+                memo[sid] |= {child} | below(child)
+        return memo[sid]
+
+    return {s.id: len(below(s.id)) for s in plan.order()}
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -240,7 +268,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     if first.problems:
         raise StudyConfigError("study cannot run:\n" + "\n".join(first.problems))
     storage.write_json(storage.join(out, "study.json"), {"config": config.model_dump(mode="json", by_alias=True), "config_text": config_text})
-    runner = Runner(out, say, config.parallel, config.parallel_extract)
+    runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train)
     started_ray = False
     try:
         runner.run(first, only={s.id for s in first.order() if s.kind == "corpus"})
