@@ -197,3 +197,18 @@ def test_hubert_iteration_two_clusters_a_layer_of_the_iteration_one_checkpoint(t
     with pytest.raises(ValueError, match="no frame-level layer 'nope'"):
         HubertRecipe(load_config("hubert", {**tiny_config("hubert", targets="layer", teacher=spec), "teacher_layer": "nope"}),
                      _info(train_corpus, tmp_path))
+
+
+def test_hubert_steps_do_not_depend_on_numpys_global_state(train_corpus: str, tmp_path: Path) -> None:
+    """fairseq masks spans with numpy's global generator: each step seeds it from the step's own seed (reruns, resumes)."""
+    from layerlab.train.recipes.hubert import HubertRecipe
+
+    losses = []
+    for noise in (1, 2):
+        recipe = HubertRecipe(load_config("hubert", tiny_config("hubert")), _info(train_corpus, tmp_path / str(noise)))
+        np.random.seed(noise)  # whatever else in the worker drew from numpy's global generator before
+        losses.append([recipe.train_step(0, step, np.random.default_rng([0, 0, step]))["loss"] for step in range(2)])
+    assert losses[0] == losses[1]
+    state = np.random.get_state()[1].copy()
+    recipe.train_step(0, 2, np.random.default_rng([0, 0, 2]))
+    assert np.array_equal(np.random.get_state()[1], state)  # the global generator is left as it was

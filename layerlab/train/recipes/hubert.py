@@ -9,6 +9,8 @@ predicted cluster on held-out speakers' utterances, with the chance rates (1/K, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,17 @@ from layerlab.train.recipes.base import Recipe, WorkerInfo, prepare, unwrap
 SAMPLE_RATE = 16000
 LABEL_RATE = 50.0
 EVAL_MAX_SECONDS = 4.0
+
+
+@contextmanager
+def numpy_global_seed(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for a block, then restore it: fairseq's span masking draws from it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def mfcc_frames(wav: np.ndarray) -> torch.Tensor:
@@ -147,7 +160,8 @@ class HubertRecipe(Recipe):
         y = torch.stack([self.labels(w) for w in wavs]).to(self.info.device)
         lr = self.set_lr(step)
         self.model.train()
-        out = self.model(x, target_list=[y], padding_mask=torch.zeros_like(x, dtype=torch.bool), mask=True)
+        with numpy_global_seed(int(rng.integers(2**32))):  # masks from the step's seed: reruns and resumes draw the same spans
+            out = self.model(x, target_list=[y], padding_mask=torch.zeros_like(x, dtype=torch.bool), mask=True)
         core = unwrap(self.model)
         logits = core.get_logits(out, True)[0]
         targets = core.get_targets(out, True)[0]
@@ -183,11 +197,9 @@ class HubertRecipe(Recipe):
             self.fit_kmeans()
         core = unwrap(self.model)
         core.eval()
-        np_state = np.random.get_state()
-        np.random.seed(self.config.seed)  # the same masks every epoch (fairseq's masking draws from numpy)
         correct = total = 0
         counts = torch.zeros(self.config.clusters, dtype=torch.long)
-        try:
+        with numpy_global_seed(self.config.seed):  # the same masks every epoch
             for wav in self.eval_wavs:
                 x = torch.as_tensor(wav, dtype=torch.float32, device=self.info.device)[None]
                 y = self.labels(wav)[None].to(self.info.device)
@@ -196,8 +208,6 @@ class HubertRecipe(Recipe):
                 correct += int((logits.argmax(1) == 0).sum())
                 total += int(logits.shape[0])
                 counts += torch.bincount(y[0].cpu(), minlength=self.config.clusters)
-        finally:
-            np.random.set_state(np_state)
         self.chance = {"chance_uniform": 1.0 / self.config.clusters, "chance_majority": float(counts.max()) / max(int(counts.sum()), 1)}
         return {"masked_acc": correct / max(total, 1), **self.chance}
 
