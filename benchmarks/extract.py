@@ -4,9 +4,11 @@ Prints, from one process, with every measurement interleaved over ``--reps`` rep
 shared machines are noisy):
   * pipeline throughput / bare-loop throughput for the pooled tier and for both tiers, end to end
     (incl. actor start and model load) and steady state (actor busy time per shard);
-  * the same for the frames tier with the write-behind thread off (``write_behind: false``), and a
-    profile of one shard with the frames tier: where the time goes (model, fp16 conversion and
-    per-utterance split, Parquet encoding, publish) on the model's thread, with and without write-behind;
+  * the same for the frames tier with the write-behind thread off (``write_behind: false``);
+  * an in-process A/B of the tiers (no Ray, one process, so the 20-40 % run-to-run spread of separate
+    worker processes on a shared machine cancels): each variant's wall per pass relative to the pooled
+    tier's, the model's share of that wall, and where the time goes (model, fp16 conversion and
+    per-utterance split, Parquet encoding, publish) with and without write-behind;
   * joint extraction (GE2E + FBANK + a tiny WavLM, one actor, decode once) throughput / the throughput
     of the three single-model extractions run one after the other (> 1: decoding once pays);
   * cache bytes per audio second per tier, and peak memory (driver and actor).
@@ -72,15 +74,15 @@ def bare_loop(spec: str, data: str, mode: str, batch_seconds: float, threads: in
     return time.perf_counter() - t0, time.process_time() - cpu0
 
 
-def profile_shards(spec: str, data: str, out: str, **opts: object) -> dict[str, float]:
-    """Seconds per step of extracting every shard with both tiers in this process (no Ray), from the worker's timers."""
+def profile_shards(spec: str, data: str, out: str, tier: str = "both", **opts: object) -> dict[str, float]:
+    """Seconds per step of extracting every shard in this process (no Ray), from the worker's timers."""
     from layerlab import storage
     from layerlab.data.manifest import read_manifest
     from layerlab.extract import ExtractConfig
     from layerlab.extract.shard_worker import ShardExtractor
     from layerlab.models import load
 
-    cfg = ExtractConfig(tier="both", mode="bucketed", progress=False, **opts)
+    cfg = ExtractConfig(tier=tier, mode="bucketed", progress=False, overwrite=True, **opts)
     worker = ShardExtractor(load(spec), cfg, "bucketed")
     totals: dict[str, float] = {}
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -90,6 +92,33 @@ def profile_shards(spec: str, data: str, out: str, **opts: object) -> dict[str, 
         for k, v in o.stats.items():
             totals[k] = totals.get(k, 0.0) + v
     return {"wall": time.perf_counter() - t0, "process CPU": time.process_time() - cpu0, **totals}
+
+
+PROFILE_VARIANTS = {  # label -> (tier, options); interleaved in one process, so cross-process noise cancels
+    "pooled tier": ("pooled", {}),
+    "both tiers, write-behind": ("both", {"write_behind": True}),
+    "both tiers, writes on the model thread (before)": ("both", {"write_behind": False}),
+    "both tiers, write-behind, lz4": ("both", {"write_behind": True, "compression": "lz4"}),
+}
+
+
+def profile_ab(spec: str, data: str, work: Path, reps: int) -> None:
+    """In-process A/B of the tiers: median wall per pass, its ratio to the pooled tier's, and the model's share of it."""
+    walls: dict[str, list[float]] = {k: [] for k in PROFILE_VARIANTS}
+    shares: dict[str, list[float]] = {k: [] for k in PROFILE_VARIANTS}
+    last: dict[str, dict[str, float]] = {}
+    for rep in range(reps):
+        for label, (tier, opts) in PROFILE_VARIANTS.items():
+            prof = profile_shards(spec, data, str(work / f"profile-{rep}-{len(label)}"), tier=tier, **opts)
+            walls[label].append(prof["wall"])
+            shares[label].append(prof["model"] / prof["wall"])
+            last[label] = prof
+    pooled = float(np.median(walls["pooled tier"]))
+    for label in PROFILE_VARIANTS:
+        wall = float(np.median(walls[label]))
+        print(f"  {label}: median wall {wall:.2f} s (reps {', '.join(f'{w:.2f}' for w in walls[label])}); pooled-tier wall / this "
+              f"{pooled / wall:.3f}; model share of wall {np.median(shares[label]):.3f}")
+        print("    last rep: " + ", ".join(f"{k} {v:.2f}" for k, v in last[label].items() if not k.startswith("t_")))
 
 
 def main() -> None:
@@ -124,11 +153,8 @@ def main() -> None:
           f"mode {args.mode}, batch {args.batch_seconds:g} s, device {'cuda' if torch.cuda.is_available() else 'cpu'}, "
           f"{args.reps} interleaved repetitions; the bare loop runs in a Ray task with the actor's CPUs and threads")
     if not args.skip_profile:
-        print("\nprofile of the frames tier, in this process, both tiers (seconds; the model's thread unless marked):")
-        for label, opts in (("zstd, on the model thread", dict(write_behind=False)), ("zstd, write-behind", dict(write_behind=True)),
-                            ("lz4, write-behind", dict(write_behind=True, compression="lz4")), ("none, write-behind", dict(write_behind=True, compression="none"))):
-            prof = profile_shards(spec, str(work / "data"), str(work / f"profile-{len(label)}"), **opts)
-            print(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()))
+        print(f"\nin-process steady state, no Ray ({args.reps} interleaved repetitions, the model's thread and the writer in one process):")
+        profile_ab(spec, str(work / "data"), work, args.reps)
     ray.init(address="local", include_dashboard=False, log_to_driver=False)  # its own embedded Ray, never a head left running
     from layerlab.extract.resources import plan_resources
 
@@ -138,7 +164,7 @@ def main() -> None:
                 "both, one shard at a time, writes on the model thread (before)": dict(tier="both", write_behind=False, tasks_per_actor=1)}
     if args.joint_only:
         variants = {}
-    ratios: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
+    ratios: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in variants}
     joint_ratio: list[float] = []
     last = {}
     tiny_spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm-tiny.pt', size='tiny')}"
@@ -150,10 +176,12 @@ def main() -> None:
             cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, **opts)
             s = extract(spec, str(work / "data"), str(work / f"cache-{len(name)}"), cfg)
             assert s.ok and s.complete, s.render()
-            ratios[name].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp, bare_cpu / s.actor_cpu_seconds))
+            ratios[name].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp, bare_cpu / s.actor_cpu_seconds,
+                                 s.model_seconds / s.shard_seconds))
             print(f"rep {rep} {name}: bare {bare_tp:.2f} audio-s/s ({bare_cpu:.1f} CPU-s); pipeline {s.wall_seconds:.2f} s end to end "
-                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy, {s.actor_cpu_seconds:.1f} actor CPU-s "
-                  f"-> ratios {ratios[name][-1][0]:.3f} / {ratios[name][-1][1]:.3f} / CPU {ratios[name][-1][2]:.3f}")
+                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy, {s.model_seconds:.2f} s in model calls, "
+                  f"{s.actor_cpu_seconds:.1f} actor CPU-s -> ratios {ratios[name][-1][0]:.3f} / {ratios[name][-1][1]:.3f} / CPU "
+                  f"{ratios[name][-1][2]:.3f}; model share of actor busy {ratios[name][-1][3]:.3f}")
             last[name] = s
         if not args.skip_joint:
             cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, tier="pooled")
@@ -171,9 +199,9 @@ def main() -> None:
     print()
     for name, rs in ratios.items():
         s = last[name]
-        e2e, busy, cpu = (np.median([r[k] for r in rs]) for k in range(3))
+        e2e, busy, cpu, share = (np.median([r[k] for r in rs]) for k in range(4))
         print(f"{name}: median ratio pipeline/bare: end-to-end {e2e:.3f}, steady-state (actor busy wall) {busy:.3f}, "
-              f"CPU (bare model CPU-s / actor CPU-s, all threads) {cpu:.3f}")
+              f"CPU (bare model CPU-s / actor CPU-s, all threads) {cpu:.3f}; same process: model share of actor busy {share:.3f}")
         for t, size in s.tier_bytes.items():
             print(f"  {t} tier: {size / 1e6:.2f} MB = {size / s.audio_seconds:,.0f} bytes per audio second")
         print(f"  actor peak RSS {s.actor_peak_rss_mb:.0f} MB")
