@@ -3,7 +3,8 @@
 s3prl: one weight per layer initialised to zero, ``softmax`` over layers, ``sum_l softmax(w)_l h_l``,
 optional parameter-free layer norm of every layer first (off by default, as in SUPERB). Layers of
 different widths get a learned linear projection each to a common width before the sum (s3prl
-refuses them). Layers of different frame rates are put on one timeline by :func:`align_frames`
+refuses them): the width of the head's own first linear layer (:func:`sum_width`), since a projection
+to anything wider followed by that layer is the same family of linear maps at several times the cost. Layers of different frame rates are put on one timeline by :func:`align_frames`
 (nearest earlier frame; utterance-level layers are repeated on every frame).
 
 Layer importance is reported two ways: the raw ``softmax(w)_l`` and a norm-corrected share
@@ -20,6 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def sum_width(dims: Sequence[int], head_width: int) -> int | None:
+    """The width mixed-width layers are projected to before the sum (None: equal widths, no projection)."""
+    return None if len(set(int(d) for d in dims)) <= 1 else int(head_width)
 
 
 class WeightedSum(nn.Module):

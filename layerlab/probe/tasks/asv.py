@@ -16,7 +16,7 @@ from torch import nn
 
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation
-from layerlab.probe.featurizer import WeightedSum
+from layerlab.probe.featurizer import WeightedSum, sum_width
 from layerlab.probe.heads import AMSoftmax, XVector
 from layerlab.probe.source import ProbeSource
 from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
@@ -35,7 +35,7 @@ class SpeakerProbe(nn.Module):
     def __init__(self, dims: list[int], num_speakers: int, cfg: ProbeConfig, normalize: bool = False) -> None:
         super().__init__()
         a = cfg.asv
-        self.featurizer = WeightedSum(dims, normalize=normalize)
+        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, a.proj))
         self.xvector = XVector(self.featurizer.out_dim, a.proj, a.tdnn, a.agg, a.embed)
         self.loss_head = AMSoftmax(a.embed, num_speakers, a.scale, a.margin)
 

@@ -17,7 +17,7 @@ from torch import nn
 from layerlab.metrics import edit_distance
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation, speaker_groups
-from layerlab.probe.featurizer import WeightedSum
+from layerlab.probe.featurizer import WeightedSum, sum_width
 from layerlab.probe.heads import FrameLinear
 from layerlab.probe.source import ProbeSource, input_error
 from layerlab.probe.tasks.base import (
@@ -37,7 +37,7 @@ class FrameProbe(nn.Module):
 
     def __init__(self, dims: list[int], num_outputs: int, hidden: int = 256, normalize: bool = False) -> None:
         super().__init__()
-        self.featurizer = WeightedSum(dims, normalize=normalize)
+        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, hidden))
         self.head = FrameLinear(self.featurizer.out_dim, num_outputs, hidden)
 
     def forward(self, frames: list[torch.Tensor]) -> torch.Tensor:

@@ -20,7 +20,7 @@ from torch import nn
 from layerlab.metrics import accuracy
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation, speaker_groups
-from layerlab.probe.featurizer import WeightedSum, rms_norms
+from layerlab.probe.featurizer import WeightedSum, sum_width, rms_norms
 from layerlab.probe.heads import MeanPoolLinear
 from layerlab.probe.source import ProbeSource, check_finite, input_error
 from layerlab.probe.tasks.base import (
@@ -40,7 +40,7 @@ class UtteranceProbe(nn.Module):
 
     def __init__(self, dims: list[int], num_outputs: int, hidden: int = 256, normalize: bool = False) -> None:
         super().__init__()
-        self.featurizer = WeightedSum(dims, normalize=normalize)
+        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, hidden))
         self.head = MeanPoolLinear(self.featurizer.out_dim, num_outputs, hidden)
 
     def forward_pooled(self, means: list[torch.Tensor]) -> torch.Tensor:
