@@ -4,8 +4,9 @@ s3prl: one weight per layer initialised to zero, ``softmax`` over layers, ``sum_
 optional parameter-free layer norm of every layer first (off by default, as in SUPERB). Layers of
 different widths get a learned linear projection each to a common width before the sum (s3prl
 refuses them): the width of the head's own first linear layer (:func:`sum_width`), since a projection
-to anything wider followed by that layer is the same family of linear maps at several times the cost. Layers of different frame rates are put on one timeline by :func:`align_frames`
-(nearest earlier frame; utterance-level layers are repeated on every frame).
+to anything wider followed by that layer is the same family of linear maps at several times the cost.
+Layers of different frame rates are put on one timeline by :func:`align_frames` (nearest earlier
+frame; utterance-level layers are repeated on every frame).
 
 Layer importance is reported two ways: the raw ``softmax(w)_l`` and a norm-corrected share
 ``softmax(w)_l * s_l / sum_k softmax(w)_k * s_k`` where ``s_l`` is the projection's Frobenius

@@ -6,11 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid frames of a padded ``[B, T, H]`` batch -> ``[B, H]``."""
-    mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).to(x.dtype)
-    return (x * mask[..., None]).sum(1) / lengths.clamp(min=1)[:, None].to(x.dtype)
+from layerlab.frames import masked_mean, valid_mask
 
 
 class MeanPoolLinear(nn.Module):
@@ -64,7 +60,7 @@ class XVector(nn.Module):
         Padded frames are zeroed after every layer, so a valid frame near the end sees the same zeros a lone,
         unpadded utterance gets from the convolutions' own padding: batching does not change embeddings.
         """
-        valid = (torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths.to(frames.device)[:, None]).to(frames.dtype)
+        valid = valid_mask(lengths.to(frames.device), frames.shape[1]).to(frames.dtype)
         x = (self.projector(frames) * valid[..., None]).transpose(1, 2)
         for conv in self.tdnn:
             x = F.relu(conv(x)) * valid[:, None, :]  # 'same' padding keeps T, so valid frames stay the first `lengths`

@@ -236,3 +236,21 @@ def test_xvector_embeddings_do_not_depend_on_batch_padding() -> None:
         batch = head(padded, torch.tensor([7, 19, 12]))
         alone = torch.cat([head(u[None], torch.tensor([u.shape[0]])) for u in utts])
     assert (batch - alone).abs().max().item() <= 1e-5
+
+
+def test_held_frames_count_each_layer_and_utterance_once_against_the_budget() -> None:
+    """A pass over layers partly held already charges only what it adds: a budget of exactly all layers keeps everything."""
+    from layerlab.probe.tasks.frames import aligned_utterances
+
+    layers = ["l0", "l1", "l2", "emb"]
+    held = planted_source()
+    ids = set(list(held.rows.index)[:10])
+    exact = sum(x.nbytes for u in ids for x in held.frames[u]) / 2**20  # every layer of every utterance, once
+    calls: list[list[str]] = []
+    inner = held.iter_frames
+    held.iter_frames = lambda names, ids=None: calls.append(list(names)) or inner(names, ids)  # type: ignore[method-assign]
+    list(aligned_utterances(held, "sid", ["l1"], ids, hold_mb=exact))
+    list(aligned_utterances(held, "sid", layers, ids, hold_mb=exact))
+    list(aligned_utterances(held, "sid", layers, ids, hold_mb=exact))
+    assert calls == [["l1"], layers]  # the third pass was served from memory
+    assert held._held_frames.nbytes == exact * 2**20  # type: ignore[attr-defined]

@@ -56,17 +56,17 @@ class HeldFrames:
         for uid in sorted(ids & self.position.keys(), key=self.position.__getitem__):
             yield uid, [self.frames[n][uid] for n in layers]
 
-    def add(self, layers: Sequence[str], pass_: list[tuple[str, list[np.ndarray]]], budget: float) -> bool:
-        """Keep a complete pass if everything held then fits in ``budget`` bytes; False when it does not."""
-        new = sum(x.nbytes for uid, fr in pass_ for n, x in zip(layers, fr) if uid not in self.frames.get(n, {}))
-        if self.nbytes + new > budget:
-            return False
+    def new_bytes(self, layers: Sequence[str], uid: str, frames: list[np.ndarray]) -> int:
+        """Bytes holding ``uid``'s frames of ``layers`` would add (layers already held for it count nothing)."""
+        return sum(x.nbytes for n, x in zip(layers, frames) if uid not in self.frames.get(n, {}))
+
+    def add(self, layers: Sequence[str], pass_: list[tuple[str, list[np.ndarray]]], nbytes: int) -> None:
+        """Keep a complete pass whose :meth:`new_bytes` sum to ``nbytes``."""
         for uid, fr in pass_:
             self.position.setdefault(uid, len(self.position))
             for n, x in zip(layers, fr):
                 self.frames.setdefault(n, {})[uid] = x
-        self.nbytes += new
-        return True
+        self.nbytes += nbytes
 
 
 def _store(source: ProbeSource) -> HeldFrames:
@@ -83,18 +83,18 @@ def _read(source: ProbeSource, task: str, layers: Sequence[str], ids: set[str], 
     """Decode and check frames; hand the complete pass to the store when it fits the budget."""
     budget = hold_mb * 2**20
     kept: list[tuple[str, list[np.ndarray]]] | None = [] if budget > 0 else None
-    size = store.nbytes
+    added = 0
     for uid, frames in source.iter_frames(list(layers), ids):
         for name, x in zip(layers, frames):
             check_finite(source, task, uid, name, x)
         if kept is not None:
-            size += sum(x.nbytes for x in frames)
-            kept = kept if size <= budget else None
+            added += store.new_bytes(layers, uid, frames)
+            kept = kept if store.nbytes + added <= budget else None
             if kept is not None:
                 kept.append((uid, frames))
         yield uid, frames
     if kept is not None:
-        store.add(layers, kept, budget)
+        store.add(layers, kept, added)
 
 
 def batched(items: Iterator[tuple[str, list[np.ndarray]]], batch_size: int) -> Iterator[tuple[list[str], list[torch.Tensor], torch.Tensor]]:
