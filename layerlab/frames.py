@@ -18,10 +18,10 @@ def masked_mean_std(hidden: Any, lengths: Any) -> tuple[Any, Any]:
 
     h = hidden.to(torch.float32)
     n = lengths.to(h.device).clamp(min=1)
-    mask = valid_mask(n, h.shape[1]).to(h.dtype).unsqueeze(-1)
+    valid = valid_mask(n, h.shape[1]).unsqueeze(-1)
     count = n.to(h.dtype)[:, None]
-    mean = (h * mask).sum(dim=1) / count
-    var = (((h - mean[:, None, :]) * mask) ** 2).sum(dim=1) / count
+    mean = h.masked_fill(~valid, 0.0).sum(dim=1) / count  # masked_fill, not * mask: NaN in padding must not leak in
+    var = ((h - mean[:, None, :]).masked_fill(~valid, 0.0) ** 2).sum(dim=1) / count
     return mean, var.sqrt()
 
 

@@ -336,14 +336,12 @@ class CacheReader:
         per_layer: dict[str, list[np.ndarray]] = {}
         for n in names:
             dim = self.layer(n).dim
-            col = batch.column(cf.frames_column(n))
-            sizes = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+            flat, sizes = _frames_values(batch.column(cf.frames_column(n)))
             counts = batch.column(cf.num_frames_column(n)).to_numpy(zero_copy_only=False).astype(np.int64)
             bad = np.flatnonzero(sizes != counts * dim)
             if bad.size:
                 i = int(bad[0])
                 raise IntegrityError(f"{url}: utterance {ids[i]} layer {n} has {sizes[i]} values, expected {counts[i]} frames x dim {dim}")
-            flat = col.flatten().to_numpy(zero_copy_only=False)
             per_layer[n] = [p.reshape(-1, dim) for p in np.split(flat, np.cumsum(sizes)[:-1])] if len(ids) else []
         for i, uid in enumerate(ids):
             yield FramesRow(id=uid, speaker=speakers[i], frames={n: per_layer[n][i] for n in names}, shard=shard)
@@ -532,3 +530,24 @@ def open_cache(url: str, *, verify: bool = True, allow_partial: bool = False, so
             "(same options) or pass --allow-partial to use the finished shards"
         )
     return reader
+
+
+def _frames_values(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """One frames column of a batch as (all fp16 values, values per row), for either encoding.
+
+    Format 2 stores each row as little-endian fp16 bytes (read zero-copy from the Arrow buffers);
+    format 1 stored a list<float16>.
+    """
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        lengths = pc.binary_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+        if np.any(lengths % 2):
+            raise IntegrityError("frames column holds a row whose byte length is odd (not fp16 values)")
+        offset_type = np.int64 if pa.types.is_large_binary(col.type) else np.int32
+        offsets = np.frombuffer(col.buffers()[1], offset_type)[col.offset: col.offset + len(col) + 1]
+        data = col.buffers()[2]
+        raw = np.frombuffer(data, np.uint8)[offsets[0]: offsets[-1]] if data is not None and len(col) else np.zeros(0, np.uint8)
+        return raw.view("<f2"), lengths // 2
+    sizes = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+    return col.flatten().to_numpy(zero_copy_only=False), sizes

@@ -75,15 +75,18 @@ class JointShardExtractor:
     def _step(self, items: list[Item], accs: dict[str, dict[str, Any]], joint: dict[Pair, Any], outcome: JointOutcome) -> list[dict[str, UtteranceFeatures]]:
         """Every model on one batch; states are updated only after every model succeeded."""
         outs: dict[str, LayerOutput] = {}
+        feats: dict[str, list[UtteranceFeatures]] = {}
         for name, worker in self.workers.items():
             t0 = time.perf_counter()
             try:
                 outs[name] = worker.infer(items)
+                feats[name] = worker.features(outs[name])  # the non-finite check, before any state is updated
             except Exception as exc:  # noqa: BLE001 - re-raised naming the model
                 raise MemberError(f"{name}: {type(exc).__name__}: {exc}") from exc
             finally:
                 outcome.members[name].model_seconds += time.perf_counter() - t0
-        feats = {name: self.workers[name].consume(outs[name], accs[name]) for name in self.workers}
+        for name, worker in self.workers.items():
+            worker.update(outs[name], accs[name])
         t0 = time.perf_counter()
         for (a, b), acc in joint.items():
             update_joint(acc, self.members[a], outs[a], self.members[b], outs[b], float16=self.float16)

@@ -24,7 +24,6 @@ from layerlab.accumulator import state_to_bytes
 from layerlab.cache import format as cf
 from layerlab.cache.writer import TierWriter, UtteranceFeatures
 from layerlab.batching import plan_batches
-from layerlab.frames import valid_mask
 from layerlab.extract.config import CKASideOutput, ExtractConfig
 from layerlab.extract.features import split_features
 from layerlab.extract.prefetch import prefetch
@@ -172,27 +171,32 @@ class ShardExtractor:
 
     # ---------------------------------------------------------------- model
     def infer(self, items: list[Item]) -> LayerOutput:
-        """One model call on a padded batch; raises on non-finite activations (nothing is updated yet)."""
+        """One model call on a padded batch (nothing is checked or updated yet)."""
         wavs, lengths = pad_batch([it.wav for it in items])
         if self.model.device.type == "cuda":
             wavs = wavs.pin_memory()
         out: LayerOutput = self.model(wavs, lengths)
-        for name, h, n in zip(out.names, out.hidden, out.lengths):
-            valid = valid_mask(n.to(h.device), h.shape[1])
-            if not torch.isfinite(h[valid]).all():
-                raise FloatingPointError(f"non-finite activations in layer {name}")
         return out
 
-    def consume(self, out: LayerOutput, accs: dict[str, Any]) -> list[UtteranceFeatures]:
-        """Update the CKA states with a successful batch and return its per-utterance features."""
+    def features(self, out: LayerOutput) -> list[UtteranceFeatures]:
+        """Per-utterance features of a batch; raises FloatingPointError on non-finite activations (no state touched)."""
+        t0 = time.perf_counter()
+        feats = split_features(out, self.keep_frames)
+        self.timers["features_seconds"] = self.timers.get("features_seconds", 0.0) + time.perf_counter() - t0
+        return feats
+
+    def update(self, out: LayerOutput, accs: dict[str, Any]) -> None:
+        """Add a checked batch to the shard's CKA states."""
         t0 = time.perf_counter()
         for cname, acc in accs.items():
             idx = self.cka_idx[cname]
             acc.update(side_output_values([out.hidden[i] for i in idx], self.config), [out.lengths[i] for i in idx])
-        t1 = time.perf_counter()
-        feats = split_features(out, self.keep_frames)
-        self.timers["cka_seconds"] = self.timers.get("cka_seconds", 0.0) + t1 - t0
-        self.timers["features_seconds"] = self.timers.get("features_seconds", 0.0) + time.perf_counter() - t1
+        self.timers["cka_seconds"] = self.timers.get("cka_seconds", 0.0) + time.perf_counter() - t0
+
+    def consume(self, out: LayerOutput, accs: dict[str, Any]) -> list[UtteranceFeatures]:
+        """Check a batch and take its features, then update the CKA states (only a batch that passed the check counts)."""
+        feats = self.features(out)
+        self.update(out, accs)
         return feats
 
     def _forward(self, items: list[Item], accs: dict[str, Any]) -> list[UtteranceFeatures]:

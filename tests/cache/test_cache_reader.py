@@ -116,6 +116,41 @@ def test_caches_written_before_geometry_and_tasks_still_read(fbank_cache, tmp_pa
     assert len(cache.read_pooled().ids) == cache.manifest.kept
 
 
+def test_frames_tier_is_raw_fp16_bytes_and_format_1_lists_still_read(fbank_cache, tmp_path: Path) -> None:
+    """Format 2 stores each utterance-layer as little-endian fp16 bytes; a cache written as list<float16> reads the same values."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from helpers.cache_builder import copy_cache
+    from layerlab.artifacts import entry_for_bytes
+    from layerlab.cache import format as cf
+
+    new = open_cache(fbank_cache)
+    (layer,) = new.layer_names()
+    want = {r.id: r.frames[layer] for r in new.iter_frames()}
+    old = copy_cache(fbank_cache, tmp_path / "old")
+    manifest_path = Path(old) / cf.MANIFEST_NAME
+    doc = json.loads(manifest_path.read_text())
+    for record in doc["shards"].values():
+        entry = record["files"]["frames"]
+        table = pq.read_table(Path(old) / entry["name"])
+        col = table.column(cf.frames_column(layer)).combine_chunks()
+        assert pa.types.is_binary(col.type)
+        assert table.schema.field(cf.frames_column(layer)).metadata[b"dtype"] == b"float16"
+        values = [np.frombuffer(v.as_py(), "<f2") for v in col]  # what any Parquet reader sees: the bytes of [num_frames, dim]
+        as_lists = pa.array([v.tolist() for v in values], pa.list_(pa.float16()))
+        table = table.set_column(table.schema.get_field_index(cf.frames_column(layer)), cf.frames_column(layer), as_lists)
+        pq.write_table(table, Path(old) / entry["name"], row_group_size=3)  # several row groups: batches cross them
+        data = (Path(old) / entry["name"]).read_bytes()
+        record["files"]["frames"] = entry_for_bytes(entry["name"], data, rows=entry["rows"]).model_dump(mode="json")
+    manifest_path.write_text(json.dumps(doc))
+    got = {r.id: r.frames[layer] for r in open_cache(old).iter_frames(batch_rows=2)}
+    assert got.keys() == want.keys()
+    for uid, frames in want.items():
+        assert frames.dtype == np.float16 and frames.ndim == 2
+        np.testing.assert_array_equal(got[uid], frames)
+
+
 def test_tasks_are_copied_into_the_cache(fbank_cache) -> None:
     tasks = open_cache(fbank_cache).metadata.tasks
     assert tasks["sid"].label_keys == ["sid"] and tasks["sid"].split_key == "sid" and tasks["asr"].kind == "transcription"

@@ -84,6 +84,7 @@ def test_bad_invocations_end_in_one_line(argv, needle, fbank_cache, aligned_corp
     afile = tmp_path / "afile"
     afile.write_text("x")
     args = [a.format(data=aligned_corpus[0], cache=fbank_cache, file=afile, out=out, ckpt=bad_checkpoints) for a in argv]
+    ray_was_up = ray.is_initialized()  # a session fixture of an earlier test may hold one; the invocation must not start one
     result = CliRunner().invoke(app, args)
     if needle is None:
         assert result.exit_code == 0, result.output
@@ -93,7 +94,7 @@ def test_bad_invocations_end_in_one_line(argv, needle, fbank_cache, aligned_corp
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
     assert "Traceback" not in result.output
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*")), "a failed invocation wrote output"
-    assert not ray.is_initialized()
+    assert ray.is_initialized() == ray_was_up, "a failed invocation started Ray"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -210,3 +212,91 @@ def test_the_run_summary_names_the_side_output_file_instead_of_printing_a_matrix
                              shards_skipped=0, complete=True, cka_results={"all": [[1.0, 0.25], [0.25, 1.0]]})
     text = summary.render()
     assert "cka side-output 'all': merged matrix in cka/all/merged.npz" in text and "[[" not in text and "0.25" not in text
+
+
+# ------------------------------------------------------------------ non-finite activations
+def test_non_finite_values_count_only_in_valid_frames():
+    from layerlab.extract.features import split_features
+    from layerlab.models.base import LayerOutput
+
+    h = torch.randn(2, 5, 3)
+    h[1, 4, 0] = float("nan")  # padding of the second utterance (3 valid frames)
+    feats = split_features(LayerOutput([h], [torch.tensor([5, 3])], ["enc"]), keep_frames=True)
+    assert all(np.isfinite(f.means[0]).all() and np.isfinite(f.frames[0]).all() for f in feats)
+    bad = h.clone()
+    bad[1, 2, 1] = float("inf")
+    with pytest.raises(FloatingPointError, match="non-finite activations in layer enc"):
+        split_features(LayerOutput([bad], [torch.tensor([5, 3])], ["enc"]), keep_frames=False)
+    huge = torch.full((1, 4, 2), 3e38)  # finite frames whose float32 mean overflows: the exact check lets them through
+    (kept,) = split_features(LayerOutput([huge], [torch.tensor([4])], ["enc"]), keep_frames=False)
+    assert np.isinf(kept.means[0]).all()
+
+
+class _PoisonOne:
+    """The wrapped model, except that the utterance with ``num_samples`` samples gets a NaN in a valid frame of ``layer``."""
+
+    def __init__(self, model, num_samples: int, layer: str) -> None:
+        self.model, self.num_samples, self.layer = model, num_samples, layer
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, wavs, lengths):
+        out = self.model(wavs, lengths)
+        i = out.names.index(self.layer)
+        out.hidden[i] = out.hidden[i].clone()
+        for b, n in enumerate(lengths.tolist()):
+            if n == self.num_samples:
+                out.hidden[i][b, 1, 0] = float("nan")
+        return out
+
+
+def _poisoned_target(model, corpus):
+    """(id, samples, frames) of an utterance with a unique length, and a model that poisons it in its last layer."""
+    from collections import Counter
+
+    from layerlab.data.shards import iter_utterances
+
+    utts = {u.id: u.wav for u in iter_utterances(corpus[0]) if u.id in set(corpus[1])}
+    counts = Counter(w.shape[0] for w in utts.values())
+    target = next(uid for uid in sorted(utts) if counts[utts[uid].shape[0]] == 1 and utts[uid].shape[0] > 16000)
+    frames = int(model(*pad_batch([utts[target]])).lengths[0][0])
+    return target, utts[target].shape[0], frames, _PoisonOne(model, utts[target].shape[0], model.layer_names[-1])
+
+
+def test_a_non_finite_utterance_is_quarantined_and_never_enters_the_cka_state(model, corpus, tmp_path):
+    from layerlab.extract.config import CKASideOutput
+
+    target, _, frames, poisoned = _poisoned_target(model, corpus)
+    config = ExtractConfig(tier="pooled", mode="bucketed", batch_seconds=6.0, cka=[CKASideOutput(name="all")])
+    rows, quarantined, retried = {}, [], 0
+    for label, m in (("clean", model), ("poisoned", poisoned)):
+        worker = ShardExtractor(m, config, "bucketed")
+        rows[label] = 0
+        for s in read_manifest(corpus[0]).shards:
+            o = worker.run(storage.join(corpus[0], s.name), s.name, s.sha256, str(tmp_path / label), {})
+            rows[label] += o.record.cka["all"].rows
+            if label == "poisoned":
+                quarantined += [(q.id, q.reason) for q in o.record.quarantined if q.stage == "model" and q.id == target]
+                retried += o.retried_alone
+    assert quarantined == [(target, f"FloatingPointError: non-finite activations in layer {model.layer_names[-1]}")]
+    assert retried > 1  # it failed inside a batch first: its batch-mates were rerun alone and kept
+    assert rows["poisoned"] == rows["clean"] - frames  # the failed batch reached no state; only the target is missing
+
+
+def test_joint_members_update_no_state_for_a_batch_another_member_rejects(model, corpus, tmp_path):
+    from layerlab.extract.config import CKASideOutput
+    from layerlab.extract.joint_worker import JointShardExtractor
+
+    target, _, frames, poisoned = _poisoned_target(model, corpus)
+    config = ExtractConfig(tier="pooled", mode="bucketed", batch_seconds=6.0, cka=[CKASideOutput(name="all")])
+    rows = {}
+    for label, members in (("clean", {"a": model, "b": model}), ("poisoned", {"a": model, "b": poisoned})):
+        worker = JointShardExtractor(members, config, "bucketed")
+        rows[label] = Counter()
+        for s in read_manifest(corpus[0]).shards:
+            o = worker.run(storage.join(corpus[0], s.name), s.name, s.sha256, str(tmp_path / label), {})
+            for name, out in o.members.items():
+                rows[label].update({f"{name}/{k}": e.rows for k, e in out.record.cka.items()})
+    assert set(rows["clean"]) == {"a/all", "b/all", "a/joint-b"}
+    assert {k: rows["clean"][k] - v for k, v in rows["poisoned"].items()} == {k: frames for k in rows["clean"]}
