@@ -1,15 +1,18 @@
-"""Extraction throughput: the Ray pipeline vs a bare ``for batch: model(batch)`` loop, same data and model.
+"""Extraction throughput: the Ray pipeline vs a bare ``for batch: model(batch)`` loop, same data, model and process.
 
-Prints, from one process, with every measurement interleaved over ``--reps`` repetitions (medians;
-shared machines are noisy):
-  * pipeline throughput / bare-loop throughput for the pooled tier and for both tiers, end to end
-    (incl. actor start and model load) and steady state (actor busy time per shard);
-  * the same for the frames tier with the write-behind thread off (``write_behind: false``);
-  * an in-process A/B of the tiers (no Ray, one process, so the 20-40 % run-to-run spread of separate
-    worker processes on a shared machine cancels): each variant's wall per pass relative to the pooled
-    tier's, the model's share of that wall, and where the time goes (model, fp16 conversion and
-    per-utterance split, Parquet encoding, publish) with and without write-behind;
-  * joint extraction (GE2E + FBANK + a tiny WavLM, one actor, decode once) throughput / the throughput
+Prints, with every measurement interleaved over ``--reps`` repetitions (medians; shared machines are noisy):
+  * pipeline ÷ bare loop for the pooled tier, for both tiers, and for the previous design (one shard
+    per actor at a time, tier files written on the model's thread). The bare loop runs **inside the
+    pipeline's own actor process**, on each shard right before (or, every other shard, right after)
+    the pipeline extracts it: the baseline shares the process, its threads and the minute with what
+    it is compared to, so the 20-40 % speed spread between worker processes and over time on a
+    shared VM cancels. Steady state is the sum over shards of bare seconds ÷ the actor's busy time;
+    end to end adds actor start, model load, the pilot and manifest writes;
+  * an in-process A/B without Ray, shard by shard in rotating order: the bare loop and each variant of
+    the shard worker (pooled, both tiers with write-behind, both with writes on the model's thread,
+    both with lz4), each variant's bare ÷ variant ratio, the model's share of its wall and where the
+    time goes (model, features = checks + pooling + fp16 cast, Parquet encoding, publish);
+  * joint extraction (GE2E + FBANK + a tiny WavLM, one actor, decode once) throughput ÷ the throughput
     of the three single-model extractions run one after the other (> 1: decoding once pays);
   * cache bytes per audio second per tier, and peak memory (driver and actor).
 
@@ -24,15 +27,19 @@ from __future__ import annotations
 import argparse
 import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from layerlab.extract.pool import ExtractActor
 
-def build_corpus(root: str, minutes: float, seed: int = 0, shard_mb: float = 4.0) -> None:
-    """Speech-like synthetic utterances of 1-8 s, in shards of about ``shard_mb`` MB (4 MB: ~2 min of audio)."""
+
+def build_corpus(root: str, minutes: float, seed: int = 0, shard_mb: float = 1.0) -> None:
+    """Speech-like synthetic utterances of 1-8 s, in shards of about ``shard_mb`` MB (1 MB: ~30 s of audio)."""
     from layerlab.data.records import AudioRecord
     from layerlab.data.shards import ShardWriter
 
@@ -50,28 +57,51 @@ def build_corpus(root: str, minutes: float, seed: int = 0, shard_mb: float = 4.0
             i += 1
 
 
-def bare_loop(spec: str, data: str, mode: str, batch_seconds: float, threads: int) -> tuple[float, float]:
-    """Seconds of ``model(batch)`` over pre-decoded utterances with the pipeline's batch plan (per shard, as the actors batch).
-
-    Runs inside a Ray task with the actor's CPUs and torch threads, so baseline and pipeline share
-    process conditions; model load and decoding are outside the timed loop.
-    """
-    from layerlab import storage
+def shard_batches(url: str, mode: str, max_batch_size: int, max_samples: int) -> list[list[np.ndarray]]:
+    """A shard's decoded utterances in the pipeline's batch plan (one bucketing window per shard: shards here are < 600 s)."""
     from layerlab.batching import plan_batches
-    from layerlab.data.manifest import read_manifest
     from layerlab.data.shards import iter_shard_batches, rows_to_utterances
-    from layerlab.models import load
+
+    wavs = [u.wav for b in iter_shard_batches(url) for u in rows_to_utterances(b)]
+    return [[wavs[i] for i in b] for b in plan_batches([w.shape[0] for w in wavs], mode, max_batch_size, max_samples)]
+
+
+def time_bare(model: Any, batches: list[list[np.ndarray]]) -> tuple[float, float]:
+    """(wall, process CPU) seconds of ``model(batch)`` over pre-decoded batches: the baseline."""
     from layerlab.models.batching import pad_batch
 
-    torch.set_num_threads(threads)
-    model = load(spec)
-    shards = [[u.wav for b in iter_shard_batches(storage.join(data, sh.name)) for u in rows_to_utterances(b)] for sh in read_manifest(data).shards]
-    batches = [[wavs[i] for i in b] for wavs in shards for b in plan_batches([w.shape[0] for w in wavs], mode, 64, int(batch_seconds * 16000))]
-    model(*pad_batch(batches[0][:1]))  # warm-up, as the actors warm up in __init__
     t0, cpu0 = time.perf_counter(), time.process_time()
     for b in batches:
         model(*pad_batch(b))
     return time.perf_counter() - t0, time.process_time() - cpu0
+
+
+class PairedExtractActor(ExtractActor):
+    """The pipeline's model actor; around each shard it also times a bare loop over that shard in this process.
+
+    One (bare, pipeline) pair runs at a time (a lock), alternating which goes first, so neither always
+    sees a warmer cache. The price: the next shard is not decoded ahead during a pair, which the
+    pipeline pays at each shard start (decoding a shard takes ~0.5 % of its model time here).
+    """
+
+    def __init__(self, *args: Any) -> None:  # noqa: D107
+        super().__init__(*args)
+        self.pair_lock = threading.Lock()
+        self.pairs = 0
+
+    def run_shard(self, task: Any, out_url: str, shifts: dict[str, Any]) -> Any:  # noqa: D102
+        with self.pair_lock:
+            w = self.worker
+            batches = shard_batches(task.url, self.mode, w.config.max_batch_size, w.max_samples)
+            bare_first = self.pairs % 2 == 0
+            self.pairs += 1
+            if bare_first:
+                bare, bare_cpu = time_bare(self.model, batches)
+            outcome = super().run_shard(task, out_url, shifts)
+            if not bare_first:
+                bare, bare_cpu = time_bare(self.model, batches)
+        outcome.stats.update(bare_seconds=bare, bare_cpu_seconds=bare_cpu, pipeline_cpu_seconds=outcome.stats["cpu_end"] - outcome.stats["cpu_start"])
+        return outcome
 
 
 def profile_shards(spec: str, data: str, out: str, tier: str = "both", **opts: object) -> dict[str, float]:
@@ -94,7 +124,7 @@ def profile_shards(spec: str, data: str, out: str, tier: str = "both", **opts: o
     return {"wall": time.perf_counter() - t0, "process CPU": time.process_time() - cpu0, **totals}
 
 
-PROFILE_VARIANTS = {  # label -> (tier, options); interleaved in one process, so cross-process noise cancels
+PROFILE_VARIANTS = {  # label -> (tier, options); interleaved shard by shard in one process with the bare loop
     "pooled tier": ("pooled", {}),
     "both tiers, write-behind": ("both", {"write_behind": True}),
     "both tiers, writes on the model thread (before)": ("both", {"write_behind": False}),
@@ -102,40 +132,65 @@ PROFILE_VARIANTS = {  # label -> (tier, options); interleaved in one process, so
 }
 
 
-def profile_ab(spec: str, data: str, work: Path, reps: int) -> None:
-    """In-process A/B of the tiers: median wall per pass, its ratio to the pooled tier's, and the model's share of it."""
-    walls: dict[str, list[float]] = {k: [] for k in PROFILE_VARIANTS}
-    shares: dict[str, list[float]] = {k: [] for k in PROFILE_VARIANTS}
-    last: dict[str, dict[str, float]] = {}
+def profile_ab(spec: str, data: str, work: Path, reps: int, batch_seconds: float) -> None:
+    """In-process A/B, shard by shard in rotating order: the bare loop and each shard-worker variant; bare ÷ variant per variant."""
+    from layerlab import storage
+    from layerlab.data.manifest import read_manifest
+    from layerlab.extract import ExtractConfig
+    from layerlab.extract.shard_worker import ShardExtractor
+    from layerlab.models import load
+
+    model = load(spec)
+    model(torch.zeros(1, model.sample_rate), torch.tensor([model.sample_rate]))  # warm-up, as the actors do
+    workers = {label: ShardExtractor(model, ExtractConfig(tier=tier, mode="bucketed", batch_seconds=batch_seconds, progress=False, **opts), "bucketed")
+               for label, (tier, opts) in PROFILE_VARIANTS.items()}
+    labels = ["bare loop", *workers]
+    wall = {k: 0.0 for k in labels}
+    steps: dict[str, dict[str, float]] = {k: {} for k in workers}
+    per_rep: dict[str, list[float]] = {k: [] for k in labels}
+    shards = read_manifest(data).shards
     for rep in range(reps):
-        for label, (tier, opts) in PROFILE_VARIANTS.items():
-            prof = profile_shards(spec, data, str(work / f"profile-{rep}-{len(label)}"), tier=tier, **opts)
-            walls[label].append(prof["wall"])
-            shares[label].append(prof["model"] / prof["wall"])
-            last[label] = prof
-    pooled = float(np.median(walls["pooled tier"]))
-    for label in PROFILE_VARIANTS:
-        wall = float(np.median(walls[label]))
-        print(f"  {label}: median wall {wall:.2f} s (reps {', '.join(f'{w:.2f}' for w in walls[label])}); pooled-tier wall / this "
-              f"{pooled / wall:.3f}; model share of wall {np.median(shares[label]):.3f}")
-        print("    last rep: " + ", ".join(f"{k} {v:.2f}" for k, v in last[label].items() if not k.startswith("t_")))
+        rep_wall = {k: 0.0 for k in labels}
+        for j, sh in enumerate(shards):
+            url = storage.join(data, sh.name)
+            batches = shard_batches(url, "bucketed", 64, int(batch_seconds * model.sample_rate))
+            k0 = (rep + j) % len(labels)
+            for label in labels[k0:] + labels[:k0]:  # rotate the order: no variant always follows another
+                if label == "bare loop":
+                    rep_wall[label] += time_bare(model, batches)[0]
+                    continue
+                t0 = time.perf_counter()
+                o = workers[label].run(url, sh.name, sh.sha256, str(work / f"profile-{len(label)}"), {})
+                rep_wall[label] += time.perf_counter() - t0
+                for key, v in {"model": o.model_seconds, **o.stats}.items():
+                    if not key.startswith(("t_", "cpu_", "pid")):
+                        steps[label][key] = steps[label].get(key, 0.0) + v
+        for k in labels:
+            wall[k] += rep_wall[k]
+            per_rep[k].append(rep_wall[k])
+    for label in workers:
+        ratios = [b / v for b, v in zip(per_rep["bare loop"], per_rep[label])]
+        print(f"  {label}: bare loop ÷ this {wall['bare loop'] / wall[label]:.3f} (per repetition {', '.join(f'{r:.3f}' for r in ratios)}); "
+              f"model share of wall {steps[label]['model'] / wall[label]:.3f}")
+        print("    seconds over all repetitions: " + ", ".join(f"{k.removesuffix('_seconds')} {v:.2f}" for k, v in steps[label].items()))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--size", choices=["tiny", "base"], default="base")
     ap.add_argument("--mode", default="bucketed")
     ap.add_argument("--batch-seconds", type=float, default=40.0)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--shard-mb", type=float, default=4.0, help="audio shard size (smaller: more shard boundaries per minute)")
+    ap.add_argument("--shard-mb", type=float, default=1.0, help="audio shard size (1 MB: ~30 s of audio; more shards: finer pairs)")
     ap.add_argument("--skip-joint", action="store_true", help="leave out the joint-extraction comparison")
     ap.add_argument("--joint-only", action="store_true", help="only the joint-extraction comparison")
-    ap.add_argument("--skip-profile", action="store_true", help="leave out the in-process profile of the frames tier")
+    ap.add_argument("--skip-profile", action="store_true", help="leave out the in-process A/B")
     args = ap.parse_args()
 
     import ray
 
+    from layerlab.data.manifest import read_manifest
     from layerlab.extract import ExtractConfig
     from layerlab.extract.joint import extract_joint
     from layerlab.extract.pipeline import extract
@@ -144,44 +199,39 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="layerlab-bench-"))
     build_corpus(str(work / "data"), args.minutes, shard_mb=args.shard_mb)
     spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm.pt', size=args.size)}"
-    from layerlab.data.manifest import read_manifest
-
     manifest = read_manifest(str(work / "data"))
     audio_s = manifest.audio_seconds
     cpu0 = time.process_time()
     print(f"model: WavLM {args.size} (s3prl format, random weights), audio: {audio_s / 60:.2f} min in {len(manifest.shards)} shards, "
           f"mode {args.mode}, batch {args.batch_seconds:g} s, device {'cuda' if torch.cuda.is_available() else 'cpu'}, "
-          f"{args.reps} interleaved repetitions; the bare loop runs in a Ray task with the actor's CPUs and threads")
-    if not args.skip_profile:
-        print(f"\nin-process steady state, no Ray ({args.reps} interleaved repetitions, the model's thread and the writer in one process):")
-        profile_ab(spec, str(work / "data"), work, args.reps)
+          f"{args.reps} interleaved repetitions; the bare loop runs in the pipeline's actor process, paired with each shard")
+    if not args.skip_profile and not args.joint_only:
+        print(f"\nin-process A/B, no Ray ({args.reps} repetitions, shard by shard in rotating order, the model's thread and the writer in one process):")
+        profile_ab(spec, str(work / "data"), work, args.reps, args.batch_seconds)
     ray.init(address="local", include_dashboard=False, log_to_driver=False)  # its own embedded Ray, never a head left running
-    from layerlab.extract.resources import plan_resources
-
-    res = plan_resources(ray.cluster_resources(), ExtractConfig(), {})
-    bare = ray.remote(num_cpus=res.num_cpus, num_gpus=res.num_gpus)(bare_loop)
     variants = {"pooled": dict(tier="pooled"), "both": dict(tier="both"),
                 "both, one shard at a time, writes on the model thread (before)": dict(tier="both", write_behind=False, tasks_per_actor=1)}
     if args.joint_only:
         variants = {}
     ratios: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in variants}
     joint_ratio: list[float] = []
-    last = {}
+    last: dict[str, Any] = {}
     tiny_spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm-tiny.pt', size='tiny')}"
     group = ["ge2e", "fbank", f"wavlm={tiny_spec}"]  # light models: decoding once is what joint extraction saves
     for rep in range(args.reps):
         for name, opts in variants.items():
-            bare_wall, bare_cpu = ray.get(bare.remote(spec, str(work / "data"), args.mode, args.batch_seconds, res.torch_threads))
-            bare_tp = audio_s / bare_wall
             cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, **opts)
-            s = extract(spec, str(work / "data"), str(work / f"cache-{len(name)}"), cfg)
+            s = extract(spec, str(work / "data"), str(work / f"cache-{len(name)}"), cfg, actor_body=PairedExtractActor)
             assert s.ok and s.complete, s.render()
-            ratios[name].append((s.audio_seconds / s.wall_seconds / bare_tp, s.audio_seconds / s.shard_seconds / bare_tp, bare_cpu / s.actor_cpu_seconds,
-                                 s.model_seconds / s.shard_seconds))
-            print(f"rep {rep} {name}: bare {bare_tp:.2f} audio-s/s ({bare_cpu:.1f} CPU-s); pipeline {s.wall_seconds:.2f} s end to end "
-                  f"(incl. actor start + model load), {s.shard_seconds:.2f} s actor busy, {s.model_seconds:.2f} s in model calls, "
-                  f"{s.actor_cpu_seconds:.1f} actor CPU-s -> ratios {ratios[name][-1][0]:.3f} / {ratios[name][-1][1]:.3f} / CPU "
-                  f"{ratios[name][-1][2]:.3f}; model share of actor busy {ratios[name][-1][3]:.3f}")
+            bare, bare_cpu = s.step_seconds["bare"], s.step_seconds["bare_cpu"]
+            steady = bare / s.shard_seconds
+            e2e = bare / (s.wall_seconds - bare)  # the pairs' bare loops ran inside the wall, one after the other
+            cpu = bare_cpu / s.step_seconds["pipeline_cpu"]
+            ratios[name].append((steady, e2e, cpu, s.model_seconds / s.shard_seconds))
+            print(f"rep {rep} {name}: bare loop {audio_s / bare:.2f} audio-s/s ({bare:.2f} s, {bare_cpu:.1f} CPU-s); pipeline {s.shard_seconds:.2f} s "
+                  f"actor busy, {s.model_seconds:.2f} s in model calls (with checks, pooling, CKA), {s.wall_seconds - bare:.2f} s end to end "
+                  f"(incl. actor start + model load), {s.step_seconds['pipeline_cpu']:.1f} actor CPU-s -> steady {steady:.3f}, end to end {e2e:.3f}, "
+                  f"CPU {cpu:.3f}; model share of busy {ratios[name][-1][3]:.3f}", flush=True)
             last[name] = s
         if not args.skip_joint:
             cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, tier="pooled")
@@ -194,14 +244,15 @@ def main() -> None:
             assert j.ok, j.render()
             joint_ratio.append(singles / j.wall_seconds)
             print(f"rep {rep} joint (ge2e + fbank + tiny wavlm, pooled tier + 3 joint CKA states): {j.wall_seconds:.2f} s vs three single "
-                  f"extractions {singles:.2f} s -> joint throughput / singles' {joint_ratio[-1]:.3f}")
+                  f"extractions {singles:.2f} s -> joint throughput / singles' {joint_ratio[-1]:.3f}", flush=True)
             last["joint"] = j
     print()
     for name, rs in ratios.items():
         s = last[name]
-        e2e, busy, cpu, share = (np.median([r[k] for r in rs]) for k in range(4))
-        print(f"{name}: median ratio pipeline/bare: end-to-end {e2e:.3f}, steady-state (actor busy wall) {busy:.3f}, "
-              f"CPU (bare model CPU-s / actor CPU-s, all threads) {cpu:.3f}; same process: model share of actor busy {share:.3f}")
+        steady, e2e, cpu, share = (np.median([r[k] for r in rs]) for k in range(4))
+        print(f"{name}: median pipeline ÷ bare loop (same actor process): steady state {steady:.3f} "
+              f"(reps {', '.join(f'{r[0]:.3f}' for r in rs)}), end to end {e2e:.3f}, CPU-s {cpu:.3f}; model share of actor busy {share:.3f}")
+        print("  actor seconds per step (last rep): " + ", ".join(f"{k} {v:.2f}" for k, v in s.step_seconds.items() if not k.startswith(("bare", "pipeline"))))
         for t, size in s.tier_bytes.items():
             print(f"  {t} tier: {size / 1e6:.2f} MB = {size / s.audio_seconds:,.0f} bytes per audio second")
         print(f"  actor peak RSS {s.actor_peak_rss_mb:.0f} MB")

@@ -157,6 +157,13 @@ def record_shard(out_url: str, manifest: cf.CacheManifest, summary: ExtractSumma
     summary.retried_alone += outcome.retried_alone
 
 
+def add_step_seconds(total: dict[str, float], stats: dict[str, float]) -> None:
+    """Add one shard task's per-step timers (``*_seconds`` stats) into the run's totals."""
+    for key, value in stats.items():
+        if key.endswith("_seconds"):
+            total[key.removesuffix("_seconds")] = round(total.get(key.removesuffix("_seconds"), 0.0) + float(value), 4)
+
+
 def finished_shards(out_url: str, manifest: cf.CacheManifest, source_by_name: dict[str, Any], verify: bool = True) -> dict[str, cf.ShardRecord]:
     """Shard records a rerun may skip: same source shard checksum and (with ``verify``) every file intact.
 
@@ -181,11 +188,14 @@ def extract(
     config: ExtractConfig | None = None,
     *,
     after_shard: AfterShard | None = None,
+    actor_body: type | None = None,
 ) -> ExtractSummary:
     """Extract every layer of ``model_spec`` over the audio shards at ``data_url`` into a cache at ``out_url``.
 
     Resumable: shards already in the cache manifest are skipped. ``after_shard(task, pool)`` is
     called after each completed shard once new work was handed out (fault-injection hook).
+    ``actor_body`` replaces the model actor class (a subclass of :class:`ExtractActor`, e.g. the
+    benchmark's, which also times a bare model loop in the same process).
     """
     config = config or ExtractConfig()
     t0 = time.perf_counter()
@@ -193,7 +203,7 @@ def extract(
     source = read_manifest(data_url)
     storage.check_output_dir(out_url)
     init_ray()  # respects RAY_ADDRESS; starts an embedded Ray otherwise
-    pool = start_pool(model_spec, config)
+    pool = start_pool(model_spec, config, actor_body)
     pool.request(len(source.shards))  # all the demand at once: the autoscaler launches nodes in parallel
     summary: ExtractSummary | None = None
     try:
@@ -221,6 +231,7 @@ def extract(
             cpu_spans.append((outcome.stats.get("pid", 0.0), outcome.stats.get("cpu_start", 0.0), outcome.stats.get("cpu_end", 0.0)))
             summary.actor_cpu_seconds = round(cpu_seconds(cpu_spans), 3)
             summary.actor_peak_rss_mb = max(summary.actor_peak_rss_mb, outcome.stats.get("peak_rss_mb", 0.0))
+            add_step_seconds(summary.step_seconds, outcome.stats)
             progress.update(outcome.utterances + len(outcome.record.quarantined), outcome.audio_seconds)
 
         def on_error(task: ShardTask, exc: BaseException) -> None:

@@ -30,6 +30,8 @@ class ExtractSummary(BaseModel):
     shard_seconds: float = Field(0.0, description="actor busy time: per actor, the union of its shard tasks' intervals, summed")
     actor_peak_rss_mb: float = 0.0
     actor_cpu_seconds: float = Field(0.0, description="CPU seconds of the actor processes (all threads) from their first task's start to their last task's end")
+    step_seconds: dict[str, float] = Field(default_factory=dict, description="per-step seconds of the shard tasks, summed over shards "
+                                           "(model_loop, features, cka, write, finish, writer_wait, writer_thread_cpu): where actor time goes")
     cka_results: dict[str, list[list[float]]] = Field(default_factory=dict)
     written_shards: list[str] = Field(default_factory=list)
     actor_rule: str = Field("", description="why actors got GPUs or not (--device and the autoscaler)")
@@ -59,6 +61,9 @@ class ExtractSummary(BaseModel):
             lines.append(f"actors: {self.actor_resources} each, because {self.actor_rule}")
         for node, kinds in self.actors_by_node.items():
             lines.append(f"  node {node}: " + ", ".join(f"{n} {k.upper()} actor(s)" for k, n in sorted(kinds.items())))
+        if self.shard_seconds > 0:
+            steps = ", ".join(f"{k} {v:.1f}" for k, v in self.step_seconds.items() if k in ("model_loop", "features", "cka", "write", "finish", "writer_thread_cpu"))
+            lines.append(f"actor busy {self.shard_seconds:.1f} s, of which model calls with their checks, pooling and CKA {self.model_seconds:.1f} s; per step (s): {steps}")
         for tier, size in self.tier_bytes.items():
             lines.append(f"{tier} tier: {size / 1e6:.2f} MB")
         for name, reason in self.shards_failed.items():
