@@ -90,6 +90,9 @@ class PairedExtractActor(ExtractActor):
         self.pairs = 0
 
     def run_shard(self, task: Any, out_url: str, shifts: dict[str, Any]) -> Any:  # noqa: D102
+        import json
+        import os
+
         with self.pair_lock:
             w = self.worker
             batches = shard_batches(task.url, self.mode, w.config.max_batch_size, w.max_samples)
@@ -97,11 +100,25 @@ class PairedExtractActor(ExtractActor):
             self.pairs += 1
             if bare_first:
                 bare, bare_cpu = time_bare(self.model, batches)
+            t0 = time.perf_counter()
             outcome = super().run_shard(task, out_url, shifts)
+            pipeline = time.perf_counter() - t0
             if not bare_first:
                 bare, bare_cpu = time_bare(self.model, batches)
         outcome.stats.update(bare_seconds=bare, bare_cpu_seconds=bare_cpu, pipeline_cpu_seconds=outcome.stats["cpu_end"] - outcome.stats["cpu_start"])
+        with open(os.environ[PAIR_LOG_ENV], "a") as f:  # one line per pair: the per-shard ratios' spread
+            f.write(json.dumps({"shard": task.name, "bare_first": bare_first, "bare": bare, "pipeline": pipeline}) + "\n")
         return outcome
+
+
+PAIR_LOG_ENV = "LAYERLAB_BENCH_PAIR_LOG"
+
+
+def read_pairs(path: Path) -> list[dict[str, Any]]:
+    """The (bare, pipeline) seconds per shard that :class:`PairedExtractActor` logged."""
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def profile_shards(spec: str, data: str, out: str, tier: str = "both", **opts: object) -> dict[str, float]:
@@ -186,6 +203,7 @@ def main() -> None:
     ap.add_argument("--skip-joint", action="store_true", help="leave out the joint-extraction comparison")
     ap.add_argument("--joint-only", action="store_true", help="only the joint-extraction comparison")
     ap.add_argument("--skip-profile", action="store_true", help="leave out the in-process A/B")
+    ap.add_argument("--skip-before", action="store_true", help="leave out the previous design's Ray runs (one shard at a time, inline writes)")
     args = ap.parse_args()
 
     import ray
@@ -211,18 +229,24 @@ def main() -> None:
     ray.init(address="local", include_dashboard=False, log_to_driver=False)  # its own embedded Ray, never a head left running
     variants = {"pooled": dict(tier="pooled"), "both": dict(tier="both"),
                 "both, one shard at a time, writes on the model thread (before)": dict(tier="both", write_behind=False, tasks_per_actor=1)}
+    if args.skip_before:
+        variants = {k: v for k, v in variants.items() if "before" not in k}
     if args.joint_only:
         variants = {}
     ratios: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in variants}
+    pairs: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
     joint_ratio: list[float] = []
     last: dict[str, Any] = {}
     tiny_spec = f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(work / 'wavlm-tiny.pt', size='tiny')}"
     group = ["ge2e", "fbank", f"wavlm={tiny_spec}"]  # light models: decoding once is what joint extraction saves
     for rep in range(args.reps):
         for name, opts in variants.items():
-            cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True, **opts)
+            log_path = work / f"pairs-{rep}-{len(name)}.jsonl"
+            cfg = ExtractConfig(mode=args.mode, batch_seconds=args.batch_seconds, progress=False, overwrite=True,
+                                env_vars={PAIR_LOG_ENV: str(log_path)}, **opts)
             s = extract(spec, str(work / "data"), str(work / f"cache-{len(name)}"), cfg, actor_body=PairedExtractActor)
             assert s.ok and s.complete, s.render()
+            pairs[name] += read_pairs(log_path)
             bare, bare_cpu = s.step_seconds["bare"], s.step_seconds["bare_cpu"]
             steady = bare / s.shard_seconds
             e2e = bare / (s.wall_seconds - bare)  # the pairs' bare loops ran inside the wall, one after the other
@@ -250,8 +274,12 @@ def main() -> None:
     for name, rs in ratios.items():
         s = last[name]
         steady, e2e, cpu, share = (np.median([r[k] for r in rs]) for k in range(4))
+        per_shard = np.array([p["bare"] / p["pipeline"] for p in pairs[name]])
+        q1, med, q3 = np.percentile(per_shard, [25, 50, 75])
         print(f"{name}: median pipeline ÷ bare loop (same actor process): steady state {steady:.3f} "
               f"(reps {', '.join(f'{r[0]:.3f}' for r in rs)}), end to end {e2e:.3f}, CPU-s {cpu:.3f}; model share of actor busy {share:.3f}")
+        print(f"  per shard pair ({len(per_shard)} pairs): bare ÷ pipeline median {med:.3f} [IQR {q1:.3f}-{q3:.3f}]; "
+              f"all pairs' sums {sum(p['bare'] for p in pairs[name]) / sum(p['pipeline'] for p in pairs[name]):.3f}")
         print("  actor seconds per step (last rep): " + ", ".join(f"{k} {v:.2f}" for k, v in s.step_seconds.items() if not k.startswith(("bare", "pipeline"))))
         for t, size in s.tier_bytes.items():
             print(f"  {t} tier: {size / 1e6:.2f} MB = {size / s.audio_seconds:,.0f} bytes per audio second")
