@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "layerlab-activation-cache"
-FORMAT_VERSION = 2  # 2: frames/<layer> as raw fp16 bytes (Parquet's float16 path encodes 4-9x slower)
+FORMAT_VERSION = 2  # 2: frames/<layer> as raw fp16 bytes (Parquet's list<float16> writes 7-13x slower: benchmarks/frames_format.py)
 METADATA_NAME = "metadata.json"
 TIERS = ("pooled", "frames")
 
