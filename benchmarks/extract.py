@@ -121,26 +121,6 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def profile_shards(spec: str, data: str, out: str, tier: str = "both", **opts: object) -> dict[str, float]:
-    """Seconds per step of extracting every shard in this process (no Ray), from the worker's timers."""
-    from layerlab import storage
-    from layerlab.data.manifest import read_manifest
-    from layerlab.extract import ExtractConfig
-    from layerlab.extract.shard_worker import ShardExtractor
-    from layerlab.models import load
-
-    cfg = ExtractConfig(tier=tier, mode="bucketed", progress=False, overwrite=True, **opts)
-    worker = ShardExtractor(load(spec), cfg, "bucketed")
-    totals: dict[str, float] = {}
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    for sh in read_manifest(data).shards:
-        o = worker.run(storage.join(data, sh.name), sh.name, sh.sha256, out, {})
-        totals["model"] = totals.get("model", 0.0) + o.model_seconds
-        for k, v in o.stats.items():
-            totals[k] = totals.get(k, 0.0) + v
-    return {"wall": time.perf_counter() - t0, "process CPU": time.process_time() - cpu0, **totals}
-
-
 PROFILE_VARIANTS = {  # label -> (tier, options); interleaved shard by shard in one process with the bare loop
     "pooled tier": ("pooled", {}),
     "both tiers, write-behind": ("both", {"write_behind": True}),
@@ -162,7 +142,6 @@ def profile_ab(spec: str, data: str, work: Path, reps: int, batch_seconds: float
     workers = {label: ShardExtractor(model, ExtractConfig(tier=tier, mode="bucketed", batch_seconds=batch_seconds, progress=False, **opts), "bucketed")
                for label, (tier, opts) in PROFILE_VARIANTS.items()}
     labels = ["bare loop", *workers]
-    wall = {k: 0.0 for k in labels}
     steps: dict[str, dict[str, float]] = {k: {} for k in workers}
     per_rep: dict[str, list[float]] = {k: [] for k in labels}
     shards = read_manifest(data).shards
@@ -172,7 +151,7 @@ def profile_ab(spec: str, data: str, work: Path, reps: int, batch_seconds: float
             url = storage.join(data, sh.name)
             batches = shard_batches(url, "bucketed", 64, int(batch_seconds * model.sample_rate))
             k0 = (rep + j) % len(labels)
-            for label in labels[k0:] + labels[:k0]:  # rotate the order: no variant always follows another
+            for label in labels[k0:] + labels[:k0]:  # rotate the order: no variant always runs first or last on a shard
                 if label == "bare loop":
                     rep_wall[label] += time_bare(model, batches)[0]
                     continue
@@ -183,8 +162,8 @@ def profile_ab(spec: str, data: str, work: Path, reps: int, batch_seconds: float
                     if not key.startswith(("t_", "cpu_", "pid")):
                         steps[label][key] = steps[label].get(key, 0.0) + v
         for k in labels:
-            wall[k] += rep_wall[k]
             per_rep[k].append(rep_wall[k])
+    wall = {k: sum(v) for k, v in per_rep.items()}
     for label in workers:
         ratios = [b / v for b, v in zip(per_rep["bare loop"], per_rep[label])]
         print(f"  {label}: bare loop ÷ this {wall['bare loop'] / wall[label]:.3f} (per repetition {', '.join(f'{r:.3f}' for r in ratios)}); "
