@@ -532,20 +532,18 @@ def open_cache(url: str, *, verify: bool = True, allow_partial: bool = False, so
     return reader
 
 
-def _frames_values(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+def _frames_values(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """One frames column of a batch as (all fp16 values, values per row), for either encoding.
 
     Format 2 stores each row as little-endian fp16 bytes (read zero-copy from the Arrow buffers);
     format 1 stored a list<float16>.
     """
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
     if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
-        lengths = pc.binary_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
-        if np.any(lengths % 2):
-            raise IntegrityError("frames column holds a row whose byte length is odd (not fp16 values)")
         offset_type = np.int64 if pa.types.is_large_binary(col.type) else np.int32
         offsets = np.frombuffer(col.buffers()[1], offset_type)[col.offset: col.offset + len(col) + 1]
+        lengths = np.diff(offsets).astype(np.int64)
+        if np.any(lengths % 2):
+            raise IntegrityError("frames column holds a row whose byte length is odd (not fp16 values)")
         data = col.buffers()[2]
         raw = np.frombuffer(data, np.uint8)[offsets[0]: offsets[-1]] if data is not None and len(col) else np.zeros(0, np.uint8)
         return raw.view("<f2"), lengths // 2

@@ -252,22 +252,20 @@ class _PoisonOne:
 
 
 def _poisoned_target(model, corpus):
-    """(id, samples, frames) of an utterance with a unique length, and a model that poisons it in its last layer."""
-    from collections import Counter
-
+    """(id, frames) of an utterance with a unique length, and a model that poisons it in its last layer."""
     from layerlab.data.shards import iter_utterances
 
     utts = {u.id: u.wav for u in iter_utterances(corpus[0]) if u.id in set(corpus[1])}
     counts = Counter(w.shape[0] for w in utts.values())
     target = next(uid for uid in sorted(utts) if counts[utts[uid].shape[0]] == 1 and utts[uid].shape[0] > 16000)
     frames = int(model(*pad_batch([utts[target]])).lengths[0][0])
-    return target, utts[target].shape[0], frames, _PoisonOne(model, utts[target].shape[0], model.layer_names[-1])
+    return target, frames, _PoisonOne(model, utts[target].shape[0], model.layer_names[-1])
 
 
 def test_a_non_finite_utterance_is_quarantined_and_never_enters_the_cka_state(model, corpus, tmp_path):
     from layerlab.extract.config import CKASideOutput
 
-    target, _, frames, poisoned = _poisoned_target(model, corpus)
+    target, frames, poisoned = _poisoned_target(model, corpus)
     config = ExtractConfig(tier="pooled", mode="bucketed", batch_seconds=6.0, cka=[CKASideOutput(name="all")])
     rows, quarantined, retried = {}, [], 0
     for label, m in (("clean", model), ("poisoned", poisoned)):
@@ -288,7 +286,7 @@ def test_joint_members_update_no_state_for_a_batch_another_member_rejects(model,
     from layerlab.extract.config import CKASideOutput
     from layerlab.extract.joint_worker import JointShardExtractor
 
-    target, _, frames, poisoned = _poisoned_target(model, corpus)
+    target, frames, poisoned = _poisoned_target(model, corpus)
     config = ExtractConfig(tier="pooled", mode="bucketed", batch_seconds=6.0, cka=[CKASideOutput(name="all")])
     rows = {}
     for label, members in (("clean", {"a": model, "b": model}), ("poisoned", {"a": model, "b": poisoned})):
