@@ -65,3 +65,7 @@ def test_masked_statistics_ignore_padding() -> None:
         np.testing.assert_allclose(mean[b].numpy(), ref.mean(0), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(std[b].numpy(), ref.std(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(masked_mean(h, lengths).numpy(), mean.numpy(), rtol=1e-6)
+    h[1, 5, 0], h[2, 3, 2] = float("nan"), float("inf")  # non-finite padding (a model may leave it there) stays out too
+    nan_mean, nan_std = masked_mean_std(h, lengths)
+    np.testing.assert_array_equal(nan_mean.numpy(), mean.numpy())
+    np.testing.assert_array_equal(nan_std.numpy(), std.numpy())

@@ -298,3 +298,17 @@ def test_joint_members_update_no_state_for_a_batch_another_member_rejects(model,
                 rows[label].update({f"{name}/{k}": e.rows for k, e in out.record.cka.items()})
     assert set(rows["clean"]) == {"a/all", "b/all", "a/joint-b"}
     assert {k: rows["clean"][k] - v for k, v in rows["poisoned"].items()} == {k: frames for k in rows["clean"]}
+
+
+def test_the_run_summary_adds_up_and_prints_where_actor_time_goes():
+    from layerlab.extract.pipeline import add_step_seconds
+    from layerlab.extract.summary import ExtractSummary
+
+    summary = ExtractSummary(out_url="o", model_spec="m", mode="bucketed", tiers=["pooled"], shards_total=2, shards_written=2,
+                             shards_skipped=0, complete=True, shard_seconds=10.0, model_seconds=9.0)
+    for stats in ({"model_loop_seconds": 4.5, "finish_seconds": 0.25, "t_start": 1.0, "pid": 7.0},
+                  {"model_loop_seconds": 4.0, "finish_seconds": 0.5, "features_seconds": 0.1}):
+        add_step_seconds(summary.step_seconds, stats)
+    assert summary.step_seconds == {"model_loop": 8.5, "finish": 0.75, "features": 0.1}  # timers only, summed over shards
+    assert "actor busy 10.0 s, of which model calls with their checks, pooling and CKA 9.0 s; per step (s): model_loop 8.5, finish 0.8, features 0.1" in summary.render()
+
