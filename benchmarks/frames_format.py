@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from layerlab.cache.reader import _frames_values
-from layerlab.cache.writer import _binary_array
+from layerlab.cache.reader import _frames_values, _split_rows
+from layerlab.cache.writer import _binary_array, _list_array
 
 
 def frames(mb: float, dim: int, seed: int = 0) -> list[np.ndarray]:
@@ -31,13 +31,6 @@ def frames(mb: float, dim: int, seed: int = 0) -> list[np.ndarray]:
         out.append(f)
         total += f.nbytes
     return out
-
-
-def list_column(parts: list[np.ndarray]) -> pa.Array:
-    """Format 1: one flat list<float16> per utterance."""
-    offsets = np.zeros(len(parts) + 1, dtype=np.int32)
-    np.cumsum([p.size for p in parts], out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate([p.reshape(-1) for p in parts]), pa.float16()))
 
 
 def best_seconds(fn, reps: int) -> tuple[float, object]:
@@ -59,7 +52,7 @@ def main() -> None:
     parts = frames(args.mb, args.dim)
     raw = sum(p.nbytes for p in parts) / 1e6
     print(f"{len(parts)} utterances, {raw:.1f} MB of fp16 frames (dim {args.dim}); best of {args.reps}")
-    encodings = {"format 1 list<float16>": list_column, "format 2 fp16 bytes": _binary_array}
+    encodings = {"format 1 list<float16>": lambda p: _list_array(p, pa.float16()), "format 2 fp16 bytes": _binary_array}
     for compression in ("none", "lz4", "zstd"):
         speed: dict[str, tuple[float, float]] = {}
         for label, column in encodings.items():
@@ -72,8 +65,7 @@ def main() -> None:
 
             def read(data=data) -> list[np.ndarray]:
                 col = pq.read_table(io.BytesIO(data)).column("x").combine_chunks()
-                flat, sizes = _frames_values(col)
-                return [p.reshape(-1, args.dim) for p in np.split(flat, np.cumsum(sizes)[:-1])]
+                return _split_rows(*_frames_values(col), args.dim)
 
             t_read, back = best_seconds(read, args.reps)
             assert all(np.array_equal(a, b) for a, b in zip(back, parts)), f"{label}: round trip changed values"

@@ -342,7 +342,7 @@ class CacheReader:
             if bad.size:
                 i = int(bad[0])
                 raise IntegrityError(f"{url}: utterance {ids[i]} layer {n} has {sizes[i]} values, expected {counts[i]} frames x dim {dim}")
-            per_layer[n] = [p.reshape(-1, dim) for p in np.split(flat, np.cumsum(sizes)[:-1])] if len(ids) else []
+            per_layer[n] = _split_rows(flat, sizes, dim)
         for i, uid in enumerate(ids):
             yield FramesRow(id=uid, speaker=speakers[i], frames={n: per_layer[n][i] for n in names}, shard=shard)
 
@@ -540,12 +540,17 @@ def _frames_values(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """
     if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
         offset_type = np.int64 if pa.types.is_large_binary(col.type) else np.int32
-        offsets = np.frombuffer(col.buffers()[1], offset_type)[col.offset: col.offset + len(col) + 1]
+        _, offset_buf, data = col.buffers()
+        offsets = np.frombuffer(offset_buf, offset_type)[col.offset: col.offset + len(col) + 1]
         lengths = np.diff(offsets).astype(np.int64)
         if np.any(lengths % 2):
             raise IntegrityError("frames column holds a row whose byte length is odd (not fp16 values)")
-        data = col.buffers()[2]
         raw = np.frombuffer(data, np.uint8)[offsets[0]: offsets[-1]] if data is not None and len(col) else np.zeros(0, np.uint8)
         return raw.view("<f2"), lengths // 2
     sizes = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
     return col.flatten().to_numpy(zero_copy_only=False), sizes
+
+
+def _split_rows(flat: np.ndarray, sizes: np.ndarray, dim: int) -> list[np.ndarray]:
+    """A frames column's flat values cut into one ``[num_frames, dim]`` view per row (``sizes`` values each)."""
+    return [p.reshape(-1, dim) for p in np.split(flat, np.cumsum(sizes)[:-1])] if len(sizes) else []
