@@ -63,7 +63,8 @@ def jackknife_interval(estimate: Any, leave_one_out: Sequence[Any] | np.ndarray,
     return Interval(*out, n_groups=g, confidence=confidence, notes=notes)
 
 
-def group_jackknife(statistic: Callable[[np.ndarray], Any], groups: Sequence[Hashable | tuple[Hashable, ...]], confidence: float = 0.95) -> Interval:
+def group_jackknife(statistic: Callable[[np.ndarray], Any], groups: Sequence[Hashable | tuple[Hashable, ...]], confidence: float = 0.95,
+                    *, return_replicates: bool = False) -> Interval | tuple[Interval, dict[Hashable, Any]]:
     """Interval for ``statistic(keep)`` (``keep``: bool mask over units) by leaving out each group in turn.
 
     ``groups[i]`` is unit i's group, or a tuple of groups (a verification trial belongs to both of its
@@ -80,7 +81,36 @@ def group_jackknife(statistic: Callable[[np.ndarray], Any], groups: Sequence[Has
             hit[index[x], i] = True
     estimate = statistic(np.ones(len(members), dtype=bool))
     loo = [statistic(~hit[k]) for k in range(len(labels))]
-    return jackknife_interval(estimate, loo, confidence)
+    iv = jackknife_interval(estimate, loo, confidence)
+    return (iv, dict(zip(labels, loo))) if return_replicates else iv
 
 
-__all__ = ["Interval", "MIN_GROUPS", "group_jackknife", "jackknife_interval"]
+
+
+def paired_difference(estimate_a: float, replicates_a: dict[Hashable, float], estimate_b: float,
+                      replicates_b: dict[Hashable, float], confidence: float = 0.95) -> Interval:
+    """Jackknife interval of ``a - b`` for two statistics measured on the same units (paired).
+
+    ``replicates_x[g]`` is statistic x recomputed with group g left out (``group_jackknife`` with
+    ``return_replicates``). Both must have been computed on the same units and groups: the difference
+    of the two leave-one-out replicates is then the leave-one-out replicate of the difference, so the
+    interval accounts for the correlation between the two (a layer compared with another on the same
+    utterances), which unpaired CI overlap ignores.
+    """
+    common = sorted(set(replicates_a) & set(replicates_b), key=str)
+    if set(replicates_a) != set(replicates_b):
+        only = sorted(set(replicates_a) ^ set(replicates_b), key=str)[:3]
+        raise ValueError(f"paired difference: the two statistics were computed on different groups (e.g. {only})")
+    loo = [float(replicates_a[g]) - float(replicates_b[g]) for g in common]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        iv = jackknife_interval(float(estimate_a) - float(estimate_b), loo, confidence)
+    return Interval(iv.estimate, iv.low, iv.high, iv.se, iv.n_groups, confidence, "paired jackknife (leave one group out)", iv.notes)
+
+
+def se_from_interval(low: float, high: float, n_groups: int, confidence: float = 0.95) -> float:
+    """The standard error implied by a symmetric t interval of ``n_groups`` groups (its own quantile, not 1.96)."""
+    return (float(high) - float(low)) / (2.0 * _t_quantile(0.5 + confidence / 2, max(1, int(n_groups) - 1)))
+
+
+__all__ = ["Interval", "MIN_GROUPS", "group_jackknife", "jackknife_interval", "paired_difference", "se_from_interval"]
