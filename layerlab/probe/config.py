@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -35,7 +35,26 @@ class ASVConfig(BaseModel):
     margin: float = Field(0.4, ge=0)
     p_target: float = Field(0.01, gt=0, lt=1)
     dev_speaker_fraction: float = Field(0.2, gt=0, lt=1, description="training speakers held out for dev trials")
-    crop_frames: int = Field(800, ge=8, description="random training crop (frames of the common timeline)")
+    crop_seconds: float = Field(8.0, gt=0, description="random training crop in seconds (SUPERB: 8 s); frames follow the "
+                                                        "layers' common timeline (8 s = 800 frames at 100 Hz, 400 at 50 Hz)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "crop_frames" in data:
+            raise ValueError("asv.crop_frames was removed: use asv.crop_seconds (a crop in frames meant a different duration "
+                             "at each frame rate)")
+        return data
+
+
+class ASRConfig(BaseModel):
+    """ASR head sizes (SUPERB ``downstream/asr``: projector 1024, 2 BLSTM layers of 1024 per direction, dropout 0.2)."""
+
+    model_config = ConfigDict(extra="forbid")
+    project: int = Field(1024, ge=1, description="width of the linear projector before the BLSTM")
+    hidden: int = Field(1024, ge=1, description="LSTM units per direction")
+    layers: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
 
 
 class ProbeConfig(BaseModel):
@@ -61,10 +80,16 @@ class ProbeConfig(BaseModel):
     ignore_dataset_split: bool = Field(False, description="derive a seeded split even when the dataset gives one (recorded)")
     drop_unseen_labels: bool = Field(False, description="drop (and count) dev/test utterances whose label never occurs in train "
                                                         "instead of refusing the task")
-    test_fold: str | None = Field(None, description="fold used as test when a task's splits are folds")
+    derived_split: Literal["auto", "speaker", "stratified"] = Field(
+        "auto", description="how a derived split assigns utterances: speaker (whole speakers per split, no speaker in two), "
+                            "stratified (each label's utterances spread over the splits; speakers mixed), auto (speaker for "
+                            "PR/ASR/ASV, stratified for utterance classification)")
+    test_fold: str | None = Field(None, description="run only this fold as test when a task's splits are folds; default: every "
+                                                    "fold in turn, reporting each and their mean (leave-one-session-out ER)")
     intervals: bool = Field(True, description="confidence intervals (leave-one-speaker-out jackknife) on metrics")
     ci_level: float = Field(0.95, gt=0, lt=1)
     asv: ASVConfig = Field(default_factory=ASVConfig)
+    asr: ASRConfig = Field(default_factory=ASRConfig)
     search: SearchSpace = Field(default_factory=SearchSpace)
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.25, ge=0, le=1, description="used only when the cluster has GPUs")

@@ -13,7 +13,7 @@ from layerlab.probe.config import ProbeConfig
 
 POOLED = {"max_epochs": 80, "patience": 12, "batch_size": 16, "lr": 2e-3, "cpus_per_trial": 1, "intervals": True}
 FRAMES = {"max_epochs": 10, "patience": 4, "batch_size": 16, "lr": 2e-3, "cpus_per_trial": 1, "intervals": True,
-          "asv": {"proj": 128, "tdnn": 128, "agg": 384, "embed": 128, "crop_frames": 300}}
+          "asv": {"proj": 128, "tdnn": 128, "agg": 384, "embed": 128, "crop_seconds": 3.0}}
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ def test_early_stopping_and_resume_state(source) -> None:
 
 
 def test_asv_xvector_separates_held_out_speakers(speakers) -> None:
-    small = {"asv": {"proj": 32, "tdnn": 32, "agg": 64, "embed": 32, "crop_frames": 40, "dev_speaker_fraction": 0.2}}
+    small = {"asv": {"proj": 32, "tdnn": 32, "agg": 64, "embed": 32, "crop_seconds": 0.4, "dev_speaker_fraction": 0.2}}
     bound, _, ev, _ = _train(speakers, "asv", ["l1", "emb"], max_epochs=6, lr=3e-3, **small)
     assert set(ev.metrics) == {"eer", "min_dcf"}
     assert ev.metrics["eer"] < 0.2, ev.metrics

@@ -1,6 +1,9 @@
 """ASV: weighted sum -> x-vector (TDNN + statistics pooling) trained with AM-softmax (s=30, m=0.4) on the
 training speakers; cosine scoring of trials on held-out speakers; EER and normalised minDCF.
 
+Training crops are ``asv.crop_seconds`` long (SUPERB: 8 s), converted to frames on the layers' common
+timeline, so a 50 Hz and a 100 Hz model see the same stretch of audio.
+
 Dev trials come from training speakers held out of the classifier (speaker-disjoint, seeded), so early
 stopping never looks at the test speakers (SUPERB reports the best *test* EER; we do not).
 """
@@ -18,7 +21,7 @@ from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation
 from layerlab.probe.featurizer import WeightedSum, sum_width
 from layerlab.probe.heads import AMSoftmax, XVector
-from layerlab.probe.source import ProbeSource
+from layerlab.probe.source import ProbeSource, input_error
 from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
 from layerlab.probe.tasks.frames import aligned_utterances, batched
 from layerlab.probe.tasks.trials import (
@@ -40,8 +43,18 @@ class SpeakerProbe(nn.Module):
         self.loss_head = AMSoftmax(a.embed, num_speakers, a.scale, a.margin)
 
     def embed(self, frames: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        """Utterance embeddings ``[B, E]``."""
+        """Utterance embeddings ``[B, E]`` scored in trials (s3prl's inference output: ``linear1`` + ReLU)."""
         return self.xvector(self.featurizer(frames), lengths)
+
+    def train_output(self, frames: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
+        """What the AM-softmax loss is trained on (s3prl's ``UtteranceExtractor.forward``)."""
+        return self.xvector.train_output(self.featurizer(frames), lengths)
+
+
+def crop_frames(seconds: float, rates_hz: list[float | None]) -> int | None:
+    """Frames of a ``seconds`` crop on the layers' common timeline (their fastest frame rate); None: utterance-level only."""
+    rates = [r for r in rates_hz if r is not None]
+    return max(1, int(round(seconds * max(rates)))) if rates else None
 
 
 class BoundASVTask:
@@ -51,6 +64,9 @@ class BoundASVTask:
         spec = find_spec(source, task)
         self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
         check_tier(source, task.name, "frames")
+        if cfg.derived_split == "stratified":
+            raise input_error(source.url, task.name, "verification needs speakers disjoint between training and trials; "
+                                                     "derived_split 'stratified' would mix them (use auto or speaker)")
         rows = source.rows
         self.rows = rows.loc[rows["speaker"].astype(str) != ""]
         dev_cfg = cfg.model_copy(update={"derived_dev_fraction": cfg.asv.dev_speaker_fraction})
@@ -66,9 +82,11 @@ class BoundASVTask:
             else:
                 self.trials[split] = derived_trials(ids, [str(s) for s in self.rows.loc[ids, "speaker"]], cfg.split_seed)
         self.dims = [next(l.dim for l in source.layers if l.name == n) for n in self.layers]
+        rates = {l.name: l.frame_rate_hz for l in source.layers}
+        self.crop = crop_frames(cfg.asv.crop_seconds, [rates[n] for n in self.layers])
         self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
         self.info: dict[str, Any] = {
-            "tier": "frames", "train_speakers": len(train_speakers), "splits": self.splits.describe(),
+            "tier": "frames", "train_speakers": len(train_speakers), "crop_seconds": cfg.asv.crop_seconds, "crop_frames": self.crop, "splits": self.splits.describe(),
             "trials": {k: {"n": len(t.label), "targets": int(t.label.sum()), "source": t.source, "dropped_unknown": t.dropped_unknown}
                        for k, t in self.trials.items()},
         }
@@ -76,22 +94,23 @@ class BoundASVTask:
     def build(self, hp: dict[str, Any], seed: int) -> SpeakerProbe:
         """A fresh probe seeded with ``seed``."""
         torch.manual_seed(seed)
-        cfg = self.cfg
-        if "hidden" in hp:
-            cfg = cfg.model_copy(update={"asv": cfg.asv.model_copy(update={"proj": int(hp["hidden"])})})
-        return SpeakerProbe(self.dims, len(self.speaker_index), cfg, self.cfg.normalize)
+        # the x-vector's widths come from cfg.asv (SUPERB: 512); ``hidden`` sizes the small heads of the other tasks
+        return SpeakerProbe(self.dims, len(self.speaker_index), self.cfg, self.cfg.normalize)
 
     def train_batches(self, epoch: int, seed: int) -> Iterable[Any]:
         """Random crops of streamed, buffer-shuffled training utterances with their speaker indices."""
         rng = np.random.default_rng([seed, epoch, 0xC0])
-        crop = self.cfg.asv.crop_frames
+        crop = self.crop
         stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids["train"]),
                                     shuffle_buffer=self.cfg.shuffle_buffer, seed=seed * 100003 + epoch, hold_mb=self.cfg.frames_memory_mb)
 
         def cropped() -> Iterable[tuple[str, list[np.ndarray]]]:
             for uid, frames in stream:
                 n = frames[0].shape[0]
-                start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
+                if crop is None or n <= crop:
+                    yield uid, frames
+                    continue
+                start = int(rng.integers(0, n - crop + 1))
                 yield uid, [f[start : start + crop] for f in frames]
 
         for ids, frames, lengths in batched(iter(cropped()), self.cfg.batch_size):
@@ -102,7 +121,7 @@ class BoundASVTask:
         """AM-softmax loss of the batch's embeddings."""
         frames, lengths, spk = batch
         device = next(model.parameters()).device
-        return model.loss_head(model.embed([x.to(device) for x in frames], lengths.to(device)), spk.to(device))
+        return model.loss_head(model.train_output([x.to(device) for x in frames], lengths.to(device)), spk.to(device))
 
     def embeddings(self, model: SpeakerProbe, ids: set[str]) -> dict[str, np.ndarray]:
         """Full-length embeddings of ``ids``: utterances of similar length batched together (padding is masked)."""

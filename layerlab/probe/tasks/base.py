@@ -155,9 +155,14 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
                    strata: list[str] | None, speaker_disjoint: bool) -> Splits:
     """Train/dev/test ids from the dataset's split (or folds); missing pieces derived from ``cfg.split_seed``.
 
-    Derivation: speaker-disjoint when ``speaker_disjoint`` (ASV), else stratified by ``strata`` (SID: each
-    speaker's utterances spread over the splits). A dev split missing from a given split is carved out of train.
+    Derivation (``cfg.derived_split``): ``auto`` is speaker-disjoint when ``speaker_disjoint`` (ASV, PR, ASR),
+    else stratified by ``strata`` (SID: each speaker's utterances spread over the splits); ``speaker`` makes
+    any task's derived split speaker-disjoint (IC on a corpus whose given split cannot be used), ``stratified``
+    stratifies it. A dev split missing from a given split is carved out of train. With folds, ``cfg.test_fold``
+    is the test fold (the first when unset; :func:`folds_to_run` runs every fold).
     """
+    if cfg.derived_split != "auto":
+        speaker_disjoint = cfg.derived_split == "speaker"
     ids = list(rows.index)
     speakers = [str(s) for s in rows["speaker"]]
     strata = strata if strata is not None else ["all"] * len(ids)
@@ -201,6 +206,24 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
         if not out[s]:
             raise input_error(source.url, task, f"split {s!r} has no examples ({rule})")
     return Splits(out, derived, rule, seed, notes)
+
+
+def folds_to_run(source: ProbeSource, task: TaskDef, cfg: ProbeConfig) -> list[str]:
+    """The folds a probe runs one after another, each as test (leave-one-fold-out; SUPERB ER: 5 IEMOCAP sessions).
+
+    Empty when the task's contract declares no folds, the dataset's rows carry none of them, ``cfg.test_fold``
+    picks one fold, ``cfg.ignore_dataset_split`` derives a split instead, or the task does not train.
+    """
+    if not task.trains or cfg.test_fold is not None or cfg.ignore_dataset_split:
+        return []
+    spec = next((source.tasks[n] for n in task.spec_names if n in source.tasks), None)
+    folds = list(getattr(spec, "folds", []) or [])
+    key = getattr(spec, "split_key", None)
+    if len(folds) < 2 or not key:
+        return []
+    present = {_split_value(r, key) for _, r in source.rows.iterrows()}
+    run = [f for f in folds if f in present]
+    return run if len(run) >= 2 else []
 
 
 def check_labels_seen(source: ProbeSource, task: str, rows: pd.DataFrame, splits: Splits, key: str) -> list[str]:
