@@ -12,7 +12,6 @@ from memory_data import planted_source
 from pydantic import ValidationError
 
 from layerlab.probe.config import ProbeConfig
-from layerlab.probe.source import ProbeInputError
 from layerlab.probe.tasks import get_task
 
 FAST = {"max_epochs": 8, "patience": 4, "intervals": False, "batch_size": 8, "lr": 3e-3}
@@ -97,3 +96,75 @@ def test_xvector_short_utterances_repeat_their_last_frame() -> None:
         a = head(one, torch.tensor([1]))
         b = head(one.expand(1, 15, 4).contiguous(), torch.tensor([15]))
     assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-6)
+
+
+# ---- ASR: character CTC, SUPERB's BLSTM head ----------------------------------------------------------------------
+
+def _with_transcripts(speakers: int = 6, per_speaker: int = 10):
+    """Planted source whose transcript spells the planted phones (one letter each, a word per phone) on the PR split."""
+    from layerlab.data.tasks import TaskSpec
+
+    src = planted_source(speakers=speakers, per_speaker=per_speaker)
+    src.rows["transcript"] = [" ".join(labels["pr"].split()) for labels in src.rows["labels"]]
+    src.tasks = {**src.tasks, "asr": TaskSpec(name="asr", kind="transcription", label_keys=["transcript"], split_key="pr")}
+    return src
+
+
+def test_blstm_head_matches_s3prl_asr_rnns() -> None:
+    """projector -> 2 BLSTM layers -> linear, sequences packed: equal to s3prl's downstream/asr RNNs with the same weights."""
+    asr_model = pytest.importorskip("s3prl.downstream.asr.model")
+    from layerlab.probe.heads import BLSTMCTC
+
+    torch.manual_seed(0)
+    ours = BLSTMCTC(5, 7, project=6, hidden=4, layers=2, dropout=0.0).eval()
+    theirs = asr_model.RNNs(6, 7, 320, module="LSTM", bidirection=True, dim=[4, 4], dropout=[0.0, 0.0], layer_norm=[False, False],
+                            proj=[False, False], sample_rate=[1, 1], sample_style="concat", total_rate=-1).eval()
+    with torch.no_grad():
+        for mine, layer in zip(ours.rnns, theirs.rnns):
+            layer.layer.load_state_dict(mine.state_dict())
+        theirs.linear.load_state_dict(ours.out.state_dict())
+        x, lengths = torch.randn(3, 11, 5), torch.tensor([11, 4, 8])
+        x[1, 4:] = 0
+        x[2, 8:] = 0
+        got = ours(x, lengths)
+        want, want_len = theirs(ours.projector(x), lengths)
+        alone = [ours(x[i : i + 1, :n], torch.tensor([n])) for i, n in enumerate(lengths.tolist())]
+    for i, n in enumerate(lengths.tolist()):
+        np.testing.assert_allclose(got[i, :n].numpy(), want[i, :n].numpy(), atol=1e-5)
+        np.testing.assert_allclose(got[i, :n].numpy(), alone[i][0].numpy(), atol=1e-5)  # batching changes nothing
+    from layerlab.probe.config import ASRConfig
+
+    assert ASRConfig().model_dump() == {"project": 1024, "hidden": 1024, "layers": 2, "dropout": 0.2}  # s3prl asr/config.yaml
+
+
+def test_asr_probe_transcribes_from_the_phone_layer_not_from_noise() -> None:
+    from layerlab.probe.train import evaluate_state, fit
+
+    src = _with_transcripts()
+    tdef = get_task("asr")
+    assert tdef.frame_targets and tdef.primary == "wer" and not tdef.higher_is_better["wer"]
+    cfg = ProbeConfig(**{**FAST, "max_epochs": 40, "patience": 10, "lr": 1e-2}, asr={"project": 16, "hidden": 16, "layers": 2, "dropout": 0.0})
+    results = {}
+    for layer in ("l2", "l0"):
+        bound = tdef.bind(src, tdef, cfg, [layer])
+        fit_result = fit(bound, {}, cfg, seed=0)
+        _, ev = evaluate_state(bound, {}, fit_result.best_state, "test", cfg)
+        results[layer] = ev.metrics
+    assert set(results["l2"]) == {"wer", "cer"}
+    assert results["l2"]["wer"] < 0.35 and results["l0"]["wer"] > 0.7, results
+    test_speakers = set(src.rows.loc[bound.splits.ids["test"], "speaker"])
+    assert not test_speakers & set(src.rows.loc[bound.splits.ids["train"], "speaker"])
+
+
+def test_wer_and_cer_count_word_and_character_edits() -> None:
+    from layerlab.probe.tasks.asr import word_and_char_edits
+
+    assert word_and_char_edits("the cat sat", "the hat sat") == (1, 3, 1, 11)
+    assert word_and_char_edits("a b", "") == (2, 2, 3, 3)
+
+
+def test_asr_is_planned_by_the_study_on_the_frames_tier() -> None:
+    from layerlab.probe.tasks import task_names
+    from layerlab.study.plan import task_tier
+
+    assert "asr" in task_names() and task_tier("asr") == "frames"

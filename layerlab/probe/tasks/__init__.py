@@ -1,4 +1,4 @@
-"""Probe tasks, one module each (KS, IC, SID, style/ER, PR, frame-wise PR, ASV, ASV cosine): a registry by name."""
+"""Probe tasks, one module each (KS, IC, SID, style/ER, PR, frame-wise PR, ASR, ASV, ASV cosine): a registry by name."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 #: task name -> (module, attribute)
 _TASKS = {
     "ks": ("ks", "TASK"), "ic": ("ic", "TASK"), "sid": ("sid", "TASK"), "style": ("style", "TASK"), "er": ("style", "ER_TASK"),
-    "pr": ("pr", "TASK"), "pr-frame": ("pr_frame", "TASK"), "asv": ("asv", "TASK"), "asv-cosine": ("asv_cosine", "TASK"),
+    "pr": ("pr", "TASK"), "pr-frame": ("pr_frame", "TASK"), "asr": ("asr", "TASK"), "asv": ("asv", "TASK"), "asv-cosine": ("asv_cosine", "TASK"),
 }
 
 

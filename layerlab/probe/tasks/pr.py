@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from layerlab.metrics import edit_distance
@@ -27,6 +26,7 @@ from layerlab.probe.tasks.base import (
     label_of,
     resolve_splits,
 )
+from layerlab.probe.tasks.ctc import ctc_loss, greedy_ctc
 from layerlab.probe.tasks.frames import aligned_utterances, batched
 
 BLANK = "<blank>"
@@ -54,20 +54,6 @@ def phones_of(row: Any, key: str) -> list[str] | None:
     if align is not None and len(align):
         return [str(p[0] if not isinstance(p, dict) else p["phone"]) for p in align]
     return None
-
-
-def greedy_ctc(logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    """Best-path CTC decoding: argmax per frame, merge repeats, drop blanks (index 0)."""
-    best = logits.argmax(-1).cpu().numpy()
-    out = []
-    for b, n in enumerate(lengths.tolist()):
-        seq, prev = [], -1
-        for k in best[b, :n]:
-            if k != prev and k != 0:
-                seq.append(int(k))
-            prev = k
-        out.append(seq)
-    return out
 
 
 class BoundPhoneTask:
@@ -119,12 +105,7 @@ class BoundPhoneTask:
         """CTC loss (blank 0, infeasible alignments zeroed) averaged over utterances."""
         ids, frames, lengths = batch
         device = next(model.parameters()).device
-        logits = model([x.to(device) for x in frames])
-        log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)
-        targets = [torch.tensor(self.targets[u], dtype=torch.long) for u in ids]
-        target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
-        return F.ctc_loss(log_probs, torch.cat(targets).to(device), lengths.to(device), target_lengths.to(device),
-                          blank=0, reduction="mean", zero_infinity=True)
+        return ctc_loss(model([x.to(device) for x in frames]), lengths, [self.targets[u] for u in ids])
 
     def evaluate(self, model: FrameProbe, split: str) -> Evaluation:
         """Phone error rate (edits / reference phones) of greedy CTC decoding; intervals over speakers."""
