@@ -11,7 +11,9 @@ import torch
 from memory_data import planted_source
 from pydantic import ValidationError
 
+
 from layerlab.probe.config import ProbeConfig
+from layerlab.probe.source import ProbeInputError
 from layerlab.probe.tasks import get_task
 
 FAST = {"max_epochs": 8, "patience": 4, "intervals": False, "batch_size": 8, "lr": 3e-3}
@@ -168,3 +170,30 @@ def test_asr_is_planned_by_the_study_on_the_frames_tier() -> None:
     from layerlab.study.plan import task_tier
 
     assert "asr" in task_names() and task_tier("asr") == "frames"
+
+
+# ---- derived splits: speaker-disjoint for IC ------------------------------------------------------------------------
+
+def _speakers_of(bound, split: str) -> set[str]:
+    return set(bound.rows.loc[bound.splits.ids[split], "speaker"].astype(str))
+
+
+def test_ic_derived_split_can_be_speaker_disjoint() -> None:
+    """The demo's IC derives its split: ``derived_split: speaker`` keeps every speaker in one split (auto mixes them)."""
+    src = planted_source(speakers=10, per_speaker=8)
+    tdef = get_task("ic")
+    base = {**FAST, "ignore_dataset_split": True, "drop_unseen_labels": True}
+    mixed = tdef.bind(src, tdef, ProbeConfig(**base), ["l1"])
+    assert _speakers_of(mixed, "test") & _speakers_of(mixed, "train")  # stratified by label: speakers shared
+    bound = tdef.bind(src, tdef, ProbeConfig(**base, derived_split="speaker"), ["l1"])
+    train, dev, test = (_speakers_of(bound, s) for s in ("train", "dev", "test"))
+    assert train and dev and test and not (train & dev or train & test or dev & test)
+    assert "speaker-disjoint" in bound.splits.rule and bound.splits.derived
+    again = tdef.bind(src, tdef, ProbeConfig(**base, derived_split="speaker"), ["l1"])
+    assert again.splits.ids == bound.splits.ids  # seeded
+
+
+def test_asv_refuses_a_stratified_derived_split() -> None:
+    tdef = get_task("asv")
+    with pytest.raises(ProbeInputError, match="derived_split 'stratified' would mix them"):
+        tdef.bind(planted_source(), tdef, ProbeConfig(**FAST, derived_split="stratified"), ["l1"])
