@@ -14,7 +14,7 @@ from layerlab.probe.results import WEIGHTED, metric_rows, weight_rows, write_par
 from layerlab.probe.source import ProbeSource, open_source
 from layerlab.probe.sweep import RUNNERS, TrialOutcome, local_configs, param_space, run_local, run_sweep
 from layerlab.probe.tasks import get_task
-from layerlab.probe.tasks.base import TaskDef
+from layerlab.probe.tasks.base import TaskDef, folds_to_run
 from layerlab.probe.train import evaluate_state
 
 LAYER_MODES = ("weighted", "each", "both")
@@ -30,7 +30,7 @@ def _best(outcomes: list[TrialOutcome], higher: bool, what: str) -> TrialOutcome
 
 
 def _evaluate(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, layers: list[str], outcome: TrialOutcome,
-              model_name: str, probe: str, seed: int) -> tuple[list[dict[str, Any]], Any, Any]:
+              model_name: str, probe: str, seed: int, evaluations: list | None = None) -> tuple[list[dict[str, Any]], Any, Any]:
     """Dev and test metrics (with intervals) of a trial's best-dev state; returns (rows, model, bound task)."""
     bound = tdef.bind(source, tdef, cfg, layers)
     assert outcome.state is not None
@@ -39,6 +39,8 @@ def _evaluate(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, layers: list
     for split in ("dev", "test"):
         model, ev = evaluate_state(bound, outcome.config, outcome.state["best_state"], split, cfg)
         rows += metric_rows(model_name, tdef.name, probe, split, ev, tdef.higher_is_better, cfg.ci_level if cfg.intervals else None)
+        if evaluations is not None:  # folds: probe.folds takes the mean over folds of these
+            evaluations.append((probe, split, ev))
     return rows, model, bound
 
 
@@ -68,13 +70,13 @@ def weighted_layers(source: ProbeSource, tdef: TaskDef) -> list[str]:
 
 
 def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_samples: int = 1, scheduler: str | None = None,
-              config: ProbeConfig | None = None, seed: int = 0, runner: str = "tune") -> dict[str, Any]:
+              config: ProbeConfig | None = None, seed: int = 0, runner: str = "tune", evaluations: list | None = None) -> dict[str, Any]:
     """Train ``task``'s probe on the weighted sum of all layers and/or on each layer alone; write results under ``out``.
 
     Inputs are validated before any training (errors name the cache, task and what is missing). A rerun
     with the same ``out`` resumes interrupted Tune experiments. ``runner="local"`` runs the same trials one
     after another in this process instead of on Ray Tune (small probes on one machine). Returns the summary
-    (also ``out/summary.json``).
+    (also ``out/summary.json``). A task whose dataset gives folds runs each fold as test (``layerlab.probe.folds``).
     """
     start = time.perf_counter()
     cfg = config or ProbeConfig()
@@ -88,6 +90,13 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
         raise ValueError(f"tune_samples must be >= 1, got {tune_samples}")
     tdef = get_task(task)
     source = open_source(cache)
+    folds = folds_to_run(source, tdef, cfg)
+    if folds:
+        from layerlab.probe.folds import run_folds
+
+        return run_folds(folds, cfg, out, lambda c, o, evs: run_probe(cache, task, o, layers=layers, tune_samples=tune_samples, scheduler=scheduler,
+                                                                   config=c, seed=seed, runner=runner, evaluations=evs),
+                         model=source.model, task=task, directions=tdef.higher_is_better)
     model_name = source.model
     all_layers = [l.name for l in source.layers]
     metrics: list[dict[str, Any]] = []
@@ -116,7 +125,7 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                 outcomes = run_sweep(source, task, cfg, layers=summed, storage_url=tune_url, name="weighted_sum",
                                      space=param_space(cfg, tune_samples), samples=tune_samples, scheduler=scheduler, mode=mode, seed=seed)
             best = _best(outcomes, higher, f"{source.url}: task {task!r}: weighted-sum sweep")
-            rows, model, wbound = _evaluate(source, tdef, cfg, summed, best, model_name, WEIGHTED, seed)
+            rows, model, wbound = _evaluate(source, tdef, cfg, summed, best, model_name, WEIGHTED, seed, evaluations)
             metrics += rows
             raw, corrected = wbound.importance(model)
             weights += weight_rows(model_name, task, summed, raw, corrected)
@@ -140,7 +149,7 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                 for o in sorted(outcomes, key=lambda o: all_layers.index(o.config["layer"])):
                     if o.state is None:
                         raise RuntimeError(f"{source.url}: task {task!r}: per-layer probe of {o.config['layer']!r} failed ({o.error})")
-                    metrics += _evaluate(source, tdef, cfg, [o.config["layer"]], o, model_name, o.config["layer"], seed)[0]
+                    metrics += _evaluate(source, tdef, cfg, [o.config["layer"]], o, model_name, o.config["layer"], seed, evaluations)[0]
                 trials += _trial_rows(outcomes, model_name, task, lambda o: str(o.config["layer"]))
     summary.update(_write(out, metrics, trials, weights))
     test = [r for r in metrics if r["split"] == "test"]

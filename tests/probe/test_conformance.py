@@ -197,3 +197,70 @@ def test_asv_refuses_a_stratified_derived_split() -> None:
     tdef = get_task("asv")
     with pytest.raises(ProbeInputError, match="derived_split 'stratified' would mix them"):
         tdef.bind(planted_source(), tdef, ProbeConfig(**FAST, derived_split="stratified"), ["l1"])
+
+
+# ---- ER: every fold as test, mean over folds --------------------------------------------------------------------
+
+def _with_folds(speakers: int = 10):
+    """Planted source with an ER-like task: label ic_a (planted in l1), five 'sessions' of two speakers each as folds."""
+    from layerlab.data.tasks import TaskSpec
+
+    src = planted_source(speakers=speakers, per_speaker=8, seed=3)
+    src.rows["splits"] = [{**sp, "er": f"session{int(spk[3:]) // 2 + 1}"} for sp, spk in zip(src.rows["splits"], src.rows["speaker"])]
+    folds = [f"session{k}" for k in range(1, 6)]
+    src.tasks = {**src.tasks, "er": TaskSpec(name="er", kind="utterance_classification", label_keys=["ic_a"], split_key="er", folds=folds)}
+    return src
+
+
+def test_fold_mean_averages_folds_and_leaves_groups_out_across_them() -> None:
+    from layerlab.probe.evaluation import Evaluation
+    from layerlab.probe.folds import fold_mean
+
+    def ev(correct: list[int], groups: list[str]) -> Evaluation:
+        c = np.asarray(correct, dtype=float)
+        return Evaluation({"accuracy": float(c.mean())}, n=len(c), units="utterances",
+                          statistic=lambda keep: {"accuracy": float(c[keep].mean())}, groups=groups, grouping="speaker")
+
+    a, b = ev([1, 1, 0, 0], ["s1", "s1", "s2", "s2"]), ev([1, 1, 1, 0, 0, 0], ["s3", "s3", "s3", "s4", "s4", "s4"])
+    mean = fold_mean([a, b])
+    assert mean.metrics["accuracy"] == pytest.approx(0.5) and mean.n == 10 and mean.grouping == "speaker"
+    keep = np.array([g != "s2" for g in mean.groups])
+    assert mean.statistic(keep)["accuracy"] == pytest.approx((1.0 + 0.5) / 2)  # fold a without s2, fold b whole
+    assert mean.statistic(np.ones(10, dtype=bool))["accuracy"] == pytest.approx(0.5)
+    low, high = mean.intervals(0.95)["accuracy"]
+    assert low <= 0.5 <= high
+
+
+def test_er_runs_every_fold_as_test_and_reports_the_mean(tmp_path, monkeypatch) -> None:
+    import pandas as pd
+
+    import layerlab.probe.api as api
+    from layerlab.probe.tasks.base import folds_to_run
+
+    src = _with_folds()
+    tdef = get_task("er")
+    assert folds_to_run(src, tdef, ProbeConfig()) == [f"session{k}" for k in range(1, 6)]
+    assert folds_to_run(src, tdef, ProbeConfig(test_fold="session2")) == []  # one fold asked for: no loop
+    assert folds_to_run(planted_source(), get_task("sid"), ProbeConfig()) == []
+    monkeypatch.setattr(api, "open_source", lambda cache: src)
+    cfg = ProbeConfig(max_epochs=4, patience=2, batch_size=8, lr=1e-2)
+    summary = api.run_probe("planted", "er", str(tmp_path / "er"), layers="both", runner="local", config=cfg)
+    metrics = pd.read_parquet(tmp_path / "er" / "metrics.parquet")
+    folds = summary["folds"]
+    assert folds == [f"session{k}" for k in range(1, 6)]
+    acc = metrics[metrics["metric"] == "accuracy"].set_index(["probe", "split"])["value"]
+    for probe in ("weighted_sum", "l0", "l1", "l2", "emb"):
+        per_fold = [acc[(probe, f"test:{f}")] for f in folds]
+        assert acc[(probe, "test")] == pytest.approx(np.mean(per_fold))  # the mean over the 5 folds
+        assert acc[(probe, "dev")] == pytest.approx(np.mean([acc[(probe, f"dev:{f}")] for f in folds]))
+    mean_rows = metrics[(metrics["split"] == "test") & (metrics["metric"] == "accuracy")]
+    assert (mean_rows["ci_low"] <= mean_rows["value"]).all() and (mean_rows["value"] <= mean_rows["ci_high"]).all()
+    assert (mean_rows["n"] == len(src.rows)).all()  # every utterance is a test utterance of exactly one fold
+    for fold in folds:  # each fold's test set is that session, its training never sees it
+        info = summary["task_info"]["folds"][fold]
+        assert info["splits"]["sizes"]["test"] == int(sum(s["er"] == fold for s in src.rows["splits"]))
+        assert "fold 'session" in info["splits"]["rule"] and (tmp_path / "er" / "folds" / fold / "metrics.parquet").is_file()
+    assert set(pd.read_parquet(tmp_path / "er" / "trials.parquet")["fold"]) == set(folds)
+    weights = pd.read_parquet(tmp_path / "er" / "layer_weights.parquet")
+    assert list(weights["layer"]) == ["l0", "l1", "l2", "emb"] and weights["weight"].sum() == pytest.approx(1.0)
+    assert summary["test"]["weighted_sum/accuracy"] == pytest.approx(acc[("weighted_sum", "test")])

@@ -3,4 +3,4 @@
 from layerlab.probe.tasks.utterance import utterance_task
 
 TASK = utterance_task("style", ("style", "er"), "speaking style (synthetic ER stand-in)")
-ER_TASK = utterance_task("er", ("er", "style"), "emotion recognition (IEMOCAP: leave-one-session-out fold as test)")
+ER_TASK = utterance_task("er", ("er", "style"), "emotion recognition (IEMOCAP: each session as test in turn, mean over the 5 folds)")
