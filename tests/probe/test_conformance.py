@@ -264,3 +264,12 @@ def test_er_runs_every_fold_as_test_and_reports_the_mean(tmp_path, monkeypatch) 
     weights = pd.read_parquet(tmp_path / "er" / "layer_weights.parquet")
     assert list(weights["layer"]) == ["l0", "l1", "l2", "emb"] and weights["weight"].sum() == pytest.approx(1.0)
     assert summary["test"]["weighted_sum/accuracy"] == pytest.approx(acc[("weighted_sum", "test")])
+
+
+def test_asr_layer_weights_are_reported_like_pr() -> None:
+    src = _with_transcripts()
+    tdef = get_task("asr")
+    cfg = ProbeConfig(**FAST, asr={"project": 8, "hidden": 8, "layers": 1, "dropout": 0.0})
+    bound = tdef.bind(src, tdef, cfg, ["l0", "l1", "l2"])
+    raw, share = bound.importance(bound.build({}, 0))
+    assert raw.shape == share.shape == (3,) and np.isclose(raw.sum(), 1.0) and np.isclose(share.sum(), 1.0)

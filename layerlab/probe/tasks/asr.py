@@ -125,10 +125,10 @@ class BoundASRTask:
                           groups=groups, grouping=grouping)
 
     def importance(self, model: RecognizerProbe) -> tuple[np.ndarray, np.ndarray]:
-        """(softmax weights, norm-corrected weights), as PR's."""
-        from layerlab.probe.tasks.pr import layer_scales_from
+        """(softmax weights, layer shares) computed exactly as PR's (same featurizer, frames and training split)."""
+        from layerlab.probe.tasks.pr import BoundPhoneTask
 
-        return model.featurizer.importance(layer_scales_from(self.source, self.layers, self.rows.index))
+        return BoundPhoneTask.importance(self, model)  # type: ignore[arg-type]
 
 
 def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str]) -> BoundASRTask:
