@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.source import ProbeInputError
 from layerlab.probe.tasks import get_task
+from test_cache_e2e import fbank_cache, tiny_corpus  # noqa: F401 (fixtures)
 
 FAST = {"max_epochs": 8, "patience": 4, "intervals": False, "batch_size": 8, "lr": 3e-3}
 
@@ -273,3 +274,21 @@ def test_asr_layer_weights_are_reported_like_pr() -> None:
     bound = tdef.bind(src, tdef, cfg, ["l0", "l1", "l2"])
     raw, share = bound.importance(bound.build({}, 0))
     assert raw.shape == share.shape == (3,) and np.isclose(raw.sum(), 1.0) and np.isclose(share.sum(), 1.0)
+
+
+@pytest.mark.slow
+def test_asr_on_a_synthetic_corpus_cache(fbank_cache: str, tmp_path) -> None:  # noqa: F811
+    """The ASR probe on real extracted FBANK frames of the synthetic corpus's read sentences: WER/CER rows with intervals."""
+    import pandas as pd
+
+    from layerlab.probe.api import run_probe
+
+    cfg = ProbeConfig(max_epochs=6, patience=6, batch_size=8, lr=3e-3, asr={"project": 64, "hidden": 64, "layers": 2})
+    summary = run_probe(fbank_cache, "asr", str(tmp_path / "asr"), layers="weighted", runner="local", config=cfg)
+    m = pd.read_parquet(tmp_path / "asr" / "metrics.parquet")
+    test = m[m["split"] == "test"].set_index("metric")
+    assert set(test.index) == {"wer", "cer"} and (test["n"] > 0).all()
+    assert np.isfinite(test["value"]).all() and (test["value"] >= 0).all()
+    assert ((test["ci_low"] <= test["value"]) & (test["value"] <= test["ci_high"])).all()
+    assert summary["task_info"]["characters"] >= 20 and summary["task_info"]["splits"]["rule"].startswith("dataset split 'asr'")
+    print("asr fbank", test[["value", "ci_low", "ci_high", "n"]].to_dict("index"))
