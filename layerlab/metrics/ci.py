@@ -14,9 +14,11 @@ Bounded metrics (``bounded_interval``; ``group_jackknife(..., bounds=metric_boun
 and minDCF lie in [0, 1], PER/WER in [0, inf). ``estimate ± t * SE`` leaves those ranges near their edges
 and has zero width when every group scores alike (all right, all wrong). The jackknife is instead done on
 the logit (resp. log) scale of a pseudo-count-adjusted estimate (Agresti-Coull: ``(x + z^2/2) / (m + z^2)``
-over the ``m`` units kept), centred at the jackknife bias-corrected value, with the half-width floored at
-that of ``m`` independent units (a cluster sample carries no more information than its units), then
-back-transformed and widened to hold the plain estimate. Coverage simulated in tests/metrics/test_ci_coverage.py (clustered data, 5-30 groups).
+over the ``m`` units kept), centred at the jackknife bias-corrected value (smooth ratio metrics only: for
+threshold statistics such as EER the jackknife's bias estimate is unreliable), with the half-width floored
+at that of ``m`` independent units (a cluster sample carries no more information than its units), then
+back-transformed and widened to hold the plain estimate. Simulated coverage (tests/metrics/test_ci_coverage.py,
+clustered data, 5-30 speakers, accuracy/EER/PER at 0.5-0.98): 91-99 % per cell, 93-97 % on average per metric.
 """
 
 from __future__ import annotations
@@ -132,6 +134,10 @@ def bounded_interval(estimate: float, leave_one_out: Sequence[float] | np.ndarra
     if g < 2:
         raise ValueError(f"confidence interval: needs at least 2 groups, got {g}")
     est, m = float(estimate), float(units)
+    if not np.isfinite(est):
+        nan = float("nan")
+        return Interval(est, nan, nan, nan, n_groups=g, confidence=confidence, method=BOUNDED_METHOD["unit" if np.isfinite(hi) else "positive"],
+                        notes=["the statistic is undefined on all groups together"])
     z2 = _t_quantile(0.5 + confidence / 2, 10**6) ** 2
     q = _t_quantile(0.5 + confidence / 2, g - 1)
     finite = np.isfinite(hi)
