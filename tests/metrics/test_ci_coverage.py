@@ -235,6 +235,7 @@ def test_bounded_intervals_stay_in_range_where_the_old_ones_did_not() -> None:
         assert new["coverage"] >= 0.85, (metric, new)
 
 
+@pytest.mark.filterwarnings("ignore:confidence interval from only")
 def test_bounded_interval_at_the_edges() -> None:
     """0 % and 100 % still give a positive width inside [0, 1]; PER above 1 (insertions) is allowed; the estimate stays inside."""
     m = np.full(6, 12)
