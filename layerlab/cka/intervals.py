@@ -9,6 +9,7 @@ used before and is gone: duplicated utterances inflate CKA, so its intervals sat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -63,7 +64,12 @@ def _compute(state: dict[str, Any], estimator: str) -> np.ndarray:
 
 
 def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: float = 0.95) -> Interval:
-    """Leave-one-group-out jackknife interval of every CKA entry; ``parts`` holds one accumulator (or state) per group."""
+    """Leave-one-group-out jackknife interval of every CKA entry; ``parts`` holds one accumulator (or state) per group.
+
+    Biased linear CKA lies in [0, 1]: its interval is clipped to [0, 1] (clipping, not a transform, keeps the
+    simulated coverage of tests/metrics/test_ci_coverage.py: the population value lies in [0, 1], so a clipped
+    interval covers it whenever the unclipped one does). Debiased CKA can be negative: its interval is not clipped.
+    """
     if len(parts) < 2:
         raise ValueError(f"confidence interval: needs at least 2 groups, got {len(parts)}")
     if estimator == "minibatch":
@@ -72,7 +78,11 @@ def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: f
     total = _weighted_state(states, np.ones(len(states)))
     point = _compute(total, estimator)
     loo = [_compute(_without(total, s), estimator) for s in states]
-    return jackknife_interval(point, np.stack(loo), confidence)
+    iv = jackknife_interval(point, np.stack(loo), confidence)
+    if estimator != "biased":
+        return iv
+    return replace(iv, low=np.clip(iv.low, 0.0, 1.0), high=np.clip(iv.high, 0.0, 1.0),
+                   method=f"{iv.method}, clipped to [0, 1]")
 
 
 def _without(total: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:

@@ -9,12 +9,23 @@ interval with 10-60 speaker groups. Fewer than ``MIN_GROUPS`` groups gives a war
 
 The same helper gives intervals for probe metrics: ``group_jackknife(lambda keep: accuracy(p[keep], y[keep]), speakers)``,
 or EER over trials grouped by both speakers of each trial.
+
+Bounded metrics (``bounded_interval``; ``group_jackknife(..., bounds=metric_bounds(name))``): accuracy, EER
+and minDCF lie in [0, 1], PER/WER in [0, inf). ``estimate ± t * SE`` leaves those ranges near their edges
+and has zero width when every group scores alike (all right, all wrong). The jackknife is instead done on
+the logit (resp. log) scale of a pseudo-count-adjusted estimate (Agresti-Coull: ``(x + z^2/2) / (m + z^2)``
+over the ``m`` units kept), centred at the jackknife bias-corrected value (smooth ratio metrics only: for
+threshold statistics such as EER the jackknife's bias estimate is unreliable), with the half-width floored
+at that of ``m`` independent units (a cluster sample carries no more information than its units), then
+back-transformed and widened to hold the plain estimate. Simulated coverage (tests/metrics/test_ci_coverage.py,
+clustered data, 5-30 speakers, accuracy/EER/PER at 0.5-0.98): 91-99 % per cell, 93-97 % on average per metric.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
@@ -37,6 +48,40 @@ class Interval:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class MetricRange:
+    """The values a metric can take, and whether it is a smooth (ratio) statistic whose jackknife bias correction holds."""
+
+    low: float
+    high: float
+    smooth: bool = True
+
+
+#: metrics with a bounded range, by name; families match on the name's parts (``frame_accuracy``, ``accuracy_speaker``).
+#: EER and minDCF are threshold (quantile-like) statistics: the jackknife's bias estimate is unreliable for them.
+METRIC_BOUNDS: dict[str, MetricRange] = {
+    "accuracy": MetricRange(0.0, 1.0), "eer": MetricRange(0.0, 1.0, smooth=False), "min_dcf": MetricRange(0.0, 1.0, smooth=False),
+    "per": MetricRange(0.0, float("inf")), "wer": MetricRange(0.0, float("inf")), "cer": MetricRange(0.0, float("inf")),
+    "error_rate": MetricRange(0.0, float("inf")),
+}
+
+BOUNDED_METHOD = {"unit": "logit-scale cluster jackknife (pseudo-count adjusted)",
+                  "positive": "log-scale cluster jackknife (pseudo-count adjusted)"}
+
+
+def metric_bounds(metric: str) -> MetricRange | None:
+    """The range a metric's values lie in (``METRIC_BOUNDS``; ``*accuracy*``, ``*_eer`` ... by family), None if unknown."""
+    if metric in METRIC_BOUNDS:
+        return METRIC_BOUNDS[metric]
+    if "accuracy" in metric:
+        return METRIC_BOUNDS["accuracy"]
+    for name, bounds in METRIC_BOUNDS.items():
+        if metric.endswith("_" + name) or metric.startswith(name + "_"):
+            return bounds
+    return None
+
+
+@lru_cache(maxsize=512)
 def _t_quantile(p: float, dof: int) -> float:
     from scipy.stats import t
 
@@ -54,21 +99,94 @@ def jackknife_interval(estimate: Any, leave_one_out: Sequence[Any] | np.ndarray,
     est = np.asarray(estimate, dtype=np.float64)
     se = np.sqrt((g - 1) / g * np.nansum((loo - np.nanmean(loo, axis=0)) ** 2, axis=0))
     half = _t_quantile(0.5 + confidence / 2, g - 1) * se
-    notes = []
-    if g < MIN_GROUPS:
-        notes.append(f"only {g} groups: the interval is wide and its coverage is not established below {MIN_GROUPS}")
-        warnings.warn(f"confidence interval from only {g} groups (fewer than {MIN_GROUPS})", stacklevel=2)
+    notes = _few_groups(g)
     scalar = est.ndim == 0
     out = (float(est), float(est - half), float(est + half), float(se)) if scalar else (est, est - half, est + half, se)
     return Interval(*out, n_groups=g, confidence=confidence, notes=notes)
 
 
+def _few_groups(g: int) -> list[str]:
+    if g >= MIN_GROUPS:
+        return []
+    warnings.warn(f"confidence interval from only {g} groups (fewer than {MIN_GROUPS})", stacklevel=3)
+    return [f"only {g} groups: the interval is wide and its coverage is not established below {MIN_GROUPS}"]
+
+
+def bounded_interval(estimate: float, leave_one_out: Sequence[float] | np.ndarray, units: int, units_left: Sequence[int] | np.ndarray,
+                     bounds: MetricRange | tuple[float, float], confidence: float = 0.95) -> Interval:
+    """Jackknife interval of a statistic confined to ``bounds`` ([a, b] or [a, inf)): inside them, positive width, holds the estimate.
+
+    ``units`` counts the units behind ``estimate`` and ``units_left[k]`` those behind leave-one-out value k:
+    they set the pseudo-count adjustment (so 0 % and 100 % still give a positive width) and the SE floor.
+    Works on the logit scale of ``(v - a) / (b - a)``, or the log scale of ``v - a`` for an open range;
+    a ``(low, high)`` tuple counts as a smooth statistic (bias-corrected centre), ``MetricRange(smooth=False)`` not.
+    NaN replicates (a statistic undefined without some group) are left out.
+    """
+    rng = bounds if isinstance(bounds, MetricRange) else MetricRange(float(bounds[0]), float(bounds[1]))
+    lo, hi = rng.low, rng.high
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    loo = np.asarray(leave_one_out, dtype=np.float64)
+    m_k = np.asarray(units_left, dtype=np.float64)
+    ok = np.isfinite(loo) & (m_k > 0)
+    loo, m_k = loo[ok], m_k[ok]
+    g = loo.size
+    if g < 2:
+        raise ValueError(f"confidence interval: needs at least 2 groups, got {g}")
+    est, m = float(estimate), float(units)
+    if not np.isfinite(est):
+        nan = float("nan")
+        return Interval(est, nan, nan, nan, n_groups=g, confidence=confidence, method=BOUNDED_METHOD["unit" if np.isfinite(hi) else "positive"],
+                        notes=["the statistic is undefined on all groups together"])
+    z2 = _t_quantile(0.5 + confidence / 2, 10**6) ** 2
+    q = _t_quantile(0.5 + confidence / 2, g - 1)
+    finite = np.isfinite(hi)
+    if finite:
+        # logit scale of the Agresti-Coull adjusted proportion; floor: binomial SE of m independent units
+        def adjust(v: np.ndarray | float, n: np.ndarray | float) -> Any:
+            u = np.clip((np.asarray(v) - lo) / (hi - lo), 0.0, 1.0)
+            return (u * n + z2 / 2) / (n + z2)
+
+        center, reps = adjust(est, m), adjust(loo, m_k)
+        eta, eta_k = np.log(center / (1 - center)), np.log(reps / (1 - reps))
+        floor = 1.0 / np.sqrt((m + z2) * center * (1 - center))
+    else:
+        # log scale; a pseudo-count of half an error per m units only where some value is 0 (a rate's unit is unknown
+        # here, so a constant shift would bias small rates); floor: relative SE of a mean of m units with CV 1
+        shift = 0.5 if min(est, float(loo.min())) <= lo else 0.0
+
+        def adjust(v: np.ndarray | float, n: np.ndarray | float) -> Any:
+            return np.maximum(np.asarray(v) - lo, 0.0) + shift / n
+
+        center, reps = adjust(est, m), adjust(loo, m_k)
+        eta, eta_k = np.log(center), np.log(reps)
+        floor = 1.0 / np.sqrt(m + z2)
+    se_jack = float(np.sqrt((g - 1) / g * np.sum((eta_k - eta_k.mean()) ** 2)))
+    # centre: the jackknife bias-corrected value on the transformed scale (the transform and a few skewed groups
+    # bias the plug-in logit; uncorrected, 95 % intervals covered 87 % at 5 groups and p = 0.98 in the simulation)
+    # (smooth statistics only: for EER it over-corrects, covering 71-79 % at p = 0.98)
+    if rng.smooth:
+        eta = g * float(eta) - (g - 1) * float(eta_k.mean())
+    # the floor is not estimated from the groups: its half-width takes the normal quantile, the jackknife's t_{G-1}
+    half = max(q * se_jack, np.sqrt(z2) * float(floor))
+    se = half / q
+    a, b = float(eta) - half, float(eta) + half
+    if finite:
+        low, high = lo + (hi - lo) / (1 + np.exp(-a)), lo + (hi - lo) / (1 + np.exp(-b))
+    else:
+        low, high = lo + float(np.exp(a)), lo + float(np.exp(b))
+    low, high = min(float(low), est), max(float(high), est)
+    return Interval(est, low, high, se, n_groups=g, confidence=confidence, method=BOUNDED_METHOD["unit" if finite else "positive"],
+                    notes=_few_groups(g))
+
+
 def group_jackknife(statistic: Callable[[np.ndarray], Any], groups: Sequence[Hashable | tuple[Hashable, ...]], confidence: float = 0.95,
-                    *, return_replicates: bool = False) -> Interval | tuple[Interval, dict[Hashable, Any]]:
+                    *, return_replicates: bool = False, bounds: MetricRange | tuple[float, float] | None = None) -> Interval | tuple[Interval, dict[Hashable, Any]]:
     """Interval for ``statistic(keep)`` (``keep``: bool mask over units) by leaving out each group in turn.
 
     ``groups[i]`` is unit i's group, or a tuple of groups (a verification trial belongs to both of its
-    speakers: leaving a speaker out drops every trial that involves them).
+    speakers: leaving a speaker out drops every trial that involves them). ``bounds``: the statistic's
+    range (``metric_bounds``): the interval is then ``bounded_interval``, else the plain jackknife.
     """
     members = [g if isinstance(g, tuple) else (g,) for g in groups]
     labels = sorted({x for m in members for x in m}, key=str)
@@ -81,7 +199,10 @@ def group_jackknife(statistic: Callable[[np.ndarray], Any], groups: Sequence[Has
             hit[index[x], i] = True
     estimate = statistic(np.ones(len(members), dtype=bool))
     loo = [statistic(~hit[k]) for k in range(len(labels))]
-    iv = jackknife_interval(estimate, loo, confidence)
+    if bounds is not None:
+        iv = bounded_interval(estimate, loo, len(members), len(members) - hit.sum(axis=1), bounds, confidence)
+    else:
+        iv = jackknife_interval(estimate, loo, confidence)
     return (iv, dict(zip(labels, loo))) if return_replicates else iv
 
 
@@ -113,4 +234,4 @@ def se_from_interval(low: float, high: float, n_groups: int, confidence: float =
     return (float(high) - float(low)) / (2.0 * _t_quantile(0.5 + confidence / 2, max(1, int(n_groups) - 1)))
 
 
-__all__ = ["Interval", "MIN_GROUPS", "group_jackknife", "jackknife_interval", "paired_difference", "se_from_interval"]
+__all__ = ["BOUNDED_METHOD", "Interval", "METRIC_BOUNDS", "MIN_GROUPS", "MetricRange", "bounded_interval", "group_jackknife", "metric_bounds", "jackknife_interval", "paired_difference", "se_from_interval"]

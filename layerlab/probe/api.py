@@ -172,12 +172,14 @@ def _save_head(out: str, best: TrialOutcome) -> None:
 
 def _write(out: str, metrics: list[dict[str, Any]], trials: list[dict[str, Any]], weights: list[dict[str, Any]]) -> dict[str, Any]:
     from layerlab.probe.figures import plot_layer_profile, plot_layer_weights
-    from layerlab.probe.results import METRIC_COLUMNS, WEIGHT_COLUMNS
+    from layerlab.probe.results import METRIC_COLUMNS, REPLICATE_COLUMNS, WEIGHT_COLUMNS, replicate_rows
 
     files = {}
     mdf = pd.DataFrame(metrics, columns=METRIC_COLUMNS)
     write_parquet(mdf, storage.join(out, "metrics.parquet"))
     files["metrics"] = "metrics.parquet"
+    write_parquet(pd.DataFrame(replicate_rows(metrics), columns=REPLICATE_COLUMNS), storage.join(out, "replicates.parquet"))
+    files["replicates"] = "replicates.parquet"
     if trials:
         write_parquet(pd.DataFrame(trials), storage.join(out, "trials.parquet"))
         files["trials"] = "trials.parquet"

@@ -9,6 +9,19 @@ from typing import Callable, Hashable, Sequence
 import numpy as np
 
 
+@dataclass(frozen=True)
+class MetricInterval:
+    """One metric's interval with what a reader needs to judge it: its groups, method, a note, the leave-one-out values."""
+
+    low: float
+    high: float
+    n_groups: int
+    grouping: str
+    method: str
+    note: str
+    replicates: dict[str, float]
+
+
 @dataclass
 class Evaluation:
     """Metrics of one split; ``statistic(keep)`` recomputes every metric on the units where ``keep`` is True.
@@ -25,13 +38,20 @@ class Evaluation:
     grouping: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
-    def intervals(self, confidence: float = 0.95) -> dict[str, tuple[float, float]]:
-        """Leave-one-group-out jackknife interval per metric (NaN when fewer than 2 groups)."""
-        from layerlab.metrics import group_jackknife
+    def intervals(self, confidence: float = 0.95) -> dict[str, MetricInterval]:
+        """Leave-one-group-out interval per metric, bounded to the metric's range (``layerlab.metrics.ci.metric_bounds``).
 
-        nan = {k: (float("nan"), float("nan")) for k in self.metrics}
-        if self.statistic is None or self.groups is None or len({g for m in self.groups for g in (m if isinstance(m, tuple) else (m,))}) < 2:
-            return nan
+        Fewer than 2 groups: NaN bounds and a note saying why. Fewer than ``MIN_GROUPS``: the interval plus a
+        visible note (not a warning swallowed here). Each carries its leave-one-group-out replicates.
+        """
+        from layerlab.metrics.ci import MIN_GROUPS, group_jackknife, metric_bounds
+
+        labels = {g for m in (self.groups or []) for g in (m if isinstance(m, tuple) else (m,))}
+        grouping = self.group_label()
+        if self.statistic is None or self.groups is None or len(labels) < 2:
+            why = "no groups recorded" if self.statistic is None or self.groups is None else f"only {len(labels)} {grouping or 'group'} group"
+            return {k: MetricInterval(float("nan"), float("nan"), len(labels), grouping, "", f"no interval: {why} (needs at least 2)", {})
+                    for k in self.metrics}
         cache: dict[bytes, dict[str, float]] = {}
 
         def values(keep: np.ndarray) -> dict[str, float]:
@@ -41,13 +61,23 @@ class Evaluation:
                 cache[key] = self.statistic(keep)
             return cache[key]
 
+        note = "" if len(labels) >= MIN_GROUPS else (
+            f"only {len(labels)} {grouping} groups (fewer than {MIN_GROUPS}): coverage not established")
         out = {}
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # few groups: recorded below, not a warning per metric
+            warnings.simplefilter("ignore")  # the few-groups case is the row's note, once per metric
             for k in self.metrics:
-                iv = group_jackknife(lambda keep, k=k: values(keep)[k], list(self.groups), confidence=confidence)
-                out[k] = (float(iv.low), float(iv.high))
+                iv, reps = group_jackknife(lambda keep, k=k: values(keep)[k], list(self.groups), confidence=confidence,
+                                           return_replicates=True, bounds=metric_bounds(k))
+                out[k] = MetricInterval(float(iv.low), float(iv.high), int(iv.n_groups), grouping, iv.method, note,
+                                        {str(g): float(v) for g, v in reps.items()})
         return out
+
+    def group_label(self) -> str:
+        """What the interval's groups are: ``grouping``, as "trial speakers" when units belong to two groups (trials)."""
+        if self.groups is not None and any(isinstance(m, tuple) and len(m) > 1 for m in self.groups):
+            return f"trial {self.grouping}s" if self.grouping else "trial groups"
+        return self.grouping
 
 
 def speaker_groups(speakers: Sequence[str], ids: Sequence[str]) -> tuple[list[str], str]:

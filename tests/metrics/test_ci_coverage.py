@@ -7,6 +7,11 @@ the 95 % interval's coverage is within 90-98 % over dependence strengths and 10-
 the estimate always lies inside its interval; the library path (FeatureCKA group states ->
 jackknife_cka) is checked to compute exactly these leave-one-out values. The old percentile bootstrap
 over speakers (with replacement) fails the containment check (the reproduced defect).
+
+Bounded probe metrics (accuracy, EER in [0, 1], PER in [0, inf)): clustered simulations with known
+population value (per-speaker random effects, 8-20 utterances per speaker) check that the bounded
+interval covers 92-97 % and never leaves the range, where ``estimate ± t * SE`` leaves [0, 1] and has
+zero width when every speaker scores alike.
 """
 
 from __future__ import annotations
@@ -14,7 +19,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from layerlab.metrics.ci import jackknife_interval
+import warnings
+
+from scipy.stats import norm
+
+from layerlab.metrics import eer
+from layerlab.metrics.ci import METRIC_BOUNDS, bounded_interval, jackknife_interval
 
 D, K, M = 6, 4, 8  # features per model, latent dims, utterances per speaker
 
@@ -153,3 +163,143 @@ def test_print_coverage_table() -> None:
     for (groups, rho), (cov, inside) in table.items():
         print(f"{groups:6d} {rho:4.1f} {cov:9.3f} {inside:9.3f}")
     assert 0.90 <= np.mean([c for c, _ in table.values()]) <= 0.98
+
+
+# --- bounded probe metrics: clustered simulations with a known population value ---------------------------
+
+def _utterances(rng: np.random.Generator, groups: int) -> np.ndarray:
+    return rng.integers(8, 21, groups)
+
+
+def _accuracy_replicates(rng: np.random.Generator, groups: int, p: float, kappa: float = 20.0):
+    """Speaker accuracies ~ Beta(p kappa, (1-p) kappa) (ICC 1/(kappa+1)); population accuracy p."""
+    m = _utterances(rng, groups)
+    c = rng.binomial(m, rng.beta(p * kappa, (1 - p) * kappa, groups))
+    return c.sum() / m.sum(), (c.sum() - c) / (m.sum() - m), m.sum(), m.sum() - m, p
+
+
+def _per_replicates(rng: np.random.Generator, groups: int, p: float, shape: float = 10.0):
+    """Speaker error rates ~ Gamma (mean 1-p, CV 0.32), 20-40 phones per utterance, Poisson edits (insertions allowed)."""
+    m = _utterances(rng, groups)
+    phones = np.array([rng.integers(20, 41, k).sum() for k in m])
+    edits = rng.poisson(rng.gamma(shape, (1 - p) / shape, groups) * phones)
+    return edits.sum() / phones.sum(), (edits.sum() - edits) / (phones.sum() - phones), m.sum(), m.sum() - m, 1 - p
+
+
+def _eer_replicates(rng: np.random.Generator, groups: int, p: float, tau: float = 0.5, sc: float = 0.3, per_pair: int = 12):
+    """Trials grouped by both speakers: target score d + b_spk + N(0,1), non-target c_a + c_b + N(0,1); population EER 1-p.
+
+    Marginals are N(d, 1+tau^2) and N(0, 1+2 sc^2), so EER = Phi(-d / (s1 + s0)) exactly.
+    """
+    s1, s0 = np.sqrt(1 + tau**2), np.sqrt(1 + 2 * sc**2)
+    d = -(s0 + s1) * norm.ppf(1 - p)
+    b, c = rng.normal(0, tau, groups), rng.normal(0, sc, groups)
+    tspk = np.repeat(np.arange(groups), 3 * _utterances(rng, groups))
+    ia, ib = np.triu_indices(groups, 1)
+    na, nb = np.repeat(ia, per_pair), np.repeat(ib, per_pair)
+    scores = np.r_[d + b[tspk] + rng.normal(size=tspk.size), c[na] + c[nb] + rng.normal(size=na.size)]
+    labels = np.r_[np.ones(tspk.size, dtype=int), np.zeros(na.size, dtype=int)]
+    a, bb = np.r_[tspk, na], np.r_[tspk, nb]
+    keeps = [(a != g) & (bb != g) for g in range(groups)]
+    loo = np.array([eer(scores[k], labels[k]) for k in keeps])
+    return eer(scores, labels), loo, scores.size, np.array([k.sum() for k in keeps]), 1 - p
+
+
+_SIMULATE = {"accuracy": _accuracy_replicates, "eer": _eer_replicates, "per": _per_replicates}
+
+
+def bounded_coverage(metric: str, groups: int, p: float, reps: int, seed: int = 0, old: bool = False) -> dict[str, float]:
+    """Coverage, range violations and zero-width share of 95 % intervals for one cell (old: estimate ± t SE)."""
+    rng = np.random.default_rng(seed)
+    bounds = METRIC_BOUNDS[metric]
+    covered = outside = zero = missing_estimate = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 5 groups: the few-groups warning, once per replication
+        for _ in range(reps):
+            est, loo, units, left, truth = _SIMULATE[metric](rng, groups, p)
+            ci = jackknife_interval(est, loo) if old else bounded_interval(est, loo, units, left, bounds)
+            covered += ci.low <= truth <= ci.high
+            outside += ci.low < bounds.low or ci.high > bounds.high
+            zero += not ci.high > ci.low
+            missing_estimate += not ci.low <= est <= ci.high
+    return {"coverage": covered / reps, "outside": outside / reps, "zero_width": zero / reps, "estimate_outside": missing_estimate / reps}
+
+
+def test_bounded_intervals_stay_in_range_where_the_old_ones_did_not() -> None:
+    """The reported defects (5 speakers x 8-20 utterances at accuracy 0.98, EER 0.02): t-intervals leave [0, 1] or have zero width."""
+    for metric in ("accuracy", "eer"):
+        old = bounded_coverage(metric, 5, 0.98, reps=60, seed=7, old=True)
+        new = bounded_coverage(metric, 5, 0.98, reps=60, seed=7)
+        assert old["outside"] + old["zero_width"] > 0.2, (metric, old)
+        assert new["outside"] == new["zero_width"] == new["estimate_outside"] == 0, (metric, new)
+        assert new["coverage"] >= 0.85, (metric, new)
+
+
+@pytest.mark.filterwarnings("ignore:confidence interval from only")
+def test_bounded_interval_at_the_edges() -> None:
+    """0 % and 100 % still give a positive width inside [0, 1]; PER above 1 (insertions) is allowed; the estimate stays inside."""
+    m = np.full(6, 12)
+    for est in (0.0, 1.0):
+        ci = bounded_interval(est, np.full(6, est), m.sum(), m.sum() - m, METRIC_BOUNDS["accuracy"])
+        assert 0.0 <= ci.low <= est <= ci.high <= 1.0 and ci.high - ci.low > 0.01, ci
+    ci = bounded_interval(0.0, np.zeros(6), m.sum(), m.sum() - m, METRIC_BOUNDS["per"])
+    assert ci.low == 0.0 < ci.high and np.isfinite(ci.high)
+    ci = bounded_interval(1.3, np.array([1.2, 1.4, 1.25, 1.35, 1.3, 1.31]), 72, m.sum() - m, METRIC_BOUNDS["per"])
+    assert 0.0 < ci.low < 1.3 < ci.high and "log-scale" in ci.method
+    with pytest.warns(UserWarning, match="only 6 groups"):
+        bounded_interval(0.5, np.full(6, 0.5), 72, m.sum() - m, METRIC_BOUNDS["accuracy"])
+
+
+def test_bounded_coverage_quick() -> None:
+    """A few cells, fewer replications: coverage near 95 % (wide band: 150 runs)."""
+    for metric, groups, p in (("accuracy", 10, 0.9), ("per", 10, 0.9), ("accuracy", 30, 0.5)):
+        cell = bounded_coverage(metric, groups, p, reps=150, seed=3)
+        assert 0.88 <= cell["coverage"] <= 0.995 and cell["outside"] == cell["zero_width"] == 0, (metric, groups, p, cell)
+
+
+def bounded_coverage_table(reps: dict[str, int], seed: int = 11) -> dict[tuple[str, int, float], dict[str, float]]:
+    """(metric, groups, p) -> coverage cell, over accuracy/EER/PER x 5/10/30 groups x p = 0.5/0.9/0.98 (EER = PER = 1-p)."""
+    return {(metric, groups, p): bounded_coverage(metric, groups, p, reps[metric], seed + 100 * groups + int(1000 * p))
+            for metric in ("accuracy", "eer", "per") for groups in (5, 10, 30) for p in (0.5, 0.9, 0.98)}
+
+
+@pytest.mark.slow
+def test_bounded_coverage_table() -> None:
+    """The closing note's table (run with -m slow -s): 95 % intervals cover 92-97 % on average per metric, never leave the range."""
+    reps = {"accuracy": 1000, "per": 1000, "eer": 300}  # EER recomputes every leave-one-out value: fewer runs
+    table = bounded_coverage_table(reps)
+    print("\nmetric    groups     p  runs  coverage  outside  zero-width  (95 % intervals)")
+    for (metric, groups, p), cell in table.items():
+        print(f"{metric:9s} {groups:6d} {p:5.2f} {reps[metric]:5d} {cell['coverage']:9.3f} {cell['outside']:8.3f} {cell['zero_width']:11.3f}")
+    for metric in ("accuracy", "eer", "per"):
+        mean = np.mean([c["coverage"] for (m, _, _), c in table.items() if m == metric])
+        assert 0.92 <= mean <= 0.975, (metric, mean)
+    for key, cell in table.items():
+        assert cell["outside"] == cell["zero_width"] == cell["estimate_outside"] == 0, (key, cell)
+        assert 0.89 <= cell["coverage"] <= 0.995, (key, cell)  # per cell: 300-1000 runs give +-0.7-1.3 % sampling error
+
+
+def test_biased_cka_interval_stays_in_unit_range() -> None:
+    """Biased CKA near 1 (nearly identical features, 6 speakers): estimate ± t SE passed 1; the library clips to [0, 1]."""
+    from layerlab.cka.feature_stats import FeatureCKA
+    from layerlab.cka.intervals import jackknife_cka
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(6, M, D)) * rng.gamma(1.0, 1.0, size=(6, 1, 1))
+    y = x @ np.diag(np.linspace(1.0, 1.3, D)) + rng.normal(0, 0.3, size=x.shape)
+    shift = np.concatenate([x.reshape(-1, D).mean(0), y.reshape(-1, D).mean(0)])
+    groups = []
+    for g in range(6):
+        acc = FeatureCKA([D], [D], mode="cross", shift=shift)
+        acc.update([x[g], y[g]])
+        groups.append(acc)
+    est, loo = _jackknife(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = jackknife_interval(est, loo)
+        lib = jackknife_cka(groups)
+        debiased = jackknife_cka(groups, "debiased")
+    assert plain.high > 1.0  # the defect
+    assert 0.0 <= lib.low[0, 0] <= lib.estimate[0, 0] <= lib.high[0, 0] <= 1.0 and "clipped" in lib.method
+    assert lib.low[0, 0] == pytest.approx(plain.low)
+    assert "clipped" not in debiased.method
