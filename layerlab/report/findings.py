@@ -149,7 +149,8 @@ def content_vs_speaker(metrics: pd.DataFrame, models: dict[str, Any], split: str
                     "ci_method": "Fisher z, Bonett-Wright SE", "models": names})
     evidence = [f"{n}: content rank {c:.1f}, speaker rank {s:.1f} (of {len(names)}, higher = better)" for n, c, s in zip(names, content, speaker)]
     stats = (f"Spearman ρ = {rho:+.2f} ({confidence:.0%} CI [{lo:+.2f}, {hi:+.2f}], Fisher z with the Bonett-Wright SE, n = {len(names)} models; "
-             f"content = mean rank on {', '.join(t.upper() for t in ctasks)}, speaker = mean rank on {', '.join(t.upper() for t in stasks)}, {split} split)")
+             f"content = mean rank on {', '.join(t.upper() for t in ctasks)}, speaker = mean rank on {', '.join(t.upper() for t in stasks)}, {split} split; "
+             f"equivalence bound |ρ| < {bound:.1f})")
     if math.isnan(rho):
         return Finding(fid, claim, "inconclusive", f"Inconclusive: the rankings are constant, so ρ is undefined ({len(names)} models).", evidence, numbers)
     if lo > 0 or hi < 0:
