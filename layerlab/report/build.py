@@ -35,7 +35,7 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
     capped = capped_probes(index)
     versus = weighted_vs_best_layer(metrics, split)
     select = selectivity(metrics, models, split)
-    checks = instrument_check(metrics, weights, models, split)
+    checks = instrument_check(metrics, weights, models, split, maps)
     cap_cells = {(m, t): f"weighted sum stopped at the epoch cap ({c.get('epochs', '?')} of {c.get('max_epochs', '?')} epochs): not converged"
                  for (m, t, p), c in capped.items() if p == WEIGHTED}
     worse_cells = {(r["model"], r["task"]): f"worse than the best single layer {r['best_layer']} (chosen on dev): {fmt(r['layer_value'], r['metric'])} "
@@ -64,7 +64,9 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
                          "norms, projections and layer norm; sums to 1); right, the raw softmax weights, per task"))
     per_layer = metrics[metrics["probe"] != "weighted_sum"] if not metrics.empty else metrics
     for task in ordered_tasks(list(per_layer["task"])) if not per_layer.empty else []:
-        pngs.append(("profiles", f"profile_{task}.png", figures.profile_figure(metrics, task, models, split), f"Per-layer {task.upper()} probes ({split}) with {ci_label}; dotted: the random-init control, with selectivity (probe minus control)"))
+        pngs.append(("profiles", f"profile_{task}.png", figures.profile_figure(metrics, task, models, split, ci_label, set(capped)),
+                     f"Per-layer {task.upper()} probes ({split}) with {ci_label}; dotted: the random-init control, with selectivity (probe minus control); "
+                     "red rings: probes that stopped at the epoch cap (not converged)"))
     for mode, caption in (("within", "Figures 3–4 — CKA within each model"), ("across", "Figure 5 — CKA across models")):
         for key in sorted({(m.dataset, m.level) for m in maps if m.mode == mode}):
             group = [m for m in maps if m.mode == mode and (m.dataset, m.level) == key and not (mode == "within" and m.value.size == 1)]
@@ -107,7 +109,7 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
         ("findings", "Findings", html.findings_html(findings)),
         ("table", "Model × task (Table 1)", html.model_task_html(table, models, split, cap_cells, worse_cells) + notes_html + cap_html),
         ("weights", "Learned layer weights (Figure 2)", single_html + figs("weights")),
-        ("profiles", "Per-layer probe profiles", figs("profiles")),
+        ("profiles", "Per-layer probe profiles", figs("profiles") + html.selectivity_html(select, models)),
         ("cka", "CKA (Figures 3–5)", figs("cka")),
         ("instrument", "Instrument check", check_html),
         ("skipped", "Skipped tasks", skipped_html),

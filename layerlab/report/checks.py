@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
-from layerlab.report.load import WEIGHTED, probe_summary
+from layerlab.report.load import WEIGHTED, CKAMatrix, probe_summary
 from layerlab.report.tables import primary_metric
 
 
@@ -72,12 +73,37 @@ def _best_on_dev(metrics: pd.DataFrame, model: str, task: str, layers: list[str]
     return str(best), dev.loc[best]
 
 
-def instrument_check(metrics: pd.DataFrame, weights: pd.DataFrame, models: dict[str, Any], split: str = "test") -> list[dict[str, Any]]:
+#: |debiased CKA| below this counts as "CKA ≈ 0" in the instrument check
+CKA_ZERO = 0.1
+
+
+def _cka_zero(maps: Sequence[CKAMatrix], name: str, label: str, layers: Sequence[str]) -> list[dict[str, Any]]:
+    """Each listed layer's debiased within-model CKA with every other layer is ≈ 0 (|CKA| < CKA_ZERO)."""
+    within = [m for m in maps if m.mode == "within" and m.model_a == name and m.estimator == "debiased"]
+    if not within:
+        return [{"model": name, "check": "cka_zero", "passed": None, "text": f"{label}: no debiased within-model CKA map: CKA ≈ 0 not checked"}]
+    out = []
+    for mp in within:
+        for layer in layers:
+            if layer not in mp.layers_a:
+                out.append({"model": name, "check": "cka_zero", "passed": None, "text": f"{label}: {layer} not in the {mp.level} CKA map"})
+                continue
+            i = mp.layers_a.index(layer)
+            others = [j for j in range(len(mp.layers_b)) if mp.layers_b[j] != layer]
+            worst = float(np.nanmax(np.abs(mp.value[i, others]))) if others else float("nan")
+            out.append({"model": name, "check": "cka_zero", "passed": bool(worst < CKA_ZERO),
+                        "text": f"{label}: debiased CKA ({mp.level}) of {layer} with every other layer should be ≈ 0 (|CKA| < {CKA_ZERO}): largest {worst:.3f}"})
+    return out
+
+
+def instrument_check(metrics: pd.DataFrame, weights: pd.DataFrame, models: dict[str, Any], split: str = "test",
+                     maps: Sequence[CKAMatrix] = ()) -> list[dict[str, Any]]:
     """Pass/fail lines for each planted model against its declared expectations (model info ``expect``).
 
     Understood keys: ``<task>_best`` (the best per-layer probe on dev is that layer), ``chance_layers``
     with ``chance`` = {task: chance value} (those layers' test intervals reach chance), ``<task>_top_weight``
-    (the largest contribution share on that task). Returns [{model, check, passed (bool|None), text}].
+    (the largest contribution share on that task), ``cka_zero`` (layers whose debiased within-model CKA
+    with every other layer is ≈ 0). Returns [{model, check, passed (bool|None), text}].
     """
     lines = []
     for name, info in models.items():
@@ -105,6 +131,8 @@ def instrument_check(metrics: pd.DataFrame, weights: pd.DataFrame, models: dict[
                 top = str(w.loc[w["contribution"].idxmax(), "layer"])
                 lines.append({"model": name, "check": key, "passed": top == want,
                               "text": f"{label}: largest {task.upper()} contribution share should be {want}: got {top}"})
+            elif key == "cka_zero":
+                lines += _cka_zero(maps, name, label, want)
             elif key == "chance_layers":
                 chance = expect.get("chance") or {}
                 if not chance:

@@ -7,7 +7,7 @@ scale [0, 1] so maps of different models compare at a glance.
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,7 +77,8 @@ def weights_figure(weights: pd.DataFrame, model: str, label: str, layers: Sequen
     return _png(fig)
 
 
-def profile_figure(metrics: pd.DataFrame, task: str, models: dict[str, Any], split: str, ci_label: str = "95% CI") -> bytes:
+def profile_figure(metrics: pd.DataFrame, task: str, models: dict[str, Any], split: str, ci_label: str = "95% CI",
+                   capped: Collection[tuple[str, str, str]] = ()) -> bytes:
     """Per-layer probe results for one task: one panel per model, CI band, weighted sum dashed, random-init control dotted with selectivity."""
     plt = _plt()
     m = metrics[(metrics["task"] == task) & (metrics["split"] == split)].copy()
@@ -97,6 +98,9 @@ def profile_figure(metrics: pd.DataFrame, task: str, models: dict[str, Any], spl
         x = np.arange(len(layers))
         y = per_layer.loc[layers, "value"].to_numpy(float) * scale
         ax.plot(x, y, marker="o", ms=3, color="C0", label="one probe per layer")
+        cap = [i for i, n in enumerate(layers) if (name, task, n) in capped]
+        if cap:
+            ax.plot(x[cap], y[cap], ls="none", marker="o", ms=8, mfc="none", mec="C3", label="stopped at the epoch cap")
         ax.fill_between(x, per_layer.loc[layers, "ci_low"].to_numpy(float) * scale, per_layer.loc[layers, "ci_high"].to_numpy(float) * scale,
                         color="C0", alpha=0.2, label=ci_label)
         control = next((c for c, i in models.items() if i.get("control_of") == name), None)

@@ -96,6 +96,18 @@ def findings_html(findings: Sequence[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def selectivity_html(select: pd.DataFrame, models: dict[str, Any]) -> str:
+    """Selectivity table: each layer's probe result minus its random-init control's (positive = better than the control)."""
+    if select.empty:
+        return "<p id='selectivity'><small>No random-initialisation control in this study: selectivity not computed.</small></p>"
+    rows = "".join(
+        f"<tr><td class='name'>{esc(models.get(r['model'], {}).get('label', r['model']))}</td><td>{esc(r['task'].upper())}</td><td>{esc(r['layer'])}</td>"
+        f"<td>{fmt(r['value'], r['metric'])}</td><td>{fmt(r['control_value'], r['metric'])}</td><td>{fmt(r['selectivity'], r['metric'])}</td></tr>"
+        for _, r in select.iterrows())
+    return ("<h3>Selectivity (probe minus its random-init control)</h3><table id='selectivity'><thead><tr><th>model</th><th>task</th><th>layer</th>"
+            f"<th>probe</th><th>control</th><th>selectivity</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
 def stages_html(stages: Sequence[dict[str, Any]]) -> str:
     rows = []
     for s in stages:

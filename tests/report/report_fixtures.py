@@ -25,7 +25,7 @@ MODELS = {
              "training_speakers": [f"train{i}" for i in range(20)]},
     "hubert_rand": {"label": "HuBERT-mini (random init)", "family": "speech_ssl", "control_of": "hubert", "layers": ["cnn", "t1", "t2", "t3", "t4", "t5"]},
     "planted": {"label": "Planted", "family": "planted", "planted": True, "layers": ["content", "speaker", "noise", "mix"],
-                "expect": {"pr_best": "content", "sid_best": "speaker", "chance_layers": ["noise"], "chance": {"sid": 0.1}}},
+                "expect": {"pr_best": "content", "sid_best": "speaker", "chance_layers": ["noise"], "chance": {"sid": 0.1}, "cka_zero": ["noise"]}},
 }
 for _m in ("hubert", "wavlm", "hubert_rand"):
     MODELS[_m]["layer_levels"] = {n: "frame" for n in MODELS[_m]["layers"]}
@@ -80,12 +80,13 @@ def _per_layer(model: str, task: str, shape: str) -> dict[str, float]:
 
 
 def write_study_results(root: Path, shape: str = "paper", scores: dict[str, tuple[float, ...]] | None = None, *, old: bool = False,
-                        leak: bool = False, capped: bool = False) -> dict[str, Any]:
+                        leak: bool = False, capped: bool = False, planted_noise_cka: float = 0.01) -> dict[str, Any]:
     """Write per-(model, task) probe folders and CKA tables under ``root``; returns a study index for build_report.
 
     ``shape``: "paper" (numbers that show the findings), "contradict" (the opposite), "flat" (effects within noise).
     ``old``: tables as main wrote them before CONTRACTS (no group columns, replicates, contribution, convergence).
-    ``leak``: the probes' test speakers overlap the trained models' training speakers. ``capped``: weighted sums hit the epoch cap.
+    ``leak``: the probes' test speakers overlap the trained models' training speakers. ``capped``: hubert's weighted sums hit the epoch cap.
+    ``planted_noise_cka``: the planted noise layer's debiased CKA with the other layers (≈ 0 passes the instrument check).
     """
     scores = scores or SCORES
     noise = 0.03 if shape == "flat" else 0.0015
@@ -140,9 +141,14 @@ def write_study_results(root: Path, shape: str = "paper", scores: dict[str, tupl
         layers = MODELS[m]["layers"]
         n = len(layers)
         mat = np.exp(-np.abs(np.subtract.outer(range(n), range(n))) / 2.0)
-        url = str(root / "cka" / "within" / m / "cka_biased_utterance.parquet")
+        estimator = "debiased" if m == "planted" else "biased"
+        if m == "planted":  # the noise layer shares nothing with the others: debiased CKA ~ 0 (planted_noise_cka sets it)
+            k = layers.index("noise")
+            mat[k, :] = mat[:, k] = planted_noise_cka
+            mat[k, k] = 1.0
+        url = str(root / "cka" / "within" / m / f"cka_{estimator}_utterance.parquet")
         write_matrix(url, mat, layers, layers, ci_low=mat - 0.02, ci_high=np.minimum(mat + 0.02, 1))
-        cka.append({"dataset": "synth", "mode": "within", "models": [m], "level": "utterance", "estimator": "biased", "tables": [url], "bootstrap": 20, "frames": 100})
+        cka.append({"dataset": "synth", "mode": "within", "models": [m], "level": "utterance", "estimator": estimator, "tables": [url], "bootstrap": 20, "frames": 100})
     names = [n for n in names if n in ("fbank", "hubert", "wavlm", "ecapa", "dino")]
     for i, a in enumerate(names):
         for b in names[i + 1:]:

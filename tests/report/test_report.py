@@ -165,8 +165,9 @@ def test_build_report_writes_one_self_contained_html_with_pngs_and_tables(study_
     stored = json.loads((out / "findings.json").read_text())
     assert stored[0]["numbers"]["models_needed"] == 16
     checks = {c["check"]: c["passed"] for c in summary["instrument_check"]}
-    assert checks == {"pr_best": True, "sid_best": True, "chance_layers": True}
-    assert page.count("<span class='pass'>PASS</span>") == 3
+    assert checks == {"pr_best": True, "sid_best": True, "chance_layers": True, "cka_zero": True}
+    assert page.count("<span class='pass'>PASS</span>") == 4
+    assert "id='selectivity'" in page and "Selectivity (probe minus its random-init control)" in page
 
 
 def test_report_marks_small_groups_epoch_cap_leakage_and_allow_overlap(tmp_path: Path) -> None:
@@ -192,3 +193,26 @@ def test_old_tables_build_a_report_that_says_what_is_not_recorded(tmp_path: Path
     assert "groups not recorded" in page and "interval method not recorded" in page
     assert "Not recorded (not checked)" in page
     assert all(f["verdict"] == "untestable" for f in summary["findings"])
+
+
+def test_instrument_check_fails_when_planted_structure_is_not_recovered(tmp_path: Path) -> None:
+    index = write_study_results(tmp_path / "r", planted_noise_cka=0.4)
+    for p in index["probes"]:
+        if p["model"] == "planted" and p["task"] == "pr":
+            df = pd.read_parquet(p["metrics"])
+            df.loc[df["probe"] == "mix", "value"] = 0.05  # the mixture now beats the content layer on PR
+            df.loc[df["probe"] == "mix", ["ci_low", "ci_high"]] = [0.03, 0.07]
+            df.to_parquet(p["metrics"])
+    summary = build_report(index, str(tmp_path / "report"))
+    checks = {c["check"]: c["passed"] for c in summary["instrument_check"]}
+    assert checks["pr_best"] is False and checks["cka_zero"] is False and checks["sid_best"] is True
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert page.count("<span class='fail'>FAIL</span>") == 2
+
+
+def test_instrument_check_skipped_without_expectations(tmp_path: Path) -> None:
+    index = write_study_results(tmp_path / "r")
+    index["models"] = {**index["models"], "planted": {k: v for k, v in index["models"]["planted"].items() if k != "expect"}}
+    summary = build_report(index, str(tmp_path / "report"))
+    assert [c["passed"] for c in summary["instrument_check"]] == [None]
+    assert "no declared expectation table" in (tmp_path / "report" / "index.html").read_text()
