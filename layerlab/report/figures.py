@@ -12,6 +12,7 @@ from typing import Any, Collection, Sequence
 import numpy as np
 import pandas as pd
 
+from layerlab.report.findings import frame_layers
 from layerlab.report.load import WEIGHTED, CKAMatrix
 from layerlab.report.tables import PERCENT_METRICS, ordered_tasks, primary_metric
 
@@ -97,11 +98,16 @@ def profile_figure(metrics: pd.DataFrame, task: str, models: dict[str, Any], spl
         layers = [n for n in models[name].get("layers", []) if n in per_layer.index] or list(per_layer.index)
         x = np.arange(len(layers))
         y = per_layer.loc[layers, "value"].to_numpy(float) * scale
-        ax.plot(x, y, marker="o", ms=3, color="C0", label="one probe per layer")
+        frames, source = frame_layers(models[name], layers)
+        fi = np.array([i for i, n in enumerate(layers) if n in frames], dtype=int)
+        ui = np.array([i for i, n in enumerate(layers) if n not in frames], dtype=int)
+        ax.plot(x[fi], y[fi], marker="o", ms=3, color="C0", label="one probe per frame-level layer" if source != "not recorded" else "one probe per layer (levels not recorded)")
+        if len(ui):
+            ax.plot(x[ui], y[ui], ls="none", marker="s", ms=4, color="0.5", label="utterance-level layer (not in the profile)")
         cap = [i for i, n in enumerate(layers) if (name, task, n) in capped]
         if cap:
             ax.plot(x[cap], y[cap], ls="none", marker="o", ms=8, mfc="none", mec="C3", label="stopped at the epoch cap")
-        ax.fill_between(x, per_layer.loc[layers, "ci_low"].to_numpy(float) * scale, per_layer.loc[layers, "ci_high"].to_numpy(float) * scale,
+        ax.fill_between(x[fi], per_layer.loc[layers, "ci_low"].to_numpy(float)[fi] * scale, per_layer.loc[layers, "ci_high"].to_numpy(float)[fi] * scale,
                         color="C0", alpha=0.2, label=ci_label)
         control = next((c for c, i in models.items() if i.get("control_of") == name), None)
         if control is not None:
@@ -117,6 +123,8 @@ def profile_figure(metrics: pd.DataFrame, task: str, models: dict[str, Any], spl
         if not ws.empty:
             ax.axhline(float(ws["value"].iloc[-1]) * scale, color="C3", ls="--", lw=1, label="weighted sum")
         _layer_axis(ax, layers)
+        if len(ui) or cap:
+            ax.legend(fontsize=6)
         ax.set_title(models[name].get("label", name), fontsize=10)
         ax.set_xlabel(f"{models[name].get('label', name)} layer")
         ax.set_ylabel(f"{task.upper()} {metric.upper()}{' %' if scale == 100 else ''} ({split})")

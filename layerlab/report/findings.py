@@ -374,7 +374,7 @@ def cka_control(mp: CKAMatrix, spk_layers: Sequence[str], ssl_layers: Sequence[s
         return "untestable", head + f"; CKA replicates cover {len(rd)} groups or miss these blocks", nums
     iv = paired_difference(est_shallow, rs, est_deep, rd, confidence)  # positive: late layers less like SSL deep than SSL shallow
     nums["difference"] = {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "n_groups": iv.n_groups, "group_by": mp.group_by}
-    text = head + f"; shallow − deep = {iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] ({iv.method}, {iv.n_groups} {mp.group_by or 'groups'})"
+    text = head + f"; shallow − deep = {iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] ({iv.method}, {iv.n_groups} {(mp.group_by + ' ') if mp.group_by else ''}groups)"
     if iv.low > 0:
         return "supported", text, nums
     if iv.high < 0:
