@@ -274,7 +274,7 @@ def _vote(prof: Profile | None, replicates: pd.DataFrame | None, split: str, exp
     lies in the other half and beats the claimed end, that contradicts the claim.
     """
     if prof is None:
-        return "untestable", f"{label}: no per-layer PR results on frame-level layers", {}
+        return "untestable", f"{label}: no per-layer PR results on frame-level layers with both a dev and a {split} row (dev chooses the best layer)", {}
     n = len(prof.layers)
     info: dict[str, Any] = {"layers": prof.layers, "levels_source": prof.levels_source, "dropped_utterance_layers": prof.dropped}
     if n < MIN_PROFILE_LAYERS:

@@ -95,15 +95,18 @@ def test_finding_one_known_answers() -> None:
 
 @pytest.mark.parametrize("rho", [0.7, 0.9])
 def test_finding_one_rarely_says_supported_when_abilities_are_related(rho: float) -> None:
-    """Defect: at true rank correlation 0.7 the old test said 'supported' 32-36 % of the time."""
-    rng = np.random.default_rng(0)
-    for n in (5, 7, 16, 30):
+    """Defect: at true rank correlation 0.7 the old test said 'supported' 32-36 % of the time (0.9: 4-14 %)."""
+    for n in (5, 7, 20):
+        verdicts = [content_vs_speaker(*many_models_metrics(n, rho, seed=s), "test").verdict for s in range(60)]
+        assert verdicts.count("supported") / len(verdicts) <= 0.05, (n, verdicts)
+    rng = np.random.default_rng(0)  # the interval alone, many more draws
+    for n in (16, 30):
         said = 0
-        for _ in range(400):
+        for _ in range(1000):
             x = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n)
             _, lo, hi = spearman_interval(x[:, 0], x[:, 1])
-            said += int(-0.5 < lo and hi < 0.5 and n >= equivalence_min_models())
-        assert said / 400 <= 0.05, (n, said)
+            said += int(-0.5 < lo and hi < 0.5)
+        assert said / 1000 <= 0.05, (n, said)
 
 
 def test_spearman_interval_covers_under_independence() -> None:
