@@ -10,9 +10,10 @@ import pandas as pd
 
 from layerlab import storage
 from layerlab.report import figures, html
+from layerlab.report.checks import capped_probes, instrument_check, leakage_statement
 from layerlab.report.findings import compute_findings
-from layerlab.report.load import CKAMatrix, load_cka, load_metrics, load_weights
-from layerlab.report.tables import model_task_table, ordered_tasks
+from layerlab.report.load import WEIGHTED, CKAMatrix, load_cka, load_metrics, load_replicates, load_weights
+from layerlab.report.tables import fmt, model_task_table, ordered_tasks, selectivity, weighted_vs_best_layer
 
 
 def _write_parquet(url: str, df: pd.DataFrame) -> None:
@@ -27,24 +28,45 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
     split = index.get("split", "test")
     metrics, weights = load_metrics(index.get("probes", [])), load_weights(index.get("probes", []))
     maps: list[CKAMatrix] = [m for m in (load_cka(e, models) for e in index.get("cka", [])) if m is not None]
+    replicates = load_replicates(index.get("probes", []))
     table = model_task_table(metrics, models)
-    findings = [f.as_dict() for f in compute_findings(metrics, weights, maps, models, split)]
+    findings = [f.as_dict() for f in compute_findings(metrics, weights, maps, models, split, replicates)]
+    leakage = leakage_statement(index)
+    capped = capped_probes(index)
+    versus = weighted_vs_best_layer(metrics, split)
+    select = selectivity(metrics, models, split)
+    checks = instrument_check(metrics, weights, models, split, maps)
+    cap_cells = {(m, t): f"weighted sum stopped at the epoch cap ({c.get('epochs', '?')} of {c.get('max_epochs', '?')} epochs): not converged"
+                 for (m, t, p), c in capped.items() if p == WEIGHTED}
+    worse_cells = {(r["model"], r["task"]): f"worse than the best single layer {r['best_layer']} (chosen on dev): {fmt(r['layer_value'], r['metric'])} "
+                   f"[{fmt(r['layer_ci_low'], r['metric'])}, {fmt(r['layer_ci_high'], r['metric'])}] on {split}"
+                   for _, r in versus.iterrows() if r["worse"]}
+    methods = sorted({str(x) for x in metrics.get("ci_method", pd.Series(dtype=str)) if str(x)}) if not metrics.empty else []
+    ci_label = "95% CI (" + (", ".join(methods) if methods else "method not recorded") + ")"
 
     written: dict[str, str] = {}
-    for name, df in (("model_task", table), ("probe_metrics", metrics), ("layer_weights", weights),
+    for name, df in (("model_task", table), ("probe_metrics", metrics), ("layer_weights", weights), ("weighted_vs_best_layer", versus),
+                     ("selectivity", select),
                      ("cka", pd.concat([m.tidy() for m in maps], ignore_index=True) if maps else pd.DataFrame())):
         url = storage.join(out, "tables", f"{name}.parquet")
         _write_parquet(url, df)
         written[name] = url
 
     pngs: list[tuple[str, str, bytes, str]] = []  # (section, file name, png, caption)
+    single = []
     for name, info in models.items():
         if not weights.empty and (weights["model"] == name).any():
+            if weights.loc[weights["model"] == name, "layer"].nunique() < 2:
+                single.append(info.get("label", name))
+                continue
             pngs.append(("weights", f"layer_weights_{name}.png", figures.weights_figure(weights, name, info.get("label", name), info.get("layers", [])),
-                         f"Figure 2 — learned layer weights of {info.get('label', name)} per task"))
+                         f"Figure 2 — {info.get('label', name)}: left, each layer's contribution share of the weighted sum (accounts for activation "
+                         "norms, projections and layer norm; sums to 1); right, the raw softmax weights, per task"))
     per_layer = metrics[metrics["probe"] != "weighted_sum"] if not metrics.empty else metrics
     for task in ordered_tasks(list(per_layer["task"])) if not per_layer.empty else []:
-        pngs.append(("profiles", f"profile_{task}.png", figures.profile_figure(metrics, task, models, split), f"Per-layer {task.upper()} probes ({split}) with 95% CIs"))
+        pngs.append(("profiles", f"profile_{task}.png", figures.profile_figure(metrics, task, models, split, ci_label, set(capped)),
+                     f"Per-layer {task.upper()} probes ({split}) with {ci_label}; dotted: the random-init control, with selectivity (probe minus control); "
+                     "red rings: probes that stopped at the epoch cap (not converged)"))
     for mode, caption in (("within", "Figures 3–4 — CKA within each model"), ("across", "Figure 5 — CKA across models")):
         for key in sorted({(m.dataset, m.level) for m in maps if m.mode == mode}):
             group = [m for m in maps if m.mode == mode and (m.dataset, m.level) == key and not (mode == "within" and m.value.size == 1)]
@@ -61,6 +83,17 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
         items = [html.figure(png, cap, fname) for s, fname, png, cap in pngs if s == section]
         return "".join(items) or "<p>No results for this section.</p>"
 
+    single_html = (f"<p id='single-layer'>Single-layer models (no layer weights to compare, not plotted): {html.esc(', '.join(single))}.</p>" if single else "")
+    cap_html = ("<h3>Probes stopped at the epoch cap (not converged)</h3><ul>" + "".join(
+        f"<li>{html.esc(models.get(m, {}).get('label', m))}, {html.esc(t.upper())}, {html.esc(p)}: {c.get('epochs', '?')} of {c.get('max_epochs', '?')} epochs</li>"
+        for (m, t, p), c in sorted(capped.items())) + "</ul>") if capped else ""
+    if checks:
+        check_html = "<ul id='instrument-check'>" + "".join(
+            f"<li><span class='{'pass' if c['passed'] else 'fail' if c['passed'] is False else 'untestable'}'>"
+            f"{'PASS' if c['passed'] else 'FAIL' if c['passed'] is False else 'NOT CHECKED'}</span> {html.esc(c['text'])}</li>" for c in checks) + "</ul>"
+    else:
+        check_html = "<p>No planted (known-answer) model in this study: instrument check skipped.</p>"
+
     failed = [s for s in index.get("stages", []) if s["status"] == "failed"]
     status = (f"<p class='failed'>{len(failed)} stage(s) failed: " + "; ".join(html.esc(f"{s['id']}: {s['error']}") for s in failed) + "</p>") if failed else ""
     skipped = index.get("skipped", [])
@@ -71,13 +104,14 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
     quarantine = "".join(f"<tr><td class='name'>{html.esc(k)}</td><td>{v}</td></tr>" for k, v in index.get("quarantine", {}).items())
     versions = ", ".join(f"{html.esc(k)} {html.esc(v)}" for k, v in index.get("versions", {}).items())
     sections = [
-        ("summary", "Summary", status + f"<p>{len(models)} models, {len(set(table['task'])) if not table.empty else 0} probe tasks, "
+        ("summary", "Summary", f"<p id='leakage'>{html.esc(leakage['text'])}</p>" + status + f"<p>{len(models)} models, {len(set(table['task'])) if not table.empty else 0} probe tasks, "
                                f"{len(maps)} CKA maps. Results folder: <code>{html.esc(index.get('out', ''))}</code></p>"),
         ("findings", "Findings", html.findings_html(findings)),
-        ("table", "Model × task (Table 1)", html.model_task_html(table, models, split) + notes_html),
-        ("weights", "Learned layer weights (Figure 2)", figs("weights")),
-        ("profiles", "Per-layer probe profiles", figs("profiles")),
+        ("table", "Model × task (Table 1)", html.model_task_html(table, models, split, cap_cells, worse_cells) + notes_html + cap_html),
+        ("weights", "Learned layer weights (Figure 2)", single_html + figs("weights")),
+        ("profiles", "Per-layer probe profiles", figs("profiles") + html.selectivity_html(select, models)),
         ("cka", "CKA (Figures 3–5)", figs("cka")),
+        ("instrument", "Instrument check", check_html),
         ("skipped", "Skipped tasks", skipped_html),
         ("run", "Run metadata", html.stages_html(index.get("stages", [])) +
          f"<h3>Quarantined utterances</h3><table><tbody>{quarantine}</tbody></table><p><small>{versions}</small></p>"
@@ -88,7 +122,8 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
     storage.atomic_write_bytes(html_url, page.encode())
     summary = {"html": html_url, "tables": {k: v for k, v in written.items() if k.endswith("") and v.endswith(".parquet")},
                "figures": [v for v in written.values() if v.endswith(".png")], "findings": findings,
-               "failed": [s["id"] for s in failed], "models": list(models)}
+               "failed": [s["id"] for s in failed], "models": list(models), "leakage": leakage, "instrument_check": checks,
+               "capped": [list(k) for k in capped]}
     storage.write_json(storage.join(out, "findings.json"), findings)
     storage.write_json(storage.join(out, "summary.json"), json.loads(json.dumps(summary, default=str)))
     return summary

@@ -7,11 +7,12 @@ scale [0, 1] so maps of different models compare at a glance.
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import pandas as pd
 
+from layerlab.report.findings import frame_layers
 from layerlab.report.load import WEIGHTED, CKAMatrix
 from layerlab.report.tables import PERCENT_METRICS, ordered_tasks, primary_metric
 
@@ -44,31 +45,49 @@ def _layer_axis(ax: Any, names: Sequence[str], axis: str = "x", max_labels: int 
 
 
 def weights_figure(weights: pd.DataFrame, model: str, label: str, layers: Sequence[str]) -> bytes:
-    """Figure 2: the normalised learned weight of each layer, one line per task, for one model."""
+    """Figure 2 for one model: each layer's contribution share of the weighted sum, and the raw softmax weights beside it.
+
+    The contribution (CONTRACTS §3) accounts for activation norms, projections and layer norm; the
+    raw softmax weight does not. Old tables without ``contribution`` get the raw panel and a note.
+    """
     plt = _plt()
     sub = weights[weights["model"] == model]
     names = [n for n in layers if n in set(sub["layer"])] or list(dict.fromkeys(sub["layer"]))
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.35 * len(names) + 2.5), 3.4), constrained_layout=True)
+    has_contribution = "contribution" in sub.columns and sub["contribution"].notna().any()
+    width = max(4.5, 0.35 * len(names) + 2.5)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width, 3.6), squeeze=False, constrained_layout=True)
+    share_ax, raw_ax = axes[0]
     for task in ordered_tasks(list(sub["task"])):
         t = sub[sub["task"] == task].drop_duplicates("layer", keep="last").set_index("layer")
-        ax.plot(range(len(names)), [t["normalized_weight"].get(n, np.nan) for n in names], marker="o", ms=3, label=task.upper())
-    _layer_axis(ax, names)
-    ax.set_xlabel(f"{label} layer")
-    ax.set_ylabel("learned weight (softmax)")
-    ax.set_title(f"{label}: layer weights of the weighted-sum probes", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
+        if has_contribution:
+            share_ax.plot(range(len(names)), [t["contribution"].get(n, np.nan) for n in names], marker="o", ms=3, label=task.upper())
+        raw_ax.plot(range(len(names)), [t["weight"].get(n, np.nan) for n in names], marker="o", ms=3, label=task.upper())
+    for ax in (share_ax, raw_ax):
+        _layer_axis(ax, names)
+        ax.set_xlabel(f"{label} layer")
+        ax.grid(alpha=0.3)
+    share_ax.set_ylabel("contribution share of the weighted sum")
+    share_ax.set_title(f"{label}: contribution share per layer", fontsize=10)
+    if has_contribution:
+        share_ax.legend(fontsize=7, ncol=2)
+    else:
+        share_ax.text(0.5, 0.5, "contribution not recorded\n(old layer_weights table)", ha="center", va="center", transform=share_ax.transAxes)
+    raw_ax.set_ylabel("raw learned weight (softmax)")
+    raw_ax.set_title(f"{label}: raw softmax weights", fontsize=10)
+    raw_ax.legend(fontsize=7, ncol=2)
     return _png(fig)
 
 
-def profile_figure(metrics: pd.DataFrame, task: str, models: dict[str, Any], split: str) -> bytes:
-    """Per-layer probe results for one task: one panel per model, CI band, weighted-sum result dashed."""
+def profile_figure(metrics: pd.DataFrame, task: str, models: dict[str, Any], split: str, ci_label: str = "95% CI",
+                   capped: Collection[tuple[str, str, str]] = ()) -> bytes:
+    """Per-layer probe results for one task: one panel per model, CI band, weighted sum dashed, random-init control dotted with selectivity."""
     plt = _plt()
     m = metrics[(metrics["task"] == task) & (metrics["split"] == split)].copy()
     m["metric"] = m["metric"].str.lower()
     metric = primary_metric(m, task)
     m = m[m["metric"] == metric]
-    names = [n for n in models if ((m["model"] == n) & (m["probe"] != WEIGHTED)).any()]
+    has = {n for n in models if ((m["model"] == n) & (m["probe"] != WEIGHTED)).any()}
+    names = [n for n in models if n in has and models[n].get("control_of") not in has]  # a control is drawn in its model's panel
     scale = 100.0 if metric in PERCENT_METRICS else 1.0
     cols = min(3, max(1, len(names)))
     rows = -(-len(names) // cols) if names else 1
@@ -79,13 +98,33 @@ def profile_figure(metrics: pd.DataFrame, task: str, models: dict[str, Any], spl
         layers = [n for n in models[name].get("layers", []) if n in per_layer.index] or list(per_layer.index)
         x = np.arange(len(layers))
         y = per_layer.loc[layers, "value"].to_numpy(float) * scale
-        ax.plot(x, y, marker="o", ms=3, color="C0", label="one probe per layer")
-        ax.fill_between(x, per_layer.loc[layers, "ci_low"].to_numpy(float) * scale, per_layer.loc[layers, "ci_high"].to_numpy(float) * scale,
-                        color="C0", alpha=0.2, label="95% CI")
+        frames, source = frame_layers(models[name], layers)
+        fi = np.array([i for i, n in enumerate(layers) if n in frames], dtype=int)
+        ui = np.array([i for i, n in enumerate(layers) if n not in frames], dtype=int)
+        ax.plot(x[fi], y[fi], marker="o", ms=3, color="C0", label="one probe per frame-level layer" if source != "not recorded" else "one probe per layer (levels not recorded)")
+        if len(ui):
+            ax.plot(x[ui], y[ui], ls="none", marker="s", ms=4, color="0.5", label="utterance-level layer (not in the profile)")
+        cap = [i for i, n in enumerate(layers) if (name, task, n) in capped]
+        if cap:
+            ax.plot(x[cap], y[cap], ls="none", marker="o", ms=8, mfc="none", mec="C3", label="stopped at the epoch cap")
+        ax.fill_between(x[fi], per_layer.loc[layers, "ci_low"].to_numpy(float)[fi] * scale, per_layer.loc[layers, "ci_high"].to_numpy(float)[fi] * scale,
+                        color="C0", alpha=0.2, label=ci_label)
+        control = next((c for c, i in models.items() if i.get("control_of") == name), None)
+        if control is not None:
+            cl = m[(m["model"] == control) & (m["probe"] != WEIGHTED)].drop_duplicates("probe", keep="last").set_index("probe")
+            cy = [float(cl["value"].get(n, np.nan)) * scale for n in layers]
+            if np.isfinite(cy).any():
+                ax.plot(x, cy, ls=":", marker="x", ms=3, color="0.4", label=f"random-init control ({models[control].get('label', control)})")
+                sign = 1.0 if bool(per_layer["higher_is_better"].iloc[0]) else -1.0
+                sel = sign * (y - np.asarray(cy))
+                ax.text(0.02, 0.02, "selectivity: " + ", ".join(f"{n} {v:+.1f}" for n, v in zip(layers, sel) if np.isfinite(v))[:120],
+                        transform=ax.transAxes, fontsize=6, va="bottom")
         ws = sub[sub["probe"] == WEIGHTED]
         if not ws.empty:
             ax.axhline(float(ws["value"].iloc[-1]) * scale, color="C3", ls="--", lw=1, label="weighted sum")
         _layer_axis(ax, layers)
+        if len(ui) or cap:
+            ax.legend(fontsize=6)
         ax.set_title(models[name].get("label", name), fontsize=10)
         ax.set_xlabel(f"{models[name].get('label', name)} layer")
         ax.set_ylabel(f"{task.upper()} {metric.upper()}{' %' if scale == 100 else ''} ({split})")

@@ -16,7 +16,8 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:center}
 th{background:#f3f3f3}td.name{text-align:left;font-weight:600}tr.baseline td{background:#fafaf0}
 td.best{background:#d8f0d8;font-weight:700}small{color:#666}.ci{color:#666;font-size:.8em}
-.verdict{font-weight:700}.supported{color:#1a7f37}.not-supported{color:#b3261e}.partly-supported,.inconclusive{color:#9a6700}
+.verdict{font-weight:700}.supported{color:#1a7f37}.contradicted{color:#b3261e}.inconclusive{color:#9a6700}.untestable{color:#555}
+.warn{color:#9a6700;font-size:.8em}.fail{color:#b3261e;font-weight:700}.pass{color:#1a7f37;font-weight:700}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.8em}.failed{color:#b3261e;font-weight:700}
 """
@@ -34,8 +35,10 @@ def figure(png: bytes, caption: str, alt: str) -> str:
     return f'<figure><img src="{data_uri(png)}" alt="{esc(alt)}"><figcaption>{esc(caption)}</figcaption></figure>'
 
 
-def model_task_html(table: pd.DataFrame, models: dict[str, Any], split: str) -> str:
-    """The model x task table: primary split value with its CI, the other split below, best per task shaded."""
+def model_task_html(table: pd.DataFrame, models: dict[str, Any], split: str, capped: dict[tuple[str, str], str] | None = None,
+                    worse: dict[tuple[str, str], str] | None = None) -> str:
+    """The model x task table: value, CI, group count and notes; probes at the epoch cap and weighted sums worse than the best layer marked."""
+    capped, worse = capped or {}, worse or {}
     if table.empty:
         rows = "".join(f"<tr data-model='{esc(n)}'><td class='name'>{esc(i.get('label', n))}<br><small>{esc(i.get('family', ''))}</small></td><td>–</td></tr>"
                        for n, i in models.items())
@@ -57,28 +60,52 @@ def model_task_html(table: pd.DataFrame, models: dict[str, Any], split: str) -> 
                 continue
             r = (main if not main.empty else alt).iloc[0]
             text = f"{fmt(r['value'], r['metric'])}<br><span class='ci'>[{fmt(r['ci_low'], r['metric'])}, {fmt(r['ci_high'], r['metric'])}]</span>"
+            g = int(r.get("n_groups", 0) or 0)
+            text += f"<br><small class='groups'>{g} groups</small>" if g else "<br><small class='groups'>groups not recorded</small>"
             if not main.empty and not alt.empty:
                 a = alt.iloc[0]
                 text += f"<br><small>{other} {fmt(a['value'], a['metric'])}</small>"
             elif main.empty:
                 text = f"<small>{other}</small> " + text
+            if r.get("note"):
+                text += f"<br><span class='warn note'>⚠ {esc(r['note'])}</span>"
+            if (name, t) in capped:
+                text += f"<br><span class='warn cap'>⚑ {esc(capped[(name, t)])}</span>"
+            if (name, t) in worse:
+                text += f"<br><span class='warn worse'>▼ {esc(worse[(name, t)])}</span>"
             cells.append(f"<td class='{'best' if r['best'] else ''}'>{text}</td>")
         cls = " class='baseline'" if info.get("baseline") else ""
         label = esc(info.get("label", name)) + (" <small>(baseline)</small>" if info.get("baseline") else "")
         rows.append(f"<tr{cls} data-model='{esc(name)}'><td class='name'>{label}<br><small>{esc(info.get('family', ''))}</small></td>{''.join(cells)}</tr>")
+    methods = sorted({str(x) for x in table.get("ci_method", pd.Series(dtype=str)) if str(x)})
+    how = ", ".join(methods) if methods else "interval method not recorded (old table)"
     return (f"<table id='model-task'><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"<p><small>Weighted-sum probes, {esc(split)} split (95% bootstrap CI in brackets, the other split below); best per task shaded.</small></p>")
+            f"<p><small>Weighted-sum probes, {esc(split)} split (95% interval in brackets: {esc(how)}; number of groups behind it below; "
+            "the other split below that); best per task shaded. ⚠ fewer than 10 groups or another note; ⚑ the probe stopped at the epoch cap "
+            "(not converged); ▼ the weighted sum is worse than the best single layer (chosen on dev) beyond that layer's interval.</small></p>")
 
 
 def findings_html(findings: Sequence[dict[str, Any]]) -> str:
     out = []
     for i, f in enumerate(findings, 1):
-        cls = f["verdict"].replace(" ", "-")
+        cls = esc(f["verdict"])
         ev = "".join(f"<li>{esc(e)}</li>" for e in f["evidence"])
         out.append(f"<div class='finding' id='finding-{esc(f['id'])}'><h3>({i}) {esc(f['claim'])}</h3>"
                    f"<p><span class='verdict {cls}'>{esc(f['verdict'])}</span> — {esc(f['sentence'])}</p>"
                    + (f"<ul>{ev}</ul>" if ev else "") + "</div>")
     return "".join(out)
+
+
+def selectivity_html(select: pd.DataFrame, models: dict[str, Any]) -> str:
+    """Selectivity table: each layer's probe result minus its random-init control's (positive = better than the control)."""
+    if select.empty:
+        return "<p id='selectivity'><small>No random-initialisation control in this study: selectivity not computed.</small></p>"
+    rows = "".join(
+        f"<tr><td class='name'>{esc(models.get(r['model'], {}).get('label', r['model']))}</td><td>{esc(r['task'].upper())}</td><td>{esc(r['layer'])}</td>"
+        f"<td>{fmt(r['value'], r['metric'])}</td><td>{fmt(r['control_value'], r['metric'])}</td><td>{fmt(r['selectivity'], r['metric'])}</td></tr>"
+        for _, r in select.iterrows())
+    return ("<h3>Selectivity (probe minus its random-init control)</h3><table id='selectivity'><thead><tr><th>model</th><th>task</th><th>layer</th>"
+            f"<th>probe</th><th>control</th><th>selectivity</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def stages_html(stages: Sequence[dict[str, Any]]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
+from layerlab import storage
 from layerlab.study.plan import StudyPlan
 
 
@@ -37,16 +38,30 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
             "label": m.label or name, "family": m.resolved_family(), "spec": extracted.get("model_spec") or m.spec or f"train:{m.train.recipe}",
             "layers": layers, "frame_layers": [n for n, r in zip(layers, rates) if r is not None],
             "baseline": m.resolved_family() == "baseline",
+            "layer_levels": {n: ("frame" if r is not None else "utterance") for n, r in zip(layers, rates)} if len(rates) == len(layers) and layers else {},
         }
+        for key in ("control_of", "planted", "expect"):  # CONTRACTS §6, where the model config carries them
+            value = getattr(m, key, None)
+            if value:
+                models[name][key] = value
+        trained = results.get(f"train/{name}")
+        if trained is not None:
+            models[name]["trained"] = True
+            if "training_speakers" in trained:  # CONTRACTS §5
+                models[name]["training_speakers"] = list(trained["training_speakers"])
     probes, cka, quarantine = [], [], {}
     for sid, stage in plan.stages.items():
         res = results.get(sid)
         if stage.kind == "probe" and res:
+            summary = res.get("summary") or {}
             probes.append({"dataset": stage.params["dataset"], "model": stage.params["model"], "task": stage.params["task"],
                            "dir": res["dir"], "metrics": res["metrics"], "layer_weights": res["layer_weights"],
-                           "notes": list(((res.get("summary") or {}).get("task_info") or {}).get("notes", []))})
+                           "replicates": storage.join(res["dir"], "replicates.parquet"), "summary": storage.join(res["dir"], "summary.json"),
+                           "notes": list((summary.get("task_info") or {}).get("notes", [])),
+                           **{k: summary[k] for k in ("convergence", "speakers", "test_speakers") if k in summary}})
         elif stage.kind == "cka" and res:
-            cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")}})
+            cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")},
+                        **{k: res[k] for k in ("replicates", "group_by") if res.get(k)}})
         elif stage.kind == "corpus" and res:
             quarantine[f"corpus {stage.id.split('/', 1)[1]}"] = res.get("quarantined", 0)
         elif stage.kind == "extract" and res:
@@ -60,4 +75,5 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
         "title": config.report.title, "study": config.name, "out": plan.out, "split": config.report.split,
         "models": models, "probes": probes, "cka": cka, "stages": stages, "skipped": skipped,
         "quarantine": quarantine, "versions": versions(), "config_text": getattr(plan, "config_text", ""),
+        "allow_overlap": bool(getattr(config, "allow_overlap", False)),
     }
