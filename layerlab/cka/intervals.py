@@ -62,8 +62,13 @@ def _compute(state: dict[str, Any], estimator: str) -> np.ndarray:
     return accumulator_from_state(state, estimator=estimator).compute()
 
 
-def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: float = 0.95) -> Interval:
-    """Leave-one-group-out jackknife interval of every CKA entry; ``parts`` holds one accumulator (or state) per group."""
+def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: float = 0.95,
+                  *, return_replicates: bool = False) -> Interval | tuple[Interval, np.ndarray]:
+    """Leave-one-group-out jackknife interval of every CKA entry; ``parts`` holds one accumulator (or state) per group.
+
+    ``return_replicates``: also the leave-one-group-out matrices, ``[G, L, L]`` in ``parts`` order (paired
+    differences of CKA blocks on the same groups, ``layerlab.metrics.ci.paired_difference``).
+    """
     if len(parts) < 2:
         raise ValueError(f"confidence interval: needs at least 2 groups, got {len(parts)}")
     if estimator == "minibatch":
@@ -71,8 +76,9 @@ def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: f
     states = _group_states(parts)
     total = _weighted_state(states, np.ones(len(states)))
     point = _compute(total, estimator)
-    loo = [_compute(_without(total, s), estimator) for s in states]
-    return jackknife_interval(point, np.stack(loo), confidence)
+    loo = np.stack([_compute(_without(total, s), estimator) for s in states])
+    iv = jackknife_interval(point, loo, confidence)
+    return (iv, loo) if return_replicates else iv
 
 
 def _without(total: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:

@@ -62,3 +62,35 @@ def read_matrix(url: str) -> tuple[np.ndarray, list[str], list[str], dict[str, A
     matrix = np.full((len(names_a), len(names_b)), np.nan)
     matrix[table.column("index_a").to_numpy(), table.column("index_b").to_numpy()] = table.column("cka").to_numpy()
     return matrix, names_a, names_b, meta
+
+
+def write_replicates(url: str, replicates: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], groups: Sequence[str],
+                     **meta: Any) -> None:
+    """Write leave-one-group-out CKA values (``replicates[g, i, j]``) as ``layer_a, layer_b, group, value`` rows."""
+    from layerlab import storage
+
+    reps = np.asarray(replicates, dtype=np.float64)
+    if reps.shape != (len(groups), len(names_a), len(names_b)):
+        raise ValueError(f"replicates: shape {reps.shape} does not match {len(groups)} groups x {len(names_a)} x {len(names_b)} layers")
+    g, ia, ib = np.meshgrid(np.arange(len(groups)), np.arange(len(names_a)), np.arange(len(names_b)), indexing="ij")
+    table = pa.table({
+        "layer_a": [str(names_a[i]) for i in ia.ravel()],
+        "layer_b": [str(names_b[j]) for j in ib.ravel()],
+        "group": [str(groups[k]) for k in g.ravel()],
+        "value": reps.ravel(),
+    })
+    table = table.replace_schema_metadata({b"layerlab.cka_replicates": json.dumps({"groups": list(map(str, groups)), **meta}, default=str).encode()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.atomic_write_bytes(url, buf.getvalue())
+
+
+def read_replicates(url: str) -> dict[tuple[str, str], dict[str, float]]:
+    """Replicates written by :func:`write_replicates`: ``{(layer_a, layer_b): {group: value}}``."""
+    from layerlab import storage
+
+    table = pq.read_table(io.BytesIO(storage.read_bytes(url))).to_pydict()
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for a, b, g, v in zip(table["layer_a"], table["layer_b"], table["group"], table["value"]):
+        out.setdefault((a, b), {})[g] = float(v)
+    return out
