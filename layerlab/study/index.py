@@ -34,9 +34,10 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
         rates = extracted.get("frame_rates_hz") or []
         layers = extracted.get("layer_names") or []
         models[name] = {
-            "label": m.label or name, "family": m.resolved_family(), "spec": extracted.get("model_spec") or m.spec or f"train:{m.train.recipe}",
+            "label": m.label or name, "family": m.resolved_family(),
+            "spec": extracted.get("model_spec") or m.extract_spec() or (f"train:{m.train.recipe}" if m.train else f"random:{m.control_of}"),
             "layers": layers, "frame_layers": [n for n, r in zip(layers, rates) if r is not None],
-            "baseline": m.resolved_family() == "baseline",
+            "baseline": m.resolved_family() == "baseline", **config.model_extras(name),
         }
     probes, cka, quarantine = [], [], {}
     for sid, stage in plan.stages.items():
@@ -46,7 +47,7 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
                            "dir": res["dir"], "metrics": res["metrics"], "layer_weights": res["layer_weights"],
                            "notes": list(((res.get("summary") or {}).get("task_info") or {}).get("notes", []))})
         elif stage.kind == "cka" and res:
-            cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")}})
+            cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "replicates", "group_by", "ci", "n_utterances", "n_frames", "notes")}})
         elif stage.kind == "corpus" and res:
             quarantine[f"corpus {stage.id.split('/', 1)[1]}"] = res.get("quarantined", 0)
         elif stage.kind == "extract" and res:
