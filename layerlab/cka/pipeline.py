@@ -387,6 +387,7 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list
             level=job.level, n_frames=n_frames, n_utterances=n_utterances, fast_matmul=job.fast_matmul,
             ci_low=None if ci is None else ci.low[rows, cols], ci_high=None if ci is None else ci.high[rows, cols],
             ci_method=None if ci is None else ci.method, ci_groups=None if ci is None else ci.n_groups,
+            ci_group_by=None if ci is None else job.group_by,
         )
         written.append(url)
         if replicates is not None:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 def matrix_table(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], **meta: Any) -> pa.Table:
     """Long-format table: ``model_a, model_b, layer_a, layer_b, index_a, index_b, value`` (= ``cka``), ``level``,
-    ``estimator`` (+ ``ci_low``/``ci_high`` when given); the rest of ``meta`` goes to the schema metadata."""
+    ``estimator`` (+ ``ci_low``/``ci_high`` and ``ci_group_by`` when given); the rest of ``meta`` goes to the schema metadata."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (len(names_a), len(names_b)):
         raise ValueError(f"matrix: shape {matrix.shape} does not match {len(names_a)} x {len(names_b)} layer names")
@@ -35,6 +35,8 @@ def matrix_table(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[s
         if key in meta and meta[key] is not None:
             cols[key] = np.asarray(meta.pop(key), dtype=np.float64).ravel()
         meta.pop(key, None)
+    if "ci_low" in cols and meta.get("ci_group_by"):
+        cols["ci_group_by"] = [str(meta["ci_group_by"])] * size  # what the interval's jackknife groups are
     table = pa.table(cols)
     doc = {"names_a": list(map(str, names_a)), "names_b": list(map(str, names_b)), **meta}
     return table.replace_schema_metadata({b"layerlab.cka": json.dumps(doc, default=str).encode()})

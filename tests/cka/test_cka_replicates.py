@@ -30,6 +30,7 @@ def test_replicates_are_the_leave_one_out_cka(cache, tmp_path):
     assert out["replicates"] == [str(tmp_path / "cka" / "cka_biased_frame_replicates.parquet")] and out["group_by"] == "utterance"
     table = pq.read_table(out["replicates"][0])
     assert table.column_names == ["layer_a", "layer_b", "group", "value"]
+    assert set(pq.read_table(out["tables"][0]).column("ci_group_by").to_pylist()) == {"utterance"}
     reps = read_replicates(out["replicates"][0])
     rows = list(open_cache(cache).iter_frames())
     names = ["noise", "speaker", "mix", "content"]
