@@ -87,3 +87,39 @@ def test_one_utterance_groups_are_merged_not_jackknifed():
     assert sum(m.n for m in merged.values()) == 100  # nothing dropped
     same, none = merge_small_groups({"a": acc(), "b": acc()}, {"a": 2, "b": 3}, "speaker")
     assert sorted(same) == ["a", "b"] and none == []
+
+
+def test_a_one_utterance_shard_of_side_output_states_is_merged(tmp_path):
+    """Shards of 5, 3 and 1 utterances: the 1-utterance shard joins another group instead of being a jackknife group."""
+    from layerlab import storage
+    from layerlab.cache import format as cf
+    from layerlab.cka.pipeline import CKAJob, run_cka
+    from layerlab.cka.tables import read_replicates
+    from layerlab.data.manifest import read_manifest
+    from layerlab.extract.config import CKASideOutput, ExtractConfig
+    from layerlab.extract.pipeline import _metadata
+    from layerlab.extract.shard_worker import ShardExtractor, describe_model
+
+    data, out = str(tmp_path / "data"), str(tmp_path / "cache")
+    build_corpus(data, utterances=9, short_ids=(), nan_ids=(), max_shard_bytes=60_000)
+    source = read_manifest(data)
+    model = load("planted:seed=0", device="cpu")
+    config = ExtractConfig(tier="pooled", mode="bucketed", batch_seconds=3.0, progress=False, cka=[CKASideOutput(name="all")])
+    worker = ShardExtractor(model, config, "bucketed")
+    storage.write_json(storage.join(out, cf.METADATA_NAME),
+                       _metadata(model.spec, data, config, describe_model(model, "bucketed"), source).model_dump(mode="json"))
+    shifts = worker.pilot_shifts([storage.join(data, s.name) for s in source.shards])
+    manifest = cf.CacheManifest()
+    for s in source.shards:
+        manifest.shards[s.name] = worker.run(storage.join(data, s.name), s.name, s.sha256, out, shifts).record
+    manifest.recount()
+    manifest.complete = True
+    storage.write_json(storage.join(out, cf.MANIFEST_NAME), manifest.model_dump(mode="json"))
+    rows = sorted((s.rows, s.name) for s in source.shards)
+    assert [n for n, _ in rows] == [1, 3, 5]
+
+    result = run_cka(CKAJob(out, level="frame", side_output="all"), str(tmp_path / "cka"), bootstrap=1)
+    assert result["ci"]["n_groups"] == 2 and rows[0][1] not in result["ci"]["groups"]
+    assert any(f"{rows[0][1]} -> {rows[1][1]}" in n for n in result["notes"]), (rows, result["notes"])
+    reps = read_replicates(result["replicates"][0])
+    assert set(reps["noise", "content"]) == set(result["ci"]["groups"])
