@@ -37,6 +37,7 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
             "label": m.label or name, "family": m.resolved_family(),
             "spec": extracted.get("model_spec") or m.extract_spec() or (f"train:{m.train.recipe}" if m.train else f"random:{m.control_of}"),
             "layers": layers, "frame_layers": [n for n, r in zip(layers, rates) if r is not None],
+            "layer_levels": {n: "frame" if r is not None else "utterance" for n, r in zip(layers, rates)},
             "baseline": m.resolved_family() == "baseline", **config.model_extras(name),
         }
     probes, cka, quarantine = [], [], {}

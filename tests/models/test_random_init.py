@@ -19,11 +19,13 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "s3prl_hubert": f"s3prl:hubert_local:{tiny.build_s3prl_hubert(root / 'hubert.pt', seed=1)}",
         "s3prl_wavlm": f"s3prl:wavlm_local:{tiny.build_s3prl_wavlm(root / 'wavlm.pt', seed=1)}",
         "layerlab_ecapa": f"ckpt:{tiny.build_layerlab_ecapa(str(root / 'ecapa.pt'), seed=1)}",
+        "hf_wavlm": f"hf:{tiny.build_hf_wavlm(root / 'hf_wavlm', seed=1)}",
+        "speechbrain_ecapa": f"speechbrain:{tiny.build_speechbrain_ecapa(root / 'sb_ecapa', seed=1)}",
         "ge2e": "ge2e",
     }
 
 
-@pytest.mark.parametrize("name", ["s3prl_hubert", "s3prl_wavlm", "layerlab_ecapa", "ge2e"])
+@pytest.mark.parametrize("name", ["s3prl_hubert", "s3prl_wavlm", "layerlab_ecapa", "hf_wavlm", "speechbrain_ecapa", "ge2e"])
 def test_control_has_the_layers_and_fresh_seeded_weights(specs, name):
     spec = specs[name]
     wavs = torch.tensor(np.random.default_rng(0).normal(0, 0.1, size=(2, 16000)), dtype=torch.float32)
@@ -56,3 +58,11 @@ def test_bad_control_specs_are_one_error_line(bad):
     with pytest.raises(UnknownModelSpec) as err:
         load(bad, device="cpu")
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_a_control_of_a_missing_checkpoint_fails_on_the_driver(tmp_path):
+    from layerlab.models.registry import check_spec
+
+    with pytest.raises(UnknownModelSpec) as err:
+        check_spec(f"random:seed=1:ckpt:{tmp_path / 'missing.pt'}")
+    assert "not found" in str(err.value) and len(str(err.value).splitlines()) == 1

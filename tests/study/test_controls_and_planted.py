@@ -31,6 +31,10 @@ def test_control_of_a_spec_model_extracts_the_random_spec_and_names_its_model() 
     assert models["ge2e_rand"]["control_of"] == "ge2e" and models["ge2e_rand"]["random_init"] == {"seed": 2}
     assert models["ge2e_rand"]["family"] == models["ge2e"]["family"] == "speaker"
     assert "control_of" not in models["ge2e"]
+    extracted = {"extract/synth/ge2e": {"model_spec": "ge2e", "layer_names": ["lstm1", "lstm2", "lstm3", "embedding"],
+                                        "frame_rates_hz": [100.0, 100.0, 100.0, None]}}
+    levels = study_index(plan, extracted, {})["models"]["ge2e"]["layer_levels"]
+    assert levels == {"lstm1": "frame", "lstm2": "frame", "lstm3": "frame", "embedding": "utterance"}
 
 
 def test_control_of_a_trained_model_randomises_its_checkpoint() -> None:
