@@ -63,9 +63,12 @@ def _compute(state: dict[str, Any], estimator: str) -> np.ndarray:
     return accumulator_from_state(state, estimator=estimator).compute()
 
 
-def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: float = 0.95) -> Interval:
+def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: float = 0.95,
+                  *, return_replicates: bool = False) -> Interval | tuple[Interval, np.ndarray]:
     """Leave-one-group-out jackknife interval of every CKA entry; ``parts`` holds one accumulator (or state) per group.
 
+    ``return_replicates``: also the leave-one-group-out matrices, ``[G, L, L]`` in ``parts`` order (paired
+    differences of CKA blocks on the same groups, ``layerlab.metrics.ci.paired_difference``).
     Biased linear CKA lies in [0, 1]: its interval is clipped to [0, 1] (clipping, not a transform, keeps the
     simulated coverage of tests/metrics/test_ci_coverage.py: the population value lies in [0, 1], so a clipped
     interval covers it whenever the unclipped one does). Debiased CKA can be negative: its interval is not clipped.
@@ -77,12 +80,11 @@ def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: f
     states = _group_states(parts)
     total = _weighted_state(states, np.ones(len(states)))
     point = _compute(total, estimator)
-    loo = [_compute(_without(total, s), estimator) for s in states]
-    iv = jackknife_interval(point, np.stack(loo), confidence)
-    if estimator != "biased":
-        return iv
-    return replace(iv, low=np.clip(iv.low, 0.0, 1.0), high=np.clip(iv.high, 0.0, 1.0),
-                   method=f"{iv.method}, clipped to [0, 1]")
+    loo = np.stack([_compute(_without(total, s), estimator) for s in states])
+    iv = jackknife_interval(point, loo, confidence)
+    if estimator == "biased":
+        iv = replace(iv, low=np.clip(iv.low, 0.0, 1.0), high=np.clip(iv.high, 0.0, 1.0), method=f"{iv.method}, clipped to [0, 1]")
+    return (iv, loo) if return_replicates else iv
 
 
 def _without(total: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:

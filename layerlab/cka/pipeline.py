@@ -186,7 +186,7 @@ def shard_group_states(job: CKAJob, shards: list[str], shift: Any, ids: list[str
     shard_key = shards[0].rsplit("/", 1)[-1]
     names = [n for info in job.infos for n in info.layer_names]
     rates = [r for info in job.infos for r in info.frame_rates_hz] if job.level == "frame" else None
-    counts: dict[str, Any] = {"n_utterances": 0, "frames_dropped": dict.fromkeys(names, 0)}
+    counts: dict[str, Any] = {"n_utterances": 0, "frames_dropped": dict.fromkeys(names, 0), "group_utterances": {}}
     job.counts[shards[0]] = counts
 
     def flush(key: str) -> None:
@@ -208,12 +208,57 @@ def shard_group_states(job: CKAJob, shards: list[str], shift: Any, ids: list[str
             for name, n in zip(names, alignment_drops([len(x) for x in layers], rates)):
                 counts["frames_dropped"][name] += n
         key = _group_key(job, shard_key, uid, speaker, f"{job.a_url} frames tier, shard {shards[0]}")
+        counts["group_utterances"][key] = counts["group_utterances"].get(key, 0) + 1
         buffers.setdefault(key, []).append(layers)
         if sum(len(u[0]) for u in buffers[key]) >= job.batch_size:
             flush(key)
     for key in list(buffers):
         flush(key)
     return groups
+
+
+def group_sizes(counts: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Utterances per group over every shard's counts (a speaker in several shards adds up)."""
+    sizes: dict[str, int] = {}
+    for c in counts:
+        for key, n in (c.get("group_utterances") or {}).items():
+            sizes[key] = sizes.get(key, 0) + int(n)
+    return sizes
+
+
+#: a jackknife group needs at least this many utterances; smaller groups are merged (never left alone)
+MIN_GROUP_UTTERANCES = 2
+
+
+def merge_small_groups(groups: dict[str, Any], sizes: dict[str, int], unit: str,
+                       min_utterances: int = MIN_GROUP_UTTERANCES) -> tuple[dict[str, Any], list[str]]:
+    """Merge each group of fewer than ``min_utterances`` utterances into the smallest other group; returns (groups, notes).
+
+    A one-utterance shard (or speaker) as its own leave-one-out group makes the jackknife treat one
+    utterance as an independent cluster; merging keeps every group a cluster of several utterances.
+    """
+    known = {k: sizes[k] for k in groups if k in sizes}
+    small = sorted((k for k, n in known.items() if n < min_utterances), key=lambda k: (known[k], k))
+    if not small or len(groups) < 2:
+        return groups, []
+    out = dict(groups)
+    size = dict(known)
+    merged_into: dict[str, str] = {}
+    for key in small:
+        if key not in out or size.get(key, min_utterances) >= min_utterances or len(out) < 2:
+            continue
+        target = min((k for k in out if k != key), key=lambda k: (size.get(k, 0), k))
+        out[target] = merge_all([out[target], out.pop(key)])
+        size[target] = size.get(target, 0) + size.pop(key)
+        merged_into[key] = target
+    renamed = {}
+    for key, target in merged_into.items():
+        while target in merged_into:
+            target = merged_into[target]
+        renamed[key] = target
+    note = (f"{len(renamed)} {unit} group(s) with fewer than {min_utterances} utterances merged into another group for the "
+            f"jackknife ({', '.join(f'{k} -> {v}' for k, v in sorted(renamed.items())[:6])}{', ...' if len(renamed) > 6 else ''})")
+    return dict(sorted(out.items())), [note]
 
 
 def alignment_drops(lengths: list[int], rates: list[float]) -> list[int]:
@@ -289,25 +334,36 @@ def _alignment(job: CKAJob) -> dict[str, Any] | None:
     return doc
 
 
-def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = None, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Compute the matrices from the merged state (and jackknife CIs from the groups) and write all outputs."""
+def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list[Any] | None = None, bootstrap: int = 0,
+           progress: Callable[[str], None] | None = None, sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """Compute the matrices from the merged state (and jackknife CIs from the groups) and write all outputs.
+
+    ``groups``: one accumulator per jackknife group, keyed by the group's name (shard, speaker, utterance);
+    ``sizes``: utterances per group (default: counted while reading), so groups of one utterance are merged.
+    With intervals, each table gets ``<stem>_replicates.parquet`` beside it (leave-one-group-out values).
+    """
     from layerlab import storage
     from layerlab.cka.heatmap import HeatmapPanel, write_heatmaps
     from layerlab.cka.intervals import jackknife_cka
-    from layerlab.cka.tables import write_matrix
+    from layerlab.cka.tables import write_matrix, write_replicates
 
     notes: list[str] = list(job.notes)
     for url, names in job.dropped.items():
         notes.append(f"{url}: utterance-level layers {', '.join(names)} left out of frame-level CKA (they have no frames)")
     matrix = merged.compute()
-    ci = None
+    ci, replicates, group_names = None, None, []
     if bootstrap:
-        if not groups or len(groups) < 2:
-            raise ValueError(f"{job.a_url}: a confidence interval needs at least 2 {job.group_by} groups, found {len(groups or [])}; "
+        keyed = groups if isinstance(groups, dict) else {f"group{k:04d}": g for k, g in enumerate(groups or [])}
+        if job.group_by != "utterance":
+            keyed, merge_notes = merge_small_groups(keyed, sizes if sizes is not None else group_sizes(job.counts.values()), job.group_by)
+            notes += merge_notes
+        if len(keyed) < 2:
+            raise ValueError(f"{job.a_url}: a confidence interval needs at least 2 {job.group_by} groups, found {len(keyed)}; "
                              "use another --group-by or drop --bootstrap")
         if progress:
-            progress(f"confidence intervals: leave-one-{job.group_by}-out jackknife over {len(groups)} groups")
-        ci = jackknife_cka(groups, job.estimator)
+            progress(f"confidence intervals: leave-one-{job.group_by}-out jackknife over {len(keyed)} groups")
+        group_names = list(keyed)
+        ci, replicates = jackknife_cka(list(keyed.values()), job.estimator, return_replicates=True)
         notes += ci.notes
     infos = job.infos
     names = [info.layer_names for info in infos]
@@ -321,7 +377,7 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = No
     n_utterances = sum(c["n_utterances"] for c in job.counts.values()) if job.counts else (n_frames if job.level == "utterance" else used[0]["n_utterances"])
     shards_used = len(job.counts) if job.counts else used[0]["n_shards"]
     stem = f"cka_{job.estimator}_{job.level}"
-    written, panels = [], []
+    written, written_reps, panels = [], [], []
     count_text = f"N={n_utterances} utt" + (f", {n_frames} frames" if job.level == "frame" else "")
     for tag, (rows, cols, i, j) in blocks.items():
         suffix = "" if len(blocks) == 1 else f"_{tag}"
@@ -331,17 +387,24 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: list[Any] | None = No
             level=job.level, n_frames=n_frames, n_utterances=n_utterances, fast_matmul=job.fast_matmul,
             ci_low=None if ci is None else ci.low[rows, cols], ci_high=None if ci is None else ci.high[rows, cols],
             ci_method=None if ci is None else ci.method, ci_groups=None if ci is None else ci.n_groups,
+            ci_group_by=None if ci is None else job.group_by,
         )
         written.append(url)
+        if replicates is not None:
+            rep_url = storage.join(out_url, f"{stem}{suffix}_replicates.parquet")
+            write_replicates(rep_url, replicates[:, rows, cols], names[i], names[j], group_names, group_by=job.group_by,
+                             estimator=job.estimator, level=job.level)
+            written_reps.append(rep_url)
         title = f"{infos[i].name} vs {infos[j].name}\n{job.estimator} CKA, {job.level} level, {count_text}"
         panels.append(HeatmapPanel(matrix[rows, cols], title, f"{infos[i].name} layer", f"{infos[j].name} layer", names_a=names[i], names_b=names[j]))
     png = storage.join(out_url, f"{stem}.png")
     write_heatmaps(png, panels)
     summary: dict[str, Any] = {
-        "tables": written, "heatmap": png, "estimator": job.estimator, "level": job.level,
+        "tables": written, "replicates": written_reps, "group_by": job.group_by if ci is not None else None, "heatmap": png, "estimator": job.estimator, "level": job.level,
         "n_frames": n_frames if job.level == "frame" else None, "n_utterances": n_utterances, "n_shards": shards_used,
         "caches": used, "layers": {info.url: info.layer_names for info in infos},
-        "ci": None if ci is None else {"method": ci.method, "confidence": ci.confidence, "n_groups": ci.n_groups, "group_by": job.group_by},
+        "ci": None if ci is None else {"method": ci.method, "confidence": ci.confidence, "n_groups": ci.n_groups, "group_by": job.group_by,
+                                    "groups": group_names},
         "alignment": _alignment(job), "notes": notes,
     }
     storage.write_json(storage.join(out_url, "summary.json"), summary)
@@ -376,12 +439,19 @@ def run_from_side_output(job: CKAJob, out_url: str, bootstrap: int = 0, progress
         raise FileNotFoundError(f"{job.info_a.url}/manifest.json: no completed shards yet (is the extraction still running?)")
     if progress:
         progress(f"side-output {job.side_output}: merging {len(states)} shard states")
-    groups = [accumulator_from_state(s, device=job.device) for s in states.values()]
+    groups = {shard: accumulator_from_state(s, device=job.device) for shard, s in states.items()}
     if job.estimator == "minibatch" and len(states) > 1:
         job.notes.append(MINIBATCH_SHARD_NOTE)
     merged = merge_all([accumulator_from_state(s, device=job.device) for s in states.values()])
     merged = _with_estimator(merged, job.estimator)
-    return finish(job, merged, out_url, groups, bootstrap, progress)
+    return finish(job, merged, out_url, groups, bootstrap, progress, sizes=state_sizes(states))
+
+
+def state_sizes(states: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Utterances per shard of side-output states (from the ids each state carries; shards without ids are left out)."""
+    from layerlab.cache.reader import STATE_IDS_KEY
+
+    return {shard: len(s[STATE_IDS_KEY]) for shard, s in states.items() if STATE_IDS_KEY in s}
 
 
 def _run_from_joint(job: CKAJob, out_url: str, bootstrap: int, progress: Callable[[str], None] | None) -> dict[str, Any]:
@@ -395,9 +465,9 @@ def _run_from_joint(job: CKAJob, out_url: str, bootstrap: int, progress: Callabl
         raise FileNotFoundError(f"{joint.holder.url}/manifest.json: no completed shards with joint states yet")
     if progress:
         progress(f"joint side-output {joint.holder.name}/{joint.name}: {len(states)} shard states, {len(joint.order)} layers")
-    groups = [accumulator_from_state(s, device=job.device).select(joint.order, len(job.info_a.layer_names)) for s in states.values()]
-    merged = merge_all([accumulator_from_state(g.state_dict(), device=job.device) for g in groups])
-    return finish(job, _with_estimator(merged, job.estimator), out_url, groups, bootstrap, progress)
+    groups = {shard: accumulator_from_state(s, device=job.device).select(joint.order, len(job.info_a.layer_names)) for shard, s in states.items()}
+    merged = merge_all([accumulator_from_state(g.state_dict(), device=job.device) for g in groups.values()])
+    return finish(job, _with_estimator(merged, job.estimator), out_url, groups, bootstrap, progress, sizes=state_sizes(states))
 
 
 def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -405,12 +475,12 @@ def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[s
     if job.side_output:
         return run_from_side_output(job, out_url, bootstrap, progress)
     shift = pilot_shift_for(job)
-    groups = list(collect_groups(job, shift, progress).values())
+    groups = collect_groups(job, shift, progress)
     if not groups:
         raise ValueError(f"{job.a_url}: no frames found in any shard")
     from layerlab.cka.state_io import accumulator_from_state
 
-    merged = _with_estimator(merge_all([accumulator_from_state(g.state_dict()) for g in groups]), job.estimator)
+    merged = _with_estimator(merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()]), job.estimator)
     return finish(job, merged, out_url, groups, bootstrap, progress)
 
 

@@ -94,13 +94,14 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     from layerlab.runtime import runtime_env
 
     @ray.remote(num_cpus=1, runtime_env=runtime_env(env_vars))
-    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], list[str]]:
+    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], list[str], dict[str, Any]]:
         ids: list[str] = []
         groups = shard_group_states(job, urls, shift, ids)
+        counts = job.counts[urls[0]]
         if not groups:  # every utterance of the shard was quarantined
-            return None, {}, ids
+            return None, {}, ids, counts
         merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()])
-        return merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}, ids
+        return merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}, ids, counts
 
     shift = pilot_shift_for(job)
     refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0) for name, urls in job.shard_pairs()}
@@ -112,5 +113,6 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     send_until_committed(reducer, {name: res[0] for name, res in results.items() if res[0] is not None},
                          ids={name: res[2] for name, res in results.items()})
     merged = accumulator_from_state(ray.get(reducer.state_dict.remote()), estimator=job.estimator)
-    groups = list(merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items()).values())
+    groups = merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items())
+    job.counts.update({name: res[3] for name, res in results.items()})  # the tasks counted on their copies of the job
     return finish(job, merged, out_url, groups, bootstrap)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 def matrix_table(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], **meta: Any) -> pa.Table:
     """Long-format table: ``model_a, model_b, layer_a, layer_b, index_a, index_b, value`` (= ``cka``), ``level``,
-    ``estimator`` (+ ``ci_low``/``ci_high`` when given); the rest of ``meta`` goes to the schema metadata."""
+    ``estimator`` (+ ``ci_low``/``ci_high`` and ``ci_group_by`` when given); the rest of ``meta`` goes to the schema metadata."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (len(names_a), len(names_b)):
         raise ValueError(f"matrix: shape {matrix.shape} does not match {len(names_a)} x {len(names_b)} layer names")
@@ -35,6 +35,8 @@ def matrix_table(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[s
         if key in meta and meta[key] is not None:
             cols[key] = np.asarray(meta.pop(key), dtype=np.float64).ravel()
         meta.pop(key, None)
+    if "ci_low" in cols and meta.get("ci_group_by"):
+        cols["ci_group_by"] = [str(meta["ci_group_by"])] * size  # what the interval's jackknife groups are
     table = pa.table(cols)
     doc = {"names_a": list(map(str, names_a)), "names_b": list(map(str, names_b)), **meta}
     return table.replace_schema_metadata({b"layerlab.cka": json.dumps(doc, default=str).encode()})
@@ -62,3 +64,35 @@ def read_matrix(url: str) -> tuple[np.ndarray, list[str], list[str], dict[str, A
     matrix = np.full((len(names_a), len(names_b)), np.nan)
     matrix[table.column("index_a").to_numpy(), table.column("index_b").to_numpy()] = table.column("cka").to_numpy()
     return matrix, names_a, names_b, meta
+
+
+def write_replicates(url: str, replicates: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], groups: Sequence[str],
+                     **meta: Any) -> None:
+    """Write leave-one-group-out CKA values (``replicates[g, i, j]``) as ``layer_a, layer_b, group, value`` rows."""
+    from layerlab import storage
+
+    reps = np.asarray(replicates, dtype=np.float64)
+    if reps.shape != (len(groups), len(names_a), len(names_b)):
+        raise ValueError(f"replicates: shape {reps.shape} does not match {len(groups)} groups x {len(names_a)} x {len(names_b)} layers")
+    g, ia, ib = np.meshgrid(np.arange(len(groups)), np.arange(len(names_a)), np.arange(len(names_b)), indexing="ij")
+    table = pa.table({
+        "layer_a": [str(names_a[i]) for i in ia.ravel()],
+        "layer_b": [str(names_b[j]) for j in ib.ravel()],
+        "group": [str(groups[k]) for k in g.ravel()],
+        "value": reps.ravel(),
+    })
+    table = table.replace_schema_metadata({b"layerlab.cka_replicates": json.dumps({"groups": list(map(str, groups)), **meta}, default=str).encode()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.atomic_write_bytes(url, buf.getvalue())
+
+
+def read_replicates(url: str) -> dict[tuple[str, str], dict[str, float]]:
+    """Replicates written by :func:`write_replicates`: ``{(layer_a, layer_b): {group: value}}``."""
+    from layerlab import storage
+
+    table = pq.read_table(io.BytesIO(storage.read_bytes(url))).to_pydict()
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for a, b, g, v in zip(table["layer_a"], table["layer_b"], table["group"], table["value"]):
+        out.setdefault((a, b), {})[g] = float(v)
+    return out

@@ -18,6 +18,11 @@ spec                                   layers (rate)                       paddi
                                        embedding (utterance)               embedding cos ~0.9999
 ``ge2e``                               lstm1..3 (100 Hz), embedding        True
 ``fbank`` / ``mfcc``                   fbank 240-d / mfcc 39-d (100 Hz)    True
+``planted[:seed=N,order=a+b+c+d]``     noise, speaker, mix, content        True (known-answer model:
+                                       (40-d, 100 Hz)                      ``models/planted.py``)
+``random:[seed=N:]SPEC``               SPEC's layers, random weights       as SPEC (random-init
+                                                                           control; error for
+                                                                           fbank/mfcc/planted)
 =====================================  ==================================  ==========================
 
 Utterance-level layers have T == 1 and frame rate ``None``. For exact per-utterance features from

@@ -33,7 +33,11 @@ def check_loadable(spec: str) -> None:
     from layerlab.models.registry import parse_spec
 
     prefix, arg = parse_spec(spec)
-    if prefix in ("ge2e", "fbank", "mfcc"):
+    if prefix == "random":  # the control loads its inner spec's architecture
+        from layerlab.models.random_init import parse_random
+
+        check_loadable(parse_random(arg, spec)[1])
+    elif prefix in ("ge2e", "fbank", "mfcc", "planted"):
         _full_load(spec)
     elif prefix == "ckpt":
         _check_ckpt(spec, arg)

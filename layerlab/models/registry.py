@@ -1,7 +1,10 @@
 """``load(spec)``: pick the adapter from the spec's prefix and import only that adapter.
 
 Spec grammar: ``s3prl:NAME`` | ``s3prl:wavlm_local:URL`` | ``s3prl:hubert_local:URL`` |
-``hf:ID_OR_DIR`` | ``speechbrain:DIR_OR_URL`` | ``ckpt:URL`` | ``ge2e`` | ``fbank`` | ``mfcc``.
+``hf:ID_OR_DIR`` | ``speechbrain:DIR_OR_URL`` | ``ckpt:URL`` | ``ge2e`` | ``fbank`` | ``mfcc`` |
+``planted[:seed=N,order=a+b+c+d]`` (the known-answer model, ``models/planted.py``) |
+``random:[seed=N:]SPEC`` (the random-initialisation control of SPEC: same architecture, seeded random
+weights, ``models/random_init.py``; an error for fbank/mfcc/planted, which have no learned weights).
 """
 
 from __future__ import annotations
@@ -26,9 +29,13 @@ ADAPTERS: dict[str, str] = {
     "ge2e": "layerlab.models.ge2e_adapter:load_ge2e",
     "fbank": "layerlab.models.baseline_features:load_fbank",
     "mfcc": "layerlab.models.baseline_features:load_mfcc",
+    "planted": "layerlab.models.planted:load_planted",
+    "random": "layerlab.models.random_init:load_random",
 }
 #: prefixes that take no argument
 BARE = {"ge2e", "fbank", "mfcc"}
+#: prefixes whose argument (options) may be left out
+OPTIONAL_ARG = {"planted"}
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -40,12 +47,21 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if prefix not in ADAPTERS:
         raise UnknownModelSpec(
             f"unknown model spec {spec!r}: prefix {prefix!r} is not one of {', '.join(sorted(ADAPTERS))} "
-            "(e.g. s3prl:wavlm_base_plus, hf:/path/to/dir, speechbrain:/path/to/bundle, ckpt:s3://b/m.pt, ge2e)"
+            "(e.g. s3prl:wavlm_base_plus, hf:/path/to/dir, speechbrain:/path/to/bundle, ckpt:s3://b/m.pt, ge2e, planted, "
+            "random:seed=0:SPEC)"
         )
     if prefix in BARE and arg:
         raise UnknownModelSpec(f"model spec {spec!r}: {prefix!r} takes no argument")
-    if prefix not in BARE and not arg:
+    if prefix not in BARE | OPTIONAL_ARG and not arg:
         raise UnknownModelSpec(f"model spec {spec!r}: {prefix!r} needs an argument, e.g. {prefix}:NAME_OR_PATH")
+    if prefix == "planted":
+        from layerlab.models.planted import parse_planted
+
+        parse_planted(arg, spec)
+    elif prefix == "random":
+        from layerlab.models.random_init import parse_random
+
+        parse_random(arg, spec)
     return prefix, arg
 
 
@@ -55,6 +71,11 @@ def check_spec(spec: str, *, loadable: bool = True) -> tuple[str, str]:
     from layerlab import storage
 
     prefix, arg = parse_spec(spec)
+    if prefix == "random":  # the control loads what its inner spec loads
+        from layerlab.models.random_init import parse_random
+
+        check_spec(parse_random(arg, spec)[1], loadable=loadable)
+        return prefix, arg
     path = arg.split(":", 1)[1] if prefix == "s3prl" and ":" in arg else arg
     is_path = prefix in ("speechbrain", "ckpt") or (prefix == "s3prl" and ":" in arg) or (prefix == "hf" and (path.startswith((".", "/", "~")) or "://" in path))
     if is_path and not storage.exists(path):

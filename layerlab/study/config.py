@@ -77,16 +77,39 @@ class ModelConfig(_Strict):
     family: Family | None = Field(None, description="speech_ssl | speaker | baseline | other (default: from the spec or recipe)")
     label: str | None = Field(None, description="display name in the report (default: the model's key)")
     extract: dict[str, Any] = Field(default_factory=dict, description="ExtractConfig overrides for this model")
+    random_init: bool = Field(False, description="random-initialisation control: the architecture of spec (or of the model "
+                              "named by control_of, trained ones included) with seeded random weights")
+    seed: int | None = Field(None, ge=0, description="seed of the random weights (random_init only; default 0)")
+    control_of: str | None = Field(None, description="random_init: the study model this is the control of (its spec or trained "
+                                   "checkpoint gives the architecture; default: the model with the same spec, if any)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelConfig":
-        if (self.spec is None) == (self.train is None):
+        if not self.random_init and (self.seed is not None or self.control_of is not None):
+            raise ValueError(f"{'seed' if self.seed is not None else 'control_of'} is only for random_init: true (a random-initialisation control)")
+        if self.random_init and self.train is not None:
+            raise ValueError("random_init: a control is not trained; give control_of: NAME of the trained model instead of train")
+        if self.random_init and self.control_of is not None and self.spec is not None:
+            raise ValueError("random_init: give either spec or control_of (the control takes that model's spec or checkpoint)")
+        if not (self.random_init and self.control_of is not None) and (self.spec is None) == (self.train is None):
             raise ValueError("give exactly one of spec (an existing model) or train (a recipe trained in the study)")
         if self.spec is not None:
             from layerlab.models.registry import parse_spec
 
             parse_spec(self.spec)  # spec syntax: UnknownModelSpec (a ValueError) names the spec and the prefixes
+            if self.random_init:
+                parse_spec(self.extract_spec() or "")  # e.g. a control of fbank/mfcc/planted: no weights to randomise
         return self
+
+    def extract_spec(self) -> str | None:
+        """The spec extraction loads: ``spec``, or its random-init control spec; None for trained models and controls of them."""
+        if self.spec is None:
+            return None
+        if not self.random_init:
+            return self.spec
+        from layerlab.models.random_init import random_spec
+
+        return random_spec(self.spec, self.seed or 0)
 
     def resolved_family(self) -> str:
         """The model family used by the findings (explicit, else inferred from the spec or recipe)."""
@@ -205,6 +228,7 @@ class StudyConfig(_Strict):
     def _references(self) -> "StudyConfig":
         from layerlab.extract.config import ExtractConfig
 
+        self._resolve_controls()
         for name, model in self.models.items():
             if model.train and model.train.data and model.train.data not in self.datasets:
                 raise ValueError(f"models.{name}.train.data: {model.train.data!r} is not a dataset of this study ({sorted(self.datasets)})")
@@ -220,6 +244,57 @@ class StudyConfig(_Strict):
                     if m not in self.models:
                         raise ValueError(f"cka.across.pairs: {m!r} is not a model of this study ({sorted(self.models)})")
         return self
+
+    def _resolve_controls(self) -> None:
+        """Check each random-init control's ``control_of`` and give it that model's spec (or train dependency) and family."""
+        from layerlab.models.random_init import random_spec
+        from layerlab.models.registry import parse_spec
+
+        for name, m in self.models.items():
+            if not m.random_init:
+                continue
+            if m.control_of is None:  # a spec control: the control of the study model with the same spec, if any
+                twin = next((k for k, o in self.models.items() if k != name and not o.random_init and o.spec == m.spec), None)
+                if twin is not None:
+                    m.control_of = twin
+                continue
+            base = self.models.get(m.control_of)
+            if base is None or m.control_of == name:
+                raise ValueError(f"models.{name}.control_of: {m.control_of!r} is not another model of this study ({sorted(self.models)})")
+            if base.random_init:
+                raise ValueError(f"models.{name}.control_of: {m.control_of!r} is itself a random-init control")
+            if base.spec is not None:
+                parse_spec(random_spec(base.spec, m.seed or 0))  # fbank/mfcc/planted: no weights (one error line)
+            if m.family is None:
+                m.family = base.resolved_family()  # type: ignore[assignment]
+
+    def control_source(self, name: str) -> tuple[str | None, str | None]:
+        """(spec extraction loads, trained model whose checkpoint it randomises) of model ``name``; one of them is None."""
+        m = self.models[name]
+        if not (m.random_init and m.control_of and m.spec is None):
+            return m.extract_spec(), None
+        base = self.models[m.control_of]
+        if base.spec is not None:
+            from layerlab.models.random_init import random_spec
+
+            return random_spec(base.spec, m.seed or 0), None
+        return None, m.control_of
+
+    def model_extras(self, name: str) -> dict[str, Any]:
+        """Keys the report reads beside label/family/layers (CONTRACTS.md section 6): control_of, random_init seed, planted."""
+        m = self.models[name]
+        out: dict[str, Any] = {}
+        if m.random_init:
+            out["random_init"] = {"seed": m.seed or 0}
+            if m.control_of:
+                out["control_of"] = m.control_of
+        spec = m.spec or ""
+        if spec.split(":", 1)[0] == "planted":
+            from layerlab.models.planted import parse_planted, planted_expectations
+
+            out["planted"] = True
+            out["expect"] = planted_expectations(parse_planted(spec.partition(":")[2], spec)["order"])
+        return out
 
     def probe_datasets(self) -> list[str]:
         return list(self.probe.datasets or self.datasets) if self.probe else []

@@ -71,13 +71,23 @@ def run_train(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     return _jsonable(summary)
 
 
+def stage_model_spec(params: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
+    """The spec an extract stage loads: its own, a trained model's checkpoint, or the random-init control of one."""
+    control = params.get("random_init_of")
+    if control:  # the checkpoint's architecture (its config) with seeded random weights
+        from layerlab.models.random_init import random_spec
+
+        return random_spec(results[f"train/{control['model']}"]["model_spec"], control["seed"])
+    return params["spec"] or results[f"train/{params['model']}"]["model_spec"]
+
+
 def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     """Extract every layer into an activation cache (resumes finished shards of an interrupted run)."""
     from layerlab.cache import open_cache
     from layerlab.extract import ExtractConfig, extract
 
     p = stage.params
-    spec = p["spec"] or ctx.results[f"train/{p['model']}"]["model_spec"]
+    spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
     summary = extract(spec, data, stage.out, ExtractConfig.model_validate(p["config"]))
     if summary.shards_failed or not summary.complete:
@@ -117,7 +127,7 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
 
     p = stage.params
     caches = [ctx.results[d]["cache"] for d in stage.deps]
-    side = "frames" if p["mode"] == "within" and p["level"] == "frame" else None
+    side = "frames" if p["mode"] == "within" and p["level"] == "frame" and p.get("from_side_output", True) else None
     intervals, notes = p["bootstrap"], []
     if intervals and p["group_by"] == "shard" and len(open_cache(caches[0]).manifest.shards) < 2:
         intervals = 0  # one shard is one group: no resampling unit to build an interval from
@@ -125,7 +135,8 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     job = CKAJob(caches[0], caches[1] if len(caches) > 1 else None, estimator=p["estimator"], level=p["level"],
                  group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals)
     summary = run_cka(job, stage.out, bootstrap=intervals)
-    return {"dir": stage.out, "tables": summary["tables"], "heatmap": summary["heatmap"], "models": p["models"],
+    return {"dir": stage.out, "tables": summary["tables"], "replicates": summary.get("replicates", []), "group_by": summary.get("group_by"),
+            "heatmap": summary["heatmap"], "models": p["models"],
             "mode": p["mode"], "level": p["level"], "estimator": p["estimator"], "ci": summary.get("ci"),
             "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", []))}
 

@@ -35,10 +35,12 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
         rates = extracted.get("frame_rates_hz") or []
         layers = extracted.get("layer_names") or []
         models[name] = {
-            "label": m.label or name, "family": m.resolved_family(), "spec": extracted.get("model_spec") or m.spec or f"train:{m.train.recipe}",
+            "label": m.label or name, "family": m.resolved_family(),
+            "spec": extracted.get("model_spec") or m.extract_spec() or (f"train:{m.train.recipe}" if m.train else f"random:{m.control_of}"),
             "layers": layers, "frame_layers": [n for n, r in zip(layers, rates) if r is not None],
             "baseline": m.resolved_family() == "baseline",
             "layer_levels": {n: ("frame" if r is not None else "utterance") for n, r in zip(layers, rates)} if len(rates) == len(layers) and layers else {},
+            **config.model_extras(name),
         }
         for key in ("control_of", "planted", "expect"):  # CONTRACTS §6, where the model config carries them
             value = getattr(m, key, None)

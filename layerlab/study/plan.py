@@ -16,7 +16,7 @@ from layerlab.study.config import FRAME_TASKS, StudyConfig
 from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
 
 #: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
-STAGE_VERSIONS = {"corpus": 1, "train": 1, "extract": 1, "probe": 1, "cka": 1, "report": 1}
+STAGE_VERSIONS = {"corpus": 1, "train": 1, "extract": 1, "probe": 1, "cka": 2, "report": 1}
 #: Spec prefixes whose argument is a local file or folder we can check offline.
 LOCAL_SPEC_PREFIXES = ("s3prl:wavlm_local:", "s3prl:hubert_local:", "hf:", "speechbrain:", "ckpt:")
 
@@ -68,6 +68,12 @@ def _external_checksum(url: str, *, listing: bool = False) -> tuple[str, str | N
 
 def _spec_input(spec: str) -> tuple[str, str | None, bool]:
     """(fingerprint, problem, needs network) of a model spec: local checkpoints are checksummed."""
+    if spec.startswith("random:"):  # a random-init control: its inner spec's checkpoint fixes the architecture
+        from layerlab.models.random_init import parse_random
+
+        seed, inner = parse_random(spec[len("random:"):], spec)
+        fingerprint, problem, network = _spec_input(inner)
+        return f"random:seed={seed}:{fingerprint}", problem, network
     for prefix in LOCAL_SPEC_PREFIXES:
         if spec.startswith(prefix):
             target = spec[len(prefix):]
@@ -135,24 +141,32 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
         for mname, m in config.models.items():
             params = {**config.extract, **m.extract}
             wants = needs_frames.get((dname, mname), False)
+            frame_cka = bool(within and "frame" in within.levels and dname in config.cka_datasets())
+            if frame_cka and not frame_cka_from_side_output(within):
+                wants = True  # speaker-grouped CIs read the frames tier (side-output states are per shard)
             params["tier"] = "both" if wants else params.get("tier", "pooled")
-            if within and "frame" in within.levels and dname in config.cka_datasets():
+            if frame_cka and frame_cka_from_side_output(within):
                 params["cka"] = [{"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}]
             params.setdefault("progress", False)
-            deps = [f"corpus/{dname}"] + ([f"train/{mname}"] if m.train else [])
-            stage = Stage(f"extract/{dname}/{mname}", "extract", {"model": mname, "spec": m.spec, "config": params},
+            spec, weights_of = config.control_source(mname)
+            trained = mname if m.train else weights_of
+            deps = [f"corpus/{dname}"] + ([f"train/{trained}"] if trained else [])
+            sparams: dict[str, Any] = {"model": mname, "spec": spec, "config": params}
+            if weights_of:  # the random-init control of a trained model: its checkpoint's architecture, seeded weights
+                sparams["random_init_of"] = {"model": weights_of, "seed": m.seed or 0}
+            stage = Stage(f"extract/{dname}/{mname}", "extract", sparams,
                           deps, storage.join(out, "cache", dname, mname),
-                          estimate=f"{mname} over {dname}, tier {params['tier']}")
-            if m.spec:
-                if m.spec not in spec_inputs:
-                    spec_inputs[m.spec] = _spec_input(m.spec)
-                stage.inputs["model"], problem, stage.needs_network = spec_inputs[m.spec]
+                          estimate=f"{mname} over {dname}, tier {params['tier']}" + (" (random-init control)" if m.random_init else ""))
+            if spec:
+                if spec not in spec_inputs:
+                    spec_inputs[spec] = _spec_input(spec)
+                stage.inputs["model"], problem, stage.needs_network = spec_inputs[spec]
                 if problem:
                     plan.problems.append(f"models.{mname}.spec: {problem}")
                 if stage.needs_network:
-                    stage.notes.append(f"{m.spec}: downloads from a model hub (needs network, or pre-stage the weights: README 'Pretrained weights offline')")
+                    stage.notes.append(f"{spec}: downloads from a model hub (needs network, or pre-stage the weights: README 'Pretrained weights offline')")
             else:
-                stage.notes.append(f"model from train/{mname}")
+                stage.notes.append(f"model from train/{trained}" + (" with random weights (seed {})".format(m.seed or 0) if weights_of else ""))
             add(stage)
     for dname, entries in probes.items():
         for entry in entries:
@@ -285,6 +299,15 @@ def _probe_entries(plan: StudyPlan, config: StudyConfig, corpus_tasks: dict[str,
     return out
 
 
+def frame_cka_from_side_output(within: Any) -> bool:
+    """Whether frame-level within-model CKA reads the extraction's per-shard side-output states.
+
+    They are per shard, so CIs over speakers or utterances cannot come from them: those read the frames
+    tier instead (never a silent switch of the grouping to shards).
+    """
+    return not (within.bootstrap and within.group_by != "shard")
+
+
 def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> None:
     if not config.cka:
         return
@@ -294,11 +317,13 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
             for mname in config.models:
                 for level in within.levels:
                     params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"})}
+                    source = ""
                     if level == "frame":
-                        params["group_by"] = "shard"  # side-output states are per shard
+                        params["from_side_output"] = frame_cka_from_side_output(within)
+                        source = " (extraction side-output states)" if params["from_side_output"] else " (frames tier: side-output states are per shard)"
                     add(Stage(f"cka/{dname}/within/{mname}/{level}", "cka", params, [f"extract/{dname}/{mname}"],
                               storage.join(out, "cka", dname, "within", mname, level),
-                              estimate=f"{level}-level CKA within {mname}" + (f", CIs over {params['group_by']}s" if within.bootstrap else "")))
+                              estimate=f"{level}-level CKA within {mname}{source}" + (f", CIs over {params['group_by']}s" if within.bootstrap else "")))
         if across:
             for a, b in config.across_pairs():
                 for level in across.levels:

@@ -34,7 +34,7 @@ def test_graph_shape_and_dependencies() -> None:
     # PR needs every frame: the caches carry the frames tier; frame-level CKA within comes from a side-output
     assert plan.stages["extract/synth/ge2e"].params["config"]["tier"] == "both"
     assert plan.stages["extract/synth/ge2e"].params["config"]["cka"] == [{"name": "frames", "estimator": "feature"}]
-    assert plan.stages["cka/synth/within/ge2e/frame"].params["group_by"] == "shard"
+    assert plan.stages["cka/synth/within/ge2e/frame"].params["from_side_output"] is True  # no CIs asked: no grouping to keep
     assert set(plan.stages["report"].deps) == {s.id for s in plan.order() if s.kind != "report"}
 
 
