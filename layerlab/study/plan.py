@@ -16,7 +16,8 @@ from layerlab.study.config import FRAME_TASKS, StudyConfig
 from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
 
 #: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
-STAGE_VERSIONS = {"corpus": 1, "train": 1, "extract": 1, "probe": 1, "cka": 1, "report": 1}
+#: corpus 2 / train 2: nested synthetic speaker roles; training excludes every probe dev/test speaker (issue 20).
+STAGE_VERSIONS = {"corpus": 2, "train": 2, "extract": 1, "probe": 1, "cka": 1, "report": 1}
 #: Spec prefixes whose argument is a local file or folder we can check offline.
 LOCAL_SPEC_PREFIXES = ("s3prl:wavlm_local:", "s3prl:hubert_local:", "hf:", "speechbrain:", "ckpt:")
 

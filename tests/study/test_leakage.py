@@ -135,3 +135,47 @@ def test_a_small_study_trains_and_probes_on_disjoint_speakers(tmp_path: Path, ra
             assert test and not set(training) & set(test), (model, task)
             checked += 1
     assert checked == 6
+
+
+def test_probe_splits_draw_dev_test_from_the_study_evaluation_speakers_only() -> None:
+    """ProbeConfig.eval_speakers: a derived split (IC in the demo) and a given one keep dev/test on those speakers."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from layerlab.probe import ProbeConfig
+    from layerlab.probe.tasks.base import resolve_splits
+
+    speakers = [f"s{i}" for i in range(9) for _ in range(8)]
+    ids = [f"{s}-{k}" for k, s in enumerate(speakers)]
+    given = [[("ic", "test" if s in ("s0", "s5") else "train")] for s in speakers]
+    rows = pd.DataFrame({"speaker": speakers, "splits": given}, index=ids)
+    strata = [str(k % 3) for k in range(len(ids))]
+    evaluation = ["s0", "s1", "s2"]
+    source, spec = SimpleNamespace(url="mem://x"), SimpleNamespace(split_key="ic")
+    derived = resolve_splits(source, "ic", spec, rows, ProbeConfig(ignore_dataset_split=True, eval_speakers=evaluation),
+                             strata=strata, speaker_disjoint=False)
+    free = resolve_splits(source, "ic", spec, rows, ProbeConfig(ignore_dataset_split=True), strata=strata, speaker_disjoint=False)
+    speaker_of = dict(zip(ids, speakers))
+    for split in ("dev", "test"):
+        assert {speaker_of[u] for u in derived.ids[split]} <= set(evaluation), split
+    assert {speaker_of[u] for u in free.ids["test"]} - set(evaluation)  # without it, every speaker lands in test
+    kept = resolve_splits(source, "ic", spec, rows, ProbeConfig(eval_speakers=evaluation), strata=strata, speaker_disjoint=False)
+    assert {speaker_of[u] for u in kept.ids["test"]} == {"s0"} and any("not used" in n for n in kept.notes)
+
+
+def test_partition_rules_seeded_fallback_and_a_corpus_where_everyone_is_evaluated() -> None:
+    """No probed split: a seeded third of the speakers; every speaker in dev/test: training would see them all."""
+    from layerlab.study.leakage import overlap, partition_from_rows
+
+    rows = [(f"s{i}", {}) for i in range(9) for _ in range(3)]
+    part = partition_from_rows("d", rows, set(), [("ks", "ks", False)], seed=0, source="corpus")
+    again = partition_from_rows("d", rows, set(), [("ks", "ks", False)], seed=0, source="corpus")
+    assert part.source == "seeded" and len(part.evaluation) == 3 and part.evaluation == again.evaluation
+    assert len(part.upstream) == 6 and overlap(part, None)["seen_in_training"] == 0
+    rows = [(f"s{i}", {"sid": "test" if k == 0 else "train", "pr": "train"}) for i in range(4) for k in range(3)]
+    part = partition_from_rows("d", rows, {"s0", "s1"}, [("sid", "sid", False), ("asv", "asv", False), ("pr", "pr", False)],
+                               seed=0, source="corpus")
+    assert part.groups == {"sid dev/test": ["s0", "s1", "s2", "s3"], "asv trial list": ["s0", "s1"]} and part.upstream == []
+    assert overlap(part, None) == {"evaluation_speakers": 4, "seen_in_training": 4, "upstream_speakers": 0}
+    assert overlap(part, ["s0", "s1", "s2"])["seen_in_training"] == 1
