@@ -208,10 +208,6 @@ def _train_exclusion(plan: StudyPlan, stage: Stage, name: str, data: str, recipe
     from layerlab.study.leakage import overlap, user_exclusion
 
     part = partitions.get(data)
-    if part is None:
-        if data in plan.leakage:
-            stage.notes.append(f"speakers excluded from training on {data}: decided at run time")
-        return
     user = user_exclusion(cfg)
     if user is None and isinstance(cfg, str) and storage.is_local(cfg) and storage.exists(cfg):
         try:
@@ -221,6 +217,13 @@ def _train_exclusion(plan: StudyPlan, stage: Stage, name: str, data: str, recipe
             user = None if given is None else sorted({s for g in (given.values() if isinstance(given, dict) else [given]) for s in g})
         except (ImportError, ValueError):
             pass
+    if part is None:
+        if data in plan.leakage:
+            stage.notes.append(f"speakers excluded from training on {data}: decided at run time")
+        elif user is None:  # nothing of it is probed: no dev/test speakers to keep out
+            stage.params["exclude_speakers"] = {}
+            stage.notes.append(f"{data} is not probed in this study: only its ASV held-out speakers stay out of training")
+        return
     counts = overlap(part, user)
     plan.leakage[data]["models"][name] = {**counts, "exclusion": "recipe config" if user is not None else "study"}
     if user is None:

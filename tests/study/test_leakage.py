@@ -179,3 +179,17 @@ def test_partition_rules_seeded_fallback_and_a_corpus_where_everyone_is_evaluate
     assert part.groups == {"sid dev/test": ["s0", "s1", "s2", "s3"], "asv trial list": ["s0", "s1"]} and part.upstream == []
     assert overlap(part, None) == {"evaluation_speakers": 4, "seen_in_training": 4, "upstream_speakers": 0}
     assert overlap(part, ["s0", "s1", "s2"])["seen_in_training"] == 1
+
+
+def test_paper_trainings_on_an_unprobed_dataset_keep_only_its_asv_held_out_speakers_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """VoxCeleb2 only trains the speaker models: no probe dev/test speaker of it to exclude, and the dry run stays offline."""
+    from layerlab.study.config import load_study_config
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    config, _ = load_study_config("configs/paper.yaml")
+    plan = build_plan(config, config.out or "")
+    trains = [s for s in plan.order() if s.kind == "train"]
+    assert trains and not plan.problems and plan.leakage == {}
+    for stage in trains:
+        assert stage.params["exclude_speakers"] == {} and any("not probed" in n for n in stage.notes), stage.id
