@@ -57,9 +57,7 @@ def run_corpus(stage: Stage, ctx: StageContext) -> dict[str, Any]:
 
 def run_train(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     """Train a recipe with `layerlab.train.run_recipe` (stream T) on the study's corpus."""
-    from layerlab.train import run_recipe  # type: ignore[attr-defined]
-
-    from layerlab.train import load_config  # type: ignore[attr-defined]
+    from layerlab.train import load_config, run_recipe  # type: ignore[attr-defined]
 
     data = ctx.results[stage.deps[0]]["url"]
     config = stage.params["config"]

@@ -267,6 +267,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     first = build_plan(config, out)
     if first.problems:
         raise StudyConfigError("study cannot run:\n" + "\n".join(first.problems))
+
     def write_study_json(plan: StudyPlan) -> None:
         storage.write_json(storage.join(out, "study.json"), {"config": config.model_dump(mode="json", by_alias=True), "config_text": config_text,
                                                              "allow_overlap": config.allow_overlap, "leakage": plan.leakage})
