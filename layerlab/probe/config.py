@@ -86,6 +86,9 @@ class ProbeConfig(BaseModel):
                             "PR/ASR/ASV, stratified for utterance classification)")
     test_fold: str | None = Field(None, description="run only this fold as test when a task's splits are folds; default: every "
                                                     "fold in turn, reporting each and their mean (leave-one-session-out ER)")
+    eval_speakers: list[str] | None = Field(None, description="speakers allowed in dev/test (a study's evaluation speakers, never "
+                                            "seen by its upstream training): derived dev/test draw from them only, given dev/test "
+                                            "utterances of other speakers are dropped (counted); None = any speaker")
     intervals: bool = Field(True, description="confidence intervals (leave-one-speaker-out jackknife) on metrics")
     ci_level: float = Field(0.95, gt=0, lt=1)
     asv: ASVConfig = Field(default_factory=ASVConfig)

@@ -22,6 +22,9 @@ def run_config(config: str, out: str | None, dry_run: bool) -> None:
 
             plan = build_plan(cfg, target)
             typer.echo(render_plan(plan))
+            for problem in plan.problems:
+                if problem.startswith("leakage:"):
+                    typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(1 if plan.problems else 0)
         from layerlab.study.runner import run_study
 

@@ -204,6 +204,8 @@ class StudyConfig(_Strict):
     out: str | None = Field(None, description="results folder or URL (the CLI's --out overrides it)")
     seed: int = 0
     strict: bool = Field(False, description="a task a dataset has no labels for is an error instead of skipped")
+    allow_overlap: bool = Field(False, description="run even when upstream training cannot be kept off a probe's dev/test speakers "
+                                                   "(the overlap is counted in study.json and stated in the report)")
     parallel: int = Field(2, ge=1, le=64, description="stages run at once (a thread pool of library calls)")
     parallel_extract: int = Field(1, ge=1, le=64, description="extraction stages at once (each runs its own actor pool)")
     parallel_train: int = Field(1, ge=1, le=64, description="training stages at once (each a Ray Train run with its own workers)")

@@ -57,14 +57,14 @@ def run_corpus(stage: Stage, ctx: StageContext) -> dict[str, Any]:
 
 def run_train(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     """Train a recipe with `layerlab.train.run_recipe` (stream T) on the study's corpus."""
-    from layerlab.train import run_recipe  # type: ignore[attr-defined]
+    from layerlab.train import load_config, run_recipe  # type: ignore[attr-defined]
 
     data = ctx.results[stage.deps[0]]["url"]
     config = stage.params["config"]
-    if isinstance(config, dict):  # inline recipe config in the study file
-        from layerlab.train import load_config  # type: ignore[attr-defined]
-
+    if isinstance(config, dict) or "exclude_speakers" in stage.params:  # inline recipe config, or the study's exclusion list
         config = load_config(stage.params["recipe"], config)
+    if "exclude_speakers" in stage.params:  # the probes' dev/test speakers of this dataset (study/leakage.py)
+        config = config.model_copy(update={"exclude_speakers": stage.params["exclude_speakers"]})
     summary = run_recipe(stage.params["recipe"], data, stage.out, config=config)
     if "model_spec" not in summary:
         raise ValueError(f"train recipe {stage.params['recipe']}: run_recipe returned no model_spec")

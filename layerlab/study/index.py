@@ -77,5 +77,5 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
         "title": config.report.title, "study": config.name, "out": plan.out, "split": config.report.split,
         "models": models, "probes": probes, "cka": cka, "stages": stages, "skipped": skipped,
         "quarantine": quarantine, "versions": versions(), "config_text": getattr(plan, "config_text", ""),
-        "allow_overlap": bool(getattr(config, "allow_overlap", False)),
+        "allow_overlap": bool(getattr(config, "allow_overlap", False)), "leakage": plan.leakage,
     }

@@ -16,7 +16,8 @@ from layerlab.study.config import FRAME_TASKS, StudyConfig
 from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
 
 #: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
-STAGE_VERSIONS = {"corpus": 1, "train": 1, "extract": 1, "probe": 1, "cka": 2, "report": 1}
+#: corpus 2 / train 2: nested synthetic speaker roles; training excludes every probe dev/test speaker (issue 20).
+STAGE_VERSIONS = {"corpus": 2, "train": 2, "extract": 1, "probe": 1, "cka": 2, "report": 1}
 #: Spec prefixes whose argument is a local file or folder we can check offline.
 LOCAL_SPEC_PREFIXES = ("s3prl:wavlm_local:", "s3prl:hubert_local:", "hf:", "speechbrain:", "ckpt:")
 
@@ -46,6 +47,7 @@ class StudyPlan:
     stages: dict[str, Stage]
     skipped: list[dict[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    leakage: dict[str, Any] = field(default_factory=dict)  # dataset -> speaker partition record and per-model overlap
 
     def order(self) -> list[Stage]:
         return list(self.stages.values())
@@ -118,6 +120,8 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
     spec_inputs: dict[str, tuple[str, str | None, bool]] = {}  # one loadable check per spec, not per dataset
     for name, d in config.datasets.items():
         add(_corpus_stage(plan, name, d, out, predicted))
+    probes = _probe_entries(plan, config, corpus_tasks, predicted)
+    partitions = _partitions(plan, config, out, probes, corpus_tasks)
     for name, m in config.models.items():
         if m.train:
             data = m.train.data or next(iter(config.datasets))
@@ -131,10 +135,11 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                 problem = _train_problem(m.train.recipe, cfg)
                 if problem:
                     plan.problems.append(f"models.{name}.train: {problem}")
-            add(Stage(f"train/{name}", "train", {"recipe": m.train.recipe, "config": cfg, "seed": config.seed},
-                      [f"corpus/{data}"], storage.join(out, "train", name), inputs,
-                      estimate=f"train recipe {m.train.recipe} on {data}"))
-    probes = _probe_entries(plan, config, corpus_tasks, predicted)
+            stage = Stage(f"train/{name}", "train", {"recipe": m.train.recipe, "config": cfg, "seed": config.seed},
+                          [f"corpus/{data}"], storage.join(out, "train", name), inputs,
+                          estimate=f"train recipe {m.train.recipe} on {data}")
+            _train_exclusion(plan, stage, name, data, m.train.recipe, cfg, partitions)
+            add(stage)
     needs_frames = _models_needing_frames(config, probes)
     within = config.cka.within if config.cka else None
     for dname in config.analysed_datasets():
@@ -169,9 +174,13 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                 stage.notes.append(f"model from train/{trained}" + (" with random weights (seed {})".format(m.seed or 0) if weights_of else ""))
             add(stage)
     for dname, entries in probes.items():
+        part = partitions.get(dname)
         for entry in entries:
+            params = entry.model_dump()
+            if part is not None and part.evaluation:  # dev/test on the evaluation speakers only (kept out of upstream training)
+                params["config"] = {**params["config"], "eval_speakers": part.evaluation}
             for mname in config.models:
-                add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **entry.model_dump()},
+                add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **params},
                           [f"extract/{dname}/{mname}"], storage.join(out, "probe", dname, mname, entry.task),
                           estimate=f"{entry.task} probe ({entry.layers}, {entry.tune_samples} trial(s)) on {mname}"))
     _cka_stages(plan, config, out, add)
@@ -179,6 +188,72 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
     add(Stage("report", "report", {"report": config.report.model_dump(), "skipped": plan.skipped}, deps,
               storage.join(out, "report"), estimate="tables, figures, findings, one HTML file"))
     return plan
+
+
+def _partitions(plan: StudyPlan, config: StudyConfig, out: str, probes: dict[str, list[Any]],
+                corpus_tasks: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """Per probed dataset that a study model trains on, its speaker partition (None where not knowable offline yet)."""
+    from layerlab.study.leakage import dataset_partition
+
+    trained_on = {m.train.data or next(iter(config.datasets)) for m in config.models.values() if m.train}
+    out_parts: dict[str, Any] = {}
+    for dname, entries in probes.items():
+        if dname not in trained_on or not entries:
+            continue
+        d = config.datasets[dname]
+        url = corpus_url(out, dname, config)
+        readable = dname in corpus_tasks or (storage.is_local(url) and storage.exists(storage.join(url, "manifest.json")))
+        tasks = [(e.task, bool((e.config or {}).get("ignore_dataset_split"))) for e in entries]
+        try:
+            part = dataset_partition(dname, url if readable else None, d.synth, tasks, config.seed)
+        except (OSError, ValueError) as exc:
+            plan.problems.append(f"datasets.{dname}: cannot read its speakers for the leakage check: {exc}")
+            continue
+        if part is None:
+            plan.leakage[dname] = {"source": "run time", "notes": [f"{url}: evaluation speakers read when the study runs"]}
+            continue
+        out_parts[dname] = part
+        plan.leakage[dname] = {**part.record(), "models": {}}
+    return out_parts
+
+
+def _train_exclusion(plan: StudyPlan, stage: Stage, name: str, data: str, recipe: str, cfg: Any, partitions: dict[str, Any]) -> None:
+    """Give a training stage its dataset's evaluation speakers to exclude; a problem when it cannot (unless allow_overlap)."""
+    from layerlab.study.leakage import overlap, user_exclusion
+
+    part = partitions.get(data)
+    user = user_exclusion(cfg)
+    if user is None and isinstance(cfg, str) and storage.is_local(cfg) and storage.exists(cfg):
+        try:
+            from layerlab.train import load_config
+
+            given = load_config(recipe, cfg).exclude_speakers
+            user = None if given is None else sorted({s for g in (given.values() if isinstance(given, dict) else [given]) for s in g})
+        except (ImportError, ValueError):
+            pass
+    if part is None:
+        if data in plan.leakage:
+            stage.notes.append(f"speakers excluded from training on {data}: decided at run time")
+        elif user is None:  # nothing of it is probed: no dev/test speakers to keep out
+            stage.params["exclude_speakers"] = {}
+            stage.notes.append(f"{data} is not probed in this study: only its ASV held-out speakers stay out of training")
+        return
+    counts = overlap(part, user)
+    plan.leakage[data]["models"][name] = {**counts, "exclusion": "recipe config" if user is not None else "study"}
+    if user is None:
+        stage.params["exclude_speakers"] = part.groups if part.upstream else []
+    if counts["seen_in_training"]:
+        why = (f"the recipe config's exclude_speakers leaves {counts['seen_in_training']} of them in" if user is not None
+               else f"all {len(part.speakers)} speakers of {data} are evaluation speakers")
+        if plan.config.allow_overlap:
+            stage.notes.append(f"allow_overlap: trains on {counts['seen_in_training']} of {counts['evaluation_speakers']} "
+                               f"probe dev/test speakers of {data}")
+        else:
+            plan.problems.append(f"leakage: models.{name} trains on {data} and would see {counts['seen_in_training']} of its "
+                                 f"{counts['evaluation_speakers']} probe dev/test speakers ({why}); set allow_overlap: true to run anyway")
+    else:
+        stage.notes.append(f"trains on {counts['upstream_speakers']} upstream speakers of {data}; "
+                           f"{counts['evaluation_speakers']} probe dev/test speakers excluded")
 
 
 def _corpus_stage(plan: StudyPlan, name: str, d: Any, out: str, predicted: dict[str, list[str] | None]) -> Stage:

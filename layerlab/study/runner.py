@@ -267,7 +267,12 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     first = build_plan(config, out)
     if first.problems:
         raise StudyConfigError("study cannot run:\n" + "\n".join(first.problems))
-    storage.write_json(storage.join(out, "study.json"), {"config": config.model_dump(mode="json", by_alias=True), "config_text": config_text})
+
+    def write_study_json(plan: StudyPlan) -> None:
+        storage.write_json(storage.join(out, "study.json"), {"config": config.model_dump(mode="json", by_alias=True), "config_text": config_text,
+                                                             "allow_overlap": config.allow_overlap, "leakage": plan.leakage})
+
+    write_study_json(first)
     runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train)
     started_ray = False
     try:
@@ -276,6 +281,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
         plan.config_text = config_text  # type: ignore[attr-defined]
         if plan.problems:
             raise StudyConfigError("study cannot run:\n" + "\n".join(plan.problems))
+        write_study_json(plan)  # the speaker partitions read from the built corpora
         if any(s.kind in RAY_KINDS and reusable(s, out) is None for s in plan.order()):
             started_ray = ensure_ray()
         runner.run(plan)

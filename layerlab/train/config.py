@@ -68,6 +68,9 @@ class TrainConfig(_Strict):
     short_audio: Literal["pad", "skip"] = Field("pad", description="utterances shorter than a crop: pad with zeros (counted) or skip (counted)")
     min_seconds: float = Field(0.5, gt=0, description="utterances shorter than this are always skipped (counted)")
     eval_max_utterances: int | None = Field(None, ge=2, description="cap on utterances embedded for the per-epoch evaluation")
+    exclude_speakers: list[str] | dict[str, list[str]] | None = Field(
+        None, description="speakers kept out of training (a list, or reason -> list); None = every speaker in some task's dev/test "
+                          "split of the corpus. The held-out ASV speakers are always excluded. A study sets it to its probes' dev/test speakers")
     ray: RayConfig = Field(default_factory=RayConfig)
 
 

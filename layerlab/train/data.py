@@ -1,8 +1,11 @@
 """Training audio: which utterances train, streamed from the shards (any fsspec URL) as random crops.
 
 Selection reads only the small metadata columns. Training speakers are all speakers of the corpus
-except the held-out ASV speakers (``splits.asv == "test"`` or named in ``tables/asv_trials``), so
-the per-epoch EER is measured on speakers the model never saw. The stream reads row groups in a
+except the *evaluation speakers*: by default every speaker with an utterance in some task's dev or
+test split, plus every speaker of ``tables/asv_trials`` (so no probe's dev/test speaker is ever seen
+in upstream training, as in SUPERB); a study passes its own list (``exclude_speakers``: the probed
+tasks' dev/test speakers), to which the held-out ASV speakers are always added so the per-epoch EER
+is measured on speakers the model never saw. The stream reads row groups in a
 fresh random order every pass (each DDP rank its own share), keeps compressed rows in a shuffle
 buffer, and decodes an utterance only when a crop is drawn from it: memory stays bounded.
 """
@@ -30,16 +33,29 @@ class TrainingSet:
     ids: list[str]
     speakers: list[str]
     num_samples: np.ndarray
-    held_out_speakers: list[str]
+    held_out_speakers: list[str]  # the ASV held-out speakers (per-epoch evaluation), a subset of the excluded ones
     units: list[tuple[str, int]]  # (shard URL, row group) holding at least one training utterance
     skipped_short: int = 0
     padded_short: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, list[str]] = field(default_factory=dict)  # reason -> sorted speakers kept out of training
 
     @property
     def speaker_classes(self) -> list[str]:
         """Sorted distinct training speakers (class index order of the supervised recipe)."""
         return sorted(set(self.speakers))
+
+    @property
+    def excluded_speakers(self) -> list[str]:
+        """Sorted speakers kept out of training for any reason."""
+        return sorted({s for group in self.excluded.values() for s in group})
+
+    def speaker_record(self) -> dict[str, object]:
+        """``training_speakers`` and ``excluded_speakers`` (reason -> speakers) for the run's summary.json."""
+        return {"training_speakers": self.speaker_classes, "excluded_speakers": {k: list(v) for k, v in self.excluded.items()}}
+
+
+ExcludeSpec = list[str] | dict[str, list[str]] | None
 
 
 def held_out_speakers(data: str, meta: object) -> list[str]:
@@ -57,16 +73,47 @@ def held_out_speakers(data: str, meta: object) -> list[str]:
     return sorted(held)
 
 
+def evaluation_speakers(meta: object) -> dict[str, list[str]]:
+    """Per split key (``"<key> dev/test"``), the sorted speakers with an utterance in that task's dev or test split."""
+    out: dict[str, set[str]] = {}
+    for spk, splits in zip(meta.column("speaker").to_pylist(), meta.column("splits").to_pylist()):
+        for key, value in (splits or []):
+            if value in ("dev", "test"):
+                out.setdefault(f"{key} dev/test", set()).add(spk or "")
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def excluded_groups(data: str, meta: object, exclude: ExcludeSpec) -> dict[str, list[str]]:
+    """Reason -> speakers kept out of training: the given list (or the corpus's dev/test speakers) plus the ASV held-out ones."""
+    if exclude is None:
+        groups = evaluation_speakers(meta)
+    elif isinstance(exclude, dict):
+        groups = {str(k): sorted(map(str, v)) for k, v in exclude.items()}
+    else:
+        groups = {"exclude_speakers (config)": sorted(map(str, exclude))}
+    held = held_out_speakers(data, meta)
+    if held:
+        groups["ASV held-out (per-epoch evaluation)"] = held
+    return {k: v for k, v in groups.items() if v}
+
+
 def select_training(data: str, crop_seconds: float, *, min_seconds: float, short_audio: str,
-                    exclude_held_out: bool = True) -> TrainingSet:
-    """Pick training utterances: drop held-out speakers and audio below ``min_seconds``; count short ones."""
+                    exclude_held_out: bool = True, exclude: ExcludeSpec = None) -> TrainingSet:
+    """Pick training utterances: drop evaluation speakers (``exclude``, default: every dev/test speaker of
+    the corpus) and audio below ``min_seconds``; count short ones."""
     from layerlab.data.shards import read_metadata
 
     meta = read_metadata(data, columns=("id", "speaker", "num_samples", "splits"))
     if meta.num_rows == 0:
         raise ValueError(f"{data}: the corpus has no utterances")
     held = held_out_speakers(data, meta) if exclude_held_out else []
-    held_set = set(held)
+    groups = excluded_groups(data, meta, exclude) if exclude_held_out else {}
+    held_set = {s for group in groups.values() for s in group}
+    corpus_speakers = set(meta.column("speaker").to_pylist())
+    if exclude_held_out and corpus_speakers and corpus_speakers <= held_set:
+        shown = "; ".join(f"{k}: {len(v)}" for k, v in groups.items())
+        raise ValueError(f"{data}: all {len(corpus_speakers)} speakers are evaluation speakers ({shown}), so upstream training would "
+                         f"see a probe's dev/test speaker; give exclude_speakers (a list, may be empty) to choose")
     ids, speakers, lengths = [], [], []
     skipped = padded = 0
     crop = int(crop_seconds * SAMPLE_RATE)
@@ -83,9 +130,10 @@ def select_training(data: str, crop_seconds: float, *, min_seconds: float, short
     wanted = set(ids)
     units = [u for u in _row_group_units(data) if wanted & u[2]]
     ts = TrainingSet(data, ids, speakers, np.asarray(lengths, dtype=np.int64), held,
-                     [(url, rg) for url, rg, _ in units], skipped, padded)
+                     [(url, rg) for url, rg, _ in units], skipped, padded, excluded=groups)
     ts.counts = {"corpus_utterances": meta.num_rows, "held_out_speakers": len(held), "training_utterances": len(ids),
-                 "skipped_short": skipped, "padded_short": padded, "training_speakers": len(set(speakers))}
+                 "skipped_short": skipped, "padded_short": padded, "training_speakers": len(set(speakers)),
+                 "excluded_speakers": len(held_set & corpus_speakers)}
     return ts
 
 

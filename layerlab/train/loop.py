@@ -165,7 +165,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         meta = {"recipe": name, "epochs": config.epochs, "global_step": global_step, "data": data}
         result = recipe.export(storage.join(out, "checkpoint.pt"), meta)
         final = {r["metric"]: r["value"] for r in history if r["epoch"] == config.epochs}
-        result.update(history=history, counts=recipe.summary_counts(), resumed_from=resumed_from,
+        result.update(history=history, counts=recipe.summary_counts(), speakers=recipe.summary_speakers(), resumed_from=resumed_from,
                       final=final, primary_metric=recipe.primary_metric, higher_is_better=recipe.higher_is_better,
                       steps_per_epoch=steps, global_step=global_step,
                       worker_cpu_seconds=round(time.process_time() - cpu_start, 1),

@@ -162,6 +162,8 @@ def run_recipe(recipe: str, data: str, out: str, *, config: str | Path | BaseMod
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "epochs": cfg.epochs, "steps_per_epoch": result["steps_per_epoch"], "global_step": result["global_step"],
         "resumed_from": result["resumed_from"], "data_counts": result["counts"],
+        "training_speakers": result.get("speakers", {}).get("training_speakers", []),
+        "excluded_speakers": result.get("speakers", {}).get("excluded_speakers", {}),
         "num_workers": cfg.ray.num_workers, "use_gpu": cfg.ray.use_gpu, "curve": curve,
         "worker_cpu_seconds": result.get("worker_cpu_seconds"), "worker_train_seconds": result.get("worker_train_seconds"),
         **{k: v for k, v in result.items() if k.startswith("extra_")},

@@ -139,8 +139,12 @@ def test_split_rules(utterances: list, corpus: tuple[str, SynthConfig]) -> None:
             assert split in ("train", "dev", "test"), (u.id, task, split)
             speakers_by[task][split].add(u.speaker)
     all_speakers = {u.speaker for u in utterances}
-    # SID: the same speakers in every split
-    assert speakers_by["sid"]["train"] == speakers_by["sid"]["dev"] == speakers_by["sid"]["test"] == all_speakers
+    # SID: the same speakers in every split: the evaluation speakers (ASV dev + test), never all of them
+    evaluation = speakers_by["asv"]["dev"] | speakers_by["asv"]["test"]
+    assert speakers_by["sid"]["train"] == speakers_by["sid"]["dev"] == speakers_by["sid"]["test"] == evaluation < all_speakers
+    # nested roles: every dev/test speaker of every task is an evaluation speaker (upstream training stays off them)
+    for task, sets in speakers_by.items():
+        assert sets["dev"] | sets["test"] <= evaluation, task
     # Content tasks: speaker-disjoint splits, all three present
     for task in ("pr", "asr", "ks", "ic", "style"):
         sets = speakers_by[task]

@@ -23,7 +23,10 @@ def test_supervised_writes_loadable_checkpoint_metrics_curve_and_resumes_from_th
     assert first["complete"] and first["resumed_from"] is None and first["global_step"] == 2
     assert first["model_spec"] == f"ckpt:{out_dir}/checkpoint.pt"
     assert set(first["random_init"]) == {"eer"} and 0.0 <= first["metrics"]["eer"] <= 1.0
-    assert first["data_counts"]["held_out_speakers"] == 2 and first["data_counts"]["training_utterances"] == 12
+    assert first["data_counts"]["held_out_speakers"] == 2 and first["data_counts"]["training_utterances"] == 9
+    assert len(first["training_speakers"]) == 3 and not set(first["training_speakers"]) & {
+        s for group in first["excluded_speakers"].values() for s in group}
+    assert storage.read_json(f"{out_dir}/summary.json")["training_speakers"] == first["training_speakers"]
     metrics = pd.read_parquet(f"{out_dir}/metrics.parquet")
     assert list(metrics.columns) == ["epoch", "step", "metric", "value"]
     assert set(metrics.loc[metrics.metric == "eer", "epoch"]) == {0, 1}  # epoch 0 = random weights

@@ -125,11 +125,50 @@ def test_training_selection_holds_out_asv_speakers_and_counts_short_audio(train_
     ts = select_training(train_corpus, 60.0, min_seconds=0.5, short_audio="pad")
     trials = read_table(train_corpus, "asv_trials")
     trial_ids = set(trials.column("enrol").to_pylist()) | set(trials.column("test").to_pylist())
-    assert not trial_ids & set(ts.ids) and len(ts.held_out_speakers) == 2 and len(ts.speaker_classes) == 4
-    assert ts.padded_short == len(ts.ids) == 12  # every utterance is shorter than a 60 s crop
-    assert select_training(train_corpus, 60.0, min_seconds=0.5, short_audio="skip").skipped_short == 12
+    assert not trial_ids & set(ts.ids) and len(ts.held_out_speakers) == 2 and len(ts.speaker_classes) == 3
+    assert ts.padded_short == len(ts.ids) == 9  # every utterance is shorter than a 60 s crop
+    assert select_training(train_corpus, 60.0, min_seconds=0.5, short_audio="skip").skipped_short == 9
     crop = random_crop(np.ones(100, np.float32), 300, np.random.default_rng(0))
     assert crop.shape == (300,) and crop.sum() == 100
+
+
+def test_training_never_sees_a_dev_or_test_speaker_of_any_task(train_corpus: str) -> None:
+    """The leak of 9425b42: SID test utterances (and content test speakers) were upstream training examples."""
+    from layerlab.data.shards import read_metadata
+    from layerlab.train.data import select_training
+
+    ts = select_training(train_corpus, 1.0, min_seconds=0.5, short_audio="pad")
+    meta = read_metadata(train_corpus, columns=("id", "speaker", "splits")).to_pylist()
+    evaluation: dict[str, set[str]] = {}
+    for row in meta:
+        for key, value in row["splits"] or []:
+            if value in ("dev", "test"):
+                evaluation.setdefault(key, set()).add(row["speaker"])
+    assert {"sid", "asv", "pr", "asr"} <= set(evaluation)
+    trained = set(ts.speakers)
+    for key, speakers in evaluation.items():
+        assert not speakers & trained, (key, sorted(speakers & trained))
+    assert not {r["id"] for r in meta if r["speaker"] in set().union(*evaluation.values())} & set(ts.ids)
+    record = ts.speaker_record()
+    assert record["training_speakers"] == sorted(trained) and len(trained) == 3
+    assert set(ts.excluded_speakers) == set().union(*evaluation.values()) and not set(ts.excluded_speakers) & trained
+    assert "sid dev/test" in record["excluded_speakers"] and "ASV held-out (per-epoch evaluation)" in record["excluded_speakers"]
+
+
+def test_training_exclusion_list_from_a_study_and_an_all_evaluation_corpus(train_corpus: str) -> None:
+    """A given list replaces the corpus-derived one (ASV held-out speakers stay out); excluding everyone is one error."""
+    from layerlab.data.shards import read_metadata
+    from layerlab.train.data import select_training
+
+    speakers = sorted(set(read_metadata(train_corpus, columns=("speaker",)).column("speaker").to_pylist()))
+    ts = select_training(train_corpus, 1.0, min_seconds=0.5, short_audio="pad", exclude={"probe sid dev/test": []})
+    assert set(ts.speakers) == set(speakers) - set(ts.held_out_speakers) and len(ts.speaker_classes) == 4
+    assert list(ts.excluded) == ["ASV held-out (per-epoch evaluation)"]
+    one = sorted(set(ts.speakers))[0]
+    ts = select_training(train_corpus, 1.0, min_seconds=0.5, short_audio="pad", exclude=[one])
+    assert one not in ts.speakers and ts.excluded["exclude_speakers (config)"] == [one]
+    with pytest.raises(ValueError, match=r"all 6 speakers are evaluation speakers"):
+        select_training(train_corpus, 1.0, min_seconds=0.5, short_audio="pad", exclude=speakers)
 
 
 def test_augmenter_keeps_length_and_uses_a_user_noise_folder(tmp_path: Path) -> None:

@@ -3,6 +3,13 @@
 Split rules (as SUPERB has them): SID splits each speaker's read utterances (same speakers in
 train/dev/test); ASV trains on some speakers and tests on held-out ones (disjoint); PR, ASR, KS,
 IC and style split by speaker (disjoint), read sentences also by text (test texts unseen).
+
+The roles are nested so that a model trained on the corpus can stay off every probe's dev and test
+speakers: the *evaluation speakers* are the ASV held-out (test) speakers plus the ASV dev speakers;
+the content test speakers are among the ASV test speakers, the content dev speakers are the ASV dev
+speakers, and SID splits only the evaluation speakers' utterances (the other speakers' read
+utterances carry the SID label but no SID split). Every other speaker (the *upstream speakers*) may
+train an upstream model; SUPERB's upstream models never saw a probe's dev/test speaker either.
 """
 
 from __future__ import annotations
@@ -57,7 +64,17 @@ class SpeakerRoles:
     """Speaker-level split assignments."""
 
     content: dict[str, str]  # speaker -> train/dev/test for the speaker-disjoint tasks
-    asv: dict[str, str]  # speaker -> train (ASV training) or test (held out, trial list)
+    asv: dict[str, str]  # speaker -> train (ASV training), dev (ASV dev trials) or test (held out, trial list)
+
+    @property
+    def evaluation(self) -> list[str]:
+        """Sorted speakers that appear in some task's dev or test split (never used to train an upstream model)."""
+        return sorted(s for s, role in self.asv.items() if role != "train")
+
+    @property
+    def upstream(self) -> list[str]:
+        """Sorted speakers that appear in no dev or test split (free for upstream training)."""
+        return sorted(s for s, role in self.asv.items() if role == "train")
 
 
 def _count(n: int, fraction: float) -> int:
@@ -65,18 +82,28 @@ def _count(n: int, fraction: float) -> int:
 
 
 def assign_roles(speakers: list[Speaker], config: SynthConfig) -> SpeakerRoles:
-    """Seeded speaker partitions: content train/dev/test, and ASV train vs held-out test."""
+    """Seeded nested speaker partitions: ASV test ⊇ content test, ASV dev = content dev, the rest train.
+
+    ``asv_heldout_fraction`` of the speakers are ASV test speakers (the trial list) and
+    ``content_dev_fraction`` are dev speakers of every speaker-disjoint task (ASV included); the content
+    test speakers are drawn among the ASV test speakers. At least one speaker stays free for upstream training.
+    """
     ids = [s.id for s in speakers]
     n = len(ids)
     rng = np.random.default_rng([config.seed, 0xC0DE])
     order = [ids[i] for i in rng.permutation(n)]
-    n_test, n_dev = _count(n, config.content_test_fraction), _count(n, config.content_dev_fraction)
-    content = {s: "test" for s in order[:n_test]}
-    content.update({s: "dev" for s in order[n_test : n_test + n_dev]})
-    content.update({s: "train" for s in order[n_test + n_dev :]})
-    order = [ids[i] for i in rng.permutation(n)]
     n_held = min(max(2, int(round(n * config.asv_heldout_fraction))), n - 2)
-    asv = {s: ("test" if i < n_held else "train") for i, s in enumerate(order)}
+    n_dev = min(_count(n, config.content_dev_fraction), n - n_held - 1)
+    n_test = min(_count(n, config.content_test_fraction), n_held)
+    if n_dev < 1:
+        raise ValueError(f"{n} speakers cannot hold {n_held} ASV test speakers, a dev speaker and a training speaker")
+    asv = {s: "test" for s in order[:n_held]}
+    asv.update({s: "dev" for s in order[n_held : n_held + n_dev]})
+    asv.update({s: "train" for s in order[n_held + n_dev :]})
+    content = {s: "test" for s in order[:n_test]}
+    content.update({s: "train" for s in order[n_test:n_held]})
+    content.update({s: "dev" for s in order[n_held : n_held + n_dev]})
+    content.update({s: "train" for s in order[n_held + n_dev :]})
     return SpeakerRoles(content, asv)
 
 
@@ -121,11 +148,12 @@ def plan_corpus(speakers: list[Speaker], roles: SpeakerRoles, config: SynthConfi
         start = (rank * need) % len(pool)  # rotate through the pool so all sentences get read
         chosen = [pool[(start + k) % len(pool)] for k in range(need)]
         sid = _sid_splits(config.read_per_speaker, config, rng)
+        evaluation = roles.asv[spk.id] != "train"  # SID is probed on the evaluation speakers only
         for k, sentence in enumerate(chosen[: config.read_per_speaker]):
             add(
                 id=f"{spk.id}-read-{k:03d}", speaker=spk.id, family="read", text=sentence, settings=spk.settings(),
                 labels={"sid": spk.id},
-                splits={"sid": sid[k], "asv": roles.asv[spk.id], "asr": content, "pr": content},
+                splits={**({"sid": sid[k]} if evaluation else {}), "asv": roles.asv[spk.id], "asr": content, "pr": content},
                 transcript=texts.transcript_of(sentence), with_phone_label=True,
             )  # fmt: skip
         words = [w for w in KEYWORDS for _ in range(config.keyword_repeats)]
@@ -201,9 +229,11 @@ def task_description(config: SynthConfig, roles: SpeakerRoles) -> dict[str, obje
     content = {sp: speakers_in(roles.content, sp) for sp in SPLITS}
     disjoint = "speaker-disjoint train/dev/test (content partition)"
     return {
-        "sid": {"label_key": "sid", "labels": "speaker id", "split_key": "sid", "rule": "same speakers in train/dev/test; each speaker's read utterances split"},
-        "asv": {"split_key": "asv", "rule": "ASV train speakers (split 'train') are disjoint from held-out speakers (split 'test'); trials in table asv_trials (label 1 = same speaker)",
-                "train_speakers": speakers_in(roles.asv, "train"), "test_speakers": speakers_in(roles.asv, "test")},
+        "sid": {"label_key": "sid", "labels": "speaker id", "split_key": "sid",
+                "rule": "the evaluation speakers only, the same in train/dev/test; each one's read utterances split"},
+        "asv": {"split_key": "asv", "rule": "ASV train speakers (split 'train') are disjoint from the dev speakers (split 'dev') and the held-out speakers (split 'test'); trials in table asv_trials (label 1 = same speaker)",
+                "train_speakers": speakers_in(roles.asv, "train"), "dev_speakers": speakers_in(roles.asv, "dev"),
+                "test_speakers": speakers_in(roles.asv, "test")},
         "pr": {"label_key": "pr", "labels": "espeak-ng phoneme mnemonics, stress marks removed, space-separated, no 'sil'", "split_key": "pr", "rule": disjoint + "; dev/test sentences unseen in train"},
         "asr": {"label_key": "transcript", "split_key": "asr", "rule": disjoint + "; dev/test sentences unseen in train"},
         "ks": {"label_key": "ks", "labels": list(KS_LABELS), "split_key": "ks", "rule": disjoint + f"; clips padded to {config.keyword_clip_seconds:g} s; _silence_ = noise only"},
@@ -212,4 +242,6 @@ def task_description(config: SynthConfig, roles: SpeakerRoles) -> dict[str, obje
         "style": {"label_key": "style", "labels": list(config.styles), "split_key": "style", "rule": disjoint,
                   "note": "speaking style rendered by espeak rate / pitch-range settings: a stand-in for SUPERB ER, not emotion"},
         "content_speakers": content,
+        "evaluation_speakers": roles.evaluation,
+        "upstream_speakers": roles.upstream,
     }  # fmt: skip

@@ -172,10 +172,15 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
     given = [_split_value(r, key) for _, r in rows.iterrows()] if key and not cfg.ignore_dataset_split else [None] * len(ids)
     folds = list(getattr(spec, "folds", []) or [])
     group = dict(zip(ids, speakers if speaker_disjoint else strata))
+    allowed = set(cfg.eval_speakers) if cfg.eval_speakers is not None else None
+    speaker_of = dict(zip(ids, speakers))
 
     def derive(members: list[str], fractions: dict[str, float]) -> dict[str, str]:
         split_fn = _by_speaker if speaker_disjoint else _stratified
-        return split_fn(members, [group[u] for u in members], fractions, seed)
+        if allowed is None:
+            return split_fn(members, [group[u] for u in members], fractions, seed)
+        inside = [u for u in members if speaker_of[u] in allowed]  # dev/test only from the evaluation speakers
+        return {**{u: "train" for u in members}, **split_fn(inside, [group[u] for u in inside], fractions, seed)}
 
     if not any(v is not None for v in given):
         assign = derive(ids, {"test": cfg.derived_test_fraction, "dev": cfg.derived_dev_fraction})
@@ -201,6 +206,13 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
         skipped = sum(1 for v in given if v is not None and v not in SPLITS)
         if skipped:
             notes.append(f"{skipped} utterances with split values outside train/dev/test were not used")
+    if allowed is not None:
+        outside = [u for u, v in assign.items() if v in ("dev", "test") and speaker_of[u] not in allowed]
+        for u in outside:
+            del assign[u]
+        if outside:
+            notes.append(f"{len(outside)} dev/test utterances of speakers outside the evaluation speakers were not used")
+        rule += f"; dev/test restricted to {len(allowed)} evaluation speakers"
     out = {s: [u for u in ids if assign.get(u) == s] for s in SPLITS}
     for s in SPLITS:
         if not out[s]:

@@ -81,6 +81,10 @@ class Recipe:
         """Data counts for the summary (training utterances, skipped/padded short audio...)."""
         return dict(self.training.counts) if self.training else {}
 
+    def summary_speakers(self) -> dict[str, Any]:
+        """``training_speakers`` and ``excluded_speakers`` (reason -> speakers) for summary.json: the leakage record."""
+        return self.training.speaker_record() if self.training else {}
+
     def train_step(self, epoch: int, step: int, rng: np.random.Generator) -> dict[str, float]:
         raise NotImplementedError
 

@@ -94,7 +94,7 @@ class HubertRecipe(Recipe):
         super().__init__(config, info)
         self.config: HubertTrainConfig = config
         self.training = select_training(info.data, config.crop_seconds[0], min_seconds=config.min_seconds,
-                                        short_audio=config.short_audio)
+                                        short_audio=config.short_audio, exclude=config.exclude_speakers)
         if len(self.training.ids) < config.batch_size * info.world:
             raise ValueError(f"{info.data}: {len(self.training.ids)} training utterances are fewer than one global batch "
                              f"({config.batch_size * info.world})")

@@ -17,11 +17,12 @@ from layerlab.train.recipes.base import WorkerInfo
 
 def training_set(config: TrainConfig, info: WorkerInfo, shortest_crop: float) -> Any:
     """Select the training utterances and check there are enough for one global batch."""
-    ts = select_training(info.data, shortest_crop, min_seconds=config.min_seconds, short_audio=config.short_audio)
+    ts = select_training(info.data, shortest_crop, min_seconds=config.min_seconds, short_audio=config.short_audio,
+                         exclude=config.exclude_speakers)
     need = config.batch_size * info.world
     if len(ts.ids) < need:
         raise ValueError(
-            f"{info.data}: {len(ts.ids)} training utterances (after holding out {len(ts.held_out_speakers)} ASV speakers "
+            f"{info.data}: {len(ts.ids)} training utterances (after holding out {len(ts.excluded_speakers)} evaluation speakers "
             f"and skipping {ts.skipped_short} short ones) are fewer than one global batch ({need})"
         )
     return ts
