@@ -228,8 +228,8 @@ def test_fold_mean_averages_folds_and_leaves_groups_out_across_them() -> None:
     keep = np.array([g != "s2" for g in mean.groups])
     assert mean.statistic(keep)["accuracy"] == pytest.approx((1.0 + 0.5) / 2)  # fold a without s2, fold b whole
     assert mean.statistic(np.ones(10, dtype=bool))["accuracy"] == pytest.approx(0.5)
-    low, high = mean.intervals(0.95)["accuracy"]
-    assert low <= 0.5 <= high
+    iv = mean.intervals(0.95)["accuracy"]
+    assert iv.low < 0.5 < iv.high and iv.n_groups == 4
 
 
 def test_er_runs_every_fold_as_test_and_reports_the_mean(tmp_path, monkeypatch) -> None:
