@@ -11,7 +11,7 @@ from layerlab import storage
 from layerlab.probe.evaluation import Evaluation
 
 METRIC_COLUMNS = ["model", "task", "probe", "split", "metric", "value", "ci_low", "ci_high", "n", "higher_is_better"]
-WEIGHT_COLUMNS = ["model", "task", "layer", "weight", "normalized_weight"]
+WEIGHT_COLUMNS = ["model", "task", "layer", "weight", "contribution", "normalized_weight"]
 WEIGHTED = "weighted_sum"
 
 
@@ -32,10 +32,10 @@ def metric_rows(model: str, task: str, probe: str, split: str, ev: Evaluation, d
             for m, v in ev.metrics.items()]
 
 
-def weight_rows(model: str, task: str, layers: list[str], raw: Any, normalized: Any) -> list[dict[str, Any]]:
-    """Learned ``softmax(w)`` and norm-corrected weight per layer."""
-    return [{"model": model, "task": task, "layer": n, "weight": float(r), "normalized_weight": float(c)}
-            for n, r, c in zip(layers, raw, normalized)]
+def weight_rows(model: str, task: str, layers: list[str], raw: Any, contribution: Any) -> list[dict[str, Any]]:
+    """Learned ``softmax(w)`` and contribution share per layer (``normalized_weight`` repeats the share for old readers)."""
+    return [{"model": model, "task": task, "layer": n, "weight": float(r), "contribution": float(c), "normalized_weight": float(c)}
+            for n, r, c in zip(layers, raw, contribution)]
 
 
 def write_parquet(df: pd.DataFrame, url: str) -> None:

@@ -4,6 +4,13 @@ The loop never loads or runs a model: batches come from the bound task (pooled m
 frames streamed from the cache). ``report`` (Ray Tune's, or none) is called after an epoch with the
 dev metric and the full training state to checkpoint, at most every ``report_interval_s`` seconds
 and always after the last epoch (Tune's per-report overhead would otherwise dominate fast probes).
+
+Schedule: Adam at the trial's ``lr`` (times ``pooled_lr_factor`` on the pooled tier); with
+``lr_schedule: plateau`` the rate halves after every ``patience // 3`` epochs without a dev
+improvement (never below ``lr * min_lr_factor``), so a probe settles before patience runs out.
+``max_epochs``/``patience`` default per tier (:meth:`ProbeConfig.epochs_for`). The result records
+why training stopped (``patience`` or ``max_epochs``): a probe that hit the cap did not converge.
+A dev metric equal to the best so far is not an improvement (the earliest best epoch is kept).
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
+    stopped_by: str = "max_epochs"
+    max_epochs: int = 0
+    final_lr: float = 0.0
+
+    def convergence(self) -> dict[str, Any]:
+        """The summary.json record of this fit (CONTRACTS §4)."""
+        return {"stopped_by": self.stopped_by, "epochs": self.epochs, "best_epoch": self.best_epoch, "max_epochs": self.max_epochs}
 
 
 def _better(a: float, b: float | None, higher: bool) -> bool:
@@ -49,16 +63,20 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
     """Train ``task``'s probe with hyperparameters ``hp`` (lr, weight_decay, hidden); early-stop on dev."""
     device = pick_device(cfg.device)
     model = task.build(hp, seed).to(device)
-    lr = float(hp.get("lr", cfg.lr))
+    tier = str(getattr(task, "tier", "frames"))
+    lr = float(hp.get("lr", cfg.lr)) * (cfg.pooled_lr_factor if tier == "pooled" else 1.0)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(hp.get("weight_decay", cfg.weight_decay)))
-    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "bad": 0, "history": [], "best_state": None, "steps": 0}
+    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "bad": 0, "history": [], "best_state": None, "steps": 0, "lr": lr}
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
-        state = {k: resume[k] for k in state}
+        state = {k: resume.get(k, lr if k == "lr" else None) for k in state}
     start = last_report = time.perf_counter()
-    limit = max_epochs or cfg.max_epochs
-    while state["epoch"] < limit and state["bad"] < cfg.patience:
+    limit, patience = cfg.epochs_for(tier)
+    limit = max_epochs or limit
+    patience = min(patience, limit)
+    cut_every = max(1, patience // 3)
+    while state["epoch"] < limit and state["bad"] < patience:
         epoch = state["epoch"]
         model.train()
         total, count = 0.0, 0
@@ -80,18 +98,25 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
             state.update(best=value, best_epoch=epoch, bad=0, best_state=_cpu_state(model))
         else:
             state["bad"] += 1
+            if cfg.lr_schedule == "plateau" and state["bad"] % cut_every == 0:
+                state["lr"] = max(state["lr"] * 0.5, lr * cfg.min_lr_factor)
+                for group in opt.param_groups:
+                    group["lr"] = state["lr"]
         state["epoch"] = epoch + 1
-        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), f"dev_{task.primary}": value, "best_dev": state["best"]}
+        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), f"dev_{task.primary}": value, "best_dev": state["best"], "lr": state["lr"]}
         state["history"].append(row)
-        done = state["epoch"] >= limit or state["bad"] >= cfg.patience
+        done = state["epoch"] >= limit or state["bad"] >= patience
         if report is not None and (done or time.perf_counter() - last_report >= cfg.report_interval_s):
             snap = {"model": _cpu_state(model), "optimizer": copy.deepcopy(opt.state_dict()), **{k: state[k] for k in state}}
-            report({"dev_metric": value, "best_dev": float(state["best"]), "epoch": epoch + 1, "train_loss": row["train_loss"]}, snap)
+            report({"dev_metric": value, "best_dev": float(state["best"]), "epoch": epoch + 1, "train_loss": row["train_loss"],
+                    "best_epoch": int(state["best_epoch"]) + 1, "max_epochs": int(limit), "stopped_by_patience": int(state["bad"] >= patience),
+                    "lr": float(state["lr"])}, snap)
             last_report = time.perf_counter()
     if state["best_state"] is None:
         state["best_state"] = _cpu_state(model)
     return FitResult(state["best_state"], float(state["best"]) if state["best"] is not None else float("nan"), int(state["best_epoch"]) + 1,
-                     int(state["epoch"]), state["history"], time.perf_counter() - start, int(state["steps"]))
+                     int(state["epoch"]), state["history"], time.perf_counter() - start, int(state["steps"]),
+                     stopped_by="patience" if state["bad"] >= patience else "max_epochs", max_epochs=int(limit), final_lr=float(state["lr"]))
 
 
 def evaluate_state(task: BoundTask, hp: dict[str, Any], state: dict[str, torch.Tensor], split: str, cfg: ProbeConfig) -> tuple[torch.nn.Module, Evaluation]:

@@ -27,7 +27,7 @@ from layerlab.probe.tasks.base import (
     label_of,
     resolve_splits,
 )
-from layerlab.probe.tasks.frames import aligned_utterances, batched
+from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, train_scales
 
 BLANK = "<blank>"
 
@@ -35,9 +35,10 @@ BLANK = "<blank>"
 class FrameProbe(nn.Module):
     """Featurizer + frame-level linear head: per-layer padded frames -> per-frame logits ``[B, T, C]``."""
 
-    def __init__(self, dims: list[int], num_outputs: int, hidden: int = 256, normalize: bool = False) -> None:
+    def __init__(self, dims: list[int], num_outputs: int, hidden: int = 256, normalize: str | bool = "none",
+                 scales: np.ndarray | None = None) -> None:
         super().__init__()
-        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, hidden))
+        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, hidden), scales=scales)
         self.head = FrameLinear(self.featurizer.out_dim, num_outputs, hidden)
 
     def forward(self, frames: list[torch.Tensor]) -> torch.Tensor:
@@ -98,13 +99,15 @@ class BoundPhoneTask:
         self.targets = {u: [index[p] for p in ph] for u, ph in zip(self.rows.index, self.rows["phones"])}
         self.dims = [next(l.dim for l in source.layers if l.name == n) for n in self.layers]
         self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
+        self.scales = (train_scales(source, task.name, self.layers, self.splits.ids["train"], cfg.frames_memory_mb)
+                       if cfg.normalize == "scale" else None)
         self.info: dict[str, Any] = {"tier": "frames", "phones": len(inventory), "phones_in_train": len(train_phones),
                                      "splits": self.splits.describe()}
 
     def build(self, hp: dict[str, Any], seed: int) -> FrameProbe:
         """A fresh probe seeded with ``seed``."""
         torch.manual_seed(seed)
-        return FrameProbe(self.dims, len(self.vocab), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize)
+        return FrameProbe(self.dims, len(self.vocab), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize, self.scales)
 
     def _batches(self, split: str, shuffle: bool, seed: int) -> Iterable[tuple[list[str], list[torch.Tensor], torch.Tensor]]:
         stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids[split]),
@@ -148,23 +151,9 @@ class BoundPhoneTask:
         return Evaluation(metrics(np.ones(len(e), dtype=bool)), n=len(e), units="utterances", statistic=metrics, groups=groups, grouping=grouping)
 
     def importance(self, model: FrameProbe) -> tuple[np.ndarray, np.ndarray]:
-        """(softmax weights, norm-corrected weights); equal widths use the pooled tier's RMS norms when present."""
-        return model.featurizer.importance(layer_scales_from(self.source, self.layers, self.rows.index))
-
-
-def layer_scales_from(source: ProbeSource, layers: list[str], ids: Any) -> np.ndarray | None:
-    """Per-layer RMS activation norms from the pooled tier (None when the cache has no pooled tier)."""
-    if "pooled" not in source.tiers:
-        return None
-    from layerlab.probe.featurizer import rms_norms
-
-    pooled = source.pooled()
-    where = {u: i for i, u in enumerate(pooled.ids)}
-    index = np.array([where[u] for u in ids if u in where])
-    if index.size == 0:
-        return None
-    stds = [np.asarray(pooled.std[n])[index] for n in layers] if all(n in pooled.std for n in layers) else None
-    return rms_norms([np.asarray(pooled.mean[n])[index] for n in layers], stds)
+        """(softmax weights, contribution shares): each layer's term spread over the training frames (exact)."""
+        return model.featurizer.importance(frames_spread(model.featurizer, self.source, self.task.name, self.layers, self.splits.ids["train"],
+                                                         self.cfg.batch_size, self.cfg.frames_memory_mb))
 
 
 def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str]) -> BoundPhoneTask:
