@@ -5,7 +5,8 @@ frames streamed from the cache). ``report`` (Ray Tune's, or none) is called afte
 dev metric and the full training state to checkpoint, at most every ``report_interval_s`` seconds
 and always after the last epoch (Tune's per-report overhead would otherwise dominate fast probes).
 
-Schedule: Adam at the trial's ``lr`` (times ``pooled_lr_factor`` on the pooled tier); with
+Schedule: Adam at the trial's ``lr`` (times ``pooled_lr_factor`` on the pooled tier; the weighted
+sum's softmax logits at ``layer_weights_lr_factor`` times that, no weight decay); with
 ``lr_schedule: plateau`` the rate halves after every ``patience // 3`` epochs without a dev
 improvement (never below ``lr * min_lr_factor``), so a probe settles before patience runs out.
 ``max_epochs``/``patience`` default per tier (:meth:`ProbeConfig.epochs_for`). The result records
@@ -57,6 +58,20 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def param_groups(model: torch.nn.Module, lr: float, weights_factor: float) -> list[dict[str, Any]]:
+    """Adam groups: the featurizer's softmax logits at ``lr * weights_factor``, everything else at ``lr``.
+
+    The logits are scale-free O(1) parameters: at a head's learning rate (1e-3) moving one weight from
+    1/L to most of the sum takes thousands of steps, more than a small probe ever runs.
+    """
+    weights = [p for n, p in model.named_parameters() if n.endswith("featurizer.weights")]
+    rest = [p for n, p in model.named_parameters() if not n.endswith("featurizer.weights")]
+    groups = [{"params": rest, "lr": lr, "lr_factor": 1.0}]
+    if weights:
+        groups.append({"params": weights, "lr": lr * weights_factor, "lr_factor": weights_factor, "weight_decay": 0.0})
+    return groups
+
+
 def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
         report: Callable[[dict[str, float], dict[str, Any] | None], None] | None = None,
         resume: dict[str, Any] | None = None, max_epochs: int | None = None) -> FitResult:
@@ -65,7 +80,7 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
     model = task.build(hp, seed).to(device)
     tier = str(getattr(task, "tier", "frames"))
     lr = float(hp.get("lr", cfg.lr)) * (cfg.pooled_lr_factor if tier == "pooled" else 1.0)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(hp.get("weight_decay", cfg.weight_decay)))
+    opt = torch.optim.Adam(param_groups(model, lr, cfg.layer_weights_lr_factor), lr=lr, weight_decay=float(hp.get("weight_decay", cfg.weight_decay)))
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "bad": 0, "history": [], "best_state": None, "steps": 0, "lr": lr}
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -101,7 +116,7 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
             if cfg.lr_schedule == "plateau" and state["bad"] % cut_every == 0:
                 state["lr"] = max(state["lr"] * 0.5, lr * cfg.min_lr_factor)
                 for group in opt.param_groups:
-                    group["lr"] = state["lr"]
+                    group["lr"] = state["lr"] * group.get("lr_factor", 1.0)
         state["epoch"] = epoch + 1
         row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), f"dev_{task.primary}": value, "best_dev": state["best"], "lr": state["lr"]}
         state["history"].append(row)
