@@ -11,7 +11,10 @@ sum's softmax logits at ``layer_weights_lr_factor`` times that, no weight decay)
 improvement (never below ``lr * min_lr_factor``), so a probe settles before patience runs out.
 ``max_epochs``/``patience`` default per tier (:meth:`ProbeConfig.epochs_for`). The result records
 why training stopped (``patience`` or ``max_epochs``): a probe that hit the cap did not converge.
-A dev metric equal to the best so far is not an improvement (the earliest best epoch is kept).
+A dev metric equal to the best so far counts as an improvement only when the task's dev loss
+(``Evaluation.extra["loss"]``, where it reports one) is lower by more than ``loss_tie_min_delta`` (nats per utterance; absolute,
+because on separable data Adam lowers the loss by a constant fraction per epoch forever): on a dev split of a dozen utterances the
+accuracy moves in big discrete steps and stops improving long before the probe has converged.
 """
 
 from __future__ import annotations
@@ -81,11 +84,12 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
     tier = str(getattr(task, "tier", "frames"))
     lr = float(hp.get("lr", cfg.lr)) * (cfg.pooled_lr_factor if tier == "pooled" else 1.0)
     opt = torch.optim.Adam(param_groups(model, lr, cfg.layer_weights_lr_factor), lr=lr, weight_decay=float(hp.get("weight_decay", cfg.weight_decay)))
-    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "bad": 0, "history": [], "best_state": None, "steps": 0, "lr": lr}
+    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "bad": 0, "history": [], "best_state": None, "steps": 0, "lr": lr,
+                             "best_loss": float("inf")}
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
-        state = {k: resume.get(k, lr if k == "lr" else None) for k in state}
+        state = {k: resume.get(k, state[k]) for k in state}
     start = last_report = time.perf_counter()
     limit, patience = cfg.epochs_for(tier)
     limit = max_epochs or limit
@@ -108,9 +112,11 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
             state["steps"] += 1
         dev = task.evaluate(model, "dev")
         value = dev.metrics[task.primary]
-        improved = _better(value, state["best"], task.higher_is_better)
+        loss = float(dev.extra.get("loss", float("nan")))
+        improved = _better(value, state["best"], task.higher_is_better) or (
+            value == state["best"] and loss == loss and loss < state["best_loss"] - cfg.loss_tie_min_delta)
         if improved:
-            state.update(best=value, best_epoch=epoch, bad=0, best_state=_cpu_state(model))
+            state.update(best=value, best_epoch=epoch, bad=0, best_state=_cpu_state(model), best_loss=loss)
         else:
             state["bad"] += 1
             if cfg.lr_schedule == "plateau" and state["bad"] % cut_every == 0:
@@ -118,7 +124,8 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
                 for group in opt.param_groups:
                     group["lr"] = state["lr"] * group.get("lr_factor", 1.0)
         state["epoch"] = epoch + 1
-        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), f"dev_{task.primary}": value, "best_dev": state["best"], "lr": state["lr"]}
+        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), f"dev_{task.primary}": value, "dev_loss": loss, "best_dev": state["best"],
+               "best_epoch": int(state["best_epoch"]) + 1, "lr": state["lr"]}
         state["history"].append(row)
         done = state["epoch"] >= limit or state["bad"] >= patience
         if report is not None and (done or time.perf_counter() - last_report >= cfg.report_interval_s):

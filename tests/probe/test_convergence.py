@@ -75,3 +75,17 @@ def test_ties_between_trials_go_to_the_lowest_trial_id() -> None:
     assert _best(outcomes, True, "x").trial_id == "a"
     assert _best(list(reversed(outcomes)), True, "x").trial_id == "a"
     assert _best(outcomes, False, "x").trial_id == "c"
+
+
+def test_a_flat_dev_metric_with_a_falling_dev_loss_is_still_progress() -> None:
+    """Dev accuracy saturates early on a dozen utterances; the best state keeps moving while the dev loss falls."""
+    source = planted_source()
+    cfg = ProbeConfig(intervals=False, batch_size=8, lr=3e-3)
+    bound = SID.bind(source, SID, cfg, ["l1", "emb"])
+    result = fit(bound, {}, cfg)
+    accs = [h["dev_accuracy"] for h in result.history]
+    first_top = accs.index(max(accs)) + 1
+    assert result.best_epoch > first_top  # the old rule (strictly better metric only) keeps the first epoch at the top
+    best = result.history[result.best_epoch - 1]
+    assert best["dev_accuracy"] == max(accs) and best["dev_loss"] < result.history[first_top - 1]["dev_loss"] - 1e-3
+    assert result.stopped_by == "patience"

@@ -122,21 +122,28 @@ class BoundPhoneTask:
         """CTC loss (blank 0, infeasible alignments zeroed) averaged over utterances."""
         ids, frames, lengths = batch
         device = next(model.parameters()).device
-        logits = model([x.to(device) for x in frames])
+        return self._ctc(model([x.to(device) for x in frames]), ids, lengths, "mean")
+
+    def _ctc(self, logits: torch.Tensor, ids: list[str], lengths: torch.Tensor, reduction: str) -> torch.Tensor:
+        """CTC loss of per-frame logits against the utterances' phone sequences (blank 0, infeasible alignments zeroed)."""
+        device = logits.device
         log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)
         targets = [torch.tensor(self.targets[u], dtype=torch.long) for u in ids]
         target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
         return F.ctc_loss(log_probs, torch.cat(targets).to(device), lengths.to(device), target_lengths.to(device),
-                          blank=0, reduction="mean", zero_infinity=True)
+                          blank=0, reduction=reduction, zero_infinity=True)
 
     def evaluate(self, model: FrameProbe, split: str) -> Evaluation:
-        """Phone error rate (edits / reference phones) of greedy CTC decoding; intervals over speakers."""
+        """Phone error rate (edits / reference phones) of greedy CTC decoding; intervals over speakers; mean CTC loss in ``extra``."""
         edits, refs, order = [], [], []
         model.eval()
         device = next(model.parameters()).device
+        loss_sum = 0.0
         with torch.no_grad():
             for ids, frames, lengths in self._batches(split, False, 0):
-                hyps = greedy_ctc(model([x.to(device) for x in frames]), lengths)
+                logits = model([x.to(device) for x in frames])
+                loss_sum += float(self._ctc(logits, ids, lengths, "sum"))
+                hyps = greedy_ctc(logits, lengths)
                 for u, h in zip(ids, hyps):
                     ref = self.targets[u]
                     edits.append(edit_distance(ref, h))
@@ -148,7 +155,8 @@ class BoundPhoneTask:
             return {"per": float(e[idx].sum() / max(r[idx].sum(), 1.0))}
 
         groups, grouping = speaker_groups([str(self.rows.at[u, "speaker"]) for u in order], order)
-        return Evaluation(metrics(np.ones(len(e), dtype=bool)), n=len(e), units="utterances", statistic=metrics, groups=groups, grouping=grouping)
+        return Evaluation(metrics(np.ones(len(e), dtype=bool)), n=len(e), units="utterances", statistic=metrics, groups=groups, grouping=grouping,
+                          extra={"loss": loss_sum / max(len(e), 1)})
 
     def importance(self, model: FrameProbe) -> tuple[np.ndarray, np.ndarray]:
         """(softmax weights, contribution shares): each layer's term spread over the training frames (exact)."""

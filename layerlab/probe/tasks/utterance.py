@@ -95,6 +95,7 @@ class BoundUtteranceTask:
         self.primary = task.primary
         self.higher_is_better = task.higher_is_better[task.primary]
         self._means: list[np.ndarray] | None = None
+        self.last_loss = float("nan")  # mean cross-entropy of the last predict (early stopping breaks metric ties with it)
         if self.tier == "pooled":
             self._load_pooled()
         train = self.splits.ids["train"]
@@ -168,6 +169,7 @@ class BoundUtteranceTask:
         ids = self.splits.ids[split]
         order: list[str] = []
         preds, targets = [], []
+        loss_sum = 0.0
         model.eval()
         with torch.no_grad():
             if self.tier == "pooled":
@@ -179,9 +181,12 @@ class BoundUtteranceTask:
                                                    self.cfg.batch_size))
             for batch_ids, batch in batches:
                 logits, y = self.logits(model, batch)
-                preds.append(torch.stack([p.argmax(1) for p in self._slot_logits(logits)], 1).cpu().numpy())
+                slots = self._slot_logits(logits)
+                loss_sum += float(sum(F.cross_entropy(part, y[:, k], reduction="sum") for k, part in enumerate(slots)))
+                preds.append(torch.stack([p.argmax(1) for p in slots], 1).cpu().numpy())
                 targets.append(y.cpu().numpy())
                 order.extend(batch_ids)
+        self.last_loss = loss_sum / max(len(order), 1)
         return order, np.concatenate(preds), np.concatenate(targets)
 
     def evaluate(self, model: UtteranceProbe, split: str) -> Evaluation:
@@ -198,7 +203,7 @@ class BoundUtteranceTask:
 
         groups, grouping = speaker_groups([str(self.rows.at[u, "speaker"]) for u in ids], ids)
         return Evaluation(metrics(np.ones(len(pred), dtype=bool)), n=len(pred), units="utterances", statistic=metrics,
-                          groups=groups, grouping=grouping)
+                          groups=groups, grouping=grouping, extra={"loss": self.last_loss})
 
     def importance(self, model: UtteranceProbe) -> tuple[np.ndarray, np.ndarray]:
         """(softmax weights, contribution shares) over the training split: from pooled means/stds when affine, else from frames."""
