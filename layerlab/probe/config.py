@@ -57,8 +57,9 @@ class ProbeConfig(BaseModel):
     lr_schedule: Literal["plateau", "constant"] = Field("plateau", description="plateau: halve the learning rate after "
                                                                               "patience/2 epochs without dev improvement (to min_lr_factor)")
     min_lr_factor: float = Field(0.01, gt=0, le=1, description="the plateau schedule never goes below lr * this")
-    loss_tie_min_delta: float = Field(1e-3, ge=0, description="an epoch that ties the best dev metric counts as an improvement "
-                                                              "when its mean dev loss is lower by more than this (nats per utterance)")
+    loss_tie_min_delta: float = Field(1e-3, ge=0, description="an epoch whose mean dev loss is this much (nats per utterance) "
+                                                              "below the lowest so far resets patience; on a tied dev metric it also "
+                                                              "becomes the best state")
     layer_weights_lr_factor: float = Field(10.0, gt=0, description="learning rate multiplier of the weighted sum's softmax logits "
                                                                   "(scale-free O(1) parameters; s3prl: 1)")
     pooled_lr_factor: float = Field(1.0, gt=0, description="learning rate multiplier for probes trained on the pooled tier")

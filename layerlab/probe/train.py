@@ -11,10 +11,11 @@ sum's softmax logits at ``layer_weights_lr_factor`` times that, no weight decay)
 improvement (never below ``lr * min_lr_factor``), so a probe settles before patience runs out.
 ``max_epochs``/``patience`` default per tier (:meth:`ProbeConfig.epochs_for`). The result records
 why training stopped (``patience`` or ``max_epochs``): a probe that hit the cap did not converge.
-A dev metric equal to the best so far counts as an improvement only when the task's dev loss
-(``Evaluation.extra["loss"]``, where it reports one) is lower by more than ``loss_tie_min_delta`` (nats per utterance; absolute,
-because on separable data Adam lowers the loss by a constant fraction per epoch forever): on a dev split of a dozen utterances the
-accuracy moves in big discrete steps and stops improving long before the probe has converged.
+Patience counts epochs in which neither the dev metric nor the task's dev loss (``Evaluation.extra
+["loss"]``, where it reports one) improved (the loss by more than ``loss_tie_min_delta`` nats per
+utterance): a CTC probe sits near 100 % PER (blanks) for many epochs while its loss falls, and on a dev
+split of a dozen utterances accuracy moves in big discrete steps. The state kept is the best dev
+*metric*; a tie goes to the epoch with the lower dev loss.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
     lr = float(hp.get("lr", cfg.lr)) * (cfg.pooled_lr_factor if tier == "pooled" else 1.0)
     opt = torch.optim.Adam(param_groups(model, lr, cfg.layer_weights_lr_factor), lr=lr, weight_decay=float(hp.get("weight_decay", cfg.weight_decay)))
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "bad": 0, "history": [], "best_state": None, "steps": 0, "lr": lr,
-                             "best_loss": float("inf")}
+                             "best_loss": float("inf"), "lowest_loss": float("inf")}
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -113,10 +114,15 @@ def fit(task: BoundTask, hp: dict[str, Any], cfg: ProbeConfig, *, seed: int = 0,
         dev = task.evaluate(model, "dev")
         value = dev.metrics[task.primary]
         loss = float(dev.extra.get("loss", float("nan")))
+        lower_loss = loss == loss and loss < state["lowest_loss"] - cfg.loss_tie_min_delta
         improved = _better(value, state["best"], task.higher_is_better) or (
             value == state["best"] and loss == loss and loss < state["best_loss"] - cfg.loss_tie_min_delta)
+        if lower_loss:
+            state["lowest_loss"] = loss
         if improved:
-            state.update(best=value, best_epoch=epoch, bad=0, best_state=_cpu_state(model), best_loss=loss)
+            state.update(best=value, best_epoch=epoch, best_state=_cpu_state(model), best_loss=loss)
+        if improved or lower_loss:
+            state["bad"] = 0
         else:
             state["bad"] += 1
             if cfg.lr_schedule == "plateau" and state["bad"] % cut_every == 0:
