@@ -44,7 +44,10 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
         if stage.kind == "probe" and res:
             probes.append({"dataset": stage.params["dataset"], "model": stage.params["model"], "task": stage.params["task"],
                            "dir": res["dir"], "metrics": res["metrics"], "layer_weights": res["layer_weights"],
-                           "notes": list(((res.get("summary") or {}).get("task_info") or {}).get("notes", []))})
+                           "notes": list(((res.get("summary") or {}).get("task_info") or {}).get("notes", [])),
+                           "summary": f"{str(res['dir']).rstrip('/')}/summary.json",
+                           "convergence": (res.get("summary") or {}).get("convergence", {}),
+                           "test_speakers": (res.get("summary") or {}).get("test_speakers", [])})
         elif stage.kind == "cka" and res:
             cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")}})
         elif stage.kind == "corpus" and res:
