@@ -22,11 +22,12 @@ HP_KEYS = ("lr", "weight_decay", "hidden")
 
 
 def _best(outcomes: list[TrialOutcome], higher: bool, what: str) -> TrialOutcome:
-    ok = [o for o in outcomes if o.state is not None and o.best_dev == o.best_dev]
+    """The trial with the best dev metric; ties go to the lowest trial id (deterministic whatever order Tune returns)."""
+    ok = sorted((o for o in outcomes if o.state is not None and o.best_dev == o.best_dev), key=lambda o: o.trial_id)
     if not ok:
         errors = "; ".join(o.error for o in outcomes if o.error) or "no trial reported a dev metric"
         raise RuntimeError(f"{what}: every trial failed ({errors})")
-    return (max if higher else min)(ok, key=lambda o: o.best_dev)
+    return max(ok, key=lambda o: o.best_dev if higher else -o.best_dev)  # max keeps the first of equals
 
 
 def _evaluate(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, layers: list[str], outcome: TrialOutcome,
@@ -46,7 +47,16 @@ def _evaluate(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, layers: list
 
 def _trial_rows(outcomes: list[TrialOutcome], model_name: str, task: str, probe_of: Callable[[TrialOutcome], str]) -> list[dict[str, Any]]:
     return [{"model": model_name, "task": task, "probe": probe_of(o), "trial_id": o.trial_id,
-             **{k: o.config.get(k) for k in HP_KEYS}, "best_dev": o.best_dev, "epochs": o.epochs, "error": o.error} for o in outcomes]
+             **{k: o.config.get(k) for k in HP_KEYS}, "best_dev": o.best_dev, "epochs": o.epochs, "stopped_by": o.stopped_by,
+             "best_epoch": o.best_epoch, "max_epochs": o.max_epochs, "error": o.error} for o in outcomes]
+
+
+def split_speakers(bound: Any) -> dict[str, list[str]]:
+    """Sorted speaker ids per split of a bound task (empty when it has no speaker column)."""
+    rows, splits = getattr(bound, "rows", None), getattr(bound, "splits", None)
+    if rows is None or splits is None or "speaker" not in rows:
+        return {}
+    return {s: sorted({str(v) for v in rows.loc[ids, "speaker"] if str(v) != ""}) for s, ids in splits.ids.items()}
 
 
 def _cosine(source: ProbeSource, tdef: TaskDef, cfg: ProbeConfig, model_name: str, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -105,12 +115,15 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
     summary: dict[str, Any] = {"model": model_name, "cache": source.url, "task": task, "layers": all_layers, "seed": seed,
                                "config": cfg.model_dump(mode="json"), "runner": runner}
     out = str(out).rstrip("/")
+    convergence: dict[str, dict[str, Any]] = {}
     if not tdef.trains:
         metrics, info = _cosine(source, tdef, cfg, model_name, seed)
         summary["task_info"] = info
+        summary["speakers"] = split_speakers(tdef.bind(source, tdef, cfg, all_layers))
     else:
         bound = tdef.bind(source, tdef, cfg, all_layers)  # validate everything before Ray starts
         summary["task_info"] = bound.info
+        summary["speakers"] = split_speakers(bound)
         higher = tdef.higher_is_better[tdef.primary]
         mode = "max" if higher else "min"
         hp = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "hidden": cfg.hidden}
@@ -127,16 +140,20 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
             best = _best(outcomes, higher, f"{source.url}: task {task!r}: weighted-sum sweep")
             rows, model, wbound = _evaluate(source, tdef, cfg, summed, best, model_name, WEIGHTED, seed, evaluations)
             metrics += rows
-            raw, corrected = wbound.importance(model)
-            weights += weight_rows(model_name, task, summed, raw, corrected)
+            summary["speakers"] = split_speakers(wbound)
+            convergence[WEIGHTED] = best.convergence()
+            raw, contribution = wbound.importance(model)
+            weights += weight_rows(model_name, task, summed, raw, contribution)
             trials += _trial_rows(outcomes, model_name, task, lambda o: WEIGHTED)
             hp = {k: best.config[k] for k in HP_KEYS if k in best.config}
             _save_head(out, best)
-            summary["best"] = {"probe": WEIGHTED, **hp, "dev": best.best_dev, "epochs": best.epochs}
+            summary["best"] = {"probe": WEIGHTED, **hp, "dev": best.best_dev, "epochs": best.epochs, "stopped_by": best.stopped_by}
         if layers in ("each", "both"):
             if len(all_layers) == 1 and layers == "both":
                 # one layer: the weighted sum is that layer (s3prl bypasses the sum), so the profile is the same probe
                 metrics += [{**r, "probe": all_layers[0]} for r in metrics if r["probe"] == WEIGHTED]
+                if WEIGHTED in convergence:
+                    convergence[all_layers[0]] = dict(convergence[WEIGHTED])
             else:
                 if runner == "local":
                     outcomes = run_local(source, task, cfg, layers=all_layers, configs=local_configs(cfg, 1, seed, hp, ("layer", all_layers)),
@@ -150,7 +167,11 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                     if o.state is None:
                         raise RuntimeError(f"{source.url}: task {task!r}: per-layer probe of {o.config['layer']!r} failed ({o.error})")
                     metrics += _evaluate(source, tdef, cfg, [o.config["layer"]], o, model_name, o.config["layer"], seed, evaluations)[0]
+                    convergence[str(o.config["layer"])] = o.convergence()
                 trials += _trial_rows(outcomes, model_name, task, lambda o: str(o.config["layer"]))
+    if tdef.trains:
+        summary["convergence"] = convergence
+    summary["test_speakers"] = summary.get("speakers", {}).get("test", [])
     summary.update(_write(out, metrics, trials, weights))
     test = [r for r in metrics if r["split"] == "test"]
     summary["test"] = {f"{r['probe']}/{r['metric']}": r["value"] for r in test}

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# (max_epochs, patience) when not configured: an epoch of a pooled probe is a few milliseconds of in-memory
+# matrices, one of a frames probe is a pass over the frames tier
+TIER_EPOCHS = {"pooled": (300, 30), "frames": (60, 10)}
 
 
 class SearchSpace(BaseModel):
@@ -65,10 +69,24 @@ class ProbeConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     hidden: int = Field(256, ge=1, description="projector width of the SUPERB heads")
     batch_size: int = Field(32, ge=1)
-    max_epochs: int = Field(60, ge=1)
-    patience: int = Field(10, ge=1, description="epochs without dev improvement before early stopping")
+    max_epochs: int | None = Field(None, ge=1, description="epoch cap; None: the task's own (pooled utterance probes "
+                                                             "300, frame probes 60)")
+    patience: int | None = Field(None, ge=1, description="epochs without dev improvement before early stopping; None: the task's own "
+                                                         "(pooled 30, frames 10)")
+    lr_schedule: Literal["plateau", "constant"] = Field("plateau", description="plateau: halve the learning rate after "
+                                                                              "patience/2 epochs without dev improvement (to min_lr_factor)")
+    min_lr_factor: float = Field(0.01, gt=0, le=1, description="the plateau schedule never goes below lr * this")
+    loss_tie_min_delta: float = Field(1e-3, ge=0, description="an epoch whose mean dev loss is this much (nats per utterance) "
+                                                              "below the lowest so far resets patience; on a tied dev metric it also "
+                                                              "becomes the best state")
+    layer_weights_lr_factor: float = Field(10.0, gt=0, description="learning rate multiplier of the weighted sum's softmax logits "
+                                                                  "(scale-free O(1) parameters; s3prl: 1)")
+    pooled_lr_factor: float = Field(1.0, gt=0, description="learning rate multiplier for probes trained on the pooled tier")
     grad_clip: float = Field(1.0, gt=0)
-    normalize: bool = Field(False, description="parameter-free layer norm per layer (forces the frames tier)")
+    normalize: Literal["scale", "layer_norm", "none"] = Field(
+        "scale", description="per-layer normalisation before the weighted sum: scale (divide by the layer's RMS over the "
+                             "training split; keeps the pooled tier exact), layer_norm (per frame; forces the frames tier), "
+                             "none (SUPERB's default); true/false are read as layer_norm/none")
     tier: Literal["auto", "pooled", "frames"] = Field("auto", description="auto: pooled for utterance heads")
     shuffle_buffer: int = Field(64, ge=1, description="utterances held in the frames shuffle buffer")
     frames_memory_mb: float = Field(1024, ge=0, description="keep a split's decoded frames in each trial's memory across epochs "
@@ -100,6 +118,17 @@ class ProbeConfig(BaseModel):
     asha_grace_period: int = Field(3, ge=1, description="epochs before ASHA may stop a trial")
     asha_reduction_factor: int = Field(2, ge=2)
     report_interval_s: float = Field(2.0, ge=0, description="least seconds between a trial's Tune reports (the last epoch always reports)")
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _old_booleans(cls, value: object) -> object:
+        return {True: "layer_norm", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+    def epochs_for(self, tier: str) -> tuple[int, int]:
+        """(max_epochs, patience) of a probe trained on ``tier``: the configured values, else the tier's defaults."""
+        default = TIER_EPOCHS.get(tier, TIER_EPOCHS["frames"])
+        max_epochs = self.max_epochs or default[0]
+        return max_epochs, min(self.patience or default[1], max_epochs)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ProbeConfig:

@@ -23,8 +23,10 @@ def _ordered_layers(df: pd.DataFrame, column: str) -> list[str]:
     return list(dict.fromkeys(df[column]))
 
 
-def plot_layer_weights(weights: pd.DataFrame, url: str, column: str = "normalized_weight") -> None:
-    """One panel per model: layers on the x axis, one line per task (learned weight share of each layer)."""
+def plot_layer_weights(weights: pd.DataFrame, url: str, column: str = "contribution") -> None:
+    """One panel per model: layers on the x axis, one line per task (contribution share solid, softmax weight dotted)."""
+    if column not in weights:
+        column = "normalized_weight" if "normalized_weight" in weights else "weight"
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +45,8 @@ def plot_layer_weights(weights: pd.DataFrame, url: str, column: str = "normalize
                 ax.plot(x, t.set_index("layer").reindex(layers)["weight"].to_numpy(), ls=":", color=ax.lines[-1].get_color(), alpha=0.6)
         ax.set_xticks(x, layers, rotation=45, ha="right")
         ax.set_xlabel("layer")
-        ax.set_ylabel("weight share (solid: norm-corrected, dotted: softmax)" if column != "weight" else "softmax weight")
+        ax.set_ylabel(f"{'contribution share' if column == 'contribution' else column} (solid), softmax weight (dotted)"
+                      if column != "weight" else "softmax weight")
         ax.set_title(model)
         ax.legend(fontsize=8)
     _save(fig, url)

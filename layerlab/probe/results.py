@@ -14,7 +14,7 @@ METRIC_COLUMNS = ["model", "task", "probe", "split", "metric", "value", "ci_low"
                   "n_groups", "grouping", "ci_method", "note"]
 #: leave-one-group-out replicates (``replicates.parquet``): the metric recomputed without each group, natural scale
 REPLICATE_COLUMNS = ["model", "task", "probe", "split", "metric", "group", "value"]
-WEIGHT_COLUMNS = ["model", "task", "layer", "weight", "normalized_weight"]
+WEIGHT_COLUMNS = ["model", "task", "layer", "weight", "contribution", "normalized_weight"]
 WEIGHTED = "weighted_sum"
 
 
@@ -51,10 +51,10 @@ def replicate_rows(metric_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in metric_rows for g, v in (r.get("replicates") or {}).items()]
 
 
-def weight_rows(model: str, task: str, layers: list[str], raw: Any, normalized: Any) -> list[dict[str, Any]]:
-    """Learned ``softmax(w)`` and norm-corrected weight per layer."""
-    return [{"model": model, "task": task, "layer": n, "weight": float(r), "normalized_weight": float(c)}
-            for n, r, c in zip(layers, raw, normalized)]
+def weight_rows(model: str, task: str, layers: list[str], raw: Any, contribution: Any) -> list[dict[str, Any]]:
+    """Learned ``softmax(w)`` and contribution share per layer (``normalized_weight`` repeats the share for old readers)."""
+    return [{"model": model, "task": task, "layer": n, "weight": float(r), "contribution": float(c), "normalized_weight": float(c)}
+            for n, r, c in zip(layers, raw, contribution)]
 
 
 def write_parquet(df: pd.DataFrame, url: str) -> None:

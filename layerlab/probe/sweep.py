@@ -29,6 +29,13 @@ class TrialOutcome:
     epochs: int
     state: dict[str, Any] | None
     error: str | None = None
+    stopped_by: str = ""  # patience | max_epochs | scheduler (ASHA stopped it) | "" (failed)
+    best_epoch: int = 0
+    max_epochs: int = 0
+
+    def convergence(self) -> dict[str, Any]:
+        """The summary.json record of this trial (CONTRACTS §4)."""
+        return {"stopped_by": self.stopped_by, "epochs": self.epochs, "best_epoch": self.best_epoch, "max_epochs": self.max_epochs}
 
 
 def _trial(config: dict[str, Any], *, source: Any, task_name: str, cfg_json: str, layers: list[str], seed: int) -> None:
@@ -135,6 +142,8 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
     import torch
     from ray import tune
 
+    from layerlab.probe.tasks import get_task
+
     ensure_ray()
     trainable = tune.with_resources(
         tune.with_parameters(_trial, source=source, task_name=task_name, cfg_json=cfg.model_dump_json(), layers=layers, seed=seed),
@@ -151,7 +160,8 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
         if scheduler == "asha":
             from ray.tune.schedulers import ASHAScheduler
 
-            sched = ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=min(cfg.asha_grace_period, cfg.max_epochs),
+            cap = cfg.epochs_for(get_task(task_name).tier)[0]
+            sched = ASHAScheduler(time_attr="epoch", max_t=cap, grace_period=min(cfg.asha_grace_period, cap),
                                   reduction_factor=cfg.asha_reduction_factor)
         elif scheduler not in (None, "", "none", "fifo"):
             raise ValueError(f"unknown scheduler {scheduler!r}; use 'asha' or none")
@@ -173,10 +183,14 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
             with r.checkpoint.as_directory() as d:
                 state = torch.load(os.path.join(d, STATE_FILE), weights_only=False)
         metrics = r.metrics or {}
+        epochs, cap = int(metrics.get("epoch", 0)), int(metrics.get("max_epochs", 0))
+        stopped = "" if r.error is not None or not metrics else (
+            "patience" if metrics.get("stopped_by_patience") else "max_epochs" if epochs >= cap else "scheduler")
         outcomes.append(TrialOutcome(
             trial_id=str(metrics.get("trial_id", os.path.basename(str(r.path)))), config=dict(r.config or {}),
-            best_dev=float(metrics.get("best_dev", float("nan"))), epochs=int(metrics.get("epoch", 0)), state=state,
+            best_dev=float(metrics.get("best_dev", float("nan"))), epochs=epochs, state=state,
             error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
+            stopped_by=stopped, best_epoch=int(metrics.get("best_epoch", 0)), max_epochs=cap,
         ))
     return outcomes
 
@@ -225,7 +239,8 @@ def run_local(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
         bound = task.bind(source, task, cfg, [config["layer"]] if "layer" in config else layers)
         try:
             result = fit(bound, config, cfg, seed=seed)
-            outcomes.append(TrialOutcome(f"{name}_{i:05d}", dict(config), result.best_dev, result.epochs, {"best_state": result.best_state}))
+            outcomes.append(TrialOutcome(f"{name}_{i:05d}", dict(config), result.best_dev, result.epochs, {"best_state": result.best_state},
+                                         stopped_by=result.stopped_by, best_epoch=result.best_epoch, max_epochs=result.max_epochs))
         except (FloatingPointError, RuntimeError) as exc:  # a diverged trial is recorded like Tune records an errored one
             outcomes.append(TrialOutcome(f"{name}_{i:05d}", dict(config), float("nan"), 0, None, f"{type(exc).__name__}: {exc}"))
         bar.update(1)

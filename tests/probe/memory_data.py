@@ -54,3 +54,31 @@ def planted_source(speakers: int = 6, per_speaker: int = 10, dim: int = 8, seed:
     }
     layers = [Layer("l0", dim, 100.0, 160), Layer("l1", dim, 100.0, 160), Layer("l2", dim, 100.0, 160), Layer("emb", dim, None)]
     return MemorySource(url="memory://planted", model="planted", layers=layers, rows=df, frames=frames, tasks=tasks)
+
+
+def scaled_source(info_scale: float = 0.01, noise_layers: int = 3, classes: int = 4, speakers: int = 12, per_speaker: int = 20,
+                  dim: int = 16, seed: int = 0) -> MemorySource:
+    """Pooled-only SID source: layer 'info' (class vector + noise) times ``info_scale`` as the second of unit-scale noise layers."""
+    from layerlab.probe.source import PooledArrays
+
+    rng = np.random.default_rng(seed)
+    cls_vec = rng.normal(size=(classes, dim))
+    n = speakers * per_speaker
+    y = rng.integers(0, classes, size=n)
+    names = [f"noise{i}" for i in range(noise_layers)]
+    names.insert(1, "info")
+    mean, std = {}, {}
+    for name in names:
+        x = rng.normal(size=(n, dim))
+        scale = info_scale if name == "info" else 1.0
+        mean[name] = ((cls_vec[y] + 0.8 * x) * scale if name == "info" else x).astype(np.float32)
+        std[name] = (np.abs(rng.normal(size=(n, dim))) * scale).astype(np.float32)
+    ids = [f"u{i:04d}" for i in range(n)]
+    k = np.arange(n) % per_speaker
+    split = np.where(k < per_speaker * 0.6, "train", np.where(k < per_speaker * 0.8, "dev", "test"))
+    rows = pd.DataFrame({"id": ids, "speaker": [f"spk{s}" for s in np.repeat(np.arange(speakers), per_speaker)], "num_samples": 16000,
+                         "labels": [{"sid": f"c{c}"} for c in y], "splits": [{"sid": s} for s in split],
+                         "transcript": None, "alignment": None}).set_index("id")
+    tasks = {"sid": TaskSpec(name="sid", kind="utterance_classification", label_keys=["sid"], split_key="sid")}
+    return MemorySource(url="memory://scaled", model="scaled", layers=[Layer(nm, dim, 100.0, 160) for nm in names], rows=rows,
+                        pooled_arrays=PooledArrays(ids, mean, std), tasks=tasks)

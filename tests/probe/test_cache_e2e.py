@@ -54,12 +54,19 @@ def test_asha_sweep_on_cache_writes_results(fbank_cache: str, tmp_path: Path) ->
     assert row.ci_low <= row.value <= row.ci_high and row.n > 0 and row.higher_is_better
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 4 and trials.lr.nunique() == 4
+    assert set(trials.stopped_by) <= {"patience", "max_epochs", "scheduler"} and (trials.best_epoch.between(1, 6)).all()
     weights = pd.read_parquet(out / "layer_weights.parquet")
     assert list(weights.layer) == ["fbank"] and weights.weight.iloc[0] == pytest.approx(1.0)
+    assert weights.contribution.iloc[0] == pytest.approx(1.0) and weights.normalized_weight.iloc[0] == pytest.approx(1.0)
     assert (out / "figures" / "layer_weights.png").stat().st_size > 0 and (out / "figures" / "layer_profile.png").stat().st_size > 0
     assert (out / "head.pt").is_file()
     doc = json.loads((out / "summary.json").read_text())
     assert doc["task"] == "sid" and doc["task_info"]["splits"]["derived"] is False and doc["best"]["probe"] == "weighted_sum"
+    assert set(doc["convergence"]) == {"weighted_sum", "fbank"}
+    conv = doc["convergence"]["weighted_sum"]
+    assert conv["stopped_by"] in ("patience", "max_epochs") and conv["max_epochs"] == 6 and 1 <= conv["best_epoch"] <= conv["epochs"] <= 6
+    assert doc["test_speakers"] == doc["speakers"]["test"] and len(doc["test_speakers"]) >= 2
+    assert doc["speakers"]["train"] == sorted(doc["speakers"]["train"])
     assert summary["test"]["weighted_sum/accuracy"] == pytest.approx(row.value)
 
 

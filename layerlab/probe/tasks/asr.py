@@ -25,7 +25,7 @@ from layerlab.probe.heads import BLSTMCTC
 from layerlab.probe.source import ProbeSource, input_error
 from layerlab.probe.tasks.base import TRANSCRIPT, TaskDef, check_tier, find_spec, labelled_rows, resolve_splits
 from layerlab.probe.tasks.ctc import ctc_loss, greedy_ctc
-from layerlab.probe.tasks.frames import aligned_utterances, batched
+from layerlab.probe.tasks.frames import aligned_utterances, batched, train_scales
 
 BLANK = "<blank>"
 
@@ -43,10 +43,10 @@ def word_and_char_edits(ref: str, hyp: str) -> tuple[int, int, int, int]:
 class RecognizerProbe(nn.Module):
     """Featurizer + SUPERB's BLSTM CTC head: per-layer padded frames and lengths -> per-frame logits ``[B, T, C]``."""
 
-    def __init__(self, dims: list[int], num_outputs: int, cfg: ProbeConfig) -> None:
+    def __init__(self, dims: list[int], num_outputs: int, cfg: ProbeConfig, scales: np.ndarray | None = None) -> None:
         super().__init__()
         a = cfg.asr
-        self.featurizer = WeightedSum(dims, normalize=cfg.normalize, project_to=sum_width(dims, a.project))
+        self.featurizer = WeightedSum(dims, normalize=cfg.normalize, project_to=sum_width(dims, a.project), scales=scales)
         self.head = BLSTMCTC(self.featurizer.out_dim, num_outputs, a.project, a.hidden, a.layers, a.dropout)
 
     def forward(self, frames: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
@@ -76,13 +76,15 @@ class BoundASRTask:
         unseen = sorted({c for s in ("dev", "test") for u in self.splits.ids[s] for c in self.rows.at[u, "text"]} - set(chars))
         self.dims = [next(l.dim for l in source.layers if l.name == n) for n in self.layers]
         self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
+        self.scales = (train_scales(source, task.name, self.layers, self.splits.ids["train"], cfg.frames_memory_mb)
+                       if cfg.normalize == "scale" else None)
         self.info: dict[str, Any] = {"tier": "frames", "characters": len(chars), "unseen_characters": unseen,
                                      "splits": self.splits.describe()}
 
     def build(self, hp: dict[str, Any], seed: int) -> RecognizerProbe:
         """A fresh probe seeded with ``seed`` (sizes from ``cfg.asr``; ``hidden`` sizes the small heads of other tasks)."""
         torch.manual_seed(seed)
-        return RecognizerProbe(self.dims, len(self.vocab), self.cfg)
+        return RecognizerProbe(self.dims, len(self.vocab), self.cfg, self.scales)
 
     def _batches(self, split: str, shuffle: bool, seed: int) -> Iterable[tuple[list[str], list[torch.Tensor], torch.Tensor]]:
         stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids[split]),

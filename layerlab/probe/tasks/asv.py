@@ -23,7 +23,7 @@ from layerlab.probe.featurizer import WeightedSum, sum_width
 from layerlab.probe.heads import AMSoftmax, XVector
 from layerlab.probe.source import ProbeSource, input_error
 from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
-from layerlab.probe.tasks.frames import aligned_utterances, batched
+from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, train_scales
 from layerlab.probe.tasks.trials import (
     Trials,
     derived_trials,
@@ -35,7 +35,7 @@ from layerlab.probe.tasks.trials import (
 class SpeakerProbe(nn.Module):
     """Featurizer + x-vector embedding + AM-softmax classifier over the training speakers."""
 
-    def __init__(self, dims: list[int], num_speakers: int, cfg: ProbeConfig, normalize: bool = False) -> None:
+    def __init__(self, dims: list[int], num_speakers: int, cfg: ProbeConfig, normalize: str | bool = "none") -> None:
         super().__init__()
         a = cfg.asv
         self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, a.proj))
@@ -85,6 +85,8 @@ class BoundASVTask:
         rates = {l.name: l.frame_rate_hz for l in source.layers}
         self.crop = crop_frames(cfg.asv.crop_seconds, [rates[n] for n in self.layers])
         self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
+        self.scales = (train_scales(source, task.name, self.layers, self.splits.ids["train"], cfg.frames_memory_mb)
+                       if cfg.normalize == "scale" else None)
         self.info: dict[str, Any] = {
             "tier": "frames", "train_speakers": len(train_speakers), "crop_seconds": cfg.asv.crop_seconds, "crop_frames": self.crop, "splits": self.splits.describe(),
             "trials": {k: {"n": len(t.label), "targets": int(t.label.sum()), "source": t.source, "dropped_unknown": t.dropped_unknown}
@@ -95,7 +97,10 @@ class BoundASVTask:
         """A fresh probe seeded with ``seed``."""
         torch.manual_seed(seed)
         # the x-vector's widths come from cfg.asv (SUPERB: 512); ``hidden`` sizes the small heads of the other tasks
-        return SpeakerProbe(self.dims, len(self.speaker_index), self.cfg, self.cfg.normalize)
+        probe = SpeakerProbe(self.dims, len(self.speaker_index), self.cfg, self.cfg.normalize)
+        if self.scales is not None:
+            probe.featurizer.set_scales(self.scales)
+        return probe
 
     def train_batches(self, epoch: int, seed: int) -> Iterable[Any]:
         """Random crops of streamed, buffer-shuffled training utterances with their speaker indices."""
@@ -143,10 +148,9 @@ class BoundASVTask:
         return score_trials(trials, self.embeddings(model, trials.ids()), self.cfg.asv.p_target, speaker_of)
 
     def importance(self, model: SpeakerProbe) -> tuple[np.ndarray, np.ndarray]:
-        """(softmax weights, norm-corrected weights)."""
-        from layerlab.probe.tasks.pr import layer_scales_from
-
-        return model.featurizer.importance(layer_scales_from(self.source, self.layers, self.rows.index))
+        """(softmax weights, contribution shares) over the training frames."""
+        return model.featurizer.importance(frames_spread(model.featurizer, self.source, self.task.name, self.layers, self.splits.ids["train"],
+                                                         self.cfg.batch_size, self.cfg.frames_memory_mb))
 
 
 def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str]) -> BoundASVTask:

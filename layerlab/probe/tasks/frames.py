@@ -1,4 +1,8 @@
-"""Frames-tier batches: stream utterances through a bounded shuffle buffer, align layers, pad, check finiteness."""
+"""Frames-tier batches: stream utterances through a bounded shuffle buffer, align layers, pad, check finiteness.
+
+Also the training-split statistics the weighted sum needs: ``"scale"`` divisors (:func:`train_scales`)
+and the spread of each layer's term for its contribution share (:func:`frames_spread`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from layerlab.probe.featurizer import align_frames
+from layerlab.probe.featurizer import WeightedSum, align_frames, layer_scales
 from layerlab.probe.source import ProbeSource, check_finite, shuffled
 
 
@@ -117,3 +121,39 @@ def batched(items: Iterator[tuple[str, list[np.ndarray]]], batch_size: int) -> I
             buf = []
     if buf:
         yield emit()
+
+
+def pooled_stats(source: ProbeSource, layers: Sequence[str], ids: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray] | None] | None:
+    """Per-layer pooled means (and stds, None when the tier has none) of ``ids``; None without a pooled tier or when ids are missing."""
+    if "pooled" not in source.tiers:
+        return None
+    pooled = source.pooled()
+    where = {u: i for i, u in enumerate(pooled.ids)}
+    if not ids or any(u not in where for u in ids):
+        return None
+    index = np.array([where[u] for u in ids])
+    means = [np.asarray(pooled.mean[n])[index] for n in layers]
+    stds = [np.asarray(pooled.std[n])[index] for n in layers] if all(n in pooled.std for n in layers) else None
+    return means, stds
+
+
+def train_scales(source: ProbeSource, task: str, layers: Sequence[str], ids: Sequence[str], hold_mb: float = 0) -> np.ndarray:
+    """``"scale"``-mode divisors of ``layers`` over the training utterances ``ids``: from the pooled tier (exact), else one pass over frames."""
+    stats = pooled_stats(source, layers, ids)
+    if stats is not None:
+        return layer_scales(*stats)
+    sq = np.zeros(len(layers))
+    count = 0
+    store, wanted = _store(source), set(ids)
+    for _, frames in (store.serve(layers, wanted) if store.holds(layers, wanted) else _read(source, task, layers, wanted, store, hold_mb)):
+        sq += [float(np.square(np.asarray(x, dtype=np.float64)).sum(axis=1).mean()) if len(x) else 0.0 for x in frames]
+        count += 1
+    dims = np.array([max(1, next(l.dim for l in source.layers if l.name == n)) for n in layers], dtype=np.float64)
+    return np.sqrt(sq / max(count, 1)) / np.sqrt(dims)
+
+
+def frames_spread(featurizer: WeightedSum, source: ProbeSource, task: str, layers: Sequence[str], ids: Sequence[str],
+                  batch_size: int = 32, hold_mb: float = 0) -> np.ndarray:
+    """Exact ``E||f_l(h) - E f_l(h)||^2`` per layer over the frames of ``ids`` on the common timeline (what the probe sums)."""
+    stream = aligned_utterances(source, task, layers, set(ids), hold_mb=hold_mb)
+    return featurizer.spread_frames((frames, lengths) for _, frames, lengths in batched(stream, batch_size))

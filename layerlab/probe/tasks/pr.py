@@ -27,7 +27,7 @@ from layerlab.probe.tasks.base import (
     resolve_splits,
 )
 from layerlab.probe.tasks.ctc import ctc_loss, greedy_ctc
-from layerlab.probe.tasks.frames import aligned_utterances, batched
+from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, train_scales
 
 BLANK = "<blank>"
 
@@ -35,9 +35,10 @@ BLANK = "<blank>"
 class FrameProbe(nn.Module):
     """Featurizer + frame-level linear head: per-layer padded frames -> per-frame logits ``[B, T, C]``."""
 
-    def __init__(self, dims: list[int], num_outputs: int, hidden: int = 256, normalize: bool = False) -> None:
+    def __init__(self, dims: list[int], num_outputs: int, hidden: int = 256, normalize: str | bool = "none",
+                 scales: np.ndarray | None = None) -> None:
         super().__init__()
-        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, hidden))
+        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, hidden), scales=scales)
         self.head = FrameLinear(self.featurizer.out_dim, num_outputs, hidden)
 
     def forward(self, frames: list[torch.Tensor]) -> torch.Tensor:
@@ -84,13 +85,15 @@ class BoundPhoneTask:
         self.targets = {u: [index[p] for p in ph] for u, ph in zip(self.rows.index, self.rows["phones"])}
         self.dims = [next(l.dim for l in source.layers if l.name == n) for n in self.layers]
         self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
+        self.scales = (train_scales(source, task.name, self.layers, self.splits.ids["train"], cfg.frames_memory_mb)
+                       if cfg.normalize == "scale" else None)
         self.info: dict[str, Any] = {"tier": "frames", "phones": len(inventory), "phones_in_train": len(train_phones),
                                      "splits": self.splits.describe()}
 
     def build(self, hp: dict[str, Any], seed: int) -> FrameProbe:
         """A fresh probe seeded with ``seed``."""
         torch.manual_seed(seed)
-        return FrameProbe(self.dims, len(self.vocab), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize)
+        return FrameProbe(self.dims, len(self.vocab), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize, self.scales)
 
     def _batches(self, split: str, shuffle: bool, seed: int) -> Iterable[tuple[list[str], list[torch.Tensor], torch.Tensor]]:
         stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids[split]),
@@ -105,16 +108,23 @@ class BoundPhoneTask:
         """CTC loss (blank 0, infeasible alignments zeroed) averaged over utterances."""
         ids, frames, lengths = batch
         device = next(model.parameters()).device
-        return ctc_loss(model([x.to(device) for x in frames]), lengths, [self.targets[u] for u in ids])
+        return self._ctc(model([x.to(device) for x in frames]), ids, lengths, "mean")
+
+    def _ctc(self, logits: torch.Tensor, ids: list[str], lengths: torch.Tensor, reduction: str) -> torch.Tensor:
+        """CTC loss of per-frame logits against the utterances' phone sequences (``layerlab.probe.tasks.ctc``)."""
+        return ctc_loss(logits, lengths, [self.targets[u] for u in ids], reduction=reduction)
 
     def evaluate(self, model: FrameProbe, split: str) -> Evaluation:
-        """Phone error rate (edits / reference phones) of greedy CTC decoding; intervals over speakers."""
+        """Phone error rate (edits / reference phones) of greedy CTC decoding; intervals over speakers; mean CTC loss in ``extra``."""
         edits, refs, order = [], [], []
         model.eval()
         device = next(model.parameters()).device
+        loss_sum = 0.0
         with torch.no_grad():
             for ids, frames, lengths in self._batches(split, False, 0):
-                hyps = greedy_ctc(model([x.to(device) for x in frames]), lengths)
+                logits = model([x.to(device) for x in frames])
+                loss_sum += float(self._ctc(logits, ids, lengths, "sum"))
+                hyps = greedy_ctc(logits, lengths)
                 for u, h in zip(ids, hyps):
                     ref = self.targets[u]
                     edits.append(edit_distance(ref, h))
@@ -126,26 +136,13 @@ class BoundPhoneTask:
             return {"per": float(e[idx].sum() / max(r[idx].sum(), 1.0))}
 
         groups, grouping = speaker_groups([str(self.rows.at[u, "speaker"]) for u in order], order)
-        return Evaluation(metrics(np.ones(len(e), dtype=bool)), n=len(e), units="utterances", statistic=metrics, groups=groups, grouping=grouping)
+        return Evaluation(metrics(np.ones(len(e), dtype=bool)), n=len(e), units="utterances", statistic=metrics, groups=groups, grouping=grouping,
+                          extra={"loss": loss_sum / max(len(e), 1)})
 
     def importance(self, model: FrameProbe) -> tuple[np.ndarray, np.ndarray]:
-        """(softmax weights, norm-corrected weights); equal widths use the pooled tier's RMS norms when present."""
-        return model.featurizer.importance(layer_scales_from(self.source, self.layers, self.rows.index))
-
-
-def layer_scales_from(source: ProbeSource, layers: list[str], ids: Any) -> np.ndarray | None:
-    """Per-layer RMS activation norms from the pooled tier (None when the cache has no pooled tier)."""
-    if "pooled" not in source.tiers:
-        return None
-    from layerlab.probe.featurizer import rms_norms
-
-    pooled = source.pooled()
-    where = {u: i for i, u in enumerate(pooled.ids)}
-    index = np.array([where[u] for u in ids if u in where])
-    if index.size == 0:
-        return None
-    stds = [np.asarray(pooled.std[n])[index] for n in layers] if all(n in pooled.std for n in layers) else None
-    return rms_norms([np.asarray(pooled.mean[n])[index] for n in layers], stds)
+        """(softmax weights, contribution shares): each layer's term spread over the training frames (exact)."""
+        return model.featurizer.importance(frames_spread(model.featurizer, self.source, self.task.name, self.layers, self.splits.ids["train"],
+                                                         self.cfg.batch_size, self.cfg.frames_memory_mb))
 
 
 def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str]) -> BoundPhoneTask:

@@ -18,8 +18,8 @@ from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation, speaker_groups
 from layerlab.probe.source import Layer, ProbeSource, input_error
 from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
-from layerlab.probe.tasks.frames import aligned_utterances, batched
-from layerlab.probe.tasks.pr import FrameProbe, layer_scales_from
+from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, train_scales
+from layerlab.probe.tasks.pr import FrameProbe
 
 
 def spans_of(alignment: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -72,13 +72,15 @@ class BoundFramePhoneTask:
         self.index = {p: i for i, p in enumerate(train)}
         self.dims = [next(l.dim for l in source.layers if l.name == n) for n in self.layers]
         self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
+        self.scales = (train_scales(source, task.name, self.layers, self.splits.ids["train"], cfg.frames_memory_mb)
+                       if cfg.normalize == "scale" else None)
         self.info: dict[str, Any] = {"tier": "frames", "phones": len(train), "timeline_layer": self.timeline.name,
                                      "frame_convention": self.timeline.frame_convention, "splits": self.splits.describe()}
 
     def build(self, hp: dict[str, Any], seed: int) -> FrameProbe:
         """A fresh probe seeded with ``seed``."""
         torch.manual_seed(seed)
-        return FrameProbe(self.dims, len(self.phones), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize)
+        return FrameProbe(self.dims, len(self.phones), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize, self.scales)
 
     def _labels(self, ids: list[str], lengths: torch.Tensor, width: int) -> torch.Tensor:
         out = torch.full((len(ids), width), -1, dtype=torch.long)
@@ -126,8 +128,9 @@ class BoundFramePhoneTask:
         return ev
 
     def importance(self, model: FrameProbe) -> tuple[np.ndarray, np.ndarray]:
-        """(softmax weights, norm-corrected weights)."""
-        return model.featurizer.importance(layer_scales_from(self.source, self.layers, self.rows.index))
+        """(softmax weights, contribution shares): each layer's term spread over the training frames (exact)."""
+        return model.featurizer.importance(frames_spread(model.featurizer, self.source, self.task.name, self.layers, self.splits.ids["train"],
+                                                         self.cfg.batch_size, self.cfg.frames_memory_mb))
 
 
 def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str]) -> BoundFramePhoneTask:

@@ -1,8 +1,9 @@
 """Utterance classification (KS, IC, SID, style/ER): weighted sum -> ``Linear(H, 256)`` -> mean pool -> ``Linear``.
 
 The head is affine before pooling, so per-utterance layer means are a sufficient statistic: with
-``tier="pooled"`` it trains on the pooled tier (no frames read); with ``tier="frames"`` (or layer
-norm on) it streams frames. IC has several label slots: one output block each, accuracy counts an
+``tier="pooled"`` it trains on the pooled tier (no frames read); with ``tier="frames"`` (or
+``normalize: layer_norm``) it streams frames. ``normalize: scale`` (the default) divides each layer
+by its RMS over the training split, a scalar, so the pooled shortcut stays exact. IC has several label slots: one output block each, accuracy counts an
 utterance right only when every slot is.
 """
 
@@ -20,7 +21,7 @@ from torch import nn
 from layerlab.metrics import accuracy
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation, speaker_groups
-from layerlab.probe.featurizer import WeightedSum, sum_width, rms_norms
+from layerlab.probe.featurizer import WeightedSum, sum_width
 from layerlab.probe.heads import MeanPoolLinear
 from layerlab.probe.source import ProbeSource, check_finite, input_error
 from layerlab.probe.tasks.base import (
@@ -32,15 +33,16 @@ from layerlab.probe.tasks.base import (
     labelled_rows,
     resolve_splits,
 )
-from layerlab.probe.tasks.frames import aligned_utterances, batched
+from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, pooled_stats, train_scales
 
 
 class UtteranceProbe(nn.Module):
     """Featurizer + mean-pool head; ``forward_pooled`` on layer means equals ``forward_frames`` on the frames."""
 
-    def __init__(self, dims: list[int], num_outputs: int, hidden: int = 256, normalize: bool = False) -> None:
+    def __init__(self, dims: list[int], num_outputs: int, hidden: int = 256, normalize: str | bool = "none",
+                 scales: np.ndarray | None = None) -> None:
         super().__init__()
-        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, hidden))
+        self.featurizer = WeightedSum(dims, normalize=normalize, project_to=sum_width(dims, hidden), scales=scales)
         self.head = MeanPoolLinear(self.featurizer.out_dim, num_outputs, hidden)
 
     def forward_pooled(self, means: list[torch.Tensor]) -> torch.Tensor:
@@ -69,7 +71,7 @@ class BoundUtteranceTask:
         spec = find_spec(source, task)
         self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
         self.keys = list(keys or spec.label_keys)
-        self.tier = "frames" if (cfg.tier == "frames" or cfg.normalize) else "pooled"
+        self.tier = "frames" if (cfg.tier == "frames" or cfg.normalize == "layer_norm") else "pooled"
         check_tier(source, task.name, self.tier)
         self.rows = labelled_rows(source, task.name, self.keys)
         strata = [str(s) for s in self.rows[f"y_{self.keys[0]}"]]
@@ -93,9 +95,11 @@ class BoundUtteranceTask:
         self.primary = task.primary
         self.higher_is_better = task.higher_is_better[task.primary]
         self._means: list[np.ndarray] | None = None
-        self._scales: np.ndarray | None = None
+        self.last_loss = float("nan")  # mean cross-entropy of the last predict (early stopping breaks metric ties with it)
         if self.tier == "pooled":
             self._load_pooled()
+        train = self.splits.ids["train"]
+        self.scales = train_scales(source, task.name, self.layers, train, cfg.frames_memory_mb) if cfg.normalize == "scale" else None
         self.info: dict[str, Any] = {"tier": self.tier, "label_keys": self.keys, "classes": {k: len(v) for k, v in self.classes.items()},
                                      "splits": self.splits.describe(), "dropped_unseen_labels": dropped}
         constant = constant_pooled_layers(self.layers, self._means) if self._means is not None else []
@@ -118,13 +122,12 @@ class BoundUtteranceTask:
                 bad = self.rows.index[int(np.nonzero(~np.isfinite(x).all(axis=1))[0][0])]
                 check_finite(self.source, self.task.name, str(bad), n, x)
             self._means.append(x)
-        stds = [np.asarray(pooled.std[n])[index] for n in self.layers] if all(n in pooled.std for n in self.layers) else None
-        self._scales = rms_norms(self._means, stds)
 
     def build(self, hp: dict[str, Any], seed: int) -> UtteranceProbe:
         """A fresh probe seeded with ``seed``."""
         torch.manual_seed(seed)
-        return UtteranceProbe(self.dims, sum(len(self.classes[k]) for k in self.keys), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize)
+        return UtteranceProbe(self.dims, sum(len(self.classes[k]) for k in self.keys), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize,
+                              self.scales)
 
     def _pooled_batch(self, ids: list[str]) -> tuple[list[torch.Tensor], torch.Tensor]:
         assert self._means is not None
@@ -166,6 +169,7 @@ class BoundUtteranceTask:
         ids = self.splits.ids[split]
         order: list[str] = []
         preds, targets = [], []
+        loss_sum = 0.0
         model.eval()
         with torch.no_grad():
             if self.tier == "pooled":
@@ -177,9 +181,12 @@ class BoundUtteranceTask:
                                                    self.cfg.batch_size))
             for batch_ids, batch in batches:
                 logits, y = self.logits(model, batch)
-                preds.append(torch.stack([p.argmax(1) for p in self._slot_logits(logits)], 1).cpu().numpy())
+                slots = self._slot_logits(logits)
+                loss_sum += float(sum(F.cross_entropy(part, y[:, k], reduction="sum") for k, part in enumerate(slots)))
+                preds.append(torch.stack([p.argmax(1) for p in slots], 1).cpu().numpy())
                 targets.append(y.cpu().numpy())
                 order.extend(batch_ids)
+        self.last_loss = loss_sum / max(len(order), 1)
         return order, np.concatenate(preds), np.concatenate(targets)
 
     def evaluate(self, model: UtteranceProbe, split: str) -> Evaluation:
@@ -196,11 +203,16 @@ class BoundUtteranceTask:
 
         groups, grouping = speaker_groups([str(self.rows.at[u, "speaker"]) for u in ids], ids)
         return Evaluation(metrics(np.ones(len(pred), dtype=bool)), n=len(pred), units="utterances", statistic=metrics,
-                          groups=groups, grouping=grouping)
+                          groups=groups, grouping=grouping, extra={"loss": self.last_loss})
 
     def importance(self, model: UtteranceProbe) -> tuple[np.ndarray, np.ndarray]:
-        """(softmax weights, norm-corrected weights) of the featurizer."""
-        return model.featurizer.importance(self._scales if self._scales is not None else None)
+        """(softmax weights, contribution shares) over the training split: from pooled means/stds when affine, else from frames."""
+        train = self.splits.ids["train"]
+        stats = pooled_stats(self.source, self.layers, train) if model.featurizer.mode != "layer_norm" else None
+        if stats is not None:
+            return model.featurizer.importance(model.featurizer.spread_pooled(*stats))
+        return model.featurizer.importance(frames_spread(model.featurizer, self.source, self.task.name, self.layers, train,
+                                                         self.cfg.batch_size, self.cfg.frames_memory_mb))
 
 
 def drop_unseen(rows: pd.DataFrame, splits: Splits, keys: list[str]) -> dict[str, int]:
