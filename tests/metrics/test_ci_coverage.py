@@ -10,7 +10,8 @@ over speakers (with replacement) fails the containment check (the reproduced def
 
 Bounded probe metrics (accuracy, EER in [0, 1], PER in [0, inf)): clustered simulations with known
 population value (per-speaker random effects, 8-20 utterances per speaker) check that the bounded
-interval covers 92-97 % and never leaves the range, where ``estimate ± t * SE`` leaves [0, 1] and has
+interval covers 92-97 % in every cell (accuracy/EER/PER x 5/10/30 speakers x p = 0.5/0.9/0.98) and never
+leaves the range, where ``estimate ± t * SE`` leaves [0, 1] and has
 zero width when every speaker scores alike.
 """
 
@@ -263,20 +264,31 @@ def bounded_coverage_table(reps: dict[str, int], seed: int = 11) -> dict[tuple[s
             for metric in ("accuracy", "eer", "per") for groups in (5, 10, 30) for p in (0.5, 0.9, 0.98)}
 
 
+#: runs per cell: accuracy and PER are cheap; EER recomputes every leave-one-out EER (about 2 of the 3 minutes)
+COVERAGE_RUNS = {"accuracy": 4000, "per": 2000, "eer": 1000}
+
+
 @pytest.mark.slow
 def test_bounded_coverage_table() -> None:
-    """The closing note's table (run with -m slow -s): 95 % intervals cover 92-97 % on average per metric, never leave the range."""
-    reps = {"accuracy": 1000, "per": 1000, "eer": 300}  # EER recomputes every leave-one-out value: fewer runs
-    table = bounded_coverage_table(reps)
-    print("\nmetric    groups     p  runs  coverage  outside  zero-width  (95 % intervals)")
+    """The closing note's table (run with -m slow -s): every cell's 95 % interval covers 92-97 % and never leaves the range.
+
+    Monte Carlo SE of a cell: 0.3 (4000 runs), 0.5 (2000) and 0.7 (1000) points; the cells sit 0.6-1.2 points inside the band (seed 12 gives the same: 92.7-96.4 %).
+    """
+    table = bounded_coverage_table(COVERAGE_RUNS)
+    print("\nmetric    groups     p  runs  coverage  MC-SE  outside  zero-width  (95 % intervals)")
     for (metric, groups, p), cell in table.items():
-        print(f"{metric:9s} {groups:6d} {p:5.2f} {reps[metric]:5d} {cell['coverage']:9.3f} {cell['outside']:8.3f} {cell['zero_width']:11.3f}")
-    for metric in ("accuracy", "eer", "per"):
-        mean = np.mean([c["coverage"] for (m, _, _), c in table.items() if m == metric])
-        assert 0.92 <= mean <= 0.975, (metric, mean)
+        n = COVERAGE_RUNS[metric]
+        mc = np.sqrt(cell["coverage"] * (1 - cell["coverage"]) / n)
+        print(f"{metric:9s} {groups:6d} {p:5.2f} {n:5d} {cell['coverage']:9.3f} {mc:6.3f} {cell['outside']:8.3f} {cell['zero_width']:11.3f}")
     for key, cell in table.items():
         assert cell["outside"] == cell["zero_width"] == cell["estimate_outside"] == 0, (key, cell)
-        assert 0.89 <= cell["coverage"] <= 0.995, (key, cell)  # per cell: 300-1000 runs give +-0.7-1.3 % sampling error
+        assert 0.92 <= cell["coverage"] <= 0.97, (key, cell)
+
+
+def test_eer_interval_not_conservative_at_few_speakers() -> None:
+    """The defect: with t_{G-1} and the full binomial floor, EER 0.02 over 5 speakers covered 98 %; pair dof bring it to 95 %."""
+    cell = bounded_coverage("eer", 5, 0.98, reps=400, seed=21)
+    assert 0.92 <= cell["coverage"] <= 0.97 and cell["outside"] == cell["zero_width"] == 0, cell
 
 
 def test_biased_cka_interval_stays_in_unit_range() -> None:
@@ -303,3 +315,9 @@ def test_biased_cka_interval_stays_in_unit_range() -> None:
     assert 0.0 <= lib.low[0, 0] <= lib.estimate[0, 0] <= lib.high[0, 0] <= 1.0 and "clipped" in lib.method
     assert lib.low[0, 0] == pytest.approx(plain.low)
     assert "clipped" not in debiased.method
+
+
+def test_accuracy_interval_covers_at_the_edge_with_many_speakers() -> None:
+    """The defect: the logit jackknife covered 91.9 % at 30 speakers, accuracy 0.98 (skewed speakers); Wilson-deff 93 %."""
+    cell = bounded_coverage("accuracy", 30, 0.98, reps=4000, seed=11 + 3000 + 980)
+    assert 0.925 <= cell["coverage"] <= 0.97 and cell["outside"] == cell["zero_width"] == 0, cell

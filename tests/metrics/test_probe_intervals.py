@@ -31,7 +31,7 @@ def test_perfect_accuracy_on_five_speakers_gets_a_bounded_positive_interval_and_
     rows = metric_rows("m", "sid", "weighted_sum", "test", _sid(5, 1.0), {}, 0.95)
     row = next(r for r in rows if r["metric"] == "accuracy")
     assert row["value"] == 1.0 and row["ci_high"] == 1.0 and 0.5 < row["ci_low"] < 1.0
-    assert row["n_groups"] == 5 and row["grouping"] == "speaker" and "logit" in row["ci_method"]
+    assert row["n_groups"] == 5 and row["grouping"] == "speaker" and "Wilson" in row["ci_method"]
     assert "only 5 speaker groups (fewer than 10)" in row["note"]
     assert sorted(row["replicates"]) == [f"s{i}" for i in range(5)] and set(row["replicates"].values()) == {1.0}
     other = next(r for r in rows if r["metric"] == "margin")  # no declared range: the plain jackknife, unbounded
