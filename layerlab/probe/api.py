@@ -142,6 +142,8 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
             metrics += rows
             summary["speakers"] = split_speakers(wbound)
             convergence[WEIGHTED] = best.convergence()
+            if getattr(wbound, "scales", None) is not None:  # "scale" normalisation: each layer's divisor (training split)
+                summary["layer_scales"] = {n: float(v) for n, v in zip(summed, wbound.scales)}
             raw, contribution = wbound.importance(model)
             weights += weight_rows(model_name, task, summed, raw, contribution)
             trials += _trial_rows(outcomes, model_name, task, lambda o: WEIGHTED)

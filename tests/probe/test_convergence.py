@@ -89,3 +89,32 @@ def test_a_flat_dev_metric_with_a_falling_dev_loss_is_still_progress() -> None:
     best = result.history[result.best_epoch - 1]
     assert best["dev_accuracy"] == max(accs) and best["dev_loss"] < result.history[first_top - 1]["dev_loss"] - 1e-3
     assert result.stopped_by == "patience"
+
+
+def test_scales_come_from_the_training_split_from_pooled_stats_or_frames_alike() -> None:
+    from dataclasses import dataclass
+
+    from layerlab.probe.source import MemorySource
+    from layerlab.probe.tasks.frames import train_scales
+
+    @dataclass
+    class FramesOnly(MemorySource):
+        @property
+        def tiers(self) -> set[str]:
+            return {"frames"}
+
+    source = planted_source()
+    frames_only = FramesOnly(**{k: getattr(source, k) for k in ("url", "model", "layers", "rows", "frames", "tasks")})
+    layers = ["l0", "l1", "l2", "emb"]
+    train = [u for u in source.rows.index if u.endswith(("00", "01", "02"))]
+    pooled = train_scales(source, "sid", layers, train)
+    np.testing.assert_allclose(train_scales(frames_only, "sid", layers, train), pooled, rtol=1e-5)
+    everything = train_scales(source, "sid", layers, list(source.rows.index))
+    assert not np.allclose(pooled, everything, rtol=1e-6)  # only the training utterances count
+    for i, n in enumerate(layers):
+        x = np.concatenate([source.frames[u][i].astype(np.float64) for u in train]) if n != "emb" else None
+        if x is not None:  # equal to the frames' RMS per dimension when utterances weigh the same (close here)
+            assert pooled[i] == pytest.approx(np.sqrt(np.square(x).sum(1).mean() / x.shape[1]), rel=0.1)
+    on_frames = SID.bind(frames_only, SID, ProbeConfig(tier="frames"), layers)
+    np.testing.assert_allclose(on_frames.scales, train_scales(source, "sid", layers, on_frames.splits.ids["train"]), rtol=1e-5)
+    assert SID.bind(source, SID, ProbeConfig(normalize=True), layers).tier == "frames"  # per-frame layer norm needs frames

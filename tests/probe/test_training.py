@@ -66,6 +66,7 @@ def test_pooled_probe_equals_frames_probe(source) -> None:
     assert (pooled.tier, frames.tier) == ("pooled", "frames")
     m_p, m_f = pooled.build({}, 0), frames.build({}, 0)
     assert all(torch.equal(a, b) for a, b in zip(m_p.state_dict().values(), m_f.state_dict().values()))
+    assert m_p.featurizer.mode == "scale" and not torch.allclose(m_p.featurizer.scales, torch.ones(4))  # the default rescales: still exact
     opt_p, opt_f = (torch.optim.Adam(m.parameters(), lr=1e-2) for m in (m_p, m_f))
     # the frames stream (bounded shuffle buffer) decides the order; the pooled probe gets the same ids
     from layerlab.probe.tasks.frames import aligned_utterances, batched
