@@ -131,7 +131,11 @@ class PlantedModel(LayeredModel):
         content = (feats - mean) / (std + 1e-5) + CONTENT_OFFSET * self._noise(wav, 3, (1, N_MELS))
         speaker = mean.expand(t, -1)
         mix = ((content + speaker - SPEAKER_REFERENCE) / 2 + self._noise(wav, 2, (t, N_MELS)) / 2) @ self.rotation.cpu()
-        return {"noise": self._noise(wav, 1, (t, N_MELS)), "speaker": speaker, "mix": mix, "content": content}
+        frames = self._noise(wav, 1, (t, N_MELS))
+        # centred per utterance, then one independent draw as its mean: the utterance mean carries no trace of the
+        # utterance's length (an uncentred mean's spread is 1/sqrt(T), and length tells speakers apart)
+        noise = frames - frames.mean(dim=0, keepdim=True) + self._noise(wav, 4, (1, N_MELS)) if t > 1 else frames
+        return {"noise": noise, "speaker": speaker, "mix": mix, "content": content}
 
     def _layers(self, wavs: torch.Tensor, lengths: torch.Tensor):
         n = torch.div(lengths - WINDOW, HOP, rounding_mode="floor") + 1

@@ -83,10 +83,11 @@ class ProbeConfig(BaseModel):
                                                                   "(scale-free O(1) parameters; s3prl: 1)")
     pooled_lr_factor: float = Field(1.0, gt=0, description="learning rate multiplier for probes trained on the pooled tier")
     grad_clip: float = Field(1.0, gt=0)
-    normalize: Literal["scale", "layer_norm", "none"] = Field(
-        "scale", description="per-layer normalisation before the weighted sum: scale (divide by the layer's RMS over the "
-                             "training split; keeps the pooled tier exact), layer_norm (per frame; forces the frames tier), "
-                             "none (SUPERB's default); true/false are read as layer_norm/none")
+    normalize: Literal["auto", "scale", "layer_norm", "none"] = Field(
+        "auto", description="per-layer normalisation before the weighted sum: auto (layer_norm for the frame-by-frame "
+                            "heads: PR, ASR; scale for pooled utterance probes and ASV's statistics pooling), scale (divide by the layer's RMS over "
+                            "the training split; keeps the pooled tier exact), layer_norm (per frame; forces the frames tier), "
+                            "none (SUPERB's default); true/false are read as layer_norm/none")
     tier: Literal["auto", "pooled", "frames"] = Field("auto", description="auto: pooled for utterance heads")
     shuffle_buffer: int = Field(64, ge=1, description="utterances held in the frames shuffle buffer")
     frames_memory_mb: float = Field(1024, ge=0, description="keep a split's decoded frames in each trial's memory across epochs "
@@ -104,6 +105,8 @@ class ProbeConfig(BaseModel):
                             "PR/ASR/ASV, stratified for utterance classification)")
     test_fold: str | None = Field(None, description="run only this fold as test when a task's splits are folds; default: every "
                                                     "fold in turn, reporting each and their mean (leave-one-session-out ER)")
+    max_train_utterances: int | None = Field(None, ge=1, description="train on at most this many utterances of the train split "
+                                             "(seeded, speaker-balanced; recorded in the split notes): a cheaper probe on a laptop")
     eval_speakers: list[str] | None = Field(None, description="speakers allowed in dev/test (a study's evaluation speakers, never "
                                             "seen by its upstream training): derived dev/test draw from them only, given dev/test "
                                             "utterances of other speakers are dropped (counted); None = any speaker")
@@ -123,6 +126,17 @@ class ProbeConfig(BaseModel):
     @classmethod
     def _old_booleans(cls, value: object) -> object:
         return {True: "layer_norm", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+    def for_tier(self, reads_frames: bool) -> ProbeConfig:
+        """This config with ``normalize: auto`` resolved: layer_norm for a frame-by-frame head, scale otherwise (pooled heads).
+
+        Measured on the demo's GE2E cache (PR weighted sum, test PER): layer_norm 57.3 %, scale 86.5 %, none 88.2 %; the
+        best single layer reaches about 55 %. Per-frame layer norm costs nothing extra where frames are read anyway, and
+        a per-layer scalar keeps the pooled shortcut exact where they are not.
+        """
+        if self.normalize != "auto":
+            return self
+        return self.model_copy(update={"normalize": "layer_norm" if reads_frames else "scale"})
 
     def epochs_for(self, tier: str) -> tuple[int, int]:
         """(max_epochs, patience) of a probe trained on ``tier``: the configured values, else the tier's defaults."""

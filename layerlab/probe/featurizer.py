@@ -14,7 +14,10 @@ models, whose layers differ in RMS by large factors (GE2E, ECAPA): there the sum
 loudest layer and the softmax weights cannot move far enough within a probe's budget (on the demo's
 GE2E cache the weighted-sum PR probe reached 89.2 % PER against 55.2 % for its best single layer).
 
-- ``"scale"`` (the default): layer ``l`` is divided by one scalar ``s_l = RMS_l / sqrt(D_l)``, its RMS
+- ``"auto"`` (the default, resolved per task by ``ProbeConfig.for_tier``): ``layer_norm`` for the frame-by-frame heads
+  (PR, ASR: they read the frames tier anyway), ``scale`` for the pooled utterance probes (KS, IC, SID, ER) and
+  ASV's statistics-pooling x-vector (per-frame layer norm removed what it pools: GE2E EER 46.0 % vs 28.3 %).
+- ``"scale"``: layer ``l`` is divided by one scalar ``s_l = RMS_l / sqrt(D_l)``, its RMS
   frame norm over the probe's *training split* per dimension (:func:`rms_norms`), so every layer enters
   the sum with ``E||x||^2 = D_l``, as after layer norm. A scalar commutes with mean pooling, so the
   pooled-tier shortcut of the utterance heads stays exact.
@@ -39,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMALIZE_MODES = ("scale", "layer_norm", "none")
+NORMALIZE_MODES = ("scale", "layer_norm", "none")  # "auto" is resolved by ProbeConfig.for_tier before a featurizer is built
 
 
 def normalize_mode(value: str | bool | None) -> str:

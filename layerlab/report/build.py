@@ -35,7 +35,8 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
     capped = capped_probes(index)
     versus = weighted_vs_best_layer(metrics, split)
     select = selectivity(metrics, models, split)
-    checks = instrument_check(metrics, weights, models, split, maps)
+    classes = {(p["model"], p["task"]): p["classes"] for p in index.get("probes", []) if p.get("classes")}
+    checks = instrument_check(metrics, weights, models, split, maps, classes)
     cap_cells = {(m, t): f"weighted sum stopped at the epoch cap ({c.get('epochs', '?')} of {c.get('max_epochs', '?')} epochs): not converged"
                  for (m, t, p), c in capped.items() if p == WEIGHTED}
     worse_cells = {(r["model"], r["task"]): f"worse than the best single layer {r['best_layer']} (chosen on dev): {fmt(r['layer_value'], r['metric'])} "

@@ -96,8 +96,36 @@ def _cka_zero(maps: Sequence[CKAMatrix], name: str, label: str, layers: Sequence
     return out
 
 
+def _cka_pairs(maps: Sequence[CKAMatrix], name: str, label: str, pairs: Sequence[Sequence[str]], zero: bool) -> list[dict[str, Any]]:
+    """Each listed layer pair's debiased within-model CKA is ≈ 0 (``zero``) or clearly above it (> CKA_ZERO)."""
+    check = "cka_zero_pairs" if zero else "cka_positive_pairs"
+    within = [m for m in maps if m.mode == "within" and m.model_a == name and m.estimator == "debiased"]
+    if not within:
+        return [{"model": name, "check": check, "passed": None, "text": f"{label}: no debiased within-model CKA map: not checked"}]
+    out = []
+    for mp in within:
+        for a, b in pairs:
+            if a not in mp.layers_a or b not in mp.layers_b:
+                out.append({"model": name, "check": check, "passed": None, "text": f"{label}: {a} or {b} not in the {mp.level} CKA map"})
+                continue
+            v = float(mp.value[mp.layers_a.index(a), mp.layers_b.index(b)])
+            ok = bool(abs(v) < CKA_ZERO) if zero else bool(v > CKA_ZERO)
+            want = f"≈ 0 (|CKA| < {CKA_ZERO})" if zero else f"clearly positive (> {CKA_ZERO})"
+            out.append({"model": name, "check": check, "passed": ok, "text": f"{label}: debiased CKA ({mp.level}) of {a} × {b} should be {want}: {v:.3f}"})
+    return out
+
+
+def chance_level(task: str, metric: str, higher_is_better: bool, classes: dict[str, int] | None) -> float | None:
+    """What a probe that learned nothing scores: 1 / classes for a single-label accuracy, 1.0 (empty output) for an error rate."""
+    if not higher_is_better:
+        return 1.0 if metric in ("per", "wer", "cer") else None
+    if classes and len(classes) == 1:
+        return 1.0 / max(1, int(next(iter(classes.values()))))
+    return None
+
+
 def instrument_check(metrics: pd.DataFrame, weights: pd.DataFrame, models: dict[str, Any], split: str = "test",
-                     maps: Sequence[CKAMatrix] = ()) -> list[dict[str, Any]]:
+                     maps: Sequence[CKAMatrix] = (), classes: dict[tuple[str, str], dict[str, int]] | None = None) -> list[dict[str, Any]]:
     """Pass/fail lines for each planted model against its declared expectations (model info ``expect``).
 
     Understood keys: ``<task>_best`` (the best per-layer probe on dev is that layer), ``chance_layers``
@@ -133,16 +161,26 @@ def instrument_check(metrics: pd.DataFrame, weights: pd.DataFrame, models: dict[
                               "text": f"{label}: largest {task.upper()} contribution share should be {want}: got {top}"})
             elif key == "cka_zero":
                 lines += _cka_zero(maps, name, label, want)
+            elif key in ("cka_zero_pairs", "cka_positive_pairs"):
+                lines += _cka_pairs(maps, name, label, want, key == "cka_zero_pairs")
             elif key == "chance_layers":
                 chance = expect.get("chance") or {}
                 if not chance:
                     lines.append({"model": name, "check": key, "passed": None, "text": f"{label}: chance layers {want} declared without chance levels: not checked"})
                 for task, level in chance.items():
+                    task_layers = list(want)
+                    if isinstance(level, (list, tuple)):  # {task: [layers at chance]}: the level follows from the task
+                        task_layers, level = list(level), None
                     m = metrics[(metrics["model"] == name) & (metrics["task"] == task) & (metrics["split"] == split)].copy()
                     m["metric"] = m["metric"].str.lower()
                     metric = primary_metric(m, task)
                     m = m[m["metric"] == metric].drop_duplicates("probe", keep="last").set_index("probe")
-                    for layer in want:
+                    if level is None and not m.empty:
+                        level = chance_level(task, str(metric), bool(m["higher_is_better"].iloc[0]), (classes or {}).get((name, task)))
+                    if level is None:
+                        lines.append({"model": name, "check": key, "passed": None, "text": f"{label}: chance level of {task.upper()} unknown: not checked"})
+                        continue
+                    for layer in task_layers:
                         if layer not in m.index:
                             lines.append({"model": name, "check": key, "passed": None, "text": f"{label}: {layer} has no {task.upper()} probe"})
                             continue

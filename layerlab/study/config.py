@@ -141,6 +141,7 @@ class TaskEntry(ProbeSettings):
     """One probe task with its own settings."""
 
     task: str = Field(..., pattern=r"^[a-z0-9_-]+$")
+    models: list[str] | None = Field(None, description="probe only these study models (default: every model)")
 
 
 class ProbeSection(_Strict):

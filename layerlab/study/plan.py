@@ -16,8 +16,9 @@ from layerlab.study.config import FRAME_TASKS, StudyConfig
 from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
 
 #: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
-#: corpus 2 / train 2: nested synthetic speaker roles; training excludes every probe dev/test speaker (issue 20).
-STAGE_VERSIONS = {"corpus": 2, "train": 2, "extract": 1, "probe": 1, "cka": 2, "report": 1}
+#: issue 20: corpus 2 / train 2 (nested speaker roles; training excludes every probe dev/test speaker), extract 2
+#: (planted model), probe 2 (bounded intervals, replicates, contribution shares, convergence), cka 2 (replicates), report 2.
+STAGE_VERSIONS = {"corpus": 2, "train": 2, "extract": 2, "probe": 2, "cka": 2, "report": 2}
 #: Spec prefixes whose argument is a local file or folder we can check offline.
 LOCAL_SPEC_PREFIXES = ("s3prl:wavlm_local:", "s3prl:hubert_local:", "hf:", "speechbrain:", "ckpt:")
 
@@ -177,9 +178,13 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
         part = partitions.get(dname)
         for entry in entries:
             params = entry.model_dump()
+            only = params.pop("models", None)
+            unknown = sorted(set(only or []) - set(config.models))
+            if unknown:
+                plan.problems.append(f"probe.tasks[{entry.task}].models: unknown model(s) {', '.join(unknown)} (models: {', '.join(config.models)})")
             if part is not None and part.evaluation:  # dev/test on the evaluation speakers only (kept out of upstream training)
                 params["config"] = {**params["config"], "eval_speakers": part.evaluation}
-            for mname in config.models:
+            for mname in (m for m in config.models if only is None or m in only):
                 add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **params},
                           [f"extract/{dname}/{mname}"], storage.join(out, "probe", dname, mname, entry.task),
                           estimate=f"{entry.task} probe ({entry.layers}, {entry.tune_samples} trial(s)) on {mname}"))

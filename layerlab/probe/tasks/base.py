@@ -165,6 +165,7 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
         speaker_disjoint = cfg.derived_split == "speaker"
     ids = list(rows.index)
     speakers = [str(s) for s in rows["speaker"]]
+    group_speaker = dict(zip(ids, speakers))
     strata = strata if strata is not None else ["all"] * len(ids)
     seed = cfg.split_seed
     notes: list[str] = []
@@ -214,10 +215,29 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
             notes.append(f"{len(outside)} dev/test utterances of speakers outside the evaluation speakers were not used")
         rule += f"; dev/test restricted to {len(allowed)} evaluation speakers"
     out = {s: [u for u in ids if assign.get(u) == s] for s in SPLITS}
+    limit = cfg.max_train_utterances
+    if limit is not None and len(out["train"]) > limit:
+        out["train"] = speaker_balanced_sample(out["train"], [str(group_speaker[u]) for u in out["train"]], limit, seed)
+        notes.append(f"train split subsampled to {limit} utterances (max_train_utterances; seeded, speaker-balanced)")
     for s in SPLITS:
         if not out[s]:
             raise input_error(source.url, task, f"split {s!r} has no examples ({rule})")
     return Splits(out, derived, rule, seed, notes)
+
+
+def speaker_balanced_sample(ids: list[str], speakers: list[str], k: int, seed: int) -> list[str]:
+    """``k`` of ``ids``, drawn round-robin over speakers in a seeded order (each speaker keeps about k / speakers), in input order."""
+    rng = np.random.default_rng([seed, 0x5B3])
+    by: dict[str, list[str]] = {}
+    for uid, spk in zip(ids, speakers):
+        by.setdefault(spk, []).append(uid)
+    queues = {spk: [members[i] for i in rng.permutation(len(members))] for spk, members in sorted(by.items())}
+    chosen: set[str] = set()
+    while len(chosen) < k:
+        for spk in sorted(queues):
+            if queues[spk] and len(chosen) < k:
+                chosen.add(queues[spk].pop())
+    return [u for u in ids if u in chosen]
 
 
 def folds_to_run(source: ProbeSource, task: TaskDef, cfg: ProbeConfig) -> list[str]:

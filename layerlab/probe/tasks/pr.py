@@ -61,6 +61,7 @@ class BoundPhoneTask:
     """PR with CTC bound to a source, splits and layers."""
 
     def __init__(self, source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str]) -> None:
+        cfg = cfg.for_tier(reads_frames=True)  # normalize auto -> layer_norm (frames are read anyway)
         spec = find_spec(source, task)
         self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
         check_tier(source, task.name, "frames")
@@ -87,7 +88,7 @@ class BoundPhoneTask:
         self.primary, self.higher_is_better = task.primary, task.higher_is_better[task.primary]
         self.scales = (train_scales(source, task.name, self.layers, self.splits.ids["train"], cfg.frames_memory_mb)
                        if cfg.normalize == "scale" else None)
-        self.info: dict[str, Any] = {"tier": "frames", "phones": len(inventory), "phones_in_train": len(train_phones),
+        self.info: dict[str, Any] = {"tier": "frames", "normalize": cfg.normalize, "phones": len(inventory), "phones_in_train": len(train_phones),
                                      "splits": self.splits.describe()}
 
     def build(self, hp: dict[str, Any], seed: int) -> FrameProbe:

@@ -69,6 +69,7 @@ class BoundUtteranceTask:
 
     def __init__(self, source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str], keys: list[str] | None = None) -> None:
         spec = find_spec(source, task)
+        cfg = cfg.for_tier(reads_frames=cfg.tier == "frames")  # normalize auto -> scale (keeps the pooled tier exact)
         self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
         self.keys = list(keys or spec.label_keys)
         self.tier = "frames" if (cfg.tier == "frames" or cfg.normalize == "layer_norm") else "pooled"
@@ -100,7 +101,7 @@ class BoundUtteranceTask:
             self._load_pooled()
         train = self.splits.ids["train"]
         self.scales = train_scales(source, task.name, self.layers, train, cfg.frames_memory_mb) if cfg.normalize == "scale" else None
-        self.info: dict[str, Any] = {"tier": self.tier, "label_keys": self.keys, "classes": {k: len(v) for k, v in self.classes.items()},
+        self.info: dict[str, Any] = {"tier": self.tier, "normalize": cfg.normalize, "label_keys": self.keys, "classes": {k: len(v) for k, v in self.classes.items()},
                                      "splits": self.splits.describe(), "dropped_unseen_labels": dropped}
         constant = constant_pooled_layers(self.layers, self._means) if self._means is not None else []
         if constant:
