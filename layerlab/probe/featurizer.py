@@ -17,9 +17,9 @@ GE2E cache the weighted-sum PR probe reached 89.2 % PER against 55.2 % for its b
 - ``"auto"`` (the default, resolved per task by ``ProbeConfig.for_tier``): ``layer_norm`` for the frame-by-frame heads
   (PR, ASR: they read the frames tier anyway), ``scale`` for the pooled utterance probes (KS, IC, SID, ER) and
   ASV's statistics-pooling x-vector (per-frame layer norm removed what it pools: GE2E EER 46.0 % vs 28.3 %).
-- ``"scale"``: layer ``l`` is divided by one scalar ``s_l = RMS_l / sqrt(D_l)``, its RMS
-  frame norm over the probe's *training split* per dimension (:func:`rms_norms`), so every layer enters
-  the sum with ``E||x||^2 = D_l``, as after layer norm. A scalar commutes with mean pooling, so the
+- ``"scale"``: layer ``l`` is divided by one scalar ``s_l``, its spread over the probe's *training split*
+  per dimension (the RMS distance of its frames from the layer's mean, :func:`spread_norms`), so every
+  layer varies by ``D_l`` in total when it enters the sum (its constant offset is left to the head's bias). A scalar commutes with mean pooling, so the
   pooled-tier shortcut of the utterance heads stays exact.
 - ``"layer_norm"``: parameter-free layer norm of every frame (s3prl's ``normalize=True``); per-frame, so
   it forces the frames tier.
@@ -211,10 +211,27 @@ def rms_norms(means: Sequence[np.ndarray], stds: Sequence[np.ndarray] | None = N
     return np.asarray(out)
 
 
+def spread_norms(means: Sequence[np.ndarray], stds: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """Per-layer RMS distance of frames from the layer's mean, ``sqrt(E_utt(||mu - mean(mu)||^2 + ||sigma||^2))`` (exact from the pooled tier).
+
+    The spread, not the raw RMS: a layer's constant offset (post-ReLU ECAPA channels, log-mel levels) is absorbed by
+    the next linear layer's bias and says nothing about how much the layer varies; dividing by a norm that includes it
+    shrinks an offset layer's informative variation next to a zero-mean one.
+    """
+    out = []
+    for i, m in enumerate(means):
+        m = np.asarray(m, dtype=np.float64)
+        sq = np.square(m - m.mean(axis=0, keepdims=True)).sum(axis=1) if len(m) else np.zeros(0)
+        if stds is not None:
+            sq = sq + np.square(np.asarray(stds[i], dtype=np.float64)).sum(axis=1)
+        out.append(float(np.sqrt(sq.mean())) if sq.size else 1.0)
+    return np.asarray(out)
+
+
 def layer_scales(means: Sequence[np.ndarray], stds: Sequence[np.ndarray] | None = None) -> np.ndarray:
-    """``"scale"`` mode divisors: RMS frame norm per dimension, ``rms_norms / sqrt(D_l)`` (a scaled layer has ``E||x||^2 = D_l``)."""
+    """``"scale"`` mode divisors: the layer's spread per dimension, ``spread_norms / sqrt(D_l)`` (a scaled layer varies by ``D_l`` in total)."""
     dims = np.array([max(int(np.asarray(m).shape[1]), 1) for m in means], dtype=np.float64)
-    return rms_norms(means, stds) / np.sqrt(dims)
+    return spread_norms(means, stds) / np.sqrt(dims)
 
 
 def align_frames(frames: Sequence[np.ndarray | torch.Tensor], rates_hz: Sequence[float | None]) -> list:

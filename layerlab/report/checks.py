@@ -116,7 +116,8 @@ def _cka_pairs(maps: Sequence[CKAMatrix], name: str, label: str, pairs: Sequence
 
 
 def chance_level(task: str, metric: str, higher_is_better: bool, classes: dict[str, int] | None) -> float | None:
-    """What a probe that learned nothing scores: 1 / classes for a single-label accuracy, 1.0 (empty output) for an error rate."""
+    """What a probe that learned nothing scores: 1 / classes for a single-label accuracy (the classes present in the test
+    split, as the study index passes them), 1.0 (empty output) for an error rate."""
     if not higher_is_better:
         return 1.0 if metric in ("per", "wer", "cer") else None
     if classes and len(classes) == 1:

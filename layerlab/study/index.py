@@ -60,7 +60,7 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
                            "dir": res["dir"], "metrics": res["metrics"], "layer_weights": res["layer_weights"],
                            "replicates": storage.join(res["dir"], "replicates.parquet"), "summary": storage.join(res["dir"], "summary.json"),
                            "notes": list((summary.get("task_info") or {}).get("notes", [])),
-                           "classes": (summary.get("task_info") or {}).get("classes"),
+                           "classes": (summary.get("task_info") or {}).get("test_classes") or (summary.get("task_info") or {}).get("classes"),
                            **{k: summary[k] for k in ("convergence", "speakers", "test_speakers") if k in summary}})
         elif stage.kind == "cka" and res:
             cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")},

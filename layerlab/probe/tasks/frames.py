@@ -142,14 +142,18 @@ def train_scales(source: ProbeSource, task: str, layers: Sequence[str], ids: Seq
     stats = pooled_stats(source, layers, ids)
     if stats is not None:
         return layer_scales(*stats)
-    sq = np.zeros(len(layers))
-    count = 0
     store, wanted = _store(source), set(ids)
+    means: list[list[np.ndarray]] = [[] for _ in layers]
+    stds: list[list[np.ndarray]] = [[] for _ in layers]
     for _, frames in (store.serve(layers, wanted) if store.holds(layers, wanted) else _read(source, task, layers, wanted, store, hold_mb)):
-        sq += [float(np.square(np.asarray(x, dtype=np.float64)).sum(axis=1).mean()) if len(x) else 0.0 for x in frames]
-        count += 1
-    dims = np.array([max(1, next(l.dim for l in source.layers if l.name == n)) for n in layers], dtype=np.float64)
-    return np.sqrt(sq / max(count, 1)) / np.sqrt(dims)
+        for k, x in enumerate(frames):
+            x = np.asarray(x, dtype=np.float64)
+            if len(x):
+                means[k].append(x.mean(axis=0))
+                stds[k].append(x.std(axis=0))
+    dims = [max(1, next(l.dim for l in source.layers if l.name == n)) for n in layers]
+    return layer_scales([np.stack(m) if m else np.zeros((0, d)) for m, d in zip(means, dims)],
+                        [np.stack(v) if v else np.zeros((0, d)) for v, d in zip(stds, dims)])
 
 
 def frames_spread(featurizer: WeightedSum, source: ProbeSource, task: str, layers: Sequence[str], ids: Sequence[str],

@@ -102,6 +102,7 @@ class BoundUtteranceTask:
         train = self.splits.ids["train"]
         self.scales = train_scales(source, task.name, self.layers, train, cfg.frames_memory_mb) if cfg.normalize == "scale" else None
         self.info: dict[str, Any] = {"tier": self.tier, "normalize": cfg.normalize, "label_keys": self.keys, "classes": {k: len(v) for k, v in self.classes.items()},
+                                     "test_classes": {k: int(self.rows.loc[self.splits.ids["test"], f"y_{k}"].nunique()) for k in self.keys},
                                      "splits": self.splits.describe(), "dropped_unseen_labels": dropped}
         constant = constant_pooled_layers(self.layers, self._means) if self._means is not None else []
         if constant:
