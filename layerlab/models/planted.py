@@ -135,9 +135,10 @@ class PlantedModel(LayeredModel):
         speaker = mean.expand(t, -1)
         mix = ((content + speaker - SPEAKER_REFERENCE) / 2 + self._noise(wav, 2, (t, N_MELS)) / 2) @ self.rotation.cpu()
         frames = self._noise(wav, 1, (t, N_MELS))
-        # centred per utterance, then one independent draw as its mean: the utterance mean carries no trace of the
-        # utterance's length (an uncentred mean's spread is 1/sqrt(T), and length tells speakers apart)
-        noise = frames - frames.mean(dim=0, keepdim=True) + self._noise(wav, 4, (1, N_MELS)) if t > 1 else frames
+        # centred per utterance, then a small independent draw as its mean (as content's offset): the utterance mean
+        # carries no trace of the utterance's length (an uncentred mean's spread is 1/sqrt(T), and length tells
+        # speakers apart), and almost no between-utterance variance that frame-level CKA would see as clustered frames
+        noise = frames - frames.mean(dim=0, keepdim=True) + CONTENT_OFFSET * self._noise(wav, 4, (1, N_MELS)) if t > 1 else frames
         return {"noise": noise, "speaker": speaker, "mix": mix, "content": content}
 
     def _layers(self, wavs: torch.Tensor, lengths: torch.Tensor):
