@@ -113,8 +113,35 @@ def test_scales_come_from_the_training_split_from_pooled_stats_or_frames_alike()
     assert not np.allclose(pooled, everything, rtol=1e-6)  # only the training utterances count
     for i, n in enumerate(layers):
         x = np.concatenate([source.frames[u][i].astype(np.float64) for u in train]) if n != "emb" else None
-        if x is not None:  # equal to the frames' RMS per dimension when utterances weigh the same (close here)
-            assert pooled[i] == pytest.approx(np.sqrt(np.square(x).sum(1).mean() / x.shape[1]), rel=0.1)
+        if x is not None:  # the frames' spread about their mean per dimension when utterances weigh the same (close here)
+            assert pooled[i] == pytest.approx(np.sqrt(np.square(x - x.mean(0)).sum(1).mean() / x.shape[1]), rel=0.1)
     on_frames = SID.bind(frames_only, SID, ProbeConfig(tier="frames"), layers)
     np.testing.assert_allclose(on_frames.scales, train_scales(source, "sid", layers, on_frames.splits.ids["train"]), rtol=1e-5)
     assert SID.bind(source, SID, ProbeConfig(normalize=True), layers).tier == "frames"  # per-frame layer norm needs frames
+
+
+def test_normalize_auto_resolves_per_head() -> None:
+    """auto: layer norm for the frame-by-frame PR head, the per-layer scalar for pooled heads (either tier) and ASV."""
+    source = planted_source()
+    layers = ["l0", "l1", "l2"]
+    got = {name: get_task(name).bind(source, get_task(name), ProbeConfig(**extra), layers).cfg.normalize
+           for name, extra in (("pr", {}), ("sid", {}), ("asv", {}))}
+    assert got == {"pr": "layer_norm", "sid": "scale", "asv": "scale"}
+    assert SID.bind(source, SID, ProbeConfig(tier="frames"), layers).cfg.normalize == "scale"
+    assert get_task("pr").bind(source, get_task("pr"), ProbeConfig(normalize="none"), layers).cfg.normalize == "none"
+
+
+def test_max_train_utterances_draws_a_seeded_speaker_balanced_sample() -> None:
+    from collections import Counter
+
+    from layerlab.probe.tasks.base import speaker_balanced_sample
+
+    ids = [f"s{s}_{k}" for s in range(4) for k in range(10 if s else 3)]
+    speakers = [u.split("_")[0] for u in ids]
+    pick = speaker_balanced_sample(ids, speakers, 13, seed=0)
+    counts = Counter(u.split("_")[0] for u in pick)
+    assert len(pick) == 13 and counts["s0"] == 3 and max(counts.values()) - min(c for s, c in counts.items() if s != "s0") <= 1
+    assert pick == speaker_balanced_sample(ids, speakers, 13, seed=0) and pick != speaker_balanced_sample(ids, speakers, 13, seed=1)
+    source = planted_source()
+    bound = SID.bind(source, SID, ProbeConfig(max_train_utterances=12), ["l1"])
+    assert len(bound.splits.ids["train"]) == 12 and any("max_train_utterances" in n for n in bound.splits.notes)

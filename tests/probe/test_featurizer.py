@@ -89,8 +89,9 @@ def test_scale_mode_equalises_layers_and_its_contributions() -> None:
     frames = _frames([100.0, 1.0, 0.01])
     means, stds = _pooled(frames)
     ws = WeightedSum([6] * 3, normalize="scale", scales=layer_scales(means, stds))
-    for i, h in enumerate(frames):  # every scaled layer has E||x||^2 = D, as after layer norm
-        np.testing.assert_allclose(float(ws.normalized(i, h).pow(2).sum(-1).mean()), 6.0, rtol=1e-4)
+    for i, h in enumerate(frames):  # every scaled layer varies by D in total about its mean (its offset is left to the head's bias)
+        x = ws.normalized(i, h).reshape(-1, 6).double()
+        np.testing.assert_allclose(float((x - x.mean(0)).pow(2).sum(-1).mean()), 6.0, rtol=1e-4)
     share = ws.contribution(ws.spread_pooled(means, stds))
     np.testing.assert_allclose(share, 1 / 3, atol=0.05)
     # scalars commute with mean pooling: the pooled tier stays exact
@@ -108,7 +109,10 @@ def test_pooled_spread_through_a_projection_is_exact_between_utterances() -> Non
 def test_normalize_modes_and_old_booleans() -> None:
     from layerlab.probe.config import ProbeConfig
 
-    assert ProbeConfig().normalize == "scale"
+    assert ProbeConfig().normalize == "auto"
+    assert ProbeConfig().for_tier(reads_frames=True).normalize == "layer_norm"
+    assert ProbeConfig().for_tier(reads_frames=False).normalize == "scale"
+    assert ProbeConfig(normalize="none").for_tier(reads_frames=True).normalize == "none"
     assert ProbeConfig(normalize=True).normalize == "layer_norm"
     assert ProbeConfig(normalize=False).normalize == "none"
     with pytest.raises(ValueError):

@@ -22,7 +22,9 @@ def test_demo_trains_the_papers_model_families_with_the_tiny_configs() -> None:
         tiny = yaml.safe_load((REPO / "configs" / "train" / TINY[recipe]).read_text())
         tiny.pop("recipe", None)
         assert model.train.config == tiny, f"demo.yaml's {recipe} config drifted from configs/train/{TINY[recipe]}"
-    assert {m.resolved_family() for m in config.models.values()} == {"baseline", "speaker", "speech_ssl"}
+    assert {m.resolved_family() for m in config.models.values()} == {"baseline", "speaker", "speech_ssl", "other"}  # other: planted
+    assert config.models["hubert_mini_random"].random_init and config.models["hubert_mini_random"].control_of == "hubert_mini"
+    assert config.models["planted"].spec == "planted"
 
 
 def test_demo_plan_is_offline_and_complete(tmp_path: Path) -> None:
@@ -30,6 +32,18 @@ def test_demo_plan_is_offline_and_complete(tmp_path: Path) -> None:
     plan = build_plan(config, str(tmp_path / "demo"))
     assert plan.problems == [] and not any(s.needs_network for s in plan.order())
     probes = {s.params["task"] for s in plan.order() if s.kind == "probe"}
-    assert probes == {"pr", "ks", "ic", "sid", "asv", "style"}
-    assert len([s for s in plan.order() if s.kind == "cka" and "/across/" in s.id]) == 15  # every pair of 6 models
+    assert probes == {"pr", "ks", "ic", "sid", "asv"}
+    assert len([s for s in plan.order() if s.kind == "cka" and "/across/" in s.id]) == 28  # every pair of 8 models
+    probed = {(s.params["model"], s.params["task"]) for s in plan.order() if s.kind == "probe"}
+    assert {("planted", "pr"), ("planted", "sid"), ("hubert_mini_random", "pr")} <= probed and ("planted", "asv") not in probed
     assert all(s.params["config"]["tier"] == "both" for s in plan.order() if s.kind == "extract")  # PR and ASV read frames
+
+
+def test_probe_task_models_filter_names_study_models(tmp_path: Path) -> None:
+    from layerlab.study.config import TaskEntry
+
+    config, _ = load_study_config(str(DEMO_CONFIG))
+    config.probe.tasks = [TaskEntry(task="sid", models=["fbank", "nosuch"])]
+    plan = build_plan(config, str(tmp_path / "demo"))
+    assert any("probe.tasks[sid].models: unknown model(s) nosuch" in p for p in plan.problems)
+    assert {s.params["model"] for s in plan.order() if s.kind == "probe"} == {"fbank"}

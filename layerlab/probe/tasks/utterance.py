@@ -69,7 +69,7 @@ class BoundUtteranceTask:
 
     def __init__(self, source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str], keys: list[str] | None = None) -> None:
         spec = find_spec(source, task)
-        cfg = cfg.for_tier(reads_frames=cfg.tier == "frames")  # normalize auto -> scale (keeps the pooled tier exact)
+        cfg = cfg.for_tier(reads_frames=False)  # normalize auto -> scale on either tier (keeps the pooled tier exact)
         self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
         self.keys = list(keys or spec.label_keys)
         self.tier = "frames" if (cfg.tier == "frames" or cfg.normalize == "layer_norm") else "pooled"
