@@ -25,7 +25,7 @@ from layerlab.probe.heads import BLSTMCTC
 from layerlab.probe.source import ProbeSource, input_error
 from layerlab.probe.tasks.base import TRANSCRIPT, TaskDef, check_tier, find_spec, labelled_rows, resolve_splits
 from layerlab.probe.tasks.ctc import ctc_loss, greedy_ctc
-from layerlab.probe.tasks.frames import aligned_utterances, batched, train_scales
+from layerlab.probe.tasks.frames import split_batches, train_scales
 
 BLANK = "<blank>"
 
@@ -88,9 +88,8 @@ class BoundASRTask:
         return RecognizerProbe(self.dims, len(self.vocab), self.cfg, self.scales)
 
     def _batches(self, split: str, shuffle: bool, seed: int) -> Iterable[tuple[list[str], list[torch.Tensor], torch.Tensor]]:
-        stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids[split]),
-                                    shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=seed, hold_mb=self.cfg.frames_memory_mb)
-        return batched(stream, self.cfg.batch_size)
+        return split_batches(self.source, self.task.name, self.layers, self.splits.ids[split], self.cfg.batch_size,
+                             shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=seed, hold_mb=self.cfg.frames_memory_mb)
 
     def train_batches(self, epoch: int, seed: int) -> Iterable[Any]:
         """Streamed, buffer-shuffled padded batches of the train split."""

@@ -6,7 +6,7 @@ and the spread of each layer's term for its contribution share (:func:`frames_sp
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -154,6 +154,13 @@ def train_scales(source: ProbeSource, task: str, layers: Sequence[str], ids: Seq
     dims = [max(1, next(l.dim for l in source.layers if l.name == n)) for n in layers]
     return layer_scales([np.stack(m) if m else np.zeros((0, d)) for m, d in zip(means, dims)],
                         [np.stack(v) if v else np.zeros((0, d)) for v, d in zip(stds, dims)])
+
+
+def split_batches(source: ProbeSource, task: str, layers: Sequence[str], ids: Sequence[str], batch_size: int, *,
+                  shuffle_buffer: int = 0, seed: int = 0, hold_mb: float = 0) -> Iterable[tuple[list[str], list[torch.Tensor], torch.Tensor]]:
+    """Padded batches of ``ids``' aligned frames (buffer-shuffled when ``shuffle_buffer``): what the sequence probes (PR, ASR) train and score on."""
+    stream = aligned_utterances(source, task, layers, set(ids), shuffle_buffer=shuffle_buffer, seed=seed, hold_mb=hold_mb)
+    return batched(stream, batch_size)
 
 
 def frames_spread(featurizer: WeightedSum, source: ProbeSource, task: str, layers: Sequence[str], ids: Sequence[str],

@@ -27,7 +27,7 @@ from layerlab.probe.tasks.base import (
     resolve_splits,
 )
 from layerlab.probe.tasks.ctc import ctc_loss, greedy_ctc
-from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, train_scales
+from layerlab.probe.tasks.frames import split_batches, frames_spread, train_scales
 
 BLANK = "<blank>"
 
@@ -97,9 +97,8 @@ class BoundPhoneTask:
         return FrameProbe(self.dims, len(self.vocab), int(hp.get("hidden", self.cfg.hidden)), self.cfg.normalize, self.scales)
 
     def _batches(self, split: str, shuffle: bool, seed: int) -> Iterable[tuple[list[str], list[torch.Tensor], torch.Tensor]]:
-        stream = aligned_utterances(self.source, self.task.name, self.layers, set(self.splits.ids[split]),
-                                    shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=seed, hold_mb=self.cfg.frames_memory_mb)
-        return batched(stream, self.cfg.batch_size)
+        return split_batches(self.source, self.task.name, self.layers, self.splits.ids[split], self.cfg.batch_size,
+                             shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=seed, hold_mb=self.cfg.frames_memory_mb)
 
     def train_batches(self, epoch: int, seed: int) -> Iterable[Any]:
         """Streamed, buffer-shuffled padded batches of the train split."""
