@@ -13,7 +13,9 @@ is computed from the audio alone (per utterance, so padding never leaks in), 100
 * ``mix``: a fixed mixture ``(content + speaker_c) / 2 + noise' / 2`` (``speaker_c``: speaker minus a
   fixed reference level, ``noise'`` a second seeded stream), rotated by a seeded orthogonal matrix: a
   degraded copy of both, positive CKA with each, best at neither task.
-* ``content``: ``F`` with per-utterance mean and variance normalisation (speaker normalised away) plus
+* ``content``: ``F`` with its first and second deltas (window 5, as the FBANK baseline: a frame-wise linear
+  probe needs that temporal context to read phones; 120 dims), per-utterance mean and variance
+  normalisation (speaker normalised away) plus
   a seeded per-utterance offset of small noise (so the utterance mean, which CMVN makes zero, carries no
   information yet keeps utterance-level CKA defined). Best for PR; SID at chance on the pooled tier.
 
@@ -31,12 +33,15 @@ from typing import Any
 import torch
 
 from layerlab.models.base import LayerInfo, LayeredModel
+from layerlab.models.baseline_features import add_deltas, utterance_cmvn
 from layerlab.models.errors import UnknownModelSpec
 
 SAMPLE_RATE = 16000
 WINDOW = 400
 HOP = 160
 N_MELS = 40
+#: content = log-mel with first and second deltas
+CONTENT_DIM = 3 * N_MELS
 LAYERS = ("noise", "speaker", "mix", "content")
 DEFAULT_ORDER = LAYERS
 #: scale of the per-utterance noise offset added to ``content`` (CMVN frames have unit variance)
@@ -109,7 +114,7 @@ class PlantedModel(LayeredModel):
         self.seed = int(seed)
         self.order = tuple(order)
         self.sample_rate = SAMPLE_RATE
-        self.layers = [LayerInfo(n, N_MELS, SAMPLE_RATE / HOP) for n in self.order]
+        self.layers = [LayerInfo(n, CONTENT_DIM if n == "content" else N_MELS, SAMPLE_RATE / HOP) for n in self.order]
         self.expect = planted_expectations(self.order)
         g = torch.Generator().manual_seed(self.seed)
         q, _ = torch.linalg.qr(torch.randn(N_MELS, N_MELS, generator=g, dtype=torch.float64))
@@ -130,10 +135,9 @@ class PlantedModel(LayeredModel):
                             frame_shift=10.0, dither=0.0, use_log_fbank=True)
         t = feats.shape[0]
         mean = feats.mean(dim=0, keepdim=True)
-        std = feats.std(dim=0, keepdim=True) if t > 1 else torch.ones_like(mean)
-        content = (feats - mean) / (std + 1e-5) + CONTENT_OFFSET * self._noise(wav, 3, (1, N_MELS))
+        content = utterance_cmvn(add_deltas(feats)) + CONTENT_OFFSET * self._noise(wav, 3, (1, CONTENT_DIM))
         speaker = mean.expand(t, -1)
-        mix = ((content + speaker - SPEAKER_REFERENCE) / 2 + self._noise(wav, 2, (t, N_MELS)) / 2) @ self.rotation.cpu()
+        mix = ((content[:, :N_MELS] + speaker - SPEAKER_REFERENCE) / 2 + self._noise(wav, 2, (t, N_MELS)) / 2) @ self.rotation.cpu()
         frames = self._noise(wav, 1, (t, N_MELS))
         # centred per utterance, then a small independent draw as its mean (as content's offset): the utterance mean
         # carries no trace of the utterance's length (an uncentred mean's spread is 1/sqrt(T), and length tells
@@ -143,7 +147,7 @@ class PlantedModel(LayeredModel):
 
     def _layers(self, wavs: torch.Tensor, lengths: torch.Tensor):
         n = torch.div(lengths - WINDOW, HOP, rounding_mode="floor") + 1
-        out = [torch.zeros(wavs.shape[0], int(n.max()), N_MELS) for _ in self.order]
+        out = [torch.zeros(wavs.shape[0], int(n.max()), layer.dim) for layer in self.layers]
         for i in range(wavs.shape[0]):
             layers = self.utterance_layers(wavs[i, : int(lengths[i])])
             for k, name in enumerate(self.order):

@@ -24,7 +24,7 @@ def planted_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_spec_options_and_errors():
     model = load("planted", device="cpu")
-    assert model.layer_names == list(LAYERS) and model.dims == [40] * 4 and model.planted
+    assert model.layer_names == list(LAYERS) and model.dims == [40, 40, 40, 120] and model.planted
     assert model.expect["pr_best"] == "content" and model.expect["sid_best"] == "speaker"
     assert ["noise", "content"] in model.expect["cka_zero_pairs"] and model.expect["content_deepest"]
     assert PlantedModel.EXPECT == model.expect  # the class attribute the study reads without building the model
