@@ -216,16 +216,11 @@ def spread_norms(means: Sequence[np.ndarray], stds: Sequence[np.ndarray] | None 
 
     The spread, not the raw RMS: a layer's constant offset (post-ReLU ECAPA channels, log-mel levels) is absorbed by
     the next linear layer's bias and says nothing about how much the layer varies; dividing by a norm that includes it
-    shrinks an offset layer's informative variation next to a zero-mean one.
+    shrinks an offset layer's informative variation next to a zero-mean one. It is :func:`rms_norms` of the means
+    centred on their average over utterances (the stds are already about each utterance's own mean).
     """
-    out = []
-    for i, m in enumerate(means):
-        m = np.asarray(m, dtype=np.float64)
-        sq = np.square(m - m.mean(axis=0, keepdims=True)).sum(axis=1) if len(m) else np.zeros(0)
-        if stds is not None:
-            sq = sq + np.square(np.asarray(stds[i], dtype=np.float64)).sum(axis=1)
-        out.append(float(np.sqrt(sq.mean())) if sq.size else 1.0)
-    return np.asarray(out)
+    centred = [m - m.mean(axis=0, keepdims=True) if len(m) else m for m in (np.asarray(x, dtype=np.float64) for x in means)]
+    return rms_norms(centred, stds)
 
 
 def layer_scales(means: Sequence[np.ndarray], stds: Sequence[np.ndarray] | None = None) -> np.ndarray:
