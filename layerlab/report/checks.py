@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,42 +77,40 @@ def _best_on_dev(metrics: pd.DataFrame, model: str, task: str, layers: list[str]
 CKA_ZERO = 0.1
 
 
-def _cka_zero(maps: Sequence[CKAMatrix], name: str, label: str, layers: Sequence[str]) -> list[dict[str, Any]]:
-    """Each listed layer's debiased within-model CKA with every other layer is ≈ 0 (|CKA| < CKA_ZERO)."""
-    within = [m for m in maps if m.mode == "within" and m.model_a == name and m.estimator == "debiased"]
-    if not within:
-        return [{"model": name, "check": "cka_zero", "passed": None, "text": f"{label}: no debiased within-model CKA map: CKA ≈ 0 not checked"}]
-    out = []
-    for mp in within:
-        for layer in layers:
-            if layer not in mp.layers_a:
-                out.append({"model": name, "check": "cka_zero", "passed": None, "text": f"{label}: {layer} not in the {mp.level} CKA map"})
-                continue
-            i = mp.layers_a.index(layer)
-            others = [j for j in range(len(mp.layers_b)) if mp.layers_b[j] != layer]
-            worst = float(np.nanmax(np.abs(mp.value[i, others]))) if others else float("nan")
-            out.append({"model": name, "check": "cka_zero", "passed": bool(worst < CKA_ZERO),
-                        "text": f"{label}: debiased CKA ({mp.level}) of {layer} with every other layer should be ≈ 0 (|CKA| < {CKA_ZERO}): largest {worst:.3f}"})
-    return out
-
-
-def _cka_pairs(maps: Sequence[CKAMatrix], name: str, label: str, pairs: Sequence[Sequence[str]], zero: bool) -> list[dict[str, Any]]:
-    """Each listed layer pair's debiased within-model CKA is ≈ 0 (``zero``) or clearly above it (> CKA_ZERO)."""
-    check = "cka_zero_pairs" if zero else "cka_positive_pairs"
+def _cka_checks(maps: Sequence[CKAMatrix], name: str, label: str, check: str, zero: bool,
+                groups: Callable[[CKAMatrix], list[tuple[str, list[tuple[str, str]]]]]) -> list[dict[str, Any]]:
+    """One line per (map, group of layer pairs): the group's debiased within-model CKA is ≈ 0 (``zero``: its largest
+    |CKA| < CKA_ZERO) or clearly above it (its smallest CKA > CKA_ZERO). ``groups(map)`` -> [(what, pairs)]."""
     within = [m for m in maps if m.mode == "within" and m.model_a == name and m.estimator == "debiased"]
     if not within:
         return [{"model": name, "check": check, "passed": None, "text": f"{label}: no debiased within-model CKA map: not checked"}]
+    want = f"≈ 0 (|CKA| < {CKA_ZERO})" if zero else f"clearly positive (> {CKA_ZERO})"
     out = []
     for mp in within:
-        for a, b in pairs:
-            if a not in mp.layers_a or b not in mp.layers_b:
-                out.append({"model": name, "check": check, "passed": None, "text": f"{label}: {a} or {b} not in the {mp.level} CKA map"})
+        for what, pairs in groups(mp):
+            missing = sorted({x for p in pairs for x in p if x not in mp.layers_a})
+            if missing or not pairs:
+                out.append({"model": name, "check": check, "passed": None,
+                            "text": f"{label}: {', '.join(missing) or what} not in the {mp.level} CKA map"})
                 continue
-            v = float(mp.value[mp.layers_a.index(a), mp.layers_b.index(b)])
-            ok = bool(abs(v) < CKA_ZERO) if zero else bool(v > CKA_ZERO)
-            want = f"≈ 0 (|CKA| < {CKA_ZERO})" if zero else f"clearly positive (> {CKA_ZERO})"
-            out.append({"model": name, "check": check, "passed": ok, "text": f"{label}: debiased CKA ({mp.level}) of {a} × {b} should be {want}: {v:.3f}"})
+            values = [float(mp.value[mp.layers_a.index(a), mp.layers_b.index(b)]) for a, b in pairs]
+            worst = max(values, key=abs) if zero else min(values)
+            ok = bool(abs(worst) < CKA_ZERO) if zero else bool(worst > CKA_ZERO)
+            which = "" if len(pairs) == 1 else ("largest in size " if zero else "smallest ")
+            out.append({"model": name, "check": check, "passed": ok,
+                        "text": f"{label}: debiased CKA ({mp.level}) of {what} should be {want}: {which}{worst:.3f}"})
     return out
+
+
+def _layer_groups(layers: Sequence[str]) -> Callable[[CKAMatrix], list[tuple[str, list[tuple[str, str]]]]]:
+    """``cka_zero: [layer, ...]``: each layer paired with every other layer of the map."""
+    return lambda mp: [(f"{layer} with every other layer", [(layer, o) for o in mp.layers_b if o != layer] if layer in mp.layers_a else [(layer, layer)])
+                       for layer in layers]
+
+
+def _pair_groups(pairs: Sequence[Sequence[str]]) -> Callable[[CKAMatrix], list[tuple[str, list[tuple[str, str]]]]]:
+    """``cka_zero_pairs`` / ``cka_positive_pairs: [[a, b], ...]``: one group per pair."""
+    return lambda mp: [(f"{a} × {b}", [(a, b)]) for a, b in pairs]
 
 
 def chance_level(task: str, metric: str, higher_is_better: bool, classes: dict[str, int] | None) -> float | None:
@@ -161,9 +159,9 @@ def instrument_check(metrics: pd.DataFrame, weights: pd.DataFrame, models: dict[
                 lines.append({"model": name, "check": key, "passed": top == want,
                               "text": f"{label}: largest {task.upper()} contribution share should be {want}: got {top}"})
             elif key == "cka_zero":
-                lines += _cka_zero(maps, name, label, want)
+                lines += _cka_checks(maps, name, label, key, True, _layer_groups(want))
             elif key in ("cka_zero_pairs", "cka_positive_pairs"):
-                lines += _cka_pairs(maps, name, label, want, key == "cka_zero_pairs")
+                lines += _cka_checks(maps, name, label, key, key == "cka_zero_pairs", _pair_groups(want))
             elif key == "chance_layers":
                 chance = expect.get("chance") or {}
                 if not chance:
