@@ -27,6 +27,7 @@ from layerlab.extract.resources import autoscaler_node_types, plan_resources
 from layerlab.extract.summary import ExtractSummary, busy_seconds, cpu_seconds
 from layerlab.progress import AudioProgress
 from layerlab.runtime import init_ray, worker_env
+from layerlab.settings import describe_keys, diff_keys
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,10 @@ def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool) -> No
             storage.remove(out_url, recursive=True)
         else:
             old = cf.CacheMetadata.model_validate(storage.read_json(meta_url))
-            mine, theirs = meta.identity(), old.identity()
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            diff = diff_keys(old.identity(), meta.identity())
             if diff:
                 raise CacheMismatch(
-                    f"{out_url}: an existing cache differs in {', '.join(diff)}; use another --out or --overwrite"
+                    f"{out_url}: an existing cache differs in {describe_keys(diff)}; use another --out or --overwrite"
                 )
             return
     storage.write_json(meta_url, meta.model_dump(mode="json"))
