@@ -114,7 +114,8 @@ def check(out: str, record_url: str, settings: dict[str, Any], what: str, *, leg
     keys = compare(record_url, settings, what, legacy=legacy)
     blocking = [k for k in keys if not any(k == r or k.startswith(r + ".") for r in resumable)]
     if blocking:
-        raise SettingsMismatch(f"{out}: holds {what} made with other settings (differing: {describe_keys(blocking)}); {advice}", blocking)
+        raise SettingsMismatch(f"the output folder holds {what} made with other settings (differing: {describe_keys(blocking)}); {advice} ({out})",
+                               blocking)
     return keys
 
 

@@ -43,10 +43,11 @@ def cka_command(
     job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
                  device=device, fast_matmul=fast, side_output=from_side_output, layers_a=layers_a, layers_b=layers_b,
                  verify=not no_verify, allow_partial=allow_partial, bootstrap=bootstrap)
-    from layerlab.cka.pipeline import claim_output
+    from layerlab.cka.pipeline import claim_output, record_settings
 
-    claim_output(job, out, overwrite)  # the same settings resume (a reducer checkpoint); others stop here, naming the keys
-    if on_ray and not from_side_output:  # side-output states are only summed: no per-shard work to distribute
+    distributed = on_ray and not from_side_output  # side-output states are only summed: no per-shard work to distribute
+    claim_output(job, out, overwrite, record_now=distributed)  # the same settings resume (a reducer checkpoint); others stop here
+    if distributed:
         from layerlab.cka.reducer import run_cka_on_ray
         from layerlab.runtime import init_ray
 
@@ -54,6 +55,7 @@ def cka_command(
         summary = run_cka_on_ray(job, out, checkpoint or storage.join(out, "reducer.ckpt"), bootstrap)
     else:
         summary = run_cka(job, out, bootstrap=bootstrap, progress=lambda msg: typer.echo(msg, err=True))
+        record_settings(job, out)
     for note in summary.get("notes", []):
         typer.echo(f"note: {note}", err=True)
     for url in summary["tables"] + [summary["heatmap"]]:

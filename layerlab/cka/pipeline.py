@@ -485,20 +485,31 @@ def cka_settings(job: CKAJob) -> dict[str, Any]:
             "allow_partial": job.allow_partial}
 
 
-def claim_output(job: CKAJob, out_url: str, overwrite: bool = False) -> dict[str, Any]:
-    """Record the job's settings in ``out_url`` (or check them against the record there); ``overwrite`` starts afresh."""
+def claim_output(job: CKAJob, out_url: str, overwrite: bool = False, record_now: bool = False) -> dict[str, Any]:
+    """Check the job's settings against the record in ``out_url`` (one-line SettingsMismatch when they differ);
+    ``overwrite`` starts afresh instead. The record is written now with ``record_now`` (a run that checkpoints as it
+    goes), else by :func:`record_settings` once the run has finished (a failed run leaves ``out_url`` as it was)."""
     from layerlab import storage
-    from layerlab.settings import check, clear_output, record, recorded_settings
+    from layerlab.settings import check, clear_output
 
     settings = cka_settings(job)
-    url = storage.join(out_url, SETTINGS_NAME)
     if overwrite:
         clear_output(out_url)
     else:
-        check(out_url, url, settings, "CKA results")
-    if recorded_settings(url) is None:
-        storage.write_json(url, record(settings, command="cka", caches_at=[info.url for info in job.infos]))
+        check(out_url, storage.join(out_url, SETTINGS_NAME), settings, "CKA results")
+    if record_now:
+        record_settings(job, out_url)
     return settings
+
+
+def record_settings(job: CKAJob, out_url: str) -> None:
+    """Write the settings record of ``out_url`` unless it already holds one (checked equal by :func:`claim_output`)."""
+    from layerlab import storage
+    from layerlab.settings import record, recorded_settings
+
+    url = storage.join(out_url, SETTINGS_NAME)
+    if recorded_settings(url) is None:
+        storage.write_json(url, record(cka_settings(job), command="cka", caches_at=[info.url for info in job.infos]))
 
 
 def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:

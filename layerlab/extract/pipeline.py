@@ -209,6 +209,7 @@ def extract(
     try:
         _, desc = pool.first_ready()
         meta = _metadata(model_spec, data_url, config, desc, source)
+        meta.source.relative = cf.relative_location(data_url, out_url)
         _prepare_output(out_url, meta, config.overwrite)
         manifest = read_cache_manifest(out_url)
         by_name = {s.name: s for s in source.shards}

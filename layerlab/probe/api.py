@@ -108,10 +108,13 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
     source = open_source(cache)
     out = str(out).rstrip("/")
     settings = probe_settings(source, task, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed, runner=runner)
-    claim_output(out, settings, overwrite, source.url)
+    if not overwrite:
+        check(out, storage.join(out, SETTINGS_NAME), settings, "probe results")  # before any work: other settings stop here
     folds = folds_to_run(source, tdef, cfg)
     if folds:
         from layerlab.probe.folds import run_folds
+
+        start_output(out, settings, overwrite, source.url)
 
         return run_folds(folds, cfg, out, lambda c, o, evs: run_probe(cache, task, o, layers=layers, tune_samples=tune_samples, scheduler=scheduler,
                                                                    config=c, seed=seed, runner=runner, evaluations=evs),
@@ -127,10 +130,12 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
     convergence: dict[str, dict[str, Any]] = {}
     if not tdef.trains:
         metrics, info = _cosine(source, tdef, cfg, model_name, seed)
+        start_output(out, settings, overwrite, source.url)
         summary["task_info"] = info
         summary["speakers"] = split_speakers(tdef.bind(source, tdef, cfg, all_layers))
     else:
         bound = tdef.bind(source, tdef, cfg, all_layers)  # validate everything before Ray starts
+        start_output(out, settings, overwrite, source.url)  # inputs are valid: from here on the folder holds this probe's work
         summary["task_info"] = bound.info
         summary["speakers"] = split_speakers(bound)
         higher = tdef.higher_is_better[tdef.primary]
@@ -205,13 +210,11 @@ def probe_settings(source: ProbeSource, task: str, *, layers: str, tune_samples:
                   "config": config.model_dump(mode="json"), "seed": seed, "runner": runner, "cache": hash_of(identity)})
 
 
-def claim_output(out: str, settings: dict[str, Any], overwrite: bool, cache_url: str) -> None:
-    """Resume only a probe made with ``settings`` (else one-line SettingsMismatch); ``overwrite`` starts afresh."""
+def start_output(out: str, settings: dict[str, Any], overwrite: bool, cache_url: str) -> None:
+    """Record the settings this probe runs with (``overwrite``: remove what ``out`` held first); resumes compare with them."""
     url = storage.join(out, SETTINGS_NAME)
     if overwrite:
         clear_output(out)
-    else:
-        check(out, url, settings, "probe results")
     if recorded_settings(url) is None:
         storage.write_json(url, record(settings, command="probe", cache_url=cache_url))
 
