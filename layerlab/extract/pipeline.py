@@ -27,15 +27,15 @@ from layerlab.extract.resources import autoscaler_node_types, plan_resources
 from layerlab.extract.summary import ExtractSummary, busy_seconds, cpu_seconds
 from layerlab.progress import AudioProgress
 from layerlab.runtime import init_ray, worker_env
-from layerlab.settings import describe_keys, diff_keys
+from layerlab.settings import SettingsMismatch, describe_keys, diff_keys
 
 log = logging.getLogger(__name__)
 
 AfterShard = Callable[[ShardTask, ModelActorPool], None]
 
 
-class CacheMismatch(ValueError):
-    """The output URL holds a cache made with a different model, data or settings."""
+class CacheMismatch(SettingsMismatch):
+    """The output URL holds a cache made with a different model, data or settings (``keys``: the differing ones)."""
 
 
 def _metadata(model_spec: str, data_url: str, config: ExtractConfig, desc: dict[str, Any], source: Any) -> cf.CacheMetadata:
@@ -64,9 +64,7 @@ def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool) -> No
             old = cf.CacheMetadata.model_validate(storage.read_json(meta_url))
             diff = diff_keys(old.identity(), meta.identity())
             if diff:
-                raise CacheMismatch(
-                    f"{out_url}: an existing cache differs in {describe_keys(diff)}; use another --out or --overwrite"
-                )
+                raise CacheMismatch(f"{out_url}: an existing cache differs in {describe_keys(diff)}; use another --out or --overwrite", diff)
             return
     storage.write_json(meta_url, meta.model_dump(mode="json"))
 

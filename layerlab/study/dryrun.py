@@ -45,7 +45,7 @@ def stage_states(plan: StudyPlan, verify: bool = False) -> dict[str, str]:
         reuse = reusable(stage, plan.out, verify)
         if reuse is not None:
             out[stage.id] = "reuse" if reuse.ok else "repair"
-            if not reuse.ok:
+            if not reuse.ok and f"damaged: {reuse.damage}" not in stage.notes:
                 stage.notes.append(f"damaged: {reuse.damage}")
         else:
             started = read_marker(plan.out, stage.id, "started")

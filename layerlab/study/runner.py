@@ -257,13 +257,14 @@ class Runner:
         self._record(stage, status, wall, False, result=result, error=reason, repaired=repair)
 
     def _run_stage(self, stage: Stage, ctx: StageContext, resume: bool) -> dict[str, Any]:
-        """Run the stage; a resumed one whose library finds other recorded settings in its folder starts afresh once."""
+        """Run the stage; a resumed one whose library finds other recorded settings in its folder starts afresh once
+        (e.g. a probe interrupted under other settings, or a moved study's cache that records its model's old checkpoint path)."""
         try:
             return run_stage(stage, ctx)
         except SettingsMismatch as exc:
             if not resume or not inside(stage.out, self.out):
                 raise
-            self.say(f"[restart] {stage.id}: the interrupted run's settings differ in {', '.join(exc.keys)}; starting afresh")
+            self.say(f"[restart] {stage.id}: the settings recorded in its folder differ in {', '.join(exc.keys)}; starting afresh")
             storage.remove(stage.out, recursive=True)
             return run_stage(stage, ctx)
 

@@ -168,4 +168,4 @@ def test_a_resumed_stage_whose_folder_holds_other_settings_starts_afresh(tmp_pat
     finally:
         r.close()
     assert calls == [True, False] and r.records[stage.id]["status"] == "done"
-    assert "[restart] probe/d/m/sid: the interrupted run's settings differ in lr; starting afresh" in lines
+    assert "[restart] probe/d/m/sid: the settings recorded in its folder differ in lr; starting afresh" in lines

@@ -101,12 +101,20 @@ def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusabl
 
 @pytest.mark.slow
 def test_tiny_study_on_the_librispeech_excerpt_skips_tasks_without_labels(tmp_path: Path, ray_session: None, librispeech_excerpt: Path) -> None:
+    from layerlab.study.dryrun import dry_run_plan, plan_summary
+
     doc = tiny_study(datasets={"libri": {"import": {"kind": "librispeech", "src": str(librispeech_excerpt)}}},
-                     probe={"tasks": ["ks", "pr"]}, cka={"within": {"levels": ["utterance"]}, "across": {"levels": ["utterance"], "bootstrap": 10}})
+                     probe={"tasks": ["ks", "pr", "asr"]}, cka={"within": {"levels": ["utterance"]}, "across": {"levels": ["utterance"], "bootstrap": 10}})
+    config = parse_study_config(doc, "tiny.yaml")
+    planned = plan_summary(dry_run_plan(config, str(tmp_path / "study")))
     result, lines = _run(doc, tmp_path / "study")
     assert not result.failed, lines
     skipped = {s["task"]: s["reason"] for s in result.plan.skipped}
-    assert set(skipped) == {"ks", "pr"} and "dataset 'libri' has no pr labels" in skipped["pr"]  # no transcripts or phones in the excerpt
+    assert set(skipped) == {"ks", "pr", "asr"} and "dataset 'libri' has no pr labels" in skipped["pr"]  # no transcripts or phones in the excerpt
+    # the dry run planned exactly this (it used to plan PR probes the run then silently did not run), and the run said so
+    assert {s["id"] for s in planned["stages"]} == set(result.records) and planned["skipped"] == result.plan.skipped
+    assert {line for line in lines if line.startswith("[skip] ")} == {f"[skip] {t} on libri: {r}" for t, r in skipped.items()}
+    assert plan_summary(dry_run_plan(config, str(tmp_path / "study")))["skipped"] == result.plan.skipped  # and still after the run
     cka = pd.read_parquet(tmp_path / "study" / "report" / "tables" / "cka.parquet")
     across = cka[(cka["model_a"] == "fbank") & (cka["model_b"] == "mfcc")]
     assert len(across) == 1 and 0 < across["value"].iloc[0] <= 1 and across["ci_low"].notna().all()  # bootstrap over 5 real speakers
