@@ -73,22 +73,25 @@ def dataset_tasks(corpus_url: str) -> dict[str, str]:
 
     manifest = read_manifest(corpus_url)
     declared = getattr(manifest, "tasks", None)
-    if declared:
-        out = {name: "declared in the dataset manifest" for name in declared}
-        if any("transcript" in spec.label_keys for spec in declared.values()) and not _has_transcripts(corpus_url):
-            out = {n: why for n, why in out.items() if "transcript" not in declared[n].label_keys}  # e.g. LibriSpeech without .trans.txt
-        return out
+    if declared:  # a declared task no row has labels for is not offered (a synthetic corpus without keyword clips, LibriSpeech
+        present = _labelled_keys(corpus_url)  # without .trans.txt): planning it would plan a probe that cannot run
+        return {name: "declared in the dataset manifest" for name, spec in declared.items() if all(k in present for k in spec.label_keys)}
     described = manifest.extra.get("tasks")
     if isinstance(described, dict):
         return {k: "described by the synthetic corpus" for k, v in described.items() if isinstance(v, dict) and "split_key" in v}
     return _tasks_from_rows(corpus_url, manifest.tables)
 
 
-def _has_transcripts(corpus_url: str) -> bool:
-    """Whether any row of the dataset carries a non-empty transcript (the transcript column only is read)."""
+def _labelled_keys(corpus_url: str) -> set[str]:
+    """Label keys with a value on at least one row (``transcript`` for a non-empty transcript); labels and transcripts only are read."""
     from layerlab.data.shards import read_metadata
 
-    return any(read_metadata(corpus_url, columns=("transcript",)).column("transcript").to_pylist())
+    keys: set[str] = set()
+    for row in read_metadata(corpus_url, columns=("labels", "transcript")).to_pylist():
+        keys.update(k for k, v in (row.get("labels") or []) if v not in (None, ""))
+        if row.get("transcript"):
+            keys.add("transcript")
+    return keys
 
 
 def _tasks_from_rows(corpus_url: str, tables: dict[str, Any]) -> dict[str, str]:
