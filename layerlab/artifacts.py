@@ -109,6 +109,77 @@ def verify_entries(root: str, entries: Iterable[FileEntry]) -> list[str]:
     return [p for p in (check_entry(root, e) for e in entries) if p]
 
 
+def listed_entries(root: str) -> dict[str, FileEntry]:
+    """Every file entry the folder's ``manifest.json`` lists (shards, tables, states), by name; {} without a manifest."""
+    try:
+        doc = storage.read_json(storage.join(root, MANIFEST_NAME))
+    except (FileNotFoundError, ValueError):
+        return {}
+    found: dict[str, FileEntry] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if {"name", "bytes", "sha256"} <= set(node) and isinstance(node["name"], str):
+                found[node["name"]] = FileEntry.model_validate(node)
+                return
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    return found
+
+
+def folder_sizes(root: str) -> dict[str, int]:
+    """Relative name -> size of every file under ``root``, from one listing ({} when it does not exist)."""
+    fs, path = storage.url_to_fs(root)
+    base = path.rstrip("/")
+    try:
+        info = fs.find(base, detail=True)
+    except FileNotFoundError:
+        return {}
+    return {k[len(base) + 1:]: int(v.get("size") or 0) for k, v in info.items()
+            if v.get("type", "file") == "file" and k.startswith(base + "/")}
+
+
+def folder_entries(root: str, exclude: Iterable[str] = ()) -> list[FileEntry]:
+    """An entry (size, SHA-256) for every file under ``root`` except those under the ``exclude`` subfolders.
+
+    Files the folder's manifest lists with the same size take the manifest's checksum (big shards are not
+    read again); the others are checksummed here.
+    """
+    skip = tuple(e.strip("/") + "/" for e in exclude)
+    listed = listed_entries(root)
+    out = []
+    for name, size in sorted(folder_sizes(root).items()):
+        if name.startswith(skip):
+            continue
+        known = listed.get(name)
+        if known is not None and known.bytes == size:
+            out.append(FileEntry(name=name, rows=known.rows, bytes=size, sha256=known.sha256))
+        else:
+            out.append(FileEntry(name=name, bytes=size, sha256=storage.sha256_url(storage.join(root, name))))
+    return out
+
+
+def check_folder(root: str, entries: Iterable[FileEntry], checksums: bool = False) -> list[str]:
+    """Problems of the listed files under ``root``: missing or resized always (one listing), changed content with ``checksums``."""
+    sizes = folder_sizes(root)
+    problems = []
+    for entry in entries:
+        url = storage.join(root, entry.name)
+        size = sizes.get(entry.name)
+        if size is None:
+            problems.append(f"{url}: missing")
+        elif size != entry.bytes:
+            problems.append(f"{url}: size {size} bytes, recorded {entry.bytes}")
+        elif checksums and storage.sha256_url(url) != entry.sha256:
+            problems.append(f"{url}: checksum mismatch (SHA-256 differs from the record)")
+    return problems
+
+
 def read_verified(root: str, entry: FileEntry, verify: bool = True) -> bytes:
     """Read a listed file whole; with ``verify`` its size and SHA-256 must match the entry."""
     url = storage.join(root, entry.name)
@@ -147,6 +218,6 @@ def quarantine_table(rows: Iterable[dict[str, Any] | QuarantineRow]) -> pa.Table
 
 __all__ = [
     "FileEntry", "IntegrityError", "ManifestBase", "MANIFEST_NAME", "QUARANTINE_NAME", "QUARANTINE_SCHEMA", "QuarantineRow",
-    "check_entry", "entry_for_bytes", "open_verified", "publish_bytes", "publish_local", "publish_table", "quarantine_table",
-    "read_verified", "verify_entries",
+    "check_entry", "check_folder", "entry_for_bytes", "folder_entries", "folder_sizes", "listed_entries", "open_verified", "publish_bytes",
+    "publish_local", "publish_table", "quarantine_table", "read_verified", "verify_entries",
 ]

@@ -109,7 +109,8 @@ def cka_file(name: str, source_name: str) -> str:
 
 
 class SourceInfo(BaseModel):
-    """Which audio dataset the cache was extracted from."""
+    """Which audio dataset the cache was extracted from (``relative``: its place seen from the cache folder, when both
+    are on one filesystem, so a cache moved or copied together with its dataset finds the dataset's new place)."""
 
     url: str
     dataset: str
@@ -117,6 +118,34 @@ class SourceInfo(BaseModel):
     shards: int
     utterances: int
     audio_seconds: float
+    relative: str | None = None
+
+
+def relative_location(target: str, base: str) -> str | None:
+    """``target`` as a path relative to the folder ``base`` (``../../corpus/x``); None across filesystems or buckets."""
+    import posixpath
+
+    from layerlab import storage
+
+    if storage.protocol_of(target) != storage.protocol_of(base):
+        return None
+    t, b = storage.url_to_fs(target)[1].rstrip("/"), storage.url_to_fs(base)[1].rstrip("/")
+    if not storage.is_local(target) and t.split("/", 1)[0] != b.split("/", 1)[0]:
+        return None  # another bucket
+    return posixpath.relpath(t, b)
+
+
+def resolve_location(base: str, relative: str) -> str:
+    """The URL ``relative`` names seen from the folder ``base`` (the inverse of :func:`relative_location`)."""
+    import posixpath
+
+    from layerlab import storage
+
+    if storage.is_local(base):
+        return storage.canonical_url(posixpath.join(storage.canonical_url(base), relative))
+    proto = storage.protocol_of(base)
+    path = posixpath.normpath(posixpath.join(storage.url_to_fs(base)[1], relative))
+    return f"{proto}://{path}"
 
 
 class LayerRecord(BaseModel):
@@ -156,6 +185,7 @@ class CacheMetadata(BaseModel):
         for key in ("layerlab_version", "layers", "tasks"):  # descriptive, derivable: not part of the identity
             doc.pop(key, None)
         doc["source"].pop("url", None)  # the same dataset named another way (relative, absolute, file://) resumes
+        doc["source"].pop("relative", None)
         return doc
 
     def layer_index(self, name: str) -> int:

@@ -178,10 +178,18 @@ class CacheReader:
         self.manifest = manifest
         self.verify = verify
         self.allow_partial = allow_partial
-        self.source_url = source_url or metadata.source.url
+        self._source_url = source_url
         self._layers = layer_metas(metadata)
         self._tasks: dict[str, TaskSpec] | None = None
         self._frames_speakers: bool | None = None
+
+    @property
+    def source_url(self) -> str:
+        """Where the source dataset is: given at open, else beside the cache where the cache recorded it relatively (a
+        moved or copied study) when that dataset has the recorded checksum, else the URL recorded at extraction."""
+        if self._source_url is None:
+            self._source_url = locate_source(self.url, self.metadata.source)
+        return self._source_url
 
     # ------------------------------------------------------------------ description
     @property
@@ -515,6 +523,21 @@ def _list_matrix(col: pa.ChunkedArray | pa.Array, dim: int, url: str, layer: str
         raise IntegrityError(f"{url}: layer {layer} has rows of {int(sizes[sizes != dim][0])} values, expected dim {dim}")
     values = col.flatten() if hasattr(col, "flatten") else col.values
     return np.asarray(values.to_numpy(zero_copy_only=False)).reshape(len(sizes), dim)
+
+
+def locate_source(cache_url: str, source: cf.SourceInfo) -> str:
+    """The source dataset's URL for a cache at ``cache_url`` (see :attr:`CacheReader.source_url`)."""
+    if source.relative:
+        from layerlab.data.manifest import read_manifest
+
+        here = cf.resolve_location(cache_url, source.relative)
+        if here != storage.canonical_url(source.url):
+            try:
+                if read_manifest(here).checksum() == source.manifest_checksum:
+                    return here
+            except (OSError, ValueError):
+                pass
+    return source.url
 
 
 def open_cache(url: str, *, verify: bool = True, allow_partial: bool = False, source_url: str | None = None) -> CacheReader:

@@ -405,7 +405,7 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list
         "caches": used, "layers": {info.url: info.layer_names for info in infos},
         "ci": None if ci is None else {"method": ci.method, "confidence": ci.confidence, "n_groups": ci.n_groups, "group_by": job.group_by,
                                     "groups": group_names},
-        "alignment": _alignment(job), "notes": notes,
+        "alignment": _alignment(job), "notes": notes, "settings": cka_settings(job),
     }
     storage.write_json(storage.join(out_url, "summary.json"), summary)
     return summary
@@ -468,6 +468,48 @@ def _run_from_joint(job: CKAJob, out_url: str, bootstrap: int, progress: Callabl
     groups = {shard: accumulator_from_state(s, device=job.device).select(joint.order, len(job.info_a.layer_names)) for shard, s in states.items()}
     merged = merge_all([accumulator_from_state(g.state_dict(), device=job.device) for g in groups.values()])
     return finish(job, _with_estimator(merged, job.estimator), out_url, groups, bootstrap, progress, sizes=state_sizes(states))
+
+
+#: the settings record of a CKA output folder (checked on every rerun of ``layerlab cka``)
+SETTINGS_NAME = "settings.json"
+
+
+def cka_settings(job: CKAJob) -> dict[str, Any]:
+    """What a CKA output depends on: the caches (by identity, not URL), the chosen layers and every numeric setting."""
+    from layerlab.settings import hash_of
+
+    caches = {tag: hash_of(info.cache.metadata.identity()) for tag, info in zip("ab", job.infos)}
+    layers = {f"layers_{tag}": list(info.layer_names) for tag, info in zip("ab", job.infos)}
+    return {"caches": caches, **layers, "estimator": job.estimator, "level": job.level, "batch_size": job.batch_size, "seed": job.seed,
+            "group_by": job.group_by, "bootstrap": job.bootstrap, "fast_matmul": job.fast_matmul, "side_output": job.side_output,
+            "allow_partial": job.allow_partial}
+
+
+def claim_output(job: CKAJob, out_url: str, overwrite: bool = False, record_now: bool = False) -> dict[str, Any]:
+    """Check the job's settings against the record in ``out_url`` (one-line SettingsMismatch when they differ);
+    ``overwrite`` starts afresh instead. The record is written now with ``record_now`` (a run that checkpoints as it
+    goes), else by :func:`record_settings` once the run has finished (a failed run leaves ``out_url`` as it was)."""
+    from layerlab import storage
+    from layerlab.settings import check, clear_output
+
+    settings = cka_settings(job)
+    if overwrite:
+        clear_output(out_url)
+    else:
+        check(out_url, storage.join(out_url, SETTINGS_NAME), settings, "CKA results")
+    if record_now:
+        record_settings(job, out_url)
+    return settings
+
+
+def record_settings(job: CKAJob, out_url: str) -> None:
+    """Write the settings record of ``out_url`` unless it already holds one (checked equal by :func:`claim_output`)."""
+    from layerlab import storage
+    from layerlab.settings import record, recorded_settings
+
+    url = storage.join(out_url, SETTINGS_NAME)
+    if recorded_settings(url) is None:
+        storage.write_json(url, record(cka_settings(job), command="cka", caches_at=[info.url for info in job.infos]))
 
 
 def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:

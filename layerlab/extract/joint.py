@@ -90,6 +90,7 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
         joint_sides = joint_side_outputs(names, desc["members"])
         for n in names:
             meta = _metadata(specs[n], data_url, config, desc["members"][n], source)
+            meta.source.relative = cf.relative_location(data_url, urls[n])
             meta.cka = meta.cka + joint_sides[n]
             _prepare_output(urls[n], meta, config.overwrite)
         by_name = {s.name: s for s in source.shards}

@@ -27,14 +27,15 @@ from layerlab.extract.resources import autoscaler_node_types, plan_resources
 from layerlab.extract.summary import ExtractSummary, busy_seconds, cpu_seconds
 from layerlab.progress import AudioProgress
 from layerlab.runtime import init_ray, worker_env
+from layerlab.settings import SettingsMismatch, describe_keys, diff_keys
 
 log = logging.getLogger(__name__)
 
 AfterShard = Callable[[ShardTask, ModelActorPool], None]
 
 
-class CacheMismatch(ValueError):
-    """The output URL holds a cache made with a different model, data or settings."""
+class CacheMismatch(SettingsMismatch):
+    """The output URL holds a cache made with a different model, data or settings (``keys``: the differing ones)."""
 
 
 def _metadata(model_spec: str, data_url: str, config: ExtractConfig, desc: dict[str, Any], source: Any) -> cf.CacheMetadata:
@@ -61,12 +62,9 @@ def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool) -> No
             storage.remove(out_url, recursive=True)
         else:
             old = cf.CacheMetadata.model_validate(storage.read_json(meta_url))
-            mine, theirs = meta.identity(), old.identity()
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            diff = diff_keys(old.identity(), meta.identity())
             if diff:
-                raise CacheMismatch(
-                    f"{out_url}: an existing cache differs in {', '.join(diff)}; use another --out or --overwrite"
-                )
+                raise CacheMismatch(f"{out_url}: an existing cache differs in {describe_keys(diff)}; use another --out or --overwrite", diff)
             return
     storage.write_json(meta_url, meta.model_dump(mode="json"))
 
@@ -209,6 +207,7 @@ def extract(
     try:
         _, desc = pool.first_ready()
         meta = _metadata(model_spec, data_url, config, desc, source)
+        meta.source.relative = cf.relative_location(data_url, out_url)
         _prepare_output(out_url, meta, config.overwrite)
         manifest = read_cache_manifest(out_url)
         by_name = {s.name: s for s in source.shards}

@@ -16,8 +16,11 @@ from layerlab.probe.sweep import RUNNERS, TrialOutcome, local_configs, param_spa
 from layerlab.probe.tasks import get_task
 from layerlab.probe.tasks.base import TaskDef, folds_to_run
 from layerlab.probe.train import evaluate_state
+from layerlab.settings import check, clear_output, fingerprint, hash_of, plain, record, recorded_settings
 
 LAYER_MODES = ("weighted", "each", "both")
+#: the probe's settings record (what ``summary.json`` was made with; checked on every rerun)
+SETTINGS_NAME = "settings.json"
 HP_KEYS = ("lr", "weight_decay", "hidden")
 
 
@@ -80,11 +83,14 @@ def weighted_layers(source: ProbeSource, tdef: TaskDef) -> list[str]:
 
 
 def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_samples: int = 1, scheduler: str | None = None,
-              config: ProbeConfig | None = None, seed: int = 0, runner: str = "tune", evaluations: list | None = None) -> dict[str, Any]:
+              config: ProbeConfig | None = None, seed: int = 0, runner: str = "tune", evaluations: list | None = None,
+              overwrite: bool = False) -> dict[str, Any]:
     """Train ``task``'s probe on the weighted sum of all layers and/or on each layer alone; write results under ``out``.
 
     Inputs are validated before any training (errors name the cache, task and what is missing). A rerun
-    with the same ``out`` resumes interrupted Tune experiments. ``runner="local"`` runs the same trials one
+    with the same ``out`` and the same settings (``out/settings.json``) resumes interrupted Tune experiments;
+    other settings stop with :class:`~layerlab.settings.SettingsMismatch` naming the differing keys, unless
+    ``overwrite`` (start afresh: what ``out`` holds is removed first). ``runner="local"`` runs the same trials one
     after another in this process instead of on Ray Tune (small probes on one machine). Returns the summary
     (also ``out/summary.json``). A task whose dataset gives folds runs each fold as test (``layerlab.probe.folds``).
     """
@@ -100,9 +106,15 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
         raise ValueError(f"tune_samples must be >= 1, got {tune_samples}")
     tdef = get_task(task)
     source = open_source(cache)
+    out = str(out).rstrip("/")
+    settings = probe_settings(source, task, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed, runner=runner)
+    if not overwrite:
+        check(out, storage.join(out, SETTINGS_NAME), settings, "probe results")  # before any work: other settings stop here
     folds = folds_to_run(source, tdef, cfg)
     if folds:
         from layerlab.probe.folds import run_folds
+
+        start_output(out, settings, overwrite, source.url)
 
         return run_folds(folds, cfg, out, lambda c, o, evs: run_probe(cache, task, o, layers=layers, tune_samples=tune_samples, scheduler=scheduler,
                                                                    config=c, seed=seed, runner=runner, evaluations=evs),
@@ -113,15 +125,17 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
     trials: list[dict[str, Any]] = []
     weights: list[dict[str, Any]] = []
     summary: dict[str, Any] = {"model": model_name, "cache": source.url, "task": task, "layers": all_layers, "seed": seed,
-                               "config": cfg.model_dump(mode="json"), "runner": runner}
-    out = str(out).rstrip("/")
+                               "config": cfg.model_dump(mode="json"), "runner": runner,
+                               "settings": settings, "settings_fingerprint": fingerprint(settings)}
     convergence: dict[str, dict[str, Any]] = {}
     if not tdef.trains:
         metrics, info = _cosine(source, tdef, cfg, model_name, seed)
+        start_output(out, settings, overwrite, source.url)
         summary["task_info"] = info
         summary["speakers"] = split_speakers(tdef.bind(source, tdef, cfg, all_layers))
     else:
         bound = tdef.bind(source, tdef, cfg, all_layers)  # validate everything before Ray starts
+        start_output(out, settings, overwrite, source.url)  # inputs are valid: from here on the folder holds this probe's work
         summary["task_info"] = bound.info
         summary["speakers"] = split_speakers(bound)
         higher = tdef.higher_is_better[tdef.primary]
@@ -180,6 +194,29 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     storage.write_json(storage.join(out, "summary.json"), summary)
     return summary
+
+
+def probe_settings(source: ProbeSource, task: str, *, layers: str, tune_samples: int, scheduler: str | None, config: ProbeConfig,
+                   seed: int, runner: str) -> dict[str, Any]:
+    """The settings a probe's results depend on (recorded in ``settings.json``; a resume must match them).
+
+    The cache enters by its identity (model, layers, dims, tiers, source dataset checksum), not its URL, so
+    a moved or copied cache still resumes; where it is goes into the record beside the settings.
+    """
+    reader = getattr(source, "reader", None)
+    identity = reader.metadata.identity() if reader is not None and hasattr(reader.metadata, "identity") else {"url": source.url}
+    no_scheduler = scheduler in (None, "", "none", "fifo")
+    return plain({"task": task, "layers": layers, "tune_samples": tune_samples, "scheduler": None if no_scheduler else scheduler,
+                  "config": config.model_dump(mode="json"), "seed": seed, "runner": runner, "cache": hash_of(identity)})
+
+
+def start_output(out: str, settings: dict[str, Any], overwrite: bool, cache_url: str) -> None:
+    """Record the settings this probe runs with (``overwrite``: remove what ``out`` held first); resumes compare with them."""
+    url = storage.join(out, SETTINGS_NAME)
+    if overwrite:
+        clear_output(out)
+    if recorded_settings(url) is None:
+        storage.write_json(url, record(settings, command="probe", cache_url=cache_url))
 
 
 def _save_head(out: str, best: TrialOutcome) -> None:

@@ -10,7 +10,7 @@ EXAMPLE = "layerlab probe --cache runs/demo/cache/ge2e --task sid --out runs/pro
 def probe_cmd(
     cache: str = typer.Option(..., "--cache", help="Activation cache URL (from `layerlab extract`)"),
     task: str = typer.Option(..., "--task", help="ks | ic | sid | style | er | pr | pr-frame | asv | asv-cosine"),
-    out: str = typer.Option(..., "--out", help="Results folder/URL (rerun with the same --out to resume a sweep)"),
+    out: str = typer.Option(..., "--out", help="Results folder/URL (rerun with the same --out and settings to resume a sweep)"),
     layers: str = typer.Option("both", "--layers", help="weighted | each | both"),
     tune_samples: int = typer.Option(1, "--tune", help="hyperparameter samples of the weighted-sum probe"),
     scheduler: str | None = typer.Option(None, "--scheduler", help="asha (early-stops poor trials on the dev metric)"),
@@ -18,6 +18,8 @@ def probe_cmd(
     seed: int = typer.Option(0, "--seed", help="seed of model init, batch order and sampling"),
     runner: str = typer.Option("tune", "--runner", help="tune (Ray Tune sweep, resumable) | local (trials one after another in "
                                                         "this process: small probes where Tune start-up dominates)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start afresh: discard what --out holds (a rerun with other "
+                                                              "settings is refused otherwise)"),
 ) -> None:
     """Train a task's probe on the learned weighted sum of all layers and on each layer; write metrics, weights, figures.
 
@@ -29,7 +31,8 @@ def probe_cmd(
 
     cfg = ProbeConfig.from_yaml(config) if config else None
     try:
-        summary = run_probe(cache, task, out, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed, runner=runner)
+        summary = run_probe(cache, task, out, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed, runner=runner,
+                            overwrite=overwrite)
     except (ProbeInputError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

@@ -9,7 +9,7 @@ import typer
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 
-def run_config(config: str, out: str | None, dry_run: bool) -> None:
+def run_config(config: str, out: str | None, dry_run: bool, verify: bool = False) -> None:
     """Load, plan and (unless ``dry_run``) run a study; exit 1 with the reason on bad input or a failed stage."""
     from layerlab.study.config import StudyConfigError, load_study_config
 
@@ -17,22 +17,22 @@ def run_config(config: str, out: str | None, dry_run: bool) -> None:
         cfg, text = load_study_config(config)
         target = out or cfg.out or f"runs/{cfg.name}"
         if dry_run:
-            from layerlab.study.dryrun import render_plan
-            from layerlab.study.plan import build_plan
+            from layerlab.study.dryrun import dry_run_plan, render_plan
 
-            plan = build_plan(cfg, target)
-            typer.echo(render_plan(plan))
+            plan = dry_run_plan(cfg, target, verify)
+            typer.echo(render_plan(plan, verify))
             for problem in plan.problems:
                 if problem.startswith("leakage:"):
                     typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(1 if plan.problems else 0)
         from layerlab.study.runner import run_study
 
-        result = run_study(cfg, target, config_text=text, say=typer.echo)
+        result = run_study(cfg, target, config_text=text, say=typer.echo, verify=verify)
     except StudyConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"stages: {len(result.computed)} computed, {len(result.reused)} reused, {len(result.failed)} failed")
+    repaired = f" ({len(result.repaired)} of them repaired)" if result.repaired else ""
+    typer.echo(f"stages: {len(result.computed)} computed{repaired}, {len(result.reused)} reused, {len(result.failed)} failed")
     if result.report:
         typer.echo(f"report: {result.report}")
     if result.failed:
@@ -47,13 +47,15 @@ def register(app: typer.Typer) -> None:
     def study_cmd(
         config: str = typer.Argument(..., help="study YAML (path or URL)"),
         out: str = typer.Option(None, "--out", help="results folder or URL (default: the config's `out`, else runs/<name>)"),
-        dry_run: bool = typer.Option(False, "--dry-run", help="validate offline and print the plan; run nothing"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="validate offline and print the plan (run, reuse, repair, skip); run nothing"),
+        verify: bool = typer.Option(False, "--verify", help="check reused stages' files by SHA-256 too (sizes are always checked); "
+                                                            "damaged stages are recomputed"),
     ) -> None:
         """Run a study: corpus -> train -> extract -> probe -> CKA -> one HTML report; finished stages are reused.
 
         Example:  layerlab study configs/demo.yaml --out runs/demo
         """
-        run_config(config, out, dry_run)
+        run_config(config, out, dry_run, verify)
 
     @app.command("demo")
     def demo_cmd(

@@ -4,36 +4,58 @@ from __future__ import annotations
 
 from typing import Any
 
-from layerlab.study.plan import StudyPlan
-from layerlab.study.runner import read_marker, reusable
+from layerlab.study.config import StudyConfig
+from layerlab.study.plan import StudyPlan, build_plan
+from layerlab.study.runner import read_marker, recorded_corpus_tasks, reusable
 
 
-def stage_states(plan: StudyPlan) -> dict[str, str]:
-    """Per stage: ``reuse`` (done-marker matches), ``resume`` (an interrupted run matches) or ``run``.
+def dry_run_plan(config: StudyConfig, out: str, verify: bool = False) -> StudyPlan:
+    """The plan the run will execute: with the tasks of corpora already built under ``out`` when it has them (as the run
+    plans its probes after its corpus stages), else the tasks each corpus is predicted to carry."""
+    plan = build_plan(config, out)
+    if plan.problems or not _reachable(plan):
+        return plan
+    known = recorded_corpus_tasks(plan, verify)
+    return build_plan(config, out, known) if known else plan
+
+
+def _reachable(plan: StudyPlan) -> bool:
+    from layerlab import storage
+
+    if storage.is_local(plan.out):
+        return True
+    try:
+        storage.exists(storage.join(plan.out, "stages"))
+    except Exception:  # noqa: BLE001 - offline dry run of a cluster study
+        return False
+    return True
+
+
+def stage_states(plan: StudyPlan, verify: bool = False) -> dict[str, str]:
+    """Per stage: ``reuse`` (done-marker matches, files intact), ``repair`` (matches, but its files are damaged: it is
+    recomputed), ``resume`` (an interrupted run matches) or ``run``.
 
     A results URL that cannot be reached offline (no network or credentials) gives ``run?`` for every
     stage: reuse is then decided when the study runs.
     """
-    from layerlab import storage
-
-    if not storage.is_local(plan.out):
-        try:
-            storage.exists(storage.join(plan.out, "stages"))
-        except Exception:  # noqa: BLE001 - offline dry run of a cluster study
-            return {s.id: "run?" for s in plan.order()}
+    if not _reachable(plan):
+        return {s.id: "run?" for s in plan.order()}
     out = {}
     for stage in plan.order():
-        if reusable(stage, plan.out) is not None:
-            out[stage.id] = "reuse"
+        reuse = reusable(stage, plan.out, verify)
+        if reuse is not None:
+            out[stage.id] = "reuse" if reuse.ok else "repair"
+            if not reuse.ok and f"damaged: {reuse.damage}" not in stage.notes:
+                stage.notes.append(f"damaged: {reuse.damage}")
         else:
             started = read_marker(plan.out, stage.id, "started")
             out[stage.id] = "resume" if started and started.get("fingerprint") == stage.fingerprint else "run"
     return out
 
 
-def render_plan(plan: StudyPlan) -> str:
+def render_plan(plan: StudyPlan, verify: bool = False) -> str:
     """A human-readable plan: one line per stage, then skipped tasks, problems and totals."""
-    states = stage_states(plan)
+    states = stage_states(plan, verify)
     width = max((len(s.id) for s in plan.order()), default=10)
     lines = [f"study {plan.config.name!r} -> {plan.out}", f"{'stage'.ljust(width)}  {'action':6}  fingerprint       work"]
     for s in plan.order():
@@ -58,8 +80,8 @@ def render_plan(plan: StudyPlan) -> str:
     return "\n".join(lines)
 
 
-def plan_summary(plan: StudyPlan) -> dict[str, Any]:
+def plan_summary(plan: StudyPlan, verify: bool = False) -> dict[str, Any]:
     """The plan as JSON (for tests and tools)."""
-    states = stage_states(plan)
+    states = stage_states(plan, verify)
     return {"stages": [{"id": s.id, "kind": s.kind, "action": states[s.id], "fingerprint": s.fingerprint, "needs_network": s.needs_network}
                        for s in plan.order()], "skipped": plan.skipped, "problems": plan.problems}

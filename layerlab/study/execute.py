@@ -8,7 +8,7 @@ where its outputs are). Probe and train call stream P's and T's entry points by 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from layerlab import storage
@@ -27,6 +27,7 @@ class StageContext:
     results: dict[str, dict[str, Any]]
     say: Callable[[str], None]
     records: dict[str, dict[str, Any]] | None = None  # every stage record so far (the report's run metadata)
+    repairing: set[str] = field(default_factory=set)  # stages resumed to repair damaged outputs (extraction: verify every shard)
 
 
 def run_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
@@ -89,7 +90,8 @@ def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     p = stage.params
     spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
-    summary = extract(spec, data, stage.out, ExtractConfig.model_validate(p["config"]))
+    config = {**p["config"], "verify": True} if stage.id in ctx.repairing else p["config"]  # a repair re-checks every finished shard
+    summary = extract(spec, data, stage.out, ExtractConfig.model_validate(config))
     if summary.shards_failed or not summary.complete:
         failed = "; ".join(f"{k}: {v}" for k, v in sorted(summary.shards_failed.items())[:3])
         raise RuntimeError(f"extraction of {spec} into {stage.out} incomplete ({failed or 'shards missing'})")

@@ -5,21 +5,12 @@ stage is recognised on rerun and a changed setting invalidates exactly the stage
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from layerlab import storage
+from layerlab.settings import hash_of, stable_json
 
-
-def stable_json(obj: Any) -> str:
-    """Canonical JSON (sorted keys, no whitespace) of plain data; paths and tuples become strings/lists."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def hash_of(*parts: Any) -> str:
-    """A 16-hex-digit digest of plain data (enough to tell stage configurations apart)."""
-    return hashlib.sha256(stable_json(list(parts)).encode()).hexdigest()[:16]
+__all__ = ["hash_of", "listing_checksum", "stable_json", "stage_fingerprint", "url_checksum"]
 
 
 def stage_fingerprint(kind: str, version: int, params: dict[str, Any], inputs: dict[str, str]) -> str:

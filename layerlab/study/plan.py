@@ -272,8 +272,12 @@ def _corpus_stage(plan: StudyPlan, name: str, d: Any, out: str, predicted: dict[
                      estimate=f"synthesise {synth['speakers']} speakers (espeak-ng)")
     if d.import_ is not None:
         imp = d.import_
-        predicted[name] = list(task_info.IMPORTER_TASKS.get(imp.kind, ()))
+        predicted[name], lacking = task_info.predicted_import_tasks(imp.kind, imp.src)
         stage = Stage(f"corpus/{name}", "corpus", {"source": "import", **imp.model_dump()}, [], url, estimate=f"import {imp.kind} from {imp.src}")
+        stage.notes += [f"no {t} task: {why}" for t, why in lacking.items()]
+        problem = _import_problem(imp)
+        if problem:
+            plan.problems.append(f"datasets.{name}.import.{problem}")
         stage.inputs["source"], problem = _external_checksum(imp.src, listing=True)
         if problem:
             plan.problems.append(f"datasets.{name}.import.src: {problem}")
@@ -294,6 +298,19 @@ def _corpus_stage(plan: StudyPlan, name: str, d: Any, out: str, predicted: dict[
         stage.needs_network = True
         stage.notes.append(f"{d.path}: remote dataset, read at run time")
     return stage
+
+
+def _import_problem(imp: Any) -> str | None:
+    """Why an import cannot run (unknown kind, options its recipe does not take), checked offline: ``<key>: <what>``."""
+    from layerlab.data.importers import KINDS, recipe_options
+
+    if imp.kind not in KINDS:
+        return f"kind: unknown importer {imp.kind!r} (allowed: {', '.join(KINDS)})"
+    allowed = sorted({*recipe_options(imp.kind), "max_seconds"})
+    unknown = sorted(set(imp.options) - set(allowed))
+    if unknown:
+        return f"options: {imp.kind} takes no option(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})"
+    return None
 
 
 def task_tier(task: str) -> str:

@@ -2,9 +2,11 @@
 
 Markers live under ``<out>/stages/``: ``<id>.started.json`` (fingerprint of a run in progress: a
 matching rerun resumes, e.g. extraction keeps finished shards) and ``<id>.done.json`` (fingerprint,
-result, wall time). A stage whose done-marker matches its fingerprint is reused, never recomputed.
-When a stage fails no new stage starts; running ones finish; the report still renders and says
-what failed.
+result and effective parameters with paths relative to ``--out``, the files the stage wrote with sizes
+and checksums, wall time; ``layerlab.study.reuse``). A stage whose done-marker matches its fingerprint
+and whose files are intact (sizes; checksums with ``verify``) is reused; a damaged one is recomputed
+and the run says so. When a stage fails no new stage starts; running ones finish; the report still
+renders and says what failed.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from layerlab import storage
+from layerlab.artifacts import IntegrityError
+from layerlab.settings import SettingsMismatch
 from layerlab.study.config import StudyConfig, StudyConfigError
 from layerlab.study.execute import StageContext, StageSkipped, run_stage
 from layerlab.study.plan import Stage, StudyPlan, build_plan
+from layerlab.study.reuse import Reuse, check_outputs, inside, produced_files, relocatable, resolve, shard_damage_only
 
 RAY_KINDS = {"train", "extract", "probe"}
 
@@ -37,14 +42,25 @@ def read_marker(out: str, stage_id: str, what: str) -> dict[str, Any] | None:
         return None
 
 
-def reusable(stage: Stage, out: str) -> dict[str, Any] | None:
-    """The done-marker of ``stage`` when it matches the stage's fingerprint (and its output still exists)."""
+def reusable(stage: Stage, out: str, verify: bool = False) -> Reuse | None:
+    """The done-marker of ``stage`` when it matches the stage's fingerprint (paths resolved under ``out``), with
+    what is wrong with its recorded files, if anything (sizes always, checksums with ``verify``)."""
     done = read_marker(out, stage.id, "done")
     if not done or done.get("fingerprint") != stage.fingerprint:
         return None
-    if done.get("status") == "done" and not storage.exists(stage.out):
-        return None
-    return done
+    done = resolve(done, out)
+    return Reuse(done, check_outputs(done, stage.out, checksums=verify))
+
+
+def recorded_corpus_tasks(plan: StudyPlan, verify: bool = False) -> dict[str, dict[str, str]]:
+    """Dataset name -> tasks of the corpus stages a rerun reuses (what the run plans its probes with)."""
+    out = {}
+    for stage in plan.order():
+        if stage.kind == "corpus":
+            reuse = reusable(stage, plan.out, verify)
+            if reuse is not None and reuse.ok and reuse.done.get("status") == "done":
+                out[stage.id.split("/", 1)[1]] = (reuse.done.get("result") or {}).get("tasks", {})
+    return out
 
 
 @dataclass
@@ -67,6 +83,11 @@ class StudyResult:
         return [k for k, r in self.records.items() if r["reused"]]
 
     @property
+    def repaired(self) -> list[str]:
+        """Stages whose reused outputs were damaged and were recomputed in this run."""
+        return [k for k, r in self.records.items() if r.get("repaired")]
+
+    @property
     def report(self) -> str | None:
         rec = self.records.get("report")
         return (rec.get("result") or {}).get("html") if rec else None
@@ -76,8 +97,10 @@ class Runner:
     """Executes stages of a plan with a bounded thread pool; extraction has its own smaller bound."""
 
     def __init__(self, out: str, say: Callable[[str], None] = print, parallel: int = 2, parallel_extract: int = 1,
-                 parallel_train: int = 1) -> None:
+                 parallel_train: int = 1, verify: bool = False) -> None:
         self.out = out
+        self.verify = verify
+        self._reuse: dict[tuple[str, str], Reuse | None] = {}
         self._say_lock = threading.Lock()
 
         def locked_say(line: str) -> None:
@@ -101,6 +124,13 @@ class Runner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+    def reuse(self, stage: Stage) -> Reuse | None:
+        """:func:`reusable` once per stage and fingerprint (the file check lists, or with ``verify`` reads, its outputs)."""
+        key = (stage.id, stage.fingerprint)
+        if key not in self._reuse:
+            self._reuse[key] = reusable(stage, self.out, self.verify)
+        return self._reuse[key]
 
     def run(self, plan: StudyPlan, only: set[str] | None = None) -> None:
         """Run (or reuse) the plan's stages (``only``: a subset), dependencies first; stop scheduling on failure."""
@@ -132,8 +162,8 @@ class Runner:
                 self._record(stage, "not run", 0.0, False, error=why)
                 progressed = True
             elif None not in states:
-                done = reusable(stage, self.out)
-                if done is None and (len(running) >= self.parallel or not self._claim(stage)):
+                done = self.reuse(stage)
+                if (done is None or not done.ok) and (len(running) >= self.parallel or not self._claim(stage)):
                     continue  # no free pool thread, or its kind's slot is busy: a later pass starts it
                 todo.remove(stage)
                 self._start(stage, running, ctx, done)
@@ -141,7 +171,7 @@ class Runner:
         if not running and all(s.kind == "report" for s in todo):
             for stage in list(todo):
                 todo.remove(stage)
-                self._start(stage, running, ctx, reusable(stage, self.out) if not failed else None)
+                self._start(stage, running, ctx, self.reuse(stage) if not failed else None)
                 progressed = True
         return progressed
 
@@ -159,61 +189,91 @@ class Runner:
         gate = self._gate(stage)
         return gate is None or gate.acquire(blocking=False)
 
-    def _start(self, stage: Stage, running: dict[Future[None], Stage], ctx: StageContext, done: dict[str, Any] | None) -> None:
-        """Record a reusable stage, or run it in a pool thread (its slot, if any, is already claimed)."""
-        if done is not None:
+    def _start(self, stage: Stage, running: dict[Future[None], Stage], ctx: StageContext, reuse: Reuse | None) -> None:
+        """Record a reusable stage, or run it in a pool thread (its slot, if any, is already claimed); a damaged one is recomputed."""
+        if reuse is not None and reuse.ok:
+            done = reuse.done
             self._record(stage, done["status"], done.get("wall_seconds", 0.0), True, result=done.get("result"), error=done.get("reason"))
             self.say(f"[reuse] {stage.id}")
         else:
-            running[self.pool.submit(self._execute, stage, ctx)] = stage
+            repair = reuse.damage if reuse is not None else None
+            running[self.pool.submit(self._execute, stage, ctx, repair)] = stage
 
-    def _execute(self, stage: Stage, ctx: StageContext) -> None:
+    def _execute(self, stage: Stage, ctx: StageContext, repair: str | None = None) -> None:
         """Run one stage and release its slot."""
         gate = self._gate(stage)
         try:
-            self._execute_now(stage, ctx)
+            self._execute_now(stage, ctx, repair)
         finally:
             if gate:
                 gate.release()
 
-    def _execute_now(self, stage: Stage, ctx: StageContext) -> None:
-        """Run one stage: fresh output (or resume a matching interrupted run), markers, timing, errors."""
+    def _execute_now(self, stage: Stage, ctx: StageContext, repair: str | None = None) -> None:
+        """Run one stage: fresh output (or resume a matching interrupted run), markers, timing, errors.
+
+        ``repair``: what is damaged in a finished stage's outputs. It is recomputed afresh, except an extraction
+        whose damage is confined to cache shards: that resumes, and the extraction redoes just those shards.
+        """
         started = read_marker(self.out, stage.id, "started")
         resume = bool(started and started.get("fingerprint") == stage.fingerprint)
+        if repair is not None:
+            resume = stage.kind == "extract" and shard_damage_only(read_marker(self.out, stage.id, "done") or {}, stage.out, self.verify)
+            if resume:
+                ctx.repairing.add(stage.id)
+            self.say(f"[repair] {stage.id}: {repair}; " + ("extracting the damaged shards again" if resume else "recomputing the stage"))
         if not resume and stage.out.startswith(self.out.rstrip("/") + "/") and storage.exists(stage.out):
             storage.remove(stage.out, recursive=True)  # a stale output of another configuration
         storage.write_json(marker_url(self.out, stage.id, "started"), {"fingerprint": stage.fingerprint, "started_at": _now()})
         self.say(f"[run] {stage.id}" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
         try:
-            result = run_stage(stage, ctx)
+            result = self._run_stage(stage, ctx, resume)
             status, reason = "done", None
         except StageSkipped as exc:
             result, status, reason = {}, "skipped", str(exc)
         except Exception as exc:  # noqa: BLE001 - a failed stage is recorded and stops the study
             wall = time.perf_counter() - t0
             message = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, IntegrityError):  # a reused input is damaged: the study's own option finds and recomputes it
+                message = message.replace("; rerun the build or pass --no-verify", "") + \
+                    " (rerun with --verify: reused stages are then checked by checksum and damaged ones recomputed)"
             self.say(f"[FAILED] {stage.id}: {message}")
             storage.write_json(marker_url(self.out, stage.id, "failed"), {"fingerprint": stage.fingerprint, "error": message,
                                                                         "traceback": traceback.format_exc(), "at": _now()})
-            self._record(stage, "failed", wall, False, error=message)
+            self._record(stage, "failed", wall, False, error=message, repaired=repair)
             return
         wall = round(time.perf_counter() - t0, 3)
         fingerprint = stage.fingerprint
         if stage.kind == "report" and any(r["status"] in ("failed", "not run") for r in self.records.values()):
             fingerprint += "+incomplete"  # a report of a failed run shows the failure: never reuse it once the stages finish
-        storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": fingerprint, "status": status, "reason": reason,
-                                                                  "result": result, "wall_seconds": wall, "finished_at": _now(),
-                                                                  "params": stage.params})
+        files = produced_files(stage.kind, stage.out) if status == "done" and inside(stage.out, self.out) else None
+        storage.write_json(marker_url(self.out, stage.id, "done"), {
+            "fingerprint": fingerprint, "status": status, "reason": reason, "result": relocatable(result, self.out),
+            "wall_seconds": wall, "finished_at": _now(), "params": relocatable(stage.params, self.out),
+            "out": relocatable(stage.out, self.out), "files": files, "repaired": repair})
         storage.remove(marker_url(self.out, stage.id, "failed"))
-        self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else ""))
-        self._record(stage, status, wall, False, result=result, error=reason)
+        self._reuse.pop((stage.id, stage.fingerprint), None)
+        self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else "") + (" (repaired)" if repair else ""))
+        self._record(stage, status, wall, False, result=result, error=reason, repaired=repair)
 
-    def _record(self, stage: Stage, status: str, wall: float, reused: bool, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def _run_stage(self, stage: Stage, ctx: StageContext, resume: bool) -> dict[str, Any]:
+        """Run the stage; a resumed one whose library finds other recorded settings in its folder starts afresh once
+        (e.g. a probe interrupted under other settings, or a moved study's cache that records its model's old checkpoint path)."""
+        try:
+            return run_stage(stage, ctx)
+        except SettingsMismatch as exc:
+            if not resume or not inside(stage.out, self.out):
+                raise
+            self.say(f"[restart] {stage.id}: the settings recorded in its folder differ in {', '.join(exc.keys)}; starting afresh")
+            storage.remove(stage.out, recursive=True)
+            return run_stage(stage, ctx)
+
+    def _record(self, stage: Stage, status: str, wall: float, reused: bool, result: dict[str, Any] | None = None, error: str | None = None,
+                repaired: str | None = None) -> None:
         with self.lock:
             self.records[stage.id] = {"id": stage.id, "kind": stage.kind, "status": status, "reused": reused,
                                       "wall_seconds": round(float(wall), 3), "fingerprint": stage.fingerprint, "error": error,
-                                      "result": result}
+                                      "result": result, "repaired": repaired}
             if status == "done" and result is not None:
                 self.results[stage.id] = result
 
@@ -261,19 +321,38 @@ def ensure_ray() -> bool:
     return True
 
 
-def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Callable[[str], None] = print) -> StudyResult:
-    """Run a whole study into ``out``: corpora first, then every other stage with the corpora's real tasks."""
+def effective_config(config: StudyConfig) -> dict[str, Any]:
+    """The config as it runs: every probe task entry with the defaults it inherits filled in (``runner: local`` from
+    ``probe.defaults`` shows on the entry, not the model's default)."""
+    doc = config.model_dump(mode="json", by_alias=True)
+    if config.probe is not None and isinstance(config.probe.tasks, list):
+        doc["probe"]["tasks"] = [e.model_dump(mode="json") for e in config.probe.entries([])]
+    return doc
+
+
+def stage_records(plan: StudyPlan) -> dict[str, dict[str, Any]]:
+    """Per stage: kind, dependencies, output folder and fingerprint, and the parameters it runs with (paths relative to ``--out``)."""
+    return {s.id: {"kind": s.kind, "deps": s.deps, "out": relocatable(s.out, plan.out), "fingerprint": s.fingerprint,
+                   "params": relocatable(s.params, plan.out)} for s in plan.order()}
+
+
+def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Callable[[str], None] = print, verify: bool = False) -> StudyResult:
+    """Run a whole study into ``out``: corpora first, then every other stage with the corpora's real tasks.
+
+    ``verify``: check reused stages' files by checksum (sizes are always checked); damaged stages are recomputed.
+    """
     out = storage.canonical_url(out)  # Ray workers (extraction actors, Train workers) run in other working directories
     first = build_plan(config, out)
     if first.problems:
         raise StudyConfigError("study cannot run:\n" + "\n".join(first.problems))
 
     def write_study_json(plan: StudyPlan) -> None:
-        storage.write_json(storage.join(out, "study.json"), {"config": config.model_dump(mode="json", by_alias=True), "config_text": config_text,
-                                                             "allow_overlap": config.allow_overlap, "leakage": plan.leakage})
+        storage.write_json(storage.join(out, "study.json"), {"config": effective_config(config), "config_text": config_text,
+                                                             "allow_overlap": config.allow_overlap, "leakage": plan.leakage,
+                                                             "stages": stage_records(plan), "skipped": plan.skipped})
 
     write_study_json(first)
-    runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train)
+    runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train, verify=verify)
     started_ray = False
     try:
         runner.run(first, only={s.id for s in first.order() if s.kind == "corpus"})
@@ -282,7 +361,9 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
         if plan.problems:
             raise StudyConfigError("study cannot run:\n" + "\n".join(plan.problems))
         write_study_json(plan)  # the speaker partitions read from the built corpora
-        if any(s.kind in RAY_KINDS and reusable(s, out) is None for s in plan.order()):
+        for skip in plan.skipped:
+            say(f"[skip] {skip['task']} on {skip['dataset']}: {skip['reason']}")
+        if any(s.kind in RAY_KINDS and not (runner.reuse(s) and runner.reuse(s).ok) for s in plan.order()):  # type: ignore[union-attr]
             started_ray = ensure_ray()
         runner.run(plan)
     finally:
@@ -294,6 +375,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     result = StudyResult(plan, runner.records)
     storage.write_json(storage.join(out, "run.json"), {
         "finished_at": _now(), "computed": result.computed, "reused": result.reused, "failed": result.failed,
+        "repaired": {k: runner.records[k]["repaired"] for k in result.repaired}, "skipped": plan.skipped,
         "stages": [{k: v for k, v in r.items() if k != "result"} for r in runner.records.values()],
         "report": result.report,
     })

@@ -17,11 +17,39 @@ TASK_LABEL_KEYS: dict[str, tuple[str, ...]] = {
 DEFAULT_TASKS = ("pr", "ks", "ic", "sid", "asv", "er", "style")
 CONTENT_TASKS = ("pr", "ks", "ic")
 SPEAKER_TASKS = ("sid", "asv")
-#: What an importer produces (used by a dry run before the import has happened).
+#: The tasks an importer declares (``layerlab.data.tasks``), used by a dry run before the import has happened.
 IMPORTER_TASKS: dict[str, tuple[str, ...]] = {
-    "librispeech": ("asr", "pr"), "voxceleb1": ("sid", "asv"), "speechcommands": ("ks",), "fluent": ("ic",),
+    "librispeech": ("sid", "asr"), "voxceleb1": ("sid", "asv"), "speechcommands": ("ks",), "fluent": ("ic",),
     "iemocap": ("er",), "folder": (), "csv": (),
 }
+#: Per importer, the tasks that need a source file the import reads them from (task -> file name suffixes).
+IMPORTER_TASK_FILES: dict[str, dict[str, tuple[str, ...]]] = {
+    "librispeech": {"asr": (".trans.txt",)},
+    "voxceleb1": {"asv": ("veri_test2.txt", "veri_test.txt", "list_test_all2.txt", "list_test_hard2.txt", "list_test_all.txt",
+                          "list_test_hard.txt")},
+}
+
+
+def predicted_import_tasks(kind: str, src: str) -> tuple[list[str], dict[str, str]]:
+    """(tasks, task -> why it is missing) an import of ``src`` will declare, known before it runs.
+
+    A local source tree is listed (names only): a task whose labels come from files the tree lacks
+    (LibriSpeech transcripts, VoxCeleb1 trial lists) is left out, as the finished import leaves it out.
+    Remote sources are not read offline: they get every task the importer can declare.
+    """
+    from layerlab import storage
+
+    tasks = list(IMPORTER_TASKS.get(kind, ()))
+    needs = IMPORTER_TASK_FILES.get(kind, {})
+    if not needs or not storage.is_local(src):
+        return tasks, {}
+    fs, path = storage.url_to_fs(src)
+    try:
+        names = [str(f).rsplit("/", 1)[-1] for f in fs.find(path)]
+    except FileNotFoundError:
+        return tasks, {}
+    missing = {t: f"the source {src} has no {' or '.join(sfx)} file" for t, sfx in needs.items() if not any(n.endswith(sfx) for n in names)}
+    return [t for t in tasks if t not in missing], missing
 
 
 def predicted_synth_tasks(synth: dict[str, Any]) -> list[str]:
@@ -45,12 +73,25 @@ def dataset_tasks(corpus_url: str) -> dict[str, str]:
 
     manifest = read_manifest(corpus_url)
     declared = getattr(manifest, "tasks", None)
-    if declared:
-        return {name: "declared in the dataset manifest" for name in declared}
+    if declared:  # a declared task no row has labels for is not offered (a synthetic corpus without keyword clips, LibriSpeech
+        present = _labelled_keys(corpus_url)  # without .trans.txt): planning it would plan a probe that cannot run
+        return {name: "declared in the dataset manifest" for name, spec in declared.items() if all(k in present for k in spec.label_keys)}
     described = manifest.extra.get("tasks")
     if isinstance(described, dict):
         return {k: "described by the synthetic corpus" for k, v in described.items() if isinstance(v, dict) and "split_key" in v}
     return _tasks_from_rows(corpus_url, manifest.tables)
+
+
+def _labelled_keys(corpus_url: str) -> set[str]:
+    """Label keys with a value on at least one row (``transcript`` for a non-empty transcript); labels and transcripts only are read."""
+    from layerlab.data.shards import read_metadata
+
+    keys: set[str] = set()
+    for row in read_metadata(corpus_url, columns=("labels", "transcript")).to_pylist():
+        keys.update(k for k, v in (row.get("labels") or []) if v not in (None, ""))
+        if row.get("transcript"):
+            keys.add("transcript")
+    return keys
 
 
 def _tasks_from_rows(corpus_url: str, tables: dict[str, Any]) -> dict[str, str]:

@@ -23,11 +23,13 @@ def _command(recipe: str):
         data: str = typer.Option(..., "--data", help="Audio-shard corpus URL (local path, file://, s3://, gs://)"),
         out: str = typer.Option(..., "--out", help="Output folder/URL: checkpoint, metrics.parquet, curve.png, summary.json; rerun resumes"),
         config: str | None = typer.Option(None, "--config", help=f"YAML of {recipe} config fields (default: the recipe's paper-size defaults)"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="start afresh: discard what --out holds (a rerun with another "
+                                                                  "config or corpus is refused otherwise)"),
     ) -> None:
         from layerlab.train.run import run_recipe
 
         try:
-            summary = run_recipe(recipe, data, out, config=config)
+            summary = run_recipe(recipe, data, out, config=config, overwrite=overwrite)
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
             raise typer.Exit(code=2) from exc

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from layerlab import storage
+from layerlab.settings import check, clear_output, fingerprint, record, recorded_settings, update_record
 from layerlab.train.config import TrainConfig, load_config
 
 RUN_NAME = "ray"
@@ -47,16 +48,33 @@ def _storage(out: str) -> tuple[str, Any]:
     return path.rstrip("/"), pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
 
 
-def _check_previous_run(out: str, recipe: str, config: TrainConfig) -> dict[str, Any] | None:
-    """Refuse another recipe's output folder; return the summary of an identical finished run."""
+def train_settings(recipe: str, config: TrainConfig, data_checksum: str) -> dict[str, Any]:
+    """What a training run's results depend on: recipe, config, and the corpus by its manifest checksum (not its URL)."""
+    return {"recipe": recipe, "config": config.model_dump(mode="json"), "data": data_checksum}
+
+
+#: config keys a rerun may change and still resume the run: more epochs continue it; checkpoint bookkeeping
+RESUMABLE_KEYS = ("config.epochs", "config.keep_checkpoints", "config.checkpoint_every_steps")
+
+
+def _check_previous_run(out: str, recipe: str, settings: dict[str, Any], data: str) -> dict[str, Any] | None:
+    """Refuse another recipe's or other settings' output folder; return the summary of an identical finished run.
+
+    Only :data:`RESUMABLE_KEYS` may differ (the record is then updated, naming what changed on resume).
+    """
     marker = storage.join(out, "run.json")
     if not storage.exists(marker):
         return None
     previous = storage.read_json(marker)
     if previous.get("recipe") != recipe:
-        raise ValueError(f"{out}: holds a {previous.get('recipe')!r} training run; cannot resume it as {recipe!r} (use a fresh --out)")
+        raise ValueError(f"{out}: holds a {previous.get('recipe')!r} training run; cannot resume it as {recipe!r} (use a fresh --out, or --overwrite)")
+    changed = check(out, marker, settings, f"a {recipe} training run", legacy={k: previous[k] for k in ("recipe", "config") if k in previous},
+                    resumable=RESUMABLE_KEYS)
+    if changed:
+        update_record(marker, settings, changed, recipe=recipe, data=data, config=settings["config"])
+        return None
     summary = storage.join(out, "summary.json")
-    if previous.get("config") == config.model_dump(mode="json") and storage.exists(summary):
+    if storage.exists(summary):
         done = storage.read_json(summary)
         if done.get("complete"):
             return done
@@ -126,22 +144,28 @@ def fit(recipe: str, data: str, out: str, config: TrainConfig) -> dict[str, Any]
     return dict(result.return_value or {})
 
 
-def run_recipe(recipe: str, data: str, out: str, *, config: str | Path | BaseModel | None = None) -> dict[str, Any]:
+def run_recipe(recipe: str, data: str, out: str, *, config: str | Path | BaseModel | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train ``recipe`` ("supervised" | "dino" | "hubert") on the corpus at ``data`` into ``out``.
 
     Returns the summary (also ``out/summary.json``): ``model_spec`` loads the trained model,
-    ``metrics`` holds the final epoch's values, ``wall_seconds`` the time of this call.
+    ``metrics`` holds the final epoch's values, ``wall_seconds`` the time of this call. A rerun into the
+    same ``out`` resumes (or returns the finished run) only with the same recipe, config and corpus
+    (``run.json`` records them); otherwise :class:`~layerlab.settings.SettingsMismatch` names the differing
+    keys before anything is written, unless ``overwrite`` (start afresh: what ``out`` holds is removed).
     """
     from layerlab.data.manifest import read_manifest
 
     t0 = time.perf_counter()
     cfg = load_config(recipe, config)
     data, out = storage.canonical_url(data), storage.canonical_url(out)  # Train workers run in another working directory
-    read_manifest(data)  # a clear error for a folder that is not a corpus
-    done = _check_previous_run(out, recipe, cfg)
+    settings = train_settings(recipe, cfg, read_manifest(data).checksum())  # read_manifest: a clear error for a folder that is not a corpus
+    if overwrite:
+        clear_output(out)
+    done = _check_previous_run(out, recipe, settings, data)
     if done is not None:
         return done
-    storage.write_json(storage.join(out, "run.json"), {"recipe": recipe, "data": data, "config": cfg.model_dump(mode="json")})
+    if recorded_settings(storage.join(out, "run.json")) != settings:  # a new run, or a record of an older layerlab
+        storage.write_json(storage.join(out, "run.json"), record(settings, recipe=recipe, data=data, config=settings["config"]))
     started = _init_ray(cfg)
     try:
         result = fit(recipe, data, out, cfg)
@@ -154,7 +178,8 @@ def run_recipe(recipe: str, data: str, out: str, *, config: str | Path | BaseMod
 
     curve = write_curve(out, recipe, result["history"], result["primary_metric"])
     summary = {
-        "recipe": recipe, "data": data, "out": out, "complete": True,
+        "recipe": recipe, "data": data, "out": out, "complete": True, "config": settings["config"],
+        "settings_fingerprint": fingerprint(settings),
         "model_spec": result["model_spec"], "checkpoint": result["checkpoint"],
         "metrics": result["final"], "primary_metric": result["primary_metric"],
         "random_init": {r["metric"]: r["value"] for r in result["history"] if r["epoch"] == 0},

@@ -151,6 +151,25 @@ def test_frames_tier_is_raw_fp16_bytes_and_format_1_lists_still_read(fbank_cache
         np.testing.assert_array_equal(got[uid], frames)
 
 
+def test_a_cache_moved_with_its_dataset_reads_the_dataset_at_its_new_place(aligned_corpus, tmp_path: Path) -> None:
+    """The cache records where its dataset is relative to itself: a study moved as a whole still joins labels (the old place is gone)."""
+    import shutil
+
+    from helpers.cache_builder import build_cache_inline
+
+    from layerlab.models import load
+
+    study = tmp_path / "study"
+    shutil.copytree(aligned_corpus[0], study / "corpus")
+    build_cache_inline(load("fbank", "cpu"), str(study / "corpus"), str(study / "cache" / "fbank"), tier="pooled")
+    assert json.loads((study / "cache" / "fbank" / "metadata.json").read_text())["source"]["relative"] == "../../corpus"
+    moved = tmp_path / "moved"
+    shutil.move(str(study), str(moved))
+    cache = open_cache(str(moved / "cache" / "fbank"))
+    assert cache.source_url == str(moved / "corpus") and cache.metadata.source.url == str(study / "corpus")
+    assert sorted(cache.source_rows().index) == sorted(aligned_corpus[1])
+
+
 def test_tasks_are_copied_into_the_cache(fbank_cache) -> None:
     tasks = open_cache(fbank_cache).metadata.tasks
     assert tasks["sid"].label_keys == ["sid"] and tasks["sid"].split_key == "sid" and tasks["asr"].kind == "transcription"

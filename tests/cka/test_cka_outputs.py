@@ -177,3 +177,23 @@ def test_frame_level_on_a_pooled_only_cache_fails_clearly_and_utterance_level_wo
     means = [pooled.mean[n].astype(np.float64) for n in ["h0", "h1", "h2"]]
     np.testing.assert_allclose(mat, np.asarray(cka_matrix(means)), atol=1e-9)
     assert summary["n_utterances"] == 16  # one row per utterance
+
+
+def test_cli_rerun_with_other_settings_is_refused_and_overwrite_starts_afresh(tmp_path):
+    """The same settings rerun (an --on-ray rerun resumes its reducer checkpoint); others would mix tables of two settings."""
+    from layerlab.cli import app
+
+    a = write_cache(tmp_path / "m", ["h0", "h1"], [5, 5], 50, 4, seed=2)
+    out = tmp_path / "o"
+    base = ["cka", "--a", str(a), "--out", str(out), "--level", "utterance"]
+    assert CliRunner().invoke(app, base).exit_code == 0
+    assert CliRunner().invoke(app, base).exit_code == 0
+    refused = CliRunner().invoke(app, [*base, "--estimator", "debiased", "--layers-a", "h1"])
+    assert refused.exit_code == 2
+    assert [line for line in refused.output.splitlines() if line.strip()] == [
+        f"error: the output folder holds CKA results made with other settings (differing: estimator, layers_a); use another --out, "
+        f"or --overwrite to start afresh ({out})"]
+    assert (out / "cka_biased_utterance.parquet").exists()
+    fresh = CliRunner().invoke(app, [*base, "--estimator", "debiased", "--overwrite"])
+    assert fresh.exit_code == 0 and not (out / "cka_biased_utterance.parquet").exists() and (out / "cka_debiased_utterance.parquet").exists()
+    assert storage.read_json(str(out / "summary.json"))["settings"]["estimator"] == "debiased"

@@ -25,6 +25,7 @@ def build_cache_inline(model, data_url: str, out_url: str, tier: str = "both", m
     source = read_manifest(data_url)
     worker = ShardExtractor(model, config, mode)
     meta = _metadata(model.spec, data_url, config, describe_model(model, mode), source)
+    meta.source.relative = cf.relative_location(data_url, out_url)  # as extract() records it
     storage.write_json(storage.join(out_url, cf.METADATA_NAME), meta.model_dump(mode="json"))
     manifest = cf.CacheManifest()
     for s in source.shards[:max_shards]:

@@ -113,3 +113,25 @@ def test_a_relative_out_plans_absolute_stage_outputs(tmp_path: Path, monkeypatch
     plan = build_plan(parse_study_config(tiny_study(), "test.yaml"), "runs/rel")
     assert plan.out == str(tmp_path / "runs" / "rel")
     assert all(s.out.startswith(str(tmp_path / "runs" / "rel") + "/") for s in plan.stages.values())
+
+
+def test_unknown_importer_kinds_and_options_are_problems_of_the_plan(tmp_path: Path) -> None:
+    """`kind: libri` used to pass --dry-run and fail the run."""
+    base = {"models": {"fbank": {"spec": "fbank"}}, "probe": None, "cka": None}
+    plan = _plan({**base, "datasets": {"libri": {"import": {"kind": "libri", "src": str(tmp_path)}}}})
+    assert plan.problems == ["datasets.libri.import.kind: unknown importer 'libri' (allowed: librispeech, voxceleb1, speechcommands, "
+                             "fluent, iemocap, folder, csv)"]
+    plan = _plan({**base, "datasets": {"libri": {"import": {"kind": "librispeech", "src": str(tmp_path), "options": {"subsets": 1}}}}})
+    assert plan.problems == ["datasets.libri.import.options: librispeech takes no option(s) subsets (allowed: max_seconds, split_tasks, subset)"]
+
+
+def test_a_librispeech_import_without_transcripts_plans_the_skips_the_run_makes(librispeech_excerpt: Path) -> None:
+    """The importer declares SID and ASR (never PR); ASR only when the tree has transcripts: the plan knows before importing."""
+    doc = {"datasets": {"libri": {"import": {"kind": "librispeech", "src": str(librispeech_excerpt)}}}, "models": {"fbank": {"spec": "fbank"}},
+           "probe": {"tasks": ["sid", "pr", "asr"]}, "cka": None}
+    plan = _plan(doc)
+    assert not plan.problems and [s.id for s in plan.order() if s.kind == "probe"] == ["probe/libri/fbank/sid"]
+    assert {s["task"] for s in plan.skipped} == {"pr", "asr"}
+    assert f"no asr task: the source {librispeech_excerpt} has no .trans.txt file" in plan.stages["corpus/libri"].notes
+    text = render_plan(plan)
+    assert "skipped: pr on libri: dataset 'libri' has no pr labels" in text and "plan OK" in text

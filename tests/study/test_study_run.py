@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,23 @@ def test_tiny_study_runs_reuses_and_reruns_only_what_changed(tmp_path: Path, ray
     doc["cka"]["across"]["bootstrap"] = 12  # one setting of one comparison
     changed, _ = _run(doc, out)
     assert set(changed.computed) == {"cka/synth/across/fbank__mfcc/utterance", "report"}
+
+    # a moved study reuses every stage where it now is (markers store paths relative to --out) ...
+    tables = {p.name: pd.read_parquet(p) for p in (out / "report" / "tables").glob("*.parquet")}
+    moved = tmp_path / "moved"
+    shutil.move(str(out), str(moved))
+    again, lines = _run(doc, moved)
+    assert again.computed == [] and set(again.reused) == set(result.computed), lines
+    # ... and a damaged stage is recomputed, saying so: a deleted CKA table (the size check of every rerun finds it), the report
+    (moved / "cka" / "synth" / "within" / "fbank" / "utterance" / "cka_biased_utterance.parquet").unlink()
+    shutil.rmtree(moved / "report")
+    repaired, lines = _run(doc, moved)
+    assert set(repaired.computed) == set(repaired.repaired) == {"cka/synth/within/fbank/utterance", "report"}, lines
+    assert any(line.startswith("[repair] cka/synth/within/fbank/utterance: ") and "cka_biased_utterance.parquet: missing" in line for line in lines)
+    rebuilt = {p.name: pd.read_parquet(p) for p in (moved / "report" / "tables").glob("*.parquet")}
+    assert sorted(rebuilt) == sorted(tables)
+    for name, table in tables.items():  # the report rebuilt from the moved results equals the original
+        pd.testing.assert_frame_equal(rebuilt[name], table, check_exact=False, rtol=1e-9)
 
 
 @pytest.mark.slow
@@ -83,12 +101,20 @@ def test_a_failed_stage_stops_the_study_cleanly_and_finished_stages_stay_reusabl
 
 @pytest.mark.slow
 def test_tiny_study_on_the_librispeech_excerpt_skips_tasks_without_labels(tmp_path: Path, ray_session: None, librispeech_excerpt: Path) -> None:
+    from layerlab.study.dryrun import dry_run_plan, plan_summary
+
     doc = tiny_study(datasets={"libri": {"import": {"kind": "librispeech", "src": str(librispeech_excerpt)}}},
-                     probe={"tasks": ["ks", "pr"]}, cka={"within": {"levels": ["utterance"]}, "across": {"levels": ["utterance"], "bootstrap": 10}})
+                     probe={"tasks": ["ks", "pr", "asr"]}, cka={"within": {"levels": ["utterance"]}, "across": {"levels": ["utterance"], "bootstrap": 10}})
+    config = parse_study_config(doc, "tiny.yaml")
+    planned = plan_summary(dry_run_plan(config, str(tmp_path / "study")))
     result, lines = _run(doc, tmp_path / "study")
     assert not result.failed, lines
     skipped = {s["task"]: s["reason"] for s in result.plan.skipped}
-    assert set(skipped) == {"ks", "pr"} and "dataset 'libri' has no pr labels" in skipped["pr"]  # no transcripts or phones in the excerpt
+    assert set(skipped) == {"ks", "pr", "asr"} and "dataset 'libri' has no pr labels" in skipped["pr"]  # no transcripts or phones in the excerpt
+    # the dry run planned exactly this (it used to plan PR probes the run then silently did not run), and the run said so
+    assert {s["id"] for s in planned["stages"]} == set(result.records) and planned["skipped"] == result.plan.skipped
+    assert {line for line in lines if line.startswith("[skip] ")} == {f"[skip] {t} on libri: {r}" for t, r in skipped.items()}
+    assert plan_summary(dry_run_plan(config, str(tmp_path / "study")))["skipped"] == result.plan.skipped  # and still after the run
     cka = pd.read_parquet(tmp_path / "study" / "report" / "tables" / "cka.parquet")
     across = cka[(cka["model_a"] == "fbank") & (cka["model_b"] == "mfcc")]
     assert len(across) == 1 and 0 < across["value"].iloc[0] <= 1 and across["ci_low"].notna().all()  # bootstrap over 5 real speakers
@@ -132,12 +158,35 @@ def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_r
 
 
 def test_local_probes_run_beside_other_stages_without_tune(tmp_path: Path, ray_session: None) -> None:
-    """runner: local trains probes in the driver (no Tune experiment), also two at once, and the report gets their rows."""
+    """runner: local trains probes in the driver (no Tune experiment), also two at once, and the report gets their rows.
+
+    The dry run plans exactly what the run does, skips included; a damaged probe is recomputed, not reported as reused.
+    """
+    from layerlab.study.dryrun import dry_run_plan, plan_summary
+
     out = tmp_path / "study"
-    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}], "defaults": {"runner": "local", "config": {"max_epochs": 3}}},
+    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}, "ks"], "defaults": {"runner": "local", "config": {"max_epochs": 3}}},
                      cka=None, parallel=2)
+    planned = plan_summary(dry_run_plan(parse_study_config(doc, "tiny.yaml"), str(out)))
+    assert {s["action"] for s in planned["stages"]} == {"run"} and [s["task"] for s in planned["skipped"]] == ["ks"]
     result, lines = _run(doc, out)
     assert not result.failed, lines
+    assert {s["id"] for s in planned["stages"]} == set(result.records) and result.plan.skipped == planned["skipped"]
+    assert f"[skip] ks on synth: {planned['skipped'][0]['reason']}" in lines  # the run says what it does not run, and why
+    after = plan_summary(dry_run_plan(parse_study_config(doc, "tiny.yaml"), str(out)))
+    assert {s["action"] for s in after["stages"]} == {"reuse"} and after["skipped"] == planned["skipped"]
+    study = json.loads((out / "study.json").read_text())  # the effective settings: the task inherits runner: local
+    assert [t["runner"] for t in study["config"]["probe"]["tasks"]] == ["local", "local"]
+    assert study["stages"]["probe/synth/fbank/sid"]["params"]["runner"] == "local" and study["stages"]["probe/synth/fbank/sid"]["out"] == "{out}/probe/synth/fbank/sid"
+
+    (out / "probe" / "synth" / "fbank" / "sid" / "metrics.parquet").unlink()  # was "0 computed, N reused" and a report without the row
+    damaged = plan_summary(dry_run_plan(parse_study_config(doc, "tiny.yaml"), str(out)))
+    assert [s["id"] for s in damaged["stages"] if s["action"] == "repair"] == ["probe/synth/fbank/sid"]
+    repaired, lines = _run(doc, out)
+    assert repaired.computed == repaired.repaired == ["probe/synth/fbank/sid"], lines
+    assert (out / "probe" / "synth" / "fbank" / "sid" / "metrics.parquet").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert "metrics.parquet: missing" in run["repaired"]["probe/synth/fbank/sid"]
     assert {"probe/synth/fbank/sid", "probe/synth/mfcc/sid"} <= set(result.computed)
     for model in ("fbank", "mfcc"):
         probe_dir = out / "probe" / "synth" / model / "sid"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
+import yaml
 from helpers.train_inputs import tiny_config
+from typer.testing import CliRunner
 
 from layerlab import storage
 from layerlab.models import load
+from layerlab.settings import SettingsMismatch
 from layerlab.train import run_recipe
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -36,10 +41,30 @@ def test_supervised_writes_loadable_checkpoint_metrics_curve_and_resumes_from_th
     assert model.dims[-1] == 16
     out = model(torch.zeros(1, 16000).uniform_(-0.1, 0.1))
     assert out.hidden[0].shape[1] == 101 and out.hidden[-1].shape == (1, 1, 16)
+    # other settings are refused before anything runs (a changed lr used to return the old model, changed channels to
+    # die in a long traceback): run.json keeps the settings that made the model
+    recorded = storage.read_json(f"{out_dir}/run.json")
+    assert recorded["settings"]["recipe"] == "supervised" and recorded["settings"]["config"]["lr"] == 1e-3 and recorded["fingerprint"]
+    with pytest.raises(SettingsMismatch, match=r"holds a supervised training run made with other settings \(differing: config.lr\)") as err:
+        run_recipe("supervised", train_corpus, out_dir, config=tiny_config("supervised", lr=0.5))
+    assert err.value.keys == ["config.lr"]
+    with pytest.raises(SettingsMismatch, match=r"differing: config.model.channels\)"):
+        run_recipe("supervised", train_corpus, out_dir, config=tiny_config("supervised", model={"channels": [8, 8, 8, 8, 24]}))
+    assert storage.read_json(f"{out_dir}/run.json") == recorded
+    from layerlab.cli import app
+
+    changed = Path(out_dir).parent / "changed.yaml"
+    changed.write_text(yaml.safe_dump(tiny_config("supervised", lr=0.5)))
+    result = CliRunner().invoke(app, ["train", "supervised", "--data", train_corpus, "--out", out_dir, "--config", str(changed)])
+    assert result.exit_code == 2 and [line for line in result.output.splitlines() if line.strip()] == [
+        "error: the output folder holds a supervised training run made with other settings (differing: config.lr); "
+        f"use another --out, or --overwrite to start afresh ({out_dir})"]
     # asking for more epochs resumes from the saved checkpoint: epoch 1 done, global step 2
     second = run_recipe("supervised", train_corpus, out_dir, config=tiny_config("supervised", epochs=2))
     assert second["resumed_from"] == {"epoch": 1, "step_in_epoch": 0, "global_step": 2}
     assert second["global_step"] == 4
+    record = storage.read_json(f"{out_dir}/run.json")
+    assert record["settings"]["config"]["epochs"] == 2 and [r["changed"] for r in record["resumed"]] == [["config.epochs"]]
     metrics = pd.read_parquet(f"{out_dir}/metrics.parquet")
     assert set(metrics.loc[metrics.metric == "eer", "epoch"]) == {0, 1, 2}  # history kept across the resume
     # the identical finished run is not trained again
