@@ -226,6 +226,25 @@ class CacheReader:
         """Source shard names of the completed cache shards, sorted."""
         return sorted(self.manifest.shards)
 
+    def frames_selection(self) -> Any:
+        """The utterances the frames tier holds (:class:`layerlab.data.selection.FramesSelection`), or None when it holds all.
+
+        Checked against the digest in ``metadata.json``: a replaced selection file is an IntegrityError.
+        """
+        record = self.metadata.frames_selection
+        if record is None:
+            return None
+        from layerlab.data.selection import FramesSelection
+
+        url = storage.join(self.url, cf.FRAMES_SELECTION_NAME)
+        try:
+            sel = FramesSelection.from_json(storage.read_json(url))
+        except FileNotFoundError as exc:
+            raise CacheError(f"{url}: missing (metadata.json records a frames selection of {record.get('utterances')} utterances)") from exc
+        if sel.digest() != record.get("sha256"):
+            raise IntegrityError(f"{url}: does not match the selection recorded in metadata.json (SHA-256 differs)")
+        return sel
+
     def usage(self) -> dict[str, Any]:
         """What a result computed from this cache used: shards and utterances (recorded in summaries)."""
         return {"cache": self.url, "complete": self.complete, "n_shards": len(self.manifest.shards),

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from layerlab.data.selection import speaker_balanced_sample
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation
 from layerlab.probe.source import ProbeSource, input_error
@@ -223,21 +224,6 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
         if not out[s]:
             raise input_error(source.url, task, f"split {s!r} has no examples ({rule})")
     return Splits(out, derived, rule, seed, notes)
-
-
-def speaker_balanced_sample(ids: list[str], speakers: list[str], k: int, seed: int) -> list[str]:
-    """``k`` of ``ids``, drawn round-robin over speakers in a seeded order (each speaker keeps about k / speakers), in input order."""
-    rng = np.random.default_rng([seed, 0x5B3])
-    by: dict[str, list[str]] = {}
-    for uid, spk in zip(ids, speakers):
-        by.setdefault(spk, []).append(uid)
-    queues = {spk: [members[i] for i in rng.permutation(len(members))] for spk, members in sorted(by.items())}
-    chosen: set[str] = set()
-    while len(chosen) < k:
-        for spk in sorted(queues):
-            if queues[spk] and len(chosen) < k:
-                chosen.add(queues[spk].pop())
-    return [u for u in ids if u in chosen]
 
 
 def folds_to_run(source: ProbeSource, task: TaskDef, cfg: ProbeConfig) -> list[str]:
