@@ -94,6 +94,13 @@ def half_sample(ids: Sequence[str], speakers: Sequence[str], seed: int) -> list[
     return speaker_balanced_sample(ids, speakers, max(1, len(ids) // 2), seed + 1)
 
 
+def speaker_folds(speakers: Iterable[str], groups: int, seed: int) -> dict[str, str]:
+    """Deal the distinct speakers (seeded order) round-robin into ``groups`` folds of whole speakers: speaker -> ``foldNN``."""
+    distinct = sorted(set(speakers))
+    order = [distinct[i] for i in np.random.default_rng([seed, 0xF01D]).permutation(len(distinct))]
+    return {spk: f"fold{k % groups:02d}" for k, spk in enumerate(order)}
+
+
 def fixed_crop(uid: str, seconds: float, crop_seconds: float, seed: int) -> tuple[float, float] | None:
     """A seeded crop ``(start_s, crop_seconds)`` of an utterance ``seconds`` long (None: shorter than the crop, keep it all).
 
