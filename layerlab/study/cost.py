@@ -320,9 +320,13 @@ def stored_frames(facts: DatasetFacts, rules: dict[str, Any] | None) -> Stored:
     if rules.get("all"):
         return Stored(all_utterances=True, purposes=["every utterance (a consumer reads all of them)"])
     if facts.rows is not None:
+        from layerlab.data.selection import SampleError
         from layerlab.study.frames import resolve_selection
 
-        sel = resolve_selection(rules, facts.rows, facts.tasks, facts.url)
+        try:
+            sel = resolve_selection(rules, facts.rows, facts.tasks, facts.url)
+        except SampleError:  # the CKA stages report their sample's problem; price the rest
+            sel = resolve_selection({**rules, "cka": None}, facts.rows, facts.tasks, facts.url)
         if sel is None:
             return Stored(all_utterances=True)
         secs = (facts.rows["num_samples"] / 16000.0).to_dict()
@@ -410,7 +414,7 @@ def frames_bytes(arch: F.Architecture, seconds: float, utterances: float, compre
 
 def pooled_bytes(arch: F.Architecture, utterances: float) -> float:
     """On-disk bytes of the pooled tier (float32 mean and std per layer and utterance)."""
-    return utterances * (arch.pooled_bytes_per_utterance() * F.POOLED_COMPRESSION + F.POOLED_ROW_OVERHEAD)
+    return utterances * (arch.pooled_bytes_per_utterance() * arch.pooled_compression + F.POOLED_ROW_OVERHEAD)
 
 
 # ---------------------------------------------------------------------------------------------------------- estimate
