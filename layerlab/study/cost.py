@@ -610,8 +610,12 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
     c.read["frames"] = read
     c.audio_hours = sum(per_split.values()) / max(arch.frames_bytes_per_second(), 1.0) / 3600.0
     c.peak_memory_bytes = F.PROCESS_BASE_BYTES + min(hold, sum(per_split.values())) * 2.5
-    flops_per_frame_byte = 2 * 3 * (cfg.hidden + 1)  # weighted sum + projection to the head, forward and backward, per value
-    c.flops = read / 2 * flops_per_frame_byte
+    # per value read: the weighted sum (one multiply-add) and the head's projection of the summed frame (hidden per layer width),
+    # forward and backward (x 3)
+    per_value = 3 * 2 * (1 + cfg.hidden / max(1, len(arch.layers)))
+    c.flops = read / 2 * per_value
+    if not local and cfg.gpus_per_trial > 0:
+        c.gpu_hours = _gpu_hours(ctx, c.flops, F.TRAIN_EFFICIENCY)
     c.notes.append(f"frames read (upper bound: {max_epochs} epochs x {trials} trial(s) x {passes_layers} probe kinds): train "
                    f"{per_split.get('train', 0) / GB:,.2f} GB, dev {per_split.get('dev', 0) / GB:,.2f} GB, test {per_split.get('test', 0) / GB:,.2f} GB")
     return c
