@@ -830,10 +830,19 @@ def _budget(ctx: _Ctx) -> tuple[dict[str, Any], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------------------- choices
-def prefer_crops(facts: DatasetFacts, crop: float) -> tuple[bool, str]:
-    """Whether fixed crops store fewer bytes than whole training utterances, and the figures that decided it."""
+#: fixed crops replace per-epoch random crops (less augmentation): the plan takes that trade only when it saves at least
+#: this share of the training frames and this many audio hours (about 70 GB of frames for the paper's eight models)
+CROPS_MIN_SAVING = 0.10
+CROPS_MIN_HOURS = 2.0
+
+
+def prefer_crops(facts: DatasetFacts, crop: float, train_utterances: int | None = None) -> tuple[bool, str]:
+    """Whether storing fixed crops pays (saves >= CROPS_MIN_SAVING of the training frames and >= CROPS_MIN_HOURS), and why."""
     keep = crop_keep(facts, crop)
-    return keep < 0.999, f"fixed {crop:g}-s crops keep {keep:.1%} of the training audio's frames"
+    n = min(train_utterances or facts.utterances, facts.utterances)
+    saved = n * facts.seconds / max(1, facts.utterances) * (1 - keep) / 3600.0
+    pays = (1 - keep) >= CROPS_MIN_SAVING and saved >= CROPS_MIN_HOURS
+    return pays, f"fixed {crop:g}-s crops keep {keep:.1%} of the training audio's frames ({saved:,.2f} h saved)"
 
 
 def render(cost: PlanCost, width: int = 0) -> list[str]:

@@ -397,7 +397,8 @@ def _crop_choice(plan: StudyPlan, dname: str, entry: Any) -> float | None:
     from layerlab.study.cost import prefer_crops
 
     facts = plan.facts.get(dname)
-    return crop if facts is not None and facts.known and prefer_crops(facts, crop)[0] else None
+    limit = ProbeConfig.model_validate(entry.config).max_train_utterances
+    return crop if facts is not None and facts.known and prefer_crops(facts, crop, limit)[0] else None
 
 
 def _probe_entries(plan: StudyPlan, config: StudyConfig, corpus_tasks: dict[str, dict[str, str]], predicted: dict[str, list[str] | None]) -> dict[str, list[Any]]:

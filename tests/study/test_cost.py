@@ -142,13 +142,16 @@ def test_declared_corpus_sizes_price_a_dataset_that_cannot_be_read(tmp_path: Pat
     assert any(p.startswith("cka/ls/within/wl/frame: max_utterances 5000 exceeds the 2620 utterances of split 'test'") for p in plan.problems)
 
 
-def test_asv_training_data_is_stored_as_fixed_crops_when_they_are_cheaper(corpus: str, tmp_path: Path) -> None:
+def test_asv_training_data_is_stored_as_fixed_crops_when_they_pay(corpus: str, tmp_path: Path) -> None:
     from layerlab.study.execute import frames_selection
 
-    doc = study(corpus, probe={"tasks": [{"task": "asv", "config": {"asv": {"crop_seconds": 1.0}}}]}, cka=None)
+    auto = study(corpus, probe={"tasks": [{"task": "asv", "config": {"asv": {"crop_seconds": 1.0}}}]}, cka=None)
+    plan = build_plan(parse_study_config(auto, "x"), str(tmp_path / "out"))
+    assert plan.stages["extract/d/fbank"].params["frames"]["probes"][0]["crop_seconds"] is None  # auto: a minute saved does not pay
+    doc = study(corpus, probe={"tasks": [{"task": "asv", "store": "crops", "config": {"asv": {"crop_seconds": 1.0}}}]}, cka=None)
     plan = build_plan(parse_study_config(doc, "x"), str(tmp_path / "out"))
     rule = plan.stages["extract/d/fbank"].params["frames"]["probes"][0]
-    assert rule["crop_seconds"] == 1.0  # store: auto picked crops: the synthetic sentences are longer than 1 s
+    assert rule["crop_seconds"] == 1.0
     sel = frames_selection(plan.stages["extract/d/fbank"].params["frames"], corpus)
     assert sel.cropped > 0 and all(c is None or c[1] == 1.0 for c in sel.ids.values())
     full = build_plan(parse_study_config({**doc, "probe": {"tasks": [{"task": "asv", "store": "full", "config": {"asv": {"crop_seconds": 1.0}}}]}},
