@@ -422,8 +422,9 @@ def pooled_bytes(arch: F.Architecture, utterances: float) -> float:
 class _Ctx:
     plan: Any
     facts: dict[str, DatasetFacts]
-    archs: dict[str, tuple[F.Architecture | None, str]] = field(default_factory=dict)  # extract stage id -> architecture
-    stored: dict[str, Stored] = field(default_factory=dict)  # extract stage id -> frames it stores
+    archs: dict[tuple[str, str], tuple[F.Architecture | None, str]] = field(default_factory=dict)  # (dataset, model) -> architecture
+    stored: dict[tuple[str, str], Stored] = field(default_factory=dict)  # (dataset, model) -> frames its cache stores
+    compression: dict[tuple[str, str], str] = field(default_factory=dict)  # (dataset, model) -> frames tier codec
     costs: dict[str, StageCost] = field(default_factory=dict)
 
     @property
@@ -513,12 +514,21 @@ def _train(ctx: _Ctx, stage: Any) -> StageCost:
     return c
 
 
+def extract_members(stage: Any) -> list[dict[str, Any]]:
+    """The models an extract stage runs: ``params["members"]`` of a joint group (each like a single stage's params:
+    ``model``, ``spec``, optional ``random_init_of`` and ``frames``), else the stage's own params."""
+    return list(stage.params.get("members") or [stage.params])
+
+
 def _extract(ctx: _Ctx, stage: Any) -> StageCost:
+    """One actor group over the dataset: every member's tiers and side-outputs, one forward each, summed weights and batches.
+
+    A joint group also lists ``params["joint_cka"]``: ``[[model_a, model_b], ...]`` pairs whose joint FeatureCKA state
+    (A x A, B x B and A x B blocks of the frame-level layers) each shard writes.
+    """
     dname = stage.id.split("/")[1]
     facts = ctx.facts[dname]
     params = stage.params
-    arch, how = stage_architecture(ctx.plan, params)
-    ctx.archs[stage.id] = (arch, how)
     cfg = params.get("config", {})
     gpu = float(cfg.get("num_gpus_per_actor", 1.0)) > 0 and cfg.get("device") != "cpu"
     c = StageCost(stage.id, "extract", "gpu workers" if gpu else "cpu workers", ctx.nodes.gpu if gpu else ctx.nodes.cpu,
@@ -526,45 +536,47 @@ def _extract(ctx: _Ctx, stage: Any) -> StageCost:
     c.read["audio"] = facts.audio_bytes
     if not facts.known:
         c.notes.append(f"dataset size unknown ({facts.source}): bytes and hours not estimated")
-    if arch is None:
-        c.notes.append(f"no architecture: {how}")
-        return c
-    rules = params.get("frames")
     tier = cfg.get("tier", "pooled")
-    stored = Stored()
-    if tier in ("both", "frames"):
-        stored = stored_frames(facts, rules) if rules else Stored(all_utterances=True, purposes=["every utterance (no frames selection)"])
-    ctx.stored[stage.id] = stored
     compression = str(cfg.get("compression", "zstd"))
-    if tier in ("both", "pooled"):
-        c.written["pooled"] = pooled_bytes(arch, facts.utterances)
-    if tier in ("both", "frames"):
-        c.written["frames"] = frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), compression)
-        share = stored.total_seconds(facts) / max(facts.seconds, 1e-9)
-        c.notes.append(f"frames tier: {stored.utterances(facts):,.0f} utterances, {stored.total_seconds(facts) / 3600:,.2f} h "
-                       f"({share:.1%} of the audio): " + "; ".join(dict.fromkeys(stored.purposes)))
-    sides = cfg.get("cka") or []
-    frame_dims = [l.dim for l in arch.frame_layers]
-    side_bytes = 0.0
+    shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
     from layerlab.cka.feature_stats import state_bytes_for
 
-    for side in sides:
-        dims = frame_dims if not side.get("layers") else [l.dim for l in arch.layers if l.name in side["layers"]]
-        one = state_bytes_for(dims)
-        c.cka_state_bytes += one
-        shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
-        side_bytes += one * (shards + 1)
-        frames_per_s = min(l.rate for l in arch.frame_layers) if arch.frame_layers else 0.0
-        c.flops += facts.seconds * frames_per_s * sum(dims) ** 2  # the packed Gram update (half a full GEMM)
-    if side_bytes:
-        c.written["side_outputs"] = side_bytes
-    forward = facts.seconds * arch.flops_per_second
-    c.flops += forward
+    weights = kept = 0.0
+    archs: dict[str, F.Architecture] = {}
+    for member in extract_members(stage):
+        arch, how = stage_architecture(ctx.plan, member)
+        ctx.archs[(dname, member["model"])] = (arch, how)
+        if arch is None:
+            c.notes.append(f"{member['model']}: no architecture: {how}")
+            continue
+        archs[member["model"]] = arch
+        rules = member.get("frames", params.get("frames"))
+        stored = Stored()
+        if tier in ("both", "frames"):
+            stored = stored_frames(facts, rules) if rules else Stored(all_utterances=True, purposes=["every utterance (no frames selection)"])
+        ctx.stored[(dname, member["model"])] = stored
+        ctx.compression[(dname, member["model"])] = compression
+        if tier in ("both", "pooled"):
+            c.written["pooled"] = c.written.get("pooled", 0.0) + pooled_bytes(arch, facts.utterances)
+        if tier in ("both", "frames"):
+            c.written["frames"] = c.written.get("frames", 0.0) + frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), compression)
+            share = stored.total_seconds(facts) / max(facts.seconds, 1e-9)
+            c.notes.append(f"{member['model']} frames tier: {stored.utterances(facts):,.0f} utterances, {stored.total_seconds(facts) / 3600:,.2f} h "
+                           f"({share:.1%} of the audio): " + "; ".join(dict.fromkeys(stored.purposes)))
+        for side in cfg.get("cka") or []:
+            dims = [l.dim for l in arch.frame_layers] if not side.get("layers") else [l.dim for l in arch.layers if l.name in side["layers"]]
+            _add_state(c, state_bytes_for(dims), sum(dims), arch, facts, shards)
+        c.flops += facts.seconds * arch.flops_per_second
+        weights += arch.params * 4.0
+        kept += float(cfg.get("batch_seconds", 40.0)) * arch.frames_bytes_per_second() * 2  # float32 hidden states of a full batch
+        c.notes.append(f"{arch.name}: {arch.params / 1e6:,.1f} M parameters, {arch.flops_per_second / 1e9:,.2f} GFLOP per audio second ({how})")
+    for a, b in params.get("joint_cka") or []:
+        if a in archs and b in archs:
+            da, db = [l.dim for l in archs[a].frame_layers], [l.dim for l in archs[b].frame_layers]
+            slow = archs[a] if min(l.rate for l in archs[a].frame_layers) <= min(l.rate for l in archs[b].frame_layers) else archs[b]
+            _add_state(c, state_bytes_for(da, db, "joint"), sum(da) + sum(db), slow, facts, shards)
     c.gpu_hours = _gpu_hours(ctx, c.flops, F.INFERENCE_EFFICIENCY) if gpu else 0.0
-    batch_s = float(cfg.get("batch_seconds", 40.0))
-    kept = batch_s * (arch.frames_bytes_per_second() * 2)  # float32 hidden states of a full batch (fp16 bytes x 2)
-    weights = arch.params * 4.0
-    row_groups = 2 * float(cfg.get("row_group_mb", 32.0)) * 2**20 * (2 if tier == "both" else 1)
+    row_groups = 2 * float(cfg.get("row_group_mb", 32.0)) * 2**20 * (2 if tier == "both" else 1) * max(1, len(archs))
     window = float(cfg.get("bucket_window_seconds", 600.0)) * 16000 * 4 * 2
     host = F.PROCESS_BASE_BYTES + weights + window + row_groups + kept * 1.5  # the batch's features copied to the host, fp16 + fp32
     device = weights + kept * (1 + F.FORWARD_TRANSIENT_FACTOR) + 2 * c.cka_state_bytes
@@ -573,8 +585,15 @@ def _extract(ctx: _Ctx, stage: Any) -> StageCost:
         c.peak_memory_bytes = host
     else:
         c.peak_memory_bytes = host + device
-    c.notes.append(f"{arch.name}: {arch.params / 1e6:,.1f} M parameters, {arch.flops_per_second / 1e9:,.2f} GFLOP per audio second ({how})")
     return c
+
+
+def _add_state(c: StageCost, state: float, width: int, arch: F.Architecture, facts: DatasetFacts, shards: int) -> None:
+    """One side-output: its state in memory, one state per shard (+ the merged one) written, the Gram update's FLOPs."""
+    c.cka_state_bytes += state
+    c.written["side_outputs"] = c.written.get("side_outputs", 0.0) + state * (shards + 1)
+    rate = min((l.rate for l in arch.frame_layers), default=0.0) or 0.0
+    c.flops += facts.seconds * float(rate) * width * width  # the packed Gram update (half a full GEMM)
 
 
 def _probe(ctx: _Ctx, stage: Any) -> StageCost:
@@ -582,8 +601,8 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
     from layerlab.study.plan import task_tier
 
     p = stage.params
-    dep = stage.deps[0]
-    arch = ctx.archs.get(dep, (None, ""))[0]
+    key = (p["dataset"], p["model"])
+    arch = ctx.archs.get(key, (None, ""))[0]
     facts = ctx.facts[p["dataset"]]
     local = p.get("runner") == "local"
     c = StageCost(stage.id, "probe", "driver" if local else "tune workers", ctx.nodes.head if local else ctx.nodes.cpu)
@@ -597,9 +616,8 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
         c.read["pooled"] = pooled_bytes(arch, facts.utterances)
         c.peak_memory_bytes = F.PROCESS_BASE_BYTES + pooled_bytes(arch, facts.utterances) * 2
         return c
-    extract = ctx.costs.get(dep)
-    stored = ctx.stored.get(dep, Stored())
-    frames_total = extract.written.get("frames", 0.0) if extract else 0.0
+    stored = ctx.stored.get(key, Stored())
+    frames_total = frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), ctx.compression.get(key, "zstd"))
     per_split = _probe_split_bytes(ctx, facts, stage, arch, stored, frames_total)
     max_epochs, _ = cfg.epochs_for("frames")
     hold = cfg.frames_memory_mb * 2**20
@@ -627,7 +645,7 @@ def _probe_split_bytes(ctx: _Ctx, facts: DatasetFacts, stage: Any, arch: F.Archi
 
     p = stage.params
     cfg = ProbeConfig.model_validate(p.get("config") or {})
-    compression = str(ctx.plan.stages[stage.deps[0]].params.get("config", {}).get("compression", "zstd"))
+    compression = ctx.compression.get((p["dataset"], p["model"]), "zstd")
     if facts.rows is not None and stored.seconds:
         from layerlab.probe import frames_needed
         from layerlab.probe.needs import rows_source
@@ -646,12 +664,21 @@ def _probe_split_bytes(ctx: _Ctx, facts: DatasetFacts, stage: Any, arch: F.Archi
             part, size = found
             n = min(size.utterances, limit) if limit else size.utterances
             secs = 3600.0 * size.hours * n / max(1, size.utterances)
-            rule = next((r for r in ctx.plan.stages[stage.deps[0]].params["frames"]["probes"] if r["task"] == task), {})
+            rule = next((r for r in _frames_rules(ctx, stage.deps[0], p["model"]).get("probes", []) if r["task"] == task), {})
             if split == "train" and rule.get("crop_seconds"):
                 secs *= crop_keep(facts, float(rule["crop_seconds"]))
             out[split] = frames_bytes(arch, secs, n, compression)
         return out
     return {"train": frames_total}  # every utterance stored: an upper bound
+
+
+def _frames_rules(ctx: _Ctx, extract_id: str, model: str) -> dict[str, Any]:
+    """The frames rules of ``model`` in an extract stage (a joint group's member, or the stage itself)."""
+    stage = ctx.plan.stages[extract_id]
+    for member in extract_members(stage):
+        if member.get("model") == model:
+            return member.get("frames") or stage.params.get("frames") or {}
+    return stage.params.get("frames") or {}
 
 
 def cka_source(stage: Any) -> str:
@@ -671,7 +698,8 @@ def _cka(ctx: _Ctx, stage: Any) -> StageCost:
     facts = ctx.facts[dname]
     on_workers = source == "reduction" or p.get("runs_on") == "workers"
     c = StageCost(stage.id, "cka", "cpu workers" if on_workers else "driver", ctx.nodes.cpu if on_workers else ctx.nodes.head)
-    archs = [ctx.archs.get(d, (None, ""))[0] for d in stage.deps]
+    keys = [(dname, m) for m in p.get("models", [])]
+    archs = [ctx.archs.get(k, (None, ""))[0] for k in keys]
     if any(a is None for a in archs):
         c.notes.append("an architecture is unknown: not estimated")
         return c
@@ -693,8 +721,8 @@ def _cka(ctx: _Ctx, stage: Any) -> StageCost:
     if source == "pooled":
         c.read["pooled"] = sum(pooled_bytes(a, facts.utterances) for a in archs)  # type: ignore[arg-type]
     elif source in ("frames", "reduction"):
-        for dep, a in zip(stage.deps, archs):
-            c.read["frames"] = c.read.get("frames", 0.0) + _frames_read_for_sample(ctx, facts, dep, a, sample)  # type: ignore[arg-type]
+        for k, a in zip(keys, archs):
+            c.read["frames"] = c.read.get("frames", 0.0) + _frames_read_for_sample(ctx, facts, k, a, sample)  # type: ignore[arg-type]
     elif source == "side_output":
         shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
         c.read["side_outputs"] = state * shards
@@ -748,12 +776,11 @@ def _sample_size(ctx: _Ctx, facts: DatasetFacts, sample: dict[str, Any] | None, 
     return float(n), speakers, 3600.0 * size.hours * n / max(1, size.utterances)
 
 
-def _frames_read_for_sample(ctx: _Ctx, facts: DatasetFacts, dep: str, arch: F.Architecture, sample: dict[str, Any] | None) -> float:
+def _frames_read_for_sample(ctx: _Ctx, facts: DatasetFacts, key: tuple[str, str], arch: F.Architecture, sample: dict[str, Any] | None) -> float:
     """Bytes of the frames files a CKA over ``sample`` opens: every shard holding a sample utterance is read whole."""
-    stored = ctx.stored.get(dep, Stored())
-    compression = str(ctx.plan.stages[dep].params.get("config", {}).get("compression", "zstd"))
-    extract = ctx.costs.get(dep)
-    total = extract.written.get("frames", 0.0) if extract else 0.0
+    stored = ctx.stored.get(key, Stored())
+    compression = ctx.compression.get(key, "zstd")
+    total = frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), compression)
     if not sample:
         return total
     if facts.rows is not None and stored.seconds:
@@ -796,8 +823,10 @@ def _memory_problems(ctx: _Ctx) -> list[str]:
                        f"{node.name} ({node.memory_gib:g} GiB x {F.ACTOR_MEMORY_SHARE:.0%}); the {what} cannot fit"
                        + (f" (CKA state {c.cka_state_bytes / GB:,.2f} GB per group)" if c.kind == "cka" else ""))
         if c.gpu_memory_bytes and node.gpus and c.gpu_memory_bytes > node.gpu_memory_bytes * 0.95:
+            joint = c.kind == "extract" and ctx.plan.stages[c.id].params.get("members")
             out.append(f"{c.id}: GPU memory {c.gpu_memory_bytes / GB:,.1f} GB exceeds the {node.gpu_memory_gib:g} GiB of a {node.gpu} "
-                       f"({node.name}); lower batch_seconds or split the joint group")
+                       f"({node.name})" + (f"; the joint group cannot fit (CKA states {c.cka_state_bytes / GB:,.2f} GB): split it"
+                                           if joint else "; lower batch_seconds"))
     return out
 
 

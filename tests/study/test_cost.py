@@ -158,3 +158,28 @@ def test_asv_training_data_is_stored_as_fixed_crops_when_they_pay(corpus: str, t
                                          "x"), str(tmp_path / "out"))
     assert full.stages["extract/d/fbank"].params["frames"]["probes"][0]["crop_seconds"] is None
     assert plan.cost.stages["extract/d/fbank"].written["frames"] < full.cost.stages["extract/d/fbank"].written["frames"]
+
+
+def test_a_joint_group_that_cannot_fit_its_gpu_is_an_error(tmp_path: Path) -> None:
+    """A joint extraction group (part of the plan's API: ``members`` and ``joint_cka``) is priced as one actor."""
+    from layerlab.study.cost import estimate_plan
+
+    doc = {"name": "j", "datasets": {"ls": {"path": "s3://b/ls", "corpus": "librispeech", "tasks": ["pr"]}},
+           "models": {"wl": {"spec": "s3prl:wavlm_large"}, "hl": {"spec": "s3prl:hubert_large_ll60k"}, "fb": {"spec": "fbank"}},
+           "probe": None, "cka": {"within": None, "across": {"levels": ["utterance"]}}}
+    plan = build_plan(parse_study_config(doc, "x"), "s3://b/out")
+    stage = plan.stages["extract/ls/wl"]
+    single = plan.cost.stages[stage.id]
+
+    def group(*models: str) -> Any:
+        stage.params = {**stage.params, "members": [{**plan.stages[f"extract/ls/{m}"].params} for m in models],
+                        "joint_cka": [list(models[:2])]}
+        return estimate_plan(plan, plan.facts)
+
+    small = group("wl", "fb")
+    joint = small.stages[stage.id]
+    assert joint.flops > single.flops and joint.cka_state_bytes > 0 and not any(p.startswith(stage.id) for p in small.problems)
+    big = group("wl", "hl")  # the joint state of two 25 x 1024 models (10.7 GB) twice, beside both models: more than an A10G's 24 GiB
+    assert any(p.startswith(f"{stage.id}: GPU memory ") and "the joint group cannot fit" in p for p in big.problems), big.problems
+    assert big.stages[stage.id].written["pooled"] == pytest.approx(plan.cost.stages["extract/ls/wl"].written["pooled"]
+                                                                   + plan.cost.stages["extract/ls/hl"].written["pooled"])
