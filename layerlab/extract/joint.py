@@ -31,6 +31,7 @@ from layerlab.extract.pipeline import (
     pilot_urls,
     record_placements,
     record_shard,
+    selection_json,
     start_pool,
 )
 from layerlab.extract.pool import JointExtractActor, ModelActorPool, ShardTask
@@ -92,7 +93,7 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
             meta = _metadata(specs[n], data_url, config, desc["members"][n], source)
             meta.source.relative = cf.relative_location(data_url, urls[n])
             meta.cka = meta.cka + joint_sides[n]
-            _prepare_output(urls[n], meta, config.overwrite)
+            _prepare_output(urls[n], meta, config.overwrite, selection_json(config))
         by_name = {s.name: s for s in source.shards}
         done = None
         for n in names:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from layerlab.report.load import WEIGHTED, CKAMatrix, probe_summary

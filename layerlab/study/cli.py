@@ -9,22 +9,32 @@ import typer
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 
-def run_config(config: str, out: str | None, dry_run: bool, verify: bool = False) -> None:
-    """Load, plan and (unless ``dry_run``) run a study; exit 1 with the reason on bad input or a failed stage."""
+def run_config(config: str, out: str | None, dry_run: bool, as_json: bool = False, verify: bool = False) -> None:
+    """Load, plan and (unless ``dry_run``) run a study; exit 1 with the reason on bad input or a failed stage.
+
+    At ``--dry-run`` a plan the cost model refuses (over budget, a stage that cannot fit in memory, a CKA sample
+    its split cannot give) prints one ``error:`` line per problem, naming the stage and the number, and exits 2.
+    """
     from layerlab.study.config import StudyConfigError, load_study_config
 
     try:
         cfg, text = load_study_config(config)
         target = out or cfg.out or f"runs/{cfg.name}"
         if dry_run:
-            from layerlab.study.dryrun import dry_run_plan, render_plan
+            from layerlab.study.dryrun import dry_run_plan, plan_summary, render_plan
 
             plan = dry_run_plan(cfg, target, verify)
-            typer.echo(render_plan(plan, verify))
+            if as_json:
+                import json
+
+                typer.echo(json.dumps(plan_summary(plan, verify), indent=1))
+            else:
+                typer.echo(render_plan(plan, verify))
+            cost_problems = plan.cost.problems if plan.cost is not None else []
             for problem in plan.problems:
-                if problem.startswith("leakage:"):
-                    typer.echo(f"error: {problem}", err=True)
-            raise typer.Exit(1 if plan.problems else 0)
+                if problem.startswith("leakage:") or problem in cost_problems:
+                    typer.echo(f"error: {problem} ({config})", err=True)
+            raise typer.Exit(2 if cost_problems else 1 if plan.problems else 0)
         from layerlab.study.runner import run_study
 
         result = run_study(cfg, target, config_text=text, say=typer.echo, verify=verify)
@@ -50,12 +60,17 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="validate offline and print the plan (run, reuse, repair, skip); run nothing"),
         verify: bool = typer.Option(False, "--verify", help="check reused stages' files by SHA-256 too (sizes are always checked); "
                                                             "damaged stages are recomputed"),
+        as_json: bool = typer.Option(False, "--json", help="with --dry-run: print the plan and its costs as one JSON object"),
     ) -> None:
         """Run a study: corpus -> train -> extract -> probe -> CKA -> one HTML report; finished stages are reused.
 
+        --dry-run prints every stage with its cost (audio hours, bytes written and read by tier, GPU-hours, peak memory)
+        and the totals; a `budget:` the plan breaks is an `error:` line naming the stage (exit 2).
+
         Example:  layerlab study configs/demo.yaml --out runs/demo
+        Example:  layerlab study configs/paper.yaml --dry-run --json
         """
-        run_config(config, out, dry_run, verify)
+        run_config(config, out, dry_run, as_json, verify)
 
     @app.command("demo")
     def demo_cmd(

@@ -90,15 +90,39 @@ def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     p = stage.params
     spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
-    config = {**p["config"], "verify": True} if stage.id in ctx.repairing else p["config"]  # a repair re-checks every finished shard
-    summary = extract(spec, data, stage.out, ExtractConfig.model_validate(config))
+    config = ExtractConfig.model_validate({**p["config"], "verify": True} if stage.id in ctx.repairing else p["config"])  # a repair re-checks every finished shard
+    selection = frames_selection(p.get("frames"), data)
+    if selection is not None:  # the frames tier only for what the probes and CKA of this study read
+        config = config.model_copy(update={"frames_select": selection.ids})
+    summary = extract(spec, data, stage.out, config)
     if summary.shards_failed or not summary.complete:
         failed = "; ".join(f"{k}: {v}" for k, v in sorted(summary.shards_failed.items())[:3])
         raise RuntimeError(f"extraction of {spec} into {stage.out} incomplete ({failed or 'shards missing'})")
     meta = open_cache(stage.out).metadata
     return {"cache": stage.out, "model_spec": spec, "layer_names": meta.layer_names, "frame_rates_hz": meta.frame_rates_hz,
             "utterances": summary.cache_utterances, "quarantined_source": summary.quarantined_source,
-            "quarantined_model": summary.quarantined_model, "extract_seconds": summary.wall_seconds}
+            "quarantined_model": summary.quarantined_model, "extract_seconds": summary.wall_seconds,
+            "tier_bytes": summary.tier_bytes, "frames_selection": None if selection is None else
+            {"utterances": len(selection.ids), "cropped": selection.cropped, "purposes": selection.purposes}}
+
+
+def dataset_rows(url: str) -> tuple[Any, dict[str, Any]]:
+    """(rows DataFrame, tasks) of an audio-shard dataset, without its audio."""
+    from layerlab.data.manifest import read_manifest
+    from layerlab.data.rows import read_rows
+
+    manifest = read_manifest(url)
+    return read_rows(url, manifest), dict(manifest.tasks)
+
+
+def frames_selection(rules: dict[str, Any] | None, data_url: str) -> Any:
+    """The FramesSelection an extract stage writes, resolved from the dataset's rows (None: every utterance)."""
+    if not rules or rules.get("all"):
+        return None
+    from layerlab.study.frames import resolve_selection
+
+    rows, tasks = dataset_rows(data_url)
+    return resolve_selection(rules, rows, tasks, data_url)
 
 
 def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
@@ -134,13 +158,33 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     if intervals and p["group_by"] == "shard" and len(open_cache(caches[0]).manifest.shards) < 2:
         intervals = 0  # one shard is one group: no resampling unit to build an interval from
         notes.append("no confidence interval: the cache has a single shard (the resampling unit of shard-level states)")
+    ids = half = folds = None
+    rows = None
+    if (p.get("sample") or (p.get("groups") and intervals and p["group_by"] == "speaker")) and not side:
+        rows, _ = dataset_rows(ctx.results[f"corpus/{stage.id.split('/')[1]}"]["url"])
+    if p.get("sample") and not side:  # the declared sample (side-output states hold whatever the extraction saw)
+        from layerlab.study.frames import cka_sample
+
+        chosen, halved, how = cka_sample(rows, p["sample"], stage.id)
+        ids, half = frozenset(chosen), (frozenset(halved) if halved else None)
+        notes.append(f"CKA sample: {len(chosen)} utterances of {how} (seeded, speaker-balanced)")
+    elif p.get("sample"):
+        notes.append("side-output states cover every utterance the extraction saw, not the declared CKA sample")
+    if rows is not None and p.get("groups") and intervals and p["group_by"] == "speaker":
+        from layerlab.data.selection import speaker_folds
+
+        speakers = rows.loc[sorted(ids), "speaker"] if ids is not None else rows["speaker"]
+        folds = speaker_folds([str(s) for s in speakers], int(p["groups"]), ctx.plan.config.seed)
+        notes.append(f"jackknife groups: {len(set(speakers))} speakers dealt into {min(int(p['groups']), len(set(speakers)))} groups of whole speakers")
     job = CKAJob(caches[0], caches[1] if len(caches) > 1 else None, estimator=p["estimator"], level=p["level"],
-                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals)
+                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals, ids=ids, half=half,
+                 speaker_groups=folds)
     summary = run_cka(job, stage.out, bootstrap=intervals)
     return {"dir": stage.out, "tables": summary["tables"], "replicates": summary.get("replicates", []), "group_by": summary.get("group_by"),
             "heatmap": summary["heatmap"], "models": p["models"],
             "mode": p["mode"], "level": p["level"], "estimator": p["estimator"], "ci": summary.get("ci"),
-            "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", []))}
+            "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", [])),
+            "convergence": summary.get("convergence")}
 
 
 def run_report_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:

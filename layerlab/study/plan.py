@@ -49,6 +49,8 @@ class StudyPlan:
     skipped: list[dict[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     leakage: dict[str, Any] = field(default_factory=dict)  # dataset -> speaker partition record and per-model overlap
+    facts: dict[str, Any] = field(default_factory=dict)  # dataset -> cost.DatasetFacts (rows or declared sizes)
+    cost: Any = None  # cost.PlanCost: every stage's bytes, GPU-hours and memory (layerlab.study.cost)
 
     def order(self) -> list[Stage]:
         return list(self.stages.values())
@@ -141,16 +143,17 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                           estimate=f"train recipe {m.train.recipe} on {data}")
             _train_exclusion(plan, stage, name, data, m.train.recipe, cfg, partitions)
             add(stage)
-    needs_frames = _models_needing_frames(config, probes)
+    from layerlab.study import cost as cost_model
+
+    plan.facts = cost_model.dataset_facts(plan, readable=set(corpus_tasks))
+    needs_frames = _frames_needs(plan, config, probes, partitions)
     within = config.cka.within if config.cka else None
     for dname in config.analysed_datasets():
         for mname, m in config.models.items():
             params = {**config.extract, **m.extract}
-            wants = needs_frames.get((dname, mname), False)
+            rules = needs_frames.get((dname, mname))
             frame_cka = bool(within and "frame" in within.levels and dname in config.cka_datasets())
-            if frame_cka and not frame_cka_from_side_output(within):
-                wants = True  # speaker-grouped CIs read the frames tier (side-output states are per shard)
-            params["tier"] = "both" if wants else params.get("tier", "pooled")
+            params["tier"] = "both" if rules else params.get("tier", "pooled")
             if frame_cka and frame_cka_from_side_output(within):
                 params["cka"] = [{"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}]
             params.setdefault("progress", False)
@@ -158,6 +161,8 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
             trained = mname if m.train else weights_of
             deps = [f"corpus/{dname}"] + ([f"train/{trained}"] if trained else [])
             sparams: dict[str, Any] = {"model": mname, "spec": spec, "config": params}
+            if rules and not rules["all"]:
+                sparams["frames"] = rules  # frames only for these utterances (layerlab.study.frames)
             if weights_of:  # the random-init control of a trained model: its checkpoint's architecture, seeded weights
                 sparams["random_init_of"] = {"model": weights_of, "seed": m.seed or 0}
             stage = Stage(f"extract/{dname}/{mname}", "extract", sparams,
@@ -182,8 +187,8 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
             unknown = sorted(set(only or []) - set(config.models))
             if unknown:
                 plan.problems.append(f"probe.tasks[{entry.task}].models: unknown model(s) {', '.join(unknown)} (models: {', '.join(config.models)})")
-            if part is not None and part.evaluation:  # dev/test on the evaluation speakers only (kept out of upstream training)
-                params["config"] = {**params["config"], "eval_speakers": part.evaluation}
+            params["config"] = probe_config(entry, part)
+            params.pop("store", None)
             for mname in (m for m in config.models if only is None or m in only):
                 add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **params},
                           [f"extract/{dname}/{mname}"], storage.join(out, "probe", dname, mname, entry.task),
@@ -192,7 +197,17 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
     deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "extract", "train", "corpus")]
     add(Stage("report", "report", {"report": config.report.model_dump(), "skipped": plan.skipped}, deps,
               storage.join(out, "report"), estimate="tables, figures, findings, one HTML file"))
+    plan.cost = cost_model.estimate_plan(plan, plan.facts)
+    plan.problems += plan.cost.problems
     return plan
+
+
+def probe_config(entry: Any, part: Any) -> dict[str, Any]:
+    """The ProbeConfig fields a probe stage runs with (dev/test on the evaluation speakers when upstream training needs it)."""
+    config = dict(entry.config)
+    if part is not None and part.evaluation:  # dev/test on the evaluation speakers only (kept out of upstream training)
+        config["eval_speakers"] = part.evaluation
+    return config
 
 
 def _partitions(plan: StudyPlan, config: StudyConfig, out: str, probes: dict[str, list[Any]],
@@ -350,19 +365,57 @@ def _train_problem(recipe: str, config: Any) -> str | None:
     return None
 
 
-def _models_needing_frames(config: StudyConfig, probes: dict[str, list[Any]]) -> dict[tuple[str, str], bool]:
-    """(dataset, model) pairs whose cache needs the frames tier (frame-level probes or across-model frame CKA)."""
-    out: dict[tuple[str, str], bool] = {}
+def _frames_needs(plan: StudyPlan, config: StudyConfig, probes: dict[str, list[Any]], partitions: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, model) -> the frames rules of its cache: what its frames probes and frame-level CKA read.
+
+    ``{"all": True}`` when a consumer reads every utterance (frame-level CKA without a sample); otherwise the
+    probes' splits (with their samples and, where the plan picks it, ASV's fixed training crops) and the CKA sample.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def need(d: str, m: str) -> dict[str, Any]:
+        return out.setdefault((d, m), {"all": False, "probes": [], "cka": None})
+
     for dname, entries in probes.items():
-        if any(task_tier(e.task) == "frames" for e in entries):
+        for entry in entries:
+            if task_tier(entry.task) != "frames":
+                continue
+            rule = {"task": entry.task, "config": probe_config(entry, partitions.get(dname)), "crop_seconds": _crop_choice(plan, dname, entry)}
             for m in config.models:
-                out[(dname, m)] = True
-    across = config.cka.across if config.cka else None
-    if across and "frame" in across.levels:
+                if entry.models is None or m in entry.models:
+                    need(dname, m)["probes"].append(rule)
+    if config.cka:
+        sample = config.cka.sample(config.seed)
+        within, across = config.cka.within, config.cka.across
         for d in config.cka_datasets():
-            for a, b in config.across_pairs():
-                out[(d, a)] = out[(d, b)] = True
+            readers: set[str] = set()
+            if within and "frame" in within.levels and not frame_cka_from_side_output(within):
+                readers |= set(config.models)  # speaker-grouped CIs read the frames tier (side-output states are per shard)
+            if across and "frame" in across.levels:
+                readers |= {m for pair in config.across_pairs() for m in pair}
+            for m in readers:
+                rules = need(d, m)
+                if sample is None:
+                    rules["all"] = True
+                else:
+                    rules["cka"] = {k: sample[k] for k in ("split", "split_task", "max_utterances", "seed")}
     return out
+
+
+def _crop_choice(plan: StudyPlan, dname: str, entry: Any) -> float | None:
+    """Seconds of the fixed training crops a frames probe's data is stored as, or None for whole utterances (``store``)."""
+    from layerlab.probe import ProbeConfig, crop_seconds
+
+    crop = crop_seconds(entry.task, ProbeConfig.model_validate(entry.config))
+    if crop is None or entry.store == "full":
+        return None
+    if entry.store == "crops":
+        return crop
+    from layerlab.study.cost import prefer_crops
+
+    facts = plan.facts.get(dname)
+    limit = ProbeConfig.model_validate(entry.config).max_train_utterances
+    return crop if facts is not None and facts.known and prefer_crops(facts, crop, limit)[0] else None
 
 
 def _probe_entries(plan: StudyPlan, config: StudyConfig, corpus_tasks: dict[str, dict[str, str]], predicted: dict[str, list[str] | None]) -> dict[str, list[Any]]:
@@ -409,11 +462,13 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
     if not config.cka:
         return
     within, across = config.cka.within, config.cka.across
+    sample = config.cka.sample(config.seed)
+    extra = {"sample": sample} if sample else {}
     for dname in config.cka_datasets():
         if within:
             for mname in config.models:
                 for level in within.levels:
-                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"})}
+                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"}, exclude_none=True), **extra}
                     source = ""
                     if level == "frame":
                         params["from_side_output"] = frame_cka_from_side_output(within)
@@ -424,7 +479,7 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
         if across:
             for a, b in config.across_pairs():
                 for level in across.levels:
-                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"})}
+                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"}, exclude_none=True), **extra}
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
                               storage.join(out, "cka", dname, "across", f"{a}__{b}", level),
                               estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))
