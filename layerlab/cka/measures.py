@@ -162,9 +162,14 @@ def pwcca(cxx: np.ndarray, result: CanonicalResult) -> float:
     """
     if result.constant:
         return float("nan")
-    alpha = np.abs(np.asarray(cxx, dtype=np.float64) @ result.weights_a).sum(axis=0)
+    return pwcca_from(cxx, result.weights_a, result.rho)
+
+
+def pwcca_from(c: np.ndarray, weights: np.ndarray, rho: np.ndarray) -> float:
+    """PWCCA with the weights of one side: ``c`` that side's block, ``weights`` its canonical weights (columns)."""
+    alpha = np.abs(np.asarray(c, dtype=np.float64) @ weights).sum(axis=0)
     total = float(alpha.sum())
-    return float(alpha @ result.rho / total) if total > 0 else float("nan")
+    return float(alpha @ rho / total) if total > 0 else float("nan")
 
 
 def top_directions(s: Spectrum, fraction: float) -> np.ndarray:
