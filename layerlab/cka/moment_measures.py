@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from layerlab.cka import measures as ms
 from layerlab.cka.measure_registry import MeasureOptions, moment_names
@@ -56,12 +57,13 @@ class _Blocks:
         self.acc = acc
         self.n = int(acc.n)
         self._spectra: dict[int, ms.Spectrum] = {}
-        self._diag: dict[int, np.ndarray] = {}
+        self._diag: dict[int, torch.Tensor] = {}
 
-    def block(self, a: int, b: int) -> np.ndarray:
+    def block(self, a: int, b: int) -> torch.Tensor:
+        """``C_ab`` (float64, on the state's device); diagonal blocks are kept."""
         if a == b and a in self._diag:
             return self._diag[a]
-        out = self.acc.centred_block(a, b).detach().cpu().numpy()
+        out = self.acc.centred_block(a, b).to(torch.float64)
         if a == b:
             self._diag[a] = out
         return out
@@ -145,13 +147,13 @@ def _pair(blocks: _Blocks, a: int, b: int, names: Sequence[str], opts: MeasureOp
     out: dict[str, tuple[float, float]] = {}
     note = ""
     if {"cca_r2", "cca_mean", "pwcca"} & set(names):
-        res = ms.canonical_from_spectra(sa, sb, cab, ridge=opts.ridge, n=blocks.n, vectors="pwcca" in names)
+        res = ms._canonical(sa, sb, cab, opts.ridge, blocks.n, "pwcca" in names)[0]
         note = res.note
         if "cca_r2" in names:
-            v = ms.cca_r2(res)
+            v = float(res.rho.square().mean())
             out["cca_r2"] = (v, v)
         if "cca_mean" in names:
-            v = ms.cca_mean(res)
+            v = float(res.rho.mean())
             out["cca_mean"] = (v, v)
         if "pwcca" in names:
             out["pwcca"] = (ms.pwcca_from(blocks.block(a, a), res.weights_a, res.rho),

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from layerlab.cka import measures as ms
 from layerlab.cka.measure_registry import MeasureOptions
@@ -50,8 +51,8 @@ def _minus(total: Any, part: Any) -> Any:
     return accumulator_from_state(without(total.state_dict(), part.state_dict()))
 
 
-def _means(acc: Any) -> np.ndarray:
-    return acc.S.detach().cpu().numpy() / acc.n
+def _means(acc: Any) -> torch.Tensor:
+    return acc.S.to(torch.float64) / acc.n
 
 
 def ridge_r2_matrix(total: Any, groups: Sequence[Any], options: MeasureOptions | None = None,
@@ -92,21 +93,20 @@ def ridge_r2_matrix(total: Any, groups: Sequence[Any], options: MeasureOptions |
         tb, eb = _Blocks(train), _Blocks(fold_states[k])
         nf = fold_states[k].n
         dd = _means(fold_states[k]) - _means(train)  # fold mean minus training mean (shift coordinates)
-        rotated: dict[int, np.ndarray] = {}
+        rotated: dict[int, torch.Tensor] = {}
         for p in live:
             _, a, _, b = pairs[p]
             s = tb.spectrum(a)
             if a not in rotated:
-                rotated[a] = s.vectors.T @ (eb.block(a, a) + nf * np.outer(dd[slices[a]], dd[slices[a]])) @ s.vectors
+                rotated[a] = s.vectors.T @ (eb.block(a, a) + nf * torch.outer(dd[slices[a]], dd[slices[a]])) @ s.vectors
             g_ = s.vectors.T @ tb.block(a, b)
-            h = s.vectors.T @ (eb.block(a, b) + nf * np.outer(dd[slices[a]], dd[slices[b]]))
-            g1 = (g_ * h).sum(axis=1)
+            h = s.vectors.T @ (eb.block(a, b) + nf * torch.outer(dd[slices[a]], dd[slices[b]]))
+            g1 = (g_ * h).sum(dim=1)
             q = rotated[a] * (g_ @ g_.T)
-            tr_e = float(np.trace(eb.block(b, b)) + nf * dd[slices[b]] @ dd[slices[b]])
-            keep, scale = s.kept(), s.trace / s.dim
-            for t, eps in enumerate(grid):
-                d = np.where(keep, 1.0 / (s.values + eps * scale), 0.0)
-                sse[p, t] += tr_e - 2.0 * d @ g1 + d @ q @ d
+            tr_e = float(torch.trace(eb.block(b, b)) + nf * dd[slices[b]] @ dd[slices[b]])
+            lam = torch.as_tensor(grid * s.trace / s.dim, device=s.values.device)
+            d = torch.where(s.kept()[None, :], 1.0 / (s.values[None, :] + lam[:, None]), torch.zeros((), dtype=torch.float64, device=lam.device))
+            sse[p] += (tr_e - 2.0 * (d @ g1) + ((d @ q) * d).sum(dim=1)).cpu().numpy()  # every penalty of the grid at once
             sst[p] += tr_e
         spectra.append({a: tb.spectrum(a) for a in rotated})
     # choose eps per pair (ties: the larger penalty), then each group's held-out error at that eps
@@ -129,14 +129,14 @@ def ridge_r2_matrix(total: Any, groups: Sequence[Any], options: MeasureOptions |
         for p in live:
             _, a, _, b = pairs[p]
             s = spectra[k][a]
-            d = np.where(s.kept(), 1.0 / (s.values + grid[best[p]] * s.trace / s.dim), 0.0)
+            d = torch.where(s.kept(), 1.0 / (s.values + grid[best[p]] * s.trace / s.dim), torch.zeros_like(s.values))
             bmap = s.vectors @ (d[:, None] * (s.vectors.T @ tb.block(a, b)))
             pmap = bmap @ bmap.T
             for gi, gb, ddg in members:
                 xa, xb, ng = ddg[slices[a]], ddg[slices[b]], gb.n
-                sst_gp = float(np.trace(gb.block(b, b)) + ng * xb @ xb)
-                cross = float(np.sum(bmap * gb.block(a, b)) + ng * xa @ bmap @ xb)
-                quad = float(np.sum(pmap * gb.block(a, a)) + ng * xa @ pmap @ xa)
+                sst_gp = float(torch.trace(gb.block(b, b)) + ng * xb @ xb)
+                cross = float((bmap * gb.block(a, b)).sum() + ng * xa @ bmap @ xb)
+                quad = float((pmap * gb.block(a, a)).sum() + ng * xa @ pmap @ xa)
                 sse_g[gi, p] = sst_gp - 2.0 * cross + quad
                 sst_g[gi, p] = sst_gp
     tot_sse, tot_sst = sse_g.sum(axis=0), sst_g.sum(axis=0)
