@@ -5,7 +5,9 @@ multi-threaded LAPACK gains little at these sizes and collapses when cores are s
 this project's 2-core machine under load, ``eigh`` of a 768 x 768 block took 0.8 s single-threaded
 and 22 s with 2 threads (GEMMs are not affected and keep their threads). So decompositions run
 inside :func:`single_threaded`, a process-wide, reference-counted switch of torch's thread count
-(safe when several stages of a study call it from their own threads).
+(safe when several stages of a study call it from their own threads); the whole measure computation
+runs inside it (:func:`layerlab.cka.measure_run.compute_measures`), since its small products gain
+nothing from a thread pool either. Other threads of the process run with one thread meanwhile.
 """
 
 from __future__ import annotations

@@ -52,7 +52,24 @@ def compute_measures(merged: Any, measures: Sequence[str], options: MeasureOptio
                      groups: Sequence[Any] | None = None, intervals: bool = False, names: Sequence[str] | None = None,
                      sample: Any = None, device: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, MeasureResult]:
     """All ``measures`` of one job. ``groups``: one state per group (intervals; ``ridge_r2`` folds); ``sample``: a
-    :class:`~layerlab.cka.sample_measures.Sample` (``rbf_cka``, ``mutual_knn``)."""
+    :class:`~layerlab.cka.sample_measures.Sample` (``rbf_cka``, ``mutual_knn``).
+
+    On CPU everything runs with one torch thread (:func:`layerlab.cka.linalg.single_threaded`): the work is many
+    small decompositions and products, where a thread pool only adds wake-up latency (measured 10-100x on shared cores).
+    """
+    import torch
+
+    from layerlab.cka.linalg import single_threaded
+
+    where = getattr(merged, "device", None) or torch.device("cpu")
+    with single_threaded(torch.device(where)):
+        return _compute_measures(merged, measures, options, estimator, groups=groups, intervals=intervals, names=names,
+                                 sample=sample, device=device, progress=progress)
+
+
+def _compute_measures(merged: Any, measures: Sequence[str], options: MeasureOptions, estimator: str, *,
+                      groups: Sequence[Any] | None, intervals: bool, names: Sequence[str] | None,
+                      sample: Any, device: str | None, progress: Callable[[str], None] | None) -> dict[str, MeasureResult]:
     from layerlab.cka.moment_measures import moment_matrices
 
     out: dict[str, MeasureResult] = {}
