@@ -9,6 +9,7 @@ from test_cka_outputs import write_cache
 from typer.testing import CliRunner
 
 import measure_reference as ref
+from layerlab.cka.measure_registry import MeasureOptions
 from layerlab.cka.tables import read_matrix
 
 ALL = "linear_cka,cca_r2,cca_mean,svcca,pwcca,procrustes,ridge_r2,rbf_cka,mutual_knn"
@@ -110,3 +111,21 @@ def test_a_constant_layer_is_a_null_with_its_reason(tmp_path):
         table = matrix_table(mat.values, ["live", "flat"], ["live", "flat"], measure=name, notes=mat.notes)
         assert table.column("value").null_count == 3 and not np.isnan(table.column("value").to_numpy(zero_copy_only=False)[0])
         assert table.column("note").to_pylist()[1].startswith("flat: constant")
+
+
+@pytest.mark.slow
+def test_distributed_measures_equal_single_process(caches, tmp_path, ray_session):
+    from layerlab.cka.pipeline import CKAJob, run_cka
+    from layerlab.cka.reducer import run_cka_on_ray
+
+    a, _ = caches
+    measures = "linear_cka,cca_mean,pwcca,ridge_r2,mutual_knn"
+
+    def job() -> CKAJob:
+        return CKAJob(str(a), level="frame", measures=measures, options=MeasureOptions(sample_size=200, knn_k=5))
+
+    single = run_cka(job(), str(tmp_path / "single"))
+    dist = run_cka_on_ray(job(), str(tmp_path / "dist"), str(tmp_path / "ckpt.npz"))
+    for name in measures.split(","):
+        got, want = (read_matrix(s["measures"][name]["tables"][0])[0] for s in (dist, single))
+        np.testing.assert_allclose(got, want, atol=1e-9)
