@@ -119,6 +119,31 @@ class _Canonical:
     constant: bool
 
 
+def whitened_cross(sa: Spectrum, sb: Spectrum, cxy: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(T, V_a S_a^{-1/2}, V_b S_b^{-1/2})``: the whitened cross block on the kept subspaces, whose singular values are
+    the canonical correlations (``||T||_F^2 = sum rho_i^2``: mean squared CCA needs no decomposition)."""
+    lam_a = ridge * sa.trace / sa.dim if sa.trace > 0 else 0.0
+    lam_b = ridge * sb.trace / sb.dim if sb.trace > 0 else 0.0
+    ka, kb = sa.kept(), sb.kept()
+    va = sa.vectors[:, ka] / torch.sqrt(sa.values[ka] + lam_a)
+    vb = sb.vectors[:, kb] / torch.sqrt(sb.values[kb] + lam_b)
+    return va.T @ cxy.to(va.device, torch.float64) @ vb, va, vb
+
+
+def cca_note(sa: Spectrum, sb: Spectrum, n: int | None) -> str:
+    """The one-line note on a pair's CCA: rank deficiency, more dimensions than items ("" when neither)."""
+    p, q = sa.dim, sb.dim
+    k = min(p, q)
+    notes = []
+    if sa.rank < p or sb.rank < q:
+        notes.append(f"rank deficient: effective rank {sa.rank} of {p} (side a), {sb.rank} of {q} (side b); "
+                     f"{k - min(sa.rank, sb.rank)} of the {k} correlations are 0")
+    if n is not None and sa.rank + sb.rank > n - 1:
+        notes.append(f"more dimensions than items ({sa.rank} + {sb.rank} > n - 1 = {n - 1}): "
+                     "unregularised correlations would be 1 by construction")
+    return "; ".join(notes)
+
+
 def _canonical(sa: Spectrum, sb: Spectrum, cxy: torch.Tensor, ridge: float, n: int | None, vectors: bool) -> tuple[_Canonical, float, float]:
     p, q = sa.dim, sb.dim
     k = min(p, q)
@@ -132,10 +157,7 @@ def _canonical(sa: Spectrum, sb: Spectrum, cxy: torch.Tensor, ridge: float, n: i
     if constant:
         note = f"constant layer (zero variance) on side {' and '.join(constant)}: no canonical correlation is defined (reported as 0)"
         return _Canonical(rho, wa, wb, note, True), lam_a, lam_b
-    ka, kb = sa.kept(), sb.kept()
-    va = sa.vectors[:, ka] / torch.sqrt(sa.values[ka] + lam_a)  # whitening on the kept subspace: V S^{-1/2}
-    vb = sb.vectors[:, kb] / torch.sqrt(sb.values[kb] + lam_b)
-    t = va.T @ cxy.to(dev, torch.float64) @ vb
+    t, va, vb = whitened_cross(sa, sb, cxy, ridge)  # whitening on the kept subspaces: V S^{-1/2}
     if vectors:
         u, s, vh = linalg.svd(t)
         r = s.shape[0]
@@ -145,14 +167,7 @@ def _canonical(sa: Spectrum, sb: Spectrum, cxy: torch.Tensor, ridge: float, n: i
         s = linalg.svdvals(t)
         r = s.shape[0]
     rho[:r] = s.clamp(0.0, 1.0)
-    notes = []
-    if sa.rank < p or sb.rank < q:
-        notes.append(f"rank deficient: effective rank {sa.rank} of {p} (side a), {sb.rank} of {q} (side b); "
-                     f"{k - min(sa.rank, sb.rank)} of the {k} correlations are 0")
-    if n is not None and sa.rank + sb.rank > n - 1:
-        notes.append(f"more dimensions than items ({sa.rank} + {sb.rank} > n - 1 = {n - 1}): "
-                     "unregularised correlations would be 1 by construction")
-    return _Canonical(rho, wa, wb, "; ".join(notes), False), lam_a, lam_b
+    return _Canonical(rho, wa, wb, cca_note(sa, sb, n), False), lam_a, lam_b
 
 
 def canonical_from_spectra(sa: Spectrum, sb: Spectrum, cxy: Any, *, ridge: float = 1e-6, n: int | None = None,

@@ -146,7 +146,12 @@ def _pair(blocks: _Blocks, a: int, b: int, names: Sequence[str], opts: MeasureOp
     cab = blocks.block(a, b)
     out: dict[str, tuple[float, float]] = {}
     note = ""
-    if {"cca_r2", "cca_mean", "pwcca"} & set(names):
+    if "cca_r2" in names and not {"cca_mean", "pwcca"} & set(names):  # sum of rho^2 = ||T||_F^2: no SVD
+        t = ms.whitened_cross(sa, sb, cab, opts.ridge)[0]
+        v = min(float(t.square().sum()) / min(sa.dim, sb.dim), 1.0)
+        out["cca_r2"] = (v, v)
+        note = ms.cca_note(sa, sb, blocks.n)
+    elif {"cca_r2", "cca_mean", "pwcca"} & set(names):
         res = ms._canonical(sa, sb, cab, opts.ridge, blocks.n, "pwcca" in names)[0]
         note = res.note
         if "cca_r2" in names:

@@ -66,6 +66,8 @@ def test_every_measure_of_every_pair_equals_the_reference(data, order_seed):
         lo, hi = MEASURES[name].low, MEASURES[name].high
         assert (mat >= lo).all() and (mat <= hi).all()
     assert worst < 1e-8
+    alone = moment_matrices(total, ["cca_r2"], opts)["cca_r2"].values  # ||T||_F^2 / k, no SVD
+    np.testing.assert_allclose(alone, out["cca_r2"].values, atol=1e-12, rtol=0)
     assert abs(out["pwcca"].values[0, 1] - out["pwcca"].values[1, 0]) > 1e-4  # asymmetric, both directions kept
     np.testing.assert_allclose(out["cca_mean"].values, out["cca_mean"].values.T, atol=1e-12)
 
