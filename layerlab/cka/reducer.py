@@ -87,7 +87,7 @@ def send_until_committed(reducer: Any, states: Mapping[str, dict[str, Any]], max
 def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bootstrap: int = 0, env_vars: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Distributed CKA of a :class:`~layerlab.cka.pipeline.CKAJob`: one Ray task per shard, one reducer actor."""
     from layerlab.cache.reader import IdLedger
-    from layerlab.cka.pipeline import HALF_KEY, finish, merge_copy, merge_groups, pilot_shift_for, shard_group_states
+    from layerlab.cka.pipeline import HALF_KEY, finish, merge_copy, merge_groups, pilot_shift_for, plan_sample, shard_group_states
     from layerlab.cka.state_io import accumulator_from_state
 
     from layerlab.runtime import runtime_env
@@ -98,6 +98,7 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
         groups = shard_group_states(job, urls, shift, ids)
         counts = job.counts[urls[0]]
         half = groups.pop(HALF_KEY, None)
+        counts["sample_parts"] = job.collector.parts if job.collector is not None else []  # this shard's sampled items
         if not groups:  # every utterance of the shard was quarantined (or outside the CKA sample)
             return None, {}, ids, counts
         merged = merge_copy(groups.values())
@@ -108,7 +109,9 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
 
     job.bootstrap = job.bootstrap or bootstrap  # groups are kept only when intervals are asked
     shift = pilot_shift_for(job)
-    refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0 or job.half is not None) for name, urls in job.shard_pairs()}
+    plan_sample(job)
+    keep = bootstrap > 0 or "ridge_r2" in job.measures  # ridge_r2 cross-validates over the groups
+    refs = {name: shard_task.options(num_returns=1).remote(urls, shift, keep or job.half is not None) for name, urls in job.shard_pairs()}
     results = dict(zip(refs, ray.get(list(refs.values()))))
     ledger = IdLedger(job.a_url)  # the tasks read one shard each: utterances in two shards are caught here, checksums or not
     for name in sorted(results):
@@ -120,4 +123,8 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     groups = merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items())
     half = groups.pop(HALF_KEY, None)
     job.counts.update({name: res[3] for name, res in results.items()})  # the tasks counted on their copies of the job
-    return finish(job, merged, out_url, groups if bootstrap else None, bootstrap, half=half)
+    if job.collector is not None:
+        for name in sorted(results):
+            job.collector.extend(job.counts[name].pop("sample_parts", []))
+        job.sample = job.collector.sample()
+    return finish(job, merged, out_url, groups if keep else None, bootstrap, half=half)

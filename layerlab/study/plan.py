@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layerlab import storage
+from layerlab.cka.measure_registry import sample_names
 from layerlab.study import tasks as task_info
 from layerlab.study.config import FRAME_TASKS, StudyConfig
 from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
@@ -391,6 +392,8 @@ def _frames_needs(plan: StudyPlan, config: StudyConfig, probes: dict[str, list[A
             readers: set[str] = set()
             if within and "frame" in within.levels and not frame_cka_from_side_output(within):
                 readers |= set(config.models)  # speaker-grouped CIs read the frames tier (side-output states are per shard)
+            if within and "frame" in within.levels and sample_names(config.cka.measures):
+                readers |= set(config.models)  # rbf_cka / mutual_knn read sampled frames (a side-output state holds no frames)
             if across and "frame" in across.levels:
                 readers |= {m for pair in config.across_pairs() for m in pair}
             for m in readers:
@@ -468,7 +471,8 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
         if within:
             for mname in config.models:
                 for level in within.levels:
-                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"}, exclude_none=True), **extra}
+                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"}, exclude_none=True), **extra,
+                              **config.cka.non_default_measures()}
                     source = ""
                     if level == "frame":
                         params["from_side_output"] = frame_cka_from_side_output(within)
@@ -479,7 +483,8 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
         if across:
             for a, b in config.across_pairs():
                 for level in across.levels:
-                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"}, exclude_none=True), **extra}
+                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"}, exclude_none=True), **extra,
+                              **config.cka.non_default_measures()}
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
                               storage.join(out, "cka", dname, "across", f"{a}__{b}", level),
                               estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))
