@@ -35,3 +35,17 @@ class AudioProgress:
     def close(self) -> None:
         """Finish the bar."""
         self.bar.close()
+
+
+_VERBOSE = False
+
+
+def set_verbose(on: bool) -> None:
+    """Show third-party banners (Ray Tune's experiment box, TensorBoard hints) for this process (``--verbose``)."""
+    global _VERBOSE
+    _VERBOSE = bool(on)
+
+
+def verbose() -> bool:
+    """Whether ``--verbose`` asked for third-party banners."""
+    return _VERBOSE

@@ -24,6 +24,7 @@ def cka_command(
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the size and SHA-256 check of every file read (huge trusted runs)."),
     on_ray: bool = typer.Option(False, "--on-ray", help="One Ray task per shard and a checkpointed reducer actor (what jobs/cka.py runs)."),
     checkpoint: str = typer.Option(None, "--checkpoint", help="Reducer checkpoint URL with --on-ray (default: OUT/reducer.ckpt)."),
+    force: bool = typer.Option(False, "--force", help="Take over --out from a writer whose lease went stale (no heartbeat)."),
 ) -> None:
     """Linear CKA between every pair of layers, written as Parquet tables and a PNG heat map.
 
@@ -33,23 +34,25 @@ def cka_command(
     """
     from layerlab import storage
     from layerlab.cka.pipeline import CKAJob, run_cka
+    from layerlab.lease import held
 
     for url in (a, b, checkpoint):  # missing buckets / refused credentials: one line naming the URL, before any work
         if url:
             storage.check_input(url)
     storage.check_output_dir(out)
     unit = group_by or ("shard" if from_side_output else "speaker")
-    job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
-                 device=device, fast_matmul=fast, side_output=from_side_output, layers_a=layers_a, layers_b=layers_b,
-                 verify=not no_verify, allow_partial=allow_partial, bootstrap=bootstrap)
-    if on_ray and not from_side_output:  # side-output states are only summed: no per-shard work to distribute
-        from layerlab.cka.reducer import run_cka_on_ray
-        from layerlab.runtime import init_ray
+    with held(storage.canonical_url(out), "layerlab cka", force=force):
+        job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
+                     device=device, fast_matmul=fast, side_output=from_side_output, layers_a=layers_a, layers_b=layers_b,
+                     verify=not no_verify, allow_partial=allow_partial, bootstrap=bootstrap)
+        if on_ray and not from_side_output:  # side-output states are only summed: no per-shard work to distribute
+            from layerlab.cka.reducer import run_cka_on_ray
+            from layerlab.runtime import init_ray
 
-        init_ray()
-        summary = run_cka_on_ray(job, out, checkpoint or storage.join(out, "reducer.ckpt"), bootstrap)
-    else:
-        summary = run_cka(job, out, bootstrap=bootstrap, progress=lambda msg: typer.echo(msg, err=True))
+            init_ray()
+            summary = run_cka_on_ray(job, out, checkpoint or storage.join(out, "reducer.ckpt"), bootstrap)
+        else:
+            summary = run_cka(job, out, bootstrap=bootstrap, progress=lambda msg: typer.echo(msg, err=True))
     for note in summary.get("notes", []):
         typer.echo(f"note: {note}", err=True)
     for url in summary["tables"] + [summary["heatmap"]]:

@@ -201,12 +201,16 @@ class ReportSection(_Strict):
 class StudyConfig(_Strict):
     """A whole study: one YAML file -> one results folder with one report."""
 
-    name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("study")
     out: str | None = Field(None, description="results folder or URL (the CLI's --out overrides it)")
     seed: int = 0
     strict: bool = Field(False, description="a task a dataset has no labels for is an error instead of skipped")
     allow_overlap: bool = Field(False, description="run even when upstream training cannot be kept off a probe's dev/test speakers "
                                                    "(the overlap is counted in study.json and stated in the report)")
+    trust_remote_code: bool = Field(False, description="load model bundles whose config runs code (a speechbrain hyperparams.yaml "
+                                    "is HyperPyYAML): only for bundles you trust; dry runs never run it")
+    trust_tune_state: bool = Field(False, description="resume an interrupted Tune sweep by restoring its state, a pickle that can run "
+                                   "code: only for a results folder nobody else can write (default: the sweep is recomputed)")
     parallel: int = Field(2, ge=1, le=64, description="stages run at once (a thread pool of library calls)")
     parallel_extract: int = Field(1, ge=1, le=64, description="extraction stages at once (each runs its own actor pool)")
     parallel_train: int = Field(1, ge=1, le=64, description="training stages at once (each a Ray Train run with its own workers)")
@@ -219,13 +223,19 @@ class StudyConfig(_Strict):
 
     @field_validator("datasets", "models")
     @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import re
+    def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        from layerlab.storage import check_name
 
-        bad = [k for k in value if not re.fullmatch(r"[A-Za-z0-9_.-]+", k)]
-        if bad:
-            raise ValueError(f"names must be letters, digits, '_', '.', '-': {bad}")
+        for key in value:  # each name becomes a folder under --out: never '.', '..', a separator or a control character
+            check_name(key, f"{info.field_name} name")
         return value
+
+    @field_validator("name")
+    @classmethod
+    def _study_name(cls, value: str) -> str:
+        from layerlab.storage import check_name
+
+        return check_name(value, "study name")  # the default --out is runs/<name>
 
     @model_validator(mode="after")
     def _references(self) -> "StudyConfig":
@@ -379,7 +389,11 @@ def format_errors(source: str, exc: ValidationError, model: type[BaseModel]) -> 
 
 
 class StudyConfigError(ConfigError):
-    """A study config that cannot be used; the message names the key, the reason and the file."""
+    """A study config that cannot be used; the message names the key, the reason and the file (``problems``: a plan's)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 def parse_study_config(data: Any, source: str) -> StudyConfig:

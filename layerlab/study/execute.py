@@ -89,7 +89,8 @@ def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     p = stage.params
     spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
-    summary = extract(spec, data, stage.out, ExtractConfig.model_validate(p["config"]))
+    config = ExtractConfig.model_validate({**p["config"], "trust_remote_code": ctx.plan.config.trust_remote_code})  # consent: not a setting
+    summary = extract(spec, data, stage.out, config)
     if summary.shards_failed or not summary.complete:
         failed = "; ".join(f"{k}: {v}" for k, v in sorted(summary.shards_failed.items())[:3])
         raise RuntimeError(f"extraction of {spec} into {stage.out} incomplete ({failed or 'shards missing'})")
@@ -114,7 +115,7 @@ def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     config = probe.ProbeConfig.model_validate(p["config"]) if p["config"] else None
     summary = probe.run_probe(cache, p["task"], stage.out, layers=p["layers"], tune_samples=p["tune_samples"],
                               scheduler=p["scheduler"], config=config, seed=p["seed"],
-                              runner=p.get("runner", "tune"))
+                              runner=p.get("runner", "tune"), trust_tune_state=ctx.plan.config.trust_tune_state)
     return {"dir": stage.out, "metrics": storage.join(stage.out, "metrics.parquet"),
             "layer_weights": storage.join(stage.out, "layer_weights.parquet"), "summary": _jsonable(summary)}
 

@@ -26,7 +26,7 @@ RAY_KINDS = {"train", "extract", "probe"}
 
 
 def marker_url(out: str, stage_id: str, what: str) -> str:
-    return storage.join(out, "stages", f"{stage_id.replace('/', '__')}.{what}.json")
+    return storage.join_inside(out, "stages", f"{stage_id.replace('/', '__')}.{what}.json")
 
 
 def read_marker(out: str, stage_id: str, what: str) -> dict[str, Any] | None:
@@ -181,7 +181,7 @@ class Runner:
         started = read_marker(self.out, stage.id, "started")
         resume = bool(started and started.get("fingerprint") == stage.fingerprint)
         if not resume and stage.out.startswith(self.out.rstrip("/") + "/") and storage.exists(stage.out):
-            storage.remove(stage.out, recursive=True)  # a stale output of another configuration
+            storage.remove(stage.out, recursive=True, within=self.out)  # a stale output of another configuration (never outside --out)
         storage.write_json(marker_url(self.out, stage.id, "started"), {"fingerprint": stage.fingerprint, "started_at": _now()})
         self.say(f"[run] {stage.id}" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
@@ -205,7 +205,7 @@ class Runner:
         storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": fingerprint, "status": status, "reason": reason,
                                                                   "result": result, "wall_seconds": wall, "finished_at": _now(),
                                                                   "params": stage.params})
-        storage.remove(marker_url(self.out, stage.id, "failed"))
+        storage.remove(marker_url(self.out, stage.id, "failed"), within=self.out)
         self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else ""))
         self._record(stage, status, wall, False, result=result, error=reason)
 
@@ -266,7 +266,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     out = storage.canonical_url(out)  # Ray workers (extraction actors, Train workers) run in other working directories
     first = build_plan(config, out)
     if first.problems:
-        raise StudyConfigError("study cannot run:\n" + "\n".join(first.problems))
+        raise StudyConfigError(f"study cannot run: {first.problems[0]}", problems=first.problems)
 
     def write_study_json(plan: StudyPlan) -> None:
         storage.write_json(storage.join(out, "study.json"), {"config": config.model_dump(mode="json", by_alias=True), "config_text": config_text,
@@ -280,7 +280,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
         plan = build_plan(config, out, corpus_tasks_of(runner.records))
         plan.config_text = config_text  # type: ignore[attr-defined]
         if plan.problems:
-            raise StudyConfigError("study cannot run:\n" + "\n".join(plan.problems))
+            raise StudyConfigError(f"study cannot run: {plan.problems[0]}", problems=plan.problems)
         write_study_json(plan)  # the speaker partitions read from the built corpora
         if any(s.kind in RAY_KINDS and reusable(s, out) is None for s in plan.order()):
             started_ray = ensure_ray()
