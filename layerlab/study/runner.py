@@ -77,14 +77,11 @@ class Runner:
 
     def __init__(self, out: str, say: Callable[[str], None] = print, parallel: int = 2, parallel_extract: int = 1,
                  parallel_train: int = 1) -> None:
+        from layerlab.progress import StatusBoard
+
         self.out = out
-        self._say_lock = threading.Lock()
-
-        def locked_say(line: str) -> None:
-            with self._say_lock:
-                say(line)
-
-        self.say = locked_say
+        self.board = StatusBoard(say)  # stage lines from every thread, and one status line for the stages running
+        self.say = self.board.say
         self.parallel = parallel
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="study")
         self.extract_slots = threading.BoundedSemaphore(parallel_extract)
@@ -101,6 +98,7 @@ class Runner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.board.close()
 
     def run(self, plan: StudyPlan, only: set[str] | None = None) -> None:
         """Run (or reuse) the plan's stages (``only``: a subset), dependencies first; stop scheduling on failure."""
@@ -169,9 +167,12 @@ class Runner:
 
     def _execute(self, stage: Stage, ctx: StageContext) -> None:
         """Run one stage and release its slot."""
+        from layerlab.progress import report_to
+
         gate = self._gate(stage)
         try:
-            self._execute_now(stage, ctx)
+            with report_to(self.board, stage.id):  # the stage's progress bars become its part of the status line
+                self._execute_now(stage, ctx)
         finally:
             if gate:
                 gate.release()
