@@ -284,7 +284,7 @@ def acquire(out: str, command: str, *, force: bool = False) -> Lease:
         age = _now() - float(current.get("heartbeat_unix") or 0.0)
         if age < stale:
             raise LeaseHeld(f"{out}: another writer holds this output: {describe(current)}; wait for it to finish, or if it "
-                            f"died, rerun with --force once it has had no heartbeat for {_ago(stale)} ({STALE_ENV})")
+                            f"died, rerun with --force once it has had no heartbeat for {_ago(stale)}; {STALE_ENV} sets that limit")
         if not force:
             raise LeaseHeld(f"{out}: a stale lease (no heartbeat for {_ago(age)}) of {describe(current)}; if that run is gone, "
                             "rerun with --force to take the output over")

@@ -261,8 +261,8 @@ def check_name(name: Any, what: str) -> str:
     (so never ``.``, ``..`` or a hidden file); anything else (separators, control characters, empty) is refused."""
     text = name if isinstance(name, str) else ""
     if not _NAME.fullmatch(text) or text.startswith(".") or len(text) > 128:
-        raise ValueError(f"{what} {name!r}: names must be 1-128 letters, digits, '_', '.', '-' and not start with '.' "
-                         "(a name becomes a folder name: no '.', '..', separators or control characters)")
+        raise ValueError(f"{what} {name!r}: not a safe folder name (allowed: 1-128 letters, digits, '_', '.', '-', not starting "
+                         "with '.'; so no '.', '..', separators or control characters)")
     return text
 
 

@@ -36,7 +36,7 @@ def test_hostile_study_names_are_one_error_line_and_touch_nothing(tmp_path: Path
             result = CliRunner().invoke(app, ["study", str(cfg), "--out", str(tmp_path / "a" / "out"), *extra])
             errors = _error_lines(result.output)
             assert result.exit_code == 2 and len(errors) == 1, result.output
-            assert "names must be" in errors[0] and str(cfg) in errors[0] and "Traceback" not in result.output
+            assert "not a safe folder name" in errors[0] and str(cfg) in errors[0] and "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]  # no --out, no cache, nothing beside it
 
 
@@ -62,7 +62,7 @@ def test_hostile_joint_member_names_are_refused_before_anything_is_written(tmp_p
     result = CliRunner().invoke(app, ["extract", "--model", f"{name}=fbank", "--model", "mfcc", "--data", str(tmp_path / "data"),
                                       "--out", str(out)])
     errors = _error_lines(result.output)
-    assert result.exit_code == 2 and len(errors) == 1 and "names must be" in errors[0], result.output
+    assert result.exit_code == 2 and len(errors) == 1 and "not a safe folder name" in errors[0], result.output
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -227,7 +227,7 @@ class StudyConfig(_Strict):
         from layerlab.storage import check_name
 
         for key in value:  # each name becomes a folder under --out: never '.', '..', a separator or a control character
-            check_name(key, f"{info.field_name} name")
+            check_name(key, f"{info.field_name[:-1]} name")
         return value
 
     @field_validator("name")
