@@ -184,6 +184,7 @@ class Lease:
     backend: _Backend
     version: Any
     interval: float
+    created_out: bool = False  # the lease made the --out folder: a run that wrote nothing leaves no empty folder behind
     lost: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -228,6 +229,9 @@ class Lease:
         current, _ = self.backend.read()
         if current is not None and current.get("holder") == self.record["holder"]:
             self.backend.delete()
+        if self.created_out and self.backend.local:
+            with contextlib.suppress(OSError):  # only when empty: a command that failed before writing leaves nothing
+                os.rmdir(self.out)
 
 
 def _encode(record: dict[str, Any]) -> bytes:
@@ -258,7 +262,10 @@ def _ancestors(out: str) -> list[str]:
 def _check_enclosing(out: str, stale: float) -> None:
     """Refuse an ``--out`` inside the output of a live writer (a study writes its stages below its own ``--out``)."""
     for folder in _ancestors(out):
-        record, _ = _Backend(storage.join(folder, LEASE_NAME)).read()
+        try:
+            record, _ = _Backend(storage.join(folder, LEASE_NAME)).read()
+        except OSError:  # a folder above we may not read (another user's, a bucket root we may not list): no lease of ours
+            continue
         if record is not None and _now() - float(record.get("heartbeat_unix") or 0.0) < stale:
             raise LeaseHeld(f"{out}: lies inside {folder}, the output of a running writer: {describe(record)}; use another --out")
 
@@ -269,11 +276,12 @@ def acquire(out: str, command: str, *, force: bool = False) -> Lease:
     stale = stale_after()
     _check_enclosing(out, stale)
     backend = _Backend(storage.join(out, LEASE_NAME))
+    created = backend.local and not os.path.isdir(out)
     mine = _record(command)
     for _ in range(3):  # a lease released or taken over between our read and our write: look again
         try:
             version = backend.create(_encode(mine))
-            lease = Lease(out, mine, backend, version, interval=min(30.0, max(0.2, stale / 6)))
+            lease = Lease(out, mine, backend, version, interval=min(30.0, max(0.2, stale / 6)), created_out=created)
             lease.start()
             return lease
         except FileExistsError:
