@@ -26,12 +26,18 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, P
                                                 FileExistsError, KeyError)
 #: object-store client errors (matched by name: botocore is optional) that are the user's mistake too
 USER_ERROR_NAMES = ("NoCredentialsError", "PartialCredentialsError", "ClientError", "NoSuchBucket", "EndpointConnectionError", "InvalidEndpoint")
+#: failures of the environment (exit 1), printed as their one line: Ray could not start (the line names its log folder)
+ENVIRONMENT_ERROR_NAMES = ("RayStartError",)
 
 
 def error_line(exc: BaseException) -> str:
     """``error: <what> (<where>)`` in one line for a user mistake (``<where>: <what>`` messages are turned around)."""
     from pydantic import ValidationError
 
+    from layerlab.config import ConfigError
+
+    if isinstance(exc, ConfigError):  # already ``<file>: <key path>: <what> (allowed: ...)``
+        return f"error: {' '.join(str(exc).split())}"
     if isinstance(exc, ValidationError):
         from layerlab.config import describe_validation
 
@@ -77,10 +83,14 @@ class LayerlabGroup(TyperGroup):
             typer.echo("error: aborted", err=True)
             code = 1
         except Exception as exc:  # noqa: BLE001 - classified: user mistakes are one line, bugs keep their traceback
-            if not is_user_error(exc):
+            if type(exc).__name__ in ENVIRONMENT_ERROR_NAMES:  # not the user's mistake, but one line all the same
+                typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+                code = 1
+            elif not is_user_error(exc):
                 raise
-            typer.echo(error_line(exc), err=True)
-            code = 2
+            else:
+                typer.echo(error_line(exc), err=True)
+                code = 2
         if standalone_mode:
             sys.exit(code)
         return code

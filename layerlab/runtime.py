@@ -8,6 +8,7 @@ trials and Train workers alike (object-store endpoint and credentials, offline f
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Mapping
 
 #: environment passed to every Ray worker when set in the driver
@@ -31,12 +32,37 @@ def runtime_env(extra: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {"env_vars": worker_env(extra)}
 
 
+class RayStartError(RuntimeError):
+    """Ray could not be started or joined: one line with the reason and where Ray's logs are."""
+
+
+def ray_log_dir(temp_dir: str | None = None) -> str:
+    """Where the Ray session this process starts (or joins on this node) writes its logs."""
+    try:
+        from ray._common.utils import get_default_ray_temp_dir
+
+        root = temp_dir or get_default_ray_temp_dir()
+    except ImportError:  # pragma: no cover - another Ray layout
+        root = temp_dir or os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray")
+    return os.path.join(root, "session_latest", "logs")
+
+
+def quiet_console() -> None:
+    """No colour codes in forwarded worker lines when the output is not a terminal (logs, pipes, `ray job submit`)."""
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
 def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False, **kwargs: Any) -> None:
-    """Start or join Ray once: ``address`` or ``RAY_ADDRESS`` joins a cluster; otherwise an embedded local Ray."""
+    """Start or join Ray once: ``address`` or ``RAY_ADDRESS`` joins a cluster; otherwise an embedded local Ray.
+
+    A failure to start (a busy machine, a wrong address) is a RayStartError in one line naming Ray's log folder.
+    """
     import ray
 
     if ray.is_initialized():
         return
+    quiet_console()
     address = address or os.environ.get("RAY_ADDRESS") or None
     options: dict[str, Any] = dict(kwargs)
     if quiet:
@@ -50,7 +76,13 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
         options.setdefault("include_dashboard", False)
         if num_cpus is not None:
             options["num_cpus"] = num_cpus
-    ray.init(address=address, **options)
+    try:
+        ray.init(address=address, **options)
+    except Exception as exc:  # noqa: BLE001 - every start-up failure becomes one line with where to look
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        where = f" at {address}" if address not in (None, "local") else ""
+        raise RayStartError(f"Ray did not start{where}: {type(exc).__name__}: {text[:300]} (Ray logs: "
+                            f"{ray_log_dir(options.get('_temp_dir'))})") from exc
 
 
 def pick_device(requested: Any = "auto") -> Any:

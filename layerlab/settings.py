@@ -146,7 +146,7 @@ def clear_output(out: str, keep: tuple[str, ...] = ()) -> list[str]:
         name = str(entry).rstrip("/").rsplit("/", 1)[-1]
         if not name or name in keep or name.startswith(".") or not str(entry).startswith(root + "/"):
             continue
-        storage.remove(storage.join(out, name), recursive=True)
+        storage.remove(storage.join(out, name), recursive=True, within=out)
         removed.append(name)
     return removed
 

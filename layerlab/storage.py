@@ -13,7 +13,9 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -246,17 +248,91 @@ def list_files(url: str, suffix: str = "") -> list[str]:
     return [f"{proto}://{str(p).lstrip('/')}" if proto != "memory" else f"memory://{str(p)}" for p in names]
 
 
-def remove(url: str, recursive: bool = False) -> None:
-    """Delete an object (or a directory tree with ``recursive``); missing is not an error."""
+class OutsideOutput(ValueError):
+    """A path that would leave the output folder it must stay in (``..`` parts, a symlink out, a hostile name)."""
+
+
+#: characters of a name that becomes one path component (a model, dataset, stage or joint member folder)
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_name(name: Any, what: str) -> str:
+    """``name`` when it is safe as one folder name: letters, digits, ``_ . -``, not starting with ``.``
+    (so never ``.``, ``..`` or a hidden file); anything else (separators, control characters, empty) is refused."""
+    text = name if isinstance(name, str) else ""
+    if not _NAME.fullmatch(text) or text.startswith(".") or len(text) > 128:
+        raise ValueError(f"{what} {name!r}: not a safe folder name (allowed: 1-128 letters, digits, '_', '.', '-', not starting "
+                         "with '.'; so no '.', '..', separators or control characters)")
+    return text
+
+
+def normalise(url: str | os.PathLike[str]) -> str:
+    """``url`` with ``.``, ``..`` and repeated separators resolved lexically: an absolute local path, or
+    ``protocol://bucket/key`` for object stores (a key cannot climb above its bucket)."""
+    text = str(url)
+    if protocol_of(text) == "file":
+        return canonical_url(text)
+    proto, rest = text.split("://", 1)
+    norm = posixpath.normpath("/" + rest).lstrip("/")
+    return f"{proto}://{norm}" if norm not in ("", ".") else f"{proto}://"
+
+
+def inside(root: str | os.PathLike[str], url: str | os.PathLike[str]) -> str:
+    """The normalised ``url`` after checking that it is ``root`` or lies below it; :class:`OutsideOutput` otherwise.
+
+    Lexical for every URL (``s3://b/out/cache/../..`` is ``s3://b``, outside ``s3://b/out``), and for local
+    paths also after resolving symlinks (a link inside ``root`` that points elsewhere is outside).
+    """
+    base, target = normalise(root), normalise(url)
+    if protocol_of(base) != protocol_of(target) or not _below(base, target):
+        raise OutsideOutput(f"{url}: resolves to {target}, outside the output folder {base}; refusing to write or delete there")
+    if protocol_of(base) == "file":
+        real_base, real_target = os.path.realpath(base), os.path.realpath(target)
+        if not _below(real_base, real_target):
+            raise OutsideOutput(f"{url}: resolves (through a symbolic link) to {real_target}, outside the output folder "
+                                f"{real_base}; refusing to write or delete there")
+    return target
+
+
+def _below(base: str, target: str) -> bool:
+    base = base.rstrip("/") or "/"
+    return target == base or target.startswith(base if base.endswith("/") else base + "/")
+
+
+def join_inside(root: str, *parts: str) -> str:
+    """``join(root, *parts)``, checked to stay inside ``root`` (parts may come from names in a config)."""
+    url = join(root, *parts)
+    inside(root, url)
+    return url
+
+
+def remove(url: str, recursive: bool = False, *, within: str, keep: tuple[str, ...] = ()) -> None:
+    """Delete an object (or a directory tree with ``recursive``) that lies inside ``within``; missing is not an error.
+
+    Every remover names the output folder it works in: the path is normalised and refused
+    (:class:`OutsideOutput`) unless it lies inside ``within``, before anything is deleted. ``keep``: names
+    directly under ``url`` that survive a recursive removal (the output's lease file).
+    """
+    url = inside(within, url)
     fs, path = url_to_fs(url)
     if is_local(url):
         p = Path(path)
-        if p.is_dir() and recursive:
-            shutil.rmtree(p)
-        elif p.exists():
+        if p.is_dir() and not p.is_symlink() and recursive:
+            if keep:
+                for child in p.iterdir():
+                    if child.name not in keep:
+                        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            else:
+                shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
             p.unlink()
         return
     if fs.exists(path):
+        if keep and recursive and fs.isdir(path):
+            for child in fs.ls(path, detail=False):
+                if posixpath.basename(str(child).rstrip("/")) not in keep:
+                    fs.rm(child, recursive=True)
+            return
         fs.rm(path, recursive=recursive)
 
 

@@ -100,7 +100,7 @@ def tier_for(info: CacheInfo, level: str) -> str:
         return "frames"
     raise CacheError(
         f"{info.url}: --level {level} needs the {tier} tier, but this cache holds only {', '.join(info.tiers)}; "
-        f"re-extract with `layerlab extract --tier both` (or --tier {tier}) or use --level utterance"
+        f"re-extract with `layerlab extract --tier both` (or `layerlab extract --tier {tier}`) or use --level utterance"
     )
 
 

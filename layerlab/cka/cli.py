@@ -35,6 +35,7 @@ def cka_command(
     rbf_sigma: float = typer.Option(None, "--rbf-sigma", help="rbf_cka: a fixed bandwidth (default: --rbf-threshold x the median distance)."),
     rbf_threshold: float = typer.Option(None, "--rbf-threshold", help="rbf_cka: bandwidth as a fraction of the median distance (default 1.0)."),
     rbf_hsic: str = typer.Option(None, "--rbf-hsic", help="rbf_cka: biased | debiased HSIC (default biased)."),
+    force: bool = typer.Option(False, "--force", help="Take over --out from a writer whose lease went stale (no heartbeat)."),
 ) -> None:
     """Layer x layer similarity (linear CKA by default, and any --measure) between every pair of layers: Parquet tables and PNG heat maps.
 
@@ -49,6 +50,7 @@ def cka_command(
 
     from layerlab import storage
     from layerlab.cka.pipeline import CKAJob, run_cka
+    from layerlab.lease import held
 
     for url in (a, b, checkpoint):  # missing buckets / refused credentials: one line naming the URL, before any work
         if url:
@@ -58,22 +60,23 @@ def cka_command(
              "knn_k": knn_k, "rbf_sigma": rbf_sigma, "rbf_threshold": rbf_threshold, "rbf_hsic": rbf_hsic}
     options = validate(MeasureOptions, {k: v for k, v in given.items() if v is not None}, "layerlab cka options")
     unit = group_by or ("shard" if from_side_output else "speaker")
-    job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
-                 device=device, fast_matmul=fast, side_output=from_side_output, layers_a=layers_a, layers_b=layers_b,
-                 verify=not no_verify, allow_partial=allow_partial, bootstrap=bootstrap, measures=measure, options=options)
-    from layerlab.cka.pipeline import claim_output, record_settings
+    with held(storage.canonical_url(out), "layerlab cka", force=force):
+        job = CKAJob(a, b, estimator=estimator, level=level, batch_size=batch_size, seed=seed, group_by=unit if bootstrap else "shard",
+                     device=device, fast_matmul=fast, side_output=from_side_output, layers_a=layers_a, layers_b=layers_b,
+                     verify=not no_verify, allow_partial=allow_partial, bootstrap=bootstrap, measures=measure, options=options)
+        from layerlab.cka.pipeline import claim_output, record_settings
 
-    distributed = on_ray and not from_side_output  # side-output states are only summed: no per-shard work to distribute
-    claim_output(job, out, overwrite, record_now=distributed)  # the same settings resume (a reducer checkpoint); others stop here
-    if distributed:
-        from layerlab.cka.reducer import run_cka_on_ray
-        from layerlab.runtime import init_ray
+        distributed = on_ray and not from_side_output  # side-output states are only summed: no per-shard work to distribute
+        claim_output(job, out, overwrite, record_now=distributed)  # the same settings resume (a reducer checkpoint); others stop here
+        if distributed:
+            from layerlab.cka.reducer import run_cka_on_ray
+            from layerlab.runtime import init_ray
 
-        init_ray()
-        summary = run_cka_on_ray(job, out, checkpoint or storage.join(out, "reducer.ckpt"), bootstrap)
-    else:
-        summary = run_cka(job, out, bootstrap=bootstrap, progress=lambda msg: typer.echo(msg, err=True))
-        record_settings(job, out)
+            init_ray()
+            summary = run_cka_on_ray(job, out, checkpoint or storage.join(out, "reducer.ckpt"), bootstrap)
+        else:
+            summary = run_cka(job, out, bootstrap=bootstrap, progress=lambda msg: typer.echo(msg, err=True))
+            record_settings(job, out)
     for note in summary.get("notes", []):
         typer.echo(f"note: {note}", err=True)
     for entry in summary["measures"].values():

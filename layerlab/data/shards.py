@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from layerlab import artifacts, storage
 from layerlab.artifacts import QUARANTINE_SCHEMA
+from layerlab.lease import KEEP
 from layerlab.data.alignment import rescale_spans
 from layerlab.data.audio import AudioLimits, BadAudio, decode_flac, encode_flac, normalise
 from layerlab.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, AudioManifest, FileEntry, read_manifest, write_manifest
@@ -287,7 +288,7 @@ class ShardWriter:
         keep = {s.name.rsplit("/", 1)[-1] for s in self._shards}
         for url in storage.list_files(storage.join(self.root, "shards"), ".parquet"):
             if url.rsplit("/", 1)[-1] not in keep:
-                storage.remove(url)
+                storage.remove(url, within=self.root)
 
     def abort(self) -> None:
         """Drop the unpublished shard in progress (nothing partial becomes visible)."""
@@ -336,7 +337,7 @@ def prepare_output(root: str, build: dict[str, Any], overwrite: bool = False) ->
             raise FileExistsError(f"{root}: already holds another dataset ({m.dataset!r}, {m.kept} utterances, built by "
                                   f"{m.extra.get('build', {}).get('by') or m.extra.get('importer') or m.extra.get('generator', 'unknown')}); "
                                   "use another --out, or --overwrite to replace it")
-        storage.remove(root, recursive=True)
+        storage.remove(root, recursive=True, within=root, keep=KEEP)
         return False
     if storage.exists(root):
         if not fs.isdir(path):
@@ -346,7 +347,7 @@ def prepare_output(root: str, build: dict[str, Any], overwrite: bool = False) ->
             raise FileExistsError(f"{root}: folder is not empty and holds no dataset (e.g. {Path(str(foreign[0])).name}); "
                                   "use another --out, or --overwrite to replace its contents")
         if foreign:
-            storage.remove(root, recursive=True)
+            storage.remove(root, recursive=True, within=root, keep=KEEP)
     return False
 
 

@@ -29,6 +29,9 @@ def extract_cmd(
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
     summary_json: Optional[str] = typer.Option(None, "--summary-json", help="also write the run summary (counts, actors per node) as JSON here"),
     no_verify: bool = typer.Option(False, "--no-verify", help="skip SHA-256 checks of source shards and of finished cache shards (huge trusted runs)"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="allow model bundles whose config runs code while it loads "
+                                           "(a speechbrain hyperparams.yaml is HyperPyYAML): only for bundles you trust"),
+    force: bool = typer.Option(False, "--force", help="take over --out from a writer whose lease went stale (no heartbeat)"),
 ) -> None:
     """Extract every layer of a model over an audio-shard dataset into a resumable activation cache.
 
@@ -44,29 +47,32 @@ def extract_cmd(
     from layerlab import storage
     from layerlab.data.manifest import read_manifest
     from layerlab.extract.pipeline import extract
+    from layerlab.lease import held
     from layerlab.models.registry import check_spec
     from layerlab.runtime import init_ray
 
     cfg = build_config(config, tier=tier, concurrency=concurrency, device=device, num_gpus_per_actor=gpus_per_actor,
                        num_cpus_per_actor=cpus_per_actor, placement_timeout_s=placement_timeout, batch_seconds=batch_seconds, mode=mode, cka=cka,
-                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress, verify=not no_verify)
+                       max_shards=max_shards, overwrite=overwrite, progress=not no_progress, verify=not no_verify,
+                       trust_remote_code=trust_remote_code)
     # every user mistake is found here, on the driver, before Ray starts
     from layerlab.extract.joint_cka import member_names, member_spec
 
     if len(model) > 1:
-        member_names(model)  # cache folder names must differ
+        member_names(model)  # cache folder names must differ and be safe folder names
     for spec in model:
-        check_spec(member_spec(spec) if len(model) > 1 else spec)
+        check_spec(member_spec(spec) if len(model) > 1 else spec, trust_remote_code=trust_remote_code)
     storage.check_input(data)
     read_manifest(data)
     storage.check_output_dir(out)
-    init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
-    if len(model) > 1:
-        from layerlab.extract.joint import extract_joint
+    with held(storage.canonical_url(out), "layerlab extract", force=force):
+        init_ray()  # RAY_ADDRESS selects a cluster; otherwise an embedded local Ray
+        if len(model) > 1:
+            from layerlab.extract.joint import extract_joint
 
-        summary = extract_joint(model, data, out, cfg)
-    else:
-        summary = extract(model[0], data, out, cfg)
+            summary = extract_joint(model, data, out, cfg)
+        else:
+            summary = extract(model[0], data, out, cfg)
     typer.echo(summary.render())
     if summary_json:
         from layerlab import storage

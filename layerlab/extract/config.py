@@ -15,7 +15,14 @@ class CKASideOutput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("all", pattern=r"^[A-Za-z0-9_.-]+$", description="folder name under <cache>/cka/")
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        from layerlab.storage import check_name
+
+        return check_name(value, "cka side-output name")
+
+    name: str = Field("all", description="folder name under <cache>/cka/")
     layers: list[str] | None = Field(None, description="layer names; None = every frame-level layer")
     estimator: Literal["feature", "minibatch"] = "feature"
     minibatch_size: int = Field(1024, ge=4)
@@ -59,6 +66,8 @@ class ExtractConfig(BaseModel):
     env_vars: dict[str, str] = Field(default_factory=dict, description="extra env vars for the actors")
     progress: bool = True
     verify: bool = Field(True, description="check size and SHA-256 of source shards and of finished cache shards on resume")
+    trust_remote_code: bool = Field(False, description="allow model bundles whose config runs code while loading (speechbrain "
+                                    "hyperparams.yaml); the user's consent, not part of the cache's identity")
 
     @field_validator("concurrency", mode="before")
     @classmethod

@@ -82,7 +82,7 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
     init_ray()
     pool = start_pool(specs, config, actor_body=JointExtractActor)
     pool.request(len(source.shards))
-    urls = {n: storage.join(out_url, n) for n in names}
+    urls = {n: storage.join_inside(out_url, n) for n in names}  # names are checked; this keeps every cache inside --out
     summary = JointSummary(out_url=out_url, members={})
     manifests: dict[str, cf.CacheManifest] = {}
     joint_sides: dict[str, list[dict[str, Any]]] = {}

@@ -70,14 +70,28 @@ def joint_name(other: str) -> str:
     return f"joint-{other}"
 
 
+def _explicit_name(spec: str) -> str | None:
+    """The NAME of a ``NAME=SPEC`` entry (text before the first ``=`` when it holds no ``:``), else None."""
+    name, sep, _ = spec.partition("=")
+    return name if sep and ":" not in name else None
+
+
 def member_names(specs: Sequence[str]) -> list[str]:
-    """Cache folder names for a group's model specs: ``NAME=SPEC`` names one; else the spec's last part (``wavlm.pt`` -> ``wavlm``)."""
+    """Cache folder names for a group's model specs: ``NAME=SPEC`` names one; else the spec's last part (``wavlm.pt`` -> ``wavlm``).
+
+    A given NAME must be a safe folder name (no ``.``, ``..``, separators or control characters): each
+    member's cache is written to ``--out/<name>/``.
+    """
+    from layerlab.storage import check_name
+
     names = []
     for spec in specs:
-        name, sep, _ = spec.partition("=")
-        if not sep or ":" in name or "/" in name:
-            name = spec.rstrip("/").split(":")[-1].rsplit("/", 1)[-1].split(".")[0] or "model"
-        names.append("".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in name))
+        name = _explicit_name(spec)
+        if name is not None:
+            names.append(check_name(name, f"--model {spec!r}: NAME"))
+            continue
+        name = spec.rstrip("/").split(":")[-1].rsplit("/", 1)[-1].split(".")[0] or "model"
+        names.append("".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name))
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"--model: two models of the group would share the cache folder {dup[0]!r}; name them NAME=SPEC")
@@ -86,8 +100,7 @@ def member_names(specs: Sequence[str]) -> list[str]:
 
 def member_spec(spec: str) -> str:
     """The model spec of a ``NAME=SPEC`` (or plain) group entry."""
-    name, sep, rest = spec.partition("=")
-    return rest if sep and ":" not in name and "/" not in name else spec
+    return spec.partition("=")[2] if _explicit_name(spec) is not None else spec
 
 
 def update_joint(acc: Any, a: JointMember, out_a: LayerOutput, b: JointMember, out_b: LayerOutput, float16: bool = False) -> None:

@@ -80,7 +80,9 @@ def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool, selec
     meta_url = storage.join(out_url, cf.METADATA_NAME)
     if storage.exists(meta_url):
         if overwrite:
-            storage.remove(out_url, recursive=True)
+            from layerlab.lease import KEEP
+
+            storage.remove(out_url, recursive=True, within=out_url, keep=KEEP)  # the output's lease stays with its holder
         else:
             old = cf.CacheMetadata.model_validate(storage.read_json(meta_url))
             diff = diff_keys(old.identity(), meta.identity())

@@ -72,7 +72,7 @@ class ExtractActor:
 
         torch.set_num_threads(torch_threads)
         config = ExtractConfig.model_validate_json(config_json)
-        self.model = load(model_spec, actor_device(config.device))
+        self.model = load(model_spec, actor_device(config.device), trust_remote_code=config.trust_remote_code)
         self.mode = resolve_mode(config.mode, bool(self.model.padding_invariant))
         self.worker = ShardExtractor(self.model, config, self.mode)
         self.model(torch.zeros(1, self.model.sample_rate), torch.tensor([self.model.sample_rate]))  # warm-up call
@@ -111,7 +111,7 @@ class JointExtractActor(ExtractActor):
         torch.set_num_threads(torch_threads)
         config = ExtractConfig.model_validate_json(config_json)
         device = actor_device(config.device)
-        self.models = {name: load(spec, device) for name, spec in model_specs.items()}
+        self.models = {name: load(spec, device, trust_remote_code=config.trust_remote_code) for name, spec in model_specs.items()}
         self.mode = resolve_mode(config.mode, all(m.padding_invariant for m in self.models.values()))
         self.worker = JointShardExtractor(self.models, config, self.mode)
         for m in self.models.values():

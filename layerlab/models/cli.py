@@ -15,6 +15,8 @@ def describe(
     spec: str = typer.Argument(..., help="Model spec, e.g. ge2e, fbank, s3prl:wavlm_base_plus, hf:/dir, speechbrain:/dir, ckpt:s3://b/m.pt"),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a bundle whose config runs code while it loads "
+                                           "(a speechbrain hyperparams.yaml is HyperPyYAML): only for bundles you trust"),
 ) -> None:
     """Print a model's layers with dims and frame rates, its parameter count and padding behaviour.
 
@@ -25,7 +27,7 @@ def describe(
     from layerlab.models import ModelError, load
 
     try:
-        model = load(spec, device=device)
+        model = load(spec, device=device, trust_remote_code=trust_remote_code)
     except ModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc

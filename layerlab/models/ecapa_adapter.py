@@ -1,7 +1,9 @@
 """ECAPA-TDNN speaker models (speechbrain's ECAPA_TDNN class), from a speechbrain bundle or our own ckpt.
 
 ``speechbrain:DIR_OR_URL`` loads a pretrained bundle (hyperparams.yaml + embedding_model.ckpt)
-offline; ``ckpt:URL`` with a ``layerlab-ecapa-v1`` checkpoint (see ``models/formats/ecapa.py``)
+offline. Its ``hyperparams.yaml`` is HyperPyYAML, which imports and calls whatever the file names
+(``!new:``, ``!apply:``), so it is evaluated only with the user's consent (``trust_remote_code``);
+:func:`check_bundle_text` checks a bundle without running anything (dry runs, preflight). ``ckpt:URL`` with a ``layerlab-ecapa-v1`` checkpoint (see ``models/formats/ecapa.py``)
 builds the same model.
 Front end exactly as EncoderClassifier.encode_batch: Fbank, sentence mean normalisation with relative
 lengths. Layers: block0..block3, mfa (100 Hz), asp (pooled statistics), embedding (utterance-level).
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 
 from layerlab.models.base import LayeredModel, LayerInfo, frames_centered
-from layerlab.models.errors import CheckpointError
+from layerlab.models.errors import CheckpointError, RemoteCodeRefused
 from layerlab.models.fetch import fetch_dir, load_torch_file
 
 SAMPLE_RATE = 16000
@@ -26,6 +28,11 @@ ECAPA_KWARGS = (
 )
 BUNDLE_REQUIRED = ("hyperparams.yaml", "embedding_model.ckpt")
 BUNDLE_OPTIONAL = ("mean_var_norm_emb.ckpt", "classifier.ckpt", "label_encoder.txt", "label_encoder.ckpt")
+#: top-level keys of hyperparams.yaml the adapter reads, and the class embedding_model must be
+BUNDLE_KEYS = ("compute_features", "mean_var_norm", "embedding_model")
+ECAPA_TAG = "!new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
+CONSENT = ("pass --trust-remote-code (layerlab extract, layerlab models describe) or set trust_remote_code: true in the study "
+           "config, only for a bundle you trust")
 
 
 class ECAPAModel(LayeredModel):
@@ -98,13 +105,41 @@ def _copy_weights_strictly(model: torch.nn.Module, state: dict, where: str) -> N
 
 
 # ---- speechbrain bundles ----------------------------------------------------------------
-def load_speechbrain(arg: str, spec: str, device: str | torch.device | None = None) -> ECAPAModel:
-    """Load a speechbrain ECAPA bundle folder (local path or fsspec URL) without network access."""
+def check_bundle_text(yaml_text: str, arg: str) -> dict[str, str]:
+    """The top-level keys of a bundle's hyperparams.yaml with their tags, read as text (composed, never constructed:
+    nothing is imported or called); a CheckpointError names what is missing or malformed."""
+    import yaml
+
+    try:
+        node = yaml.compose(yaml_text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"speechbrain bundle {arg}: hyperparams.yaml is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(node, yaml.MappingNode):
+        raise CheckpointError(f"speechbrain bundle {arg}: hyperparams.yaml is not a mapping of settings")
+    tags = {str(k.value): str(v.tag) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+    missing = [k for k in BUNDLE_KEYS if k not in tags]
+    if missing:
+        raise CheckpointError(f"speechbrain bundle {arg}: hyperparams.yaml lacks {', '.join(missing)}")
+    if tags["embedding_model"] != ECAPA_TAG:
+        raise CheckpointError(f"speechbrain bundle {arg}: embedding_model is {tags['embedding_model']}, not {ECAPA_TAG}")
+    return tags
+
+
+def load_speechbrain(arg: str, spec: str, device: str | torch.device | None = None, trust_remote_code: bool = False) -> ECAPAModel:
+    """Load a speechbrain ECAPA bundle folder (local path or fsspec URL) without network access.
+
+    The bundle's hyperparams.yaml runs as HyperPyYAML (code) only with ``trust_remote_code``; without it a
+    RemoteCodeRefused error says so (after the text check, so a broken bundle is named as such first).
+    """
+    folder = fetch_dir(arg, BUNDLE_REQUIRED, BUNDLE_OPTIONAL, what="speechbrain bundle")
+    yaml_text = (folder / "hyperparams.yaml").read_text()
+    check_bundle_text(yaml_text, arg)
+    if not trust_remote_code:
+        raise RemoteCodeRefused(f"speechbrain bundle {arg}: hyperparams.yaml is HyperPyYAML, which imports and runs what it names "
+                                f"while loading; {CONSENT}")
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-    folder = fetch_dir(arg, BUNDLE_REQUIRED, BUNDLE_OPTIONAL, what="speechbrain bundle")
-    yaml_text = (folder / "hyperparams.yaml").read_text()
     overrides = {"pretrained_path": str(folder)} if "pretrained_path" in yaml_text else {}
     try:
         hparams = load_hyperpyyaml(yaml_text, overrides=overrides)

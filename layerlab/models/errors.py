@@ -15,5 +15,9 @@ class CheckpointError(ModelError):
     """A checkpoint is missing, unreadable or not in the format its spec prefix promises."""
 
 
+class RemoteCodeRefused(ModelError):
+    """Loading this model would run code from its files (a HyperPyYAML config) and the user has not consented."""
+
+
 class AudioInputError(ModelError):
     """Audio handed to a model is malformed (shape, dtype, lengths) or at the wrong sample rate."""

@@ -7,6 +7,8 @@ Per prefix:
   fetched into the model cache, which later loads on this node reuse) is opened with
   ``torch.load(mmap=True, weights_only=True)`` and its format and keys are validated; checkpoints up to
   ``FULL_LOAD_BYTES`` are loaded in full (config/weight mismatches show up here, not in an actor).
+  A speechbrain bundle's hyperparams.yaml (HyperPyYAML: it runs code) is only read as text here, and
+  built in full only with ``trust_remote_code`` (never in a study's dry run).
 * ``hf:DIR`` / ``hf:ID``: the folder and ``config.json`` (or the hub cache) are read, the model type
   checked; small local folders load in full.
 * ``s3prl:NAME``: the name must exist and its checkpoint be in s3prl's download cache or reachable;
@@ -28,15 +30,20 @@ OFFLINE_ENV = ("HF_HUB_OFFLINE", "LAYERLAB_OFFLINE")
 PROBE_TIMEOUT_S = 5.0
 
 
-def check_loadable(spec: str) -> None:
-    """Raise a one-line ModelError (naming the spec or file) when ``spec`` cannot load; return quietly when it can."""
+def check_loadable(spec: str, *, trust_remote_code: bool = False, text_only: bool = False) -> None:
+    """Raise a one-line ModelError (naming the spec or file) when ``spec`` cannot load; return quietly when it can.
+
+    Nothing that runs code from the model's files is evaluated without ``trust_remote_code``: a speechbrain
+    bundle is checked as text and then refused (RemoteCodeRefused names the consent flag). ``text_only``
+    (a study's plan and dry run): check such bundles as text and stop there, consent or not.
+    """
     from layerlab.models.registry import parse_spec
 
     prefix, arg = parse_spec(spec)
     if prefix == "random":  # the control loads its inner spec's architecture
         from layerlab.models.random_init import parse_random
 
-        check_loadable(parse_random(arg, spec)[1])
+        check_loadable(parse_random(arg, spec)[1], trust_remote_code=trust_remote_code, text_only=text_only)
     elif prefix in ("ge2e", "fbank", "mfcc", "planted"):
         _full_load(spec)
     elif prefix == "ckpt":
@@ -46,13 +53,13 @@ def check_loadable(spec: str) -> None:
     elif prefix == "hf":
         _check_hf(spec, arg)
     elif prefix == "speechbrain":
-        _check_speechbrain(spec, arg)
+        _check_speechbrain(spec, arg, trust_remote_code, text_only)
 
 
-def _full_load(spec: str) -> None:
+def _full_load(spec: str, trust_remote_code: bool = False) -> None:
     from layerlab.models.registry import load
 
-    load(spec, device="cpu")
+    load(spec, device="cpu", trust_remote_code=trust_remote_code)
 
 
 def size_of(path: Path) -> int:
@@ -171,15 +178,23 @@ def _check_hf(spec: str, arg: str) -> None:
             _full_load(spec)
 
 
-def _check_speechbrain(spec: str, arg: str) -> None:
+def _check_speechbrain(spec: str, arg: str, trust_remote_code: bool = False, text_only: bool = False) -> None:
+    """File presence, hyperparams.yaml's keys (as text) and the weights (tensors only); a full build only with consent."""
     import torch
 
-    from layerlab.models.ecapa_adapter import BUNDLE_OPTIONAL, BUNDLE_REQUIRED
+    from layerlab.models.ecapa_adapter import BUNDLE_OPTIONAL, BUNDLE_REQUIRED, CONSENT, check_bundle_text
+    from layerlab.models.errors import RemoteCodeRefused
     from layerlab.models.fetch import fetch_dir
 
     folder = fetch_dir(arg, BUNDLE_REQUIRED, BUNDLE_OPTIONAL, what="speechbrain bundle")
+    check_bundle_text((folder / "hyperparams.yaml").read_text(), arg)
     state = open_checkpoint(folder / "embedding_model.ckpt", f"speechbrain bundle {arg}: embedding_model.ckpt")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"speechbrain bundle {arg}: embedding_model.ckpt is not a state_dict (name -> tensor)")
+    if text_only:
+        return
+    if not trust_remote_code:
+        raise RemoteCodeRefused(f"speechbrain bundle {arg}: hyperparams.yaml is HyperPyYAML, which imports and runs what it names "
+                                f"while loading; {CONSENT}")
     if size_of(folder) <= FULL_LOAD_BYTES:
-        _full_load(spec)
+        _full_load(spec, trust_remote_code=True)

@@ -115,13 +115,13 @@ def reinitialize(model: LayeredModel, seed: int) -> list[str]:
     return fallback
 
 
-def load_random(arg: str, spec: str, device: str | torch.device | None = None) -> LayeredModel:
+def load_random(arg: str, spec: str, device: str | torch.device | None = None, trust_remote_code: bool = False) -> LayeredModel:
     """Build the inner spec's model, then replace its weights by seeded random ones (see the module doc)."""
     from layerlab.models.base import resolve_device
     from layerlab.models.registry import load
 
     seed, inner = parse_random(arg, spec)
-    model = load(inner, device="cpu")  # initialise on the CPU: the same seed gives the same weights on any device
+    model = load(inner, device="cpu", trust_remote_code=trust_remote_code)  # initialise on the CPU: the same seed gives the same weights on any device
     fallback = reinitialize(model, seed)
     model.spec = spec
     info: dict[str, Any] = {"control_of_spec": inner, "seed": seed, "fallback": fallback}

@@ -32,6 +32,8 @@ ADAPTERS: dict[str, str] = {
     "planted": "layerlab.models.planted:load_planted",
     "random": "layerlab.models.random_init:load_random",
 }
+#: prefixes whose loading can run code from the model's files (or wraps a spec that can): they take ``trust_remote_code``
+REMOTE_CODE = {"speechbrain", "random"}
 #: prefixes that take no argument
 BARE = {"ge2e", "fbank", "mfcc"}
 #: prefixes whose argument (options) may be left out
@@ -65,16 +67,27 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return prefix, arg
 
 
-def check_spec(spec: str, *, loadable: bool = True) -> tuple[str, str]:
+def needs_remote_code(spec: str) -> bool:
+    """Whether loading ``spec`` evaluates code from the model's own files (a speechbrain bundle, or a control of one)."""
+    prefix, arg = parse_spec(spec)
+    if prefix == "random":
+        from layerlab.models.random_init import parse_random
+
+        return needs_remote_code(parse_random(arg, spec)[1])
+    return prefix in REMOTE_CODE
+
+
+def check_spec(spec: str, *, loadable: bool = True, trust_remote_code: bool = False) -> tuple[str, str]:
     """Fail fast, on the driver, for a spec that cannot load: malformed, naming a file/folder that does not
-    exist, or (``loadable``) failing ``preflight.check_loadable`` (format, keys, hub cache; tiny models built)."""
+    exist, or (``loadable``) failing ``preflight.check_loadable`` (format, keys, hub cache; tiny models built;
+    a bundle whose config runs code is built only with ``trust_remote_code``, otherwise checked as text)."""
     from layerlab import storage
 
     prefix, arg = parse_spec(spec)
     if prefix == "random":  # the control loads what its inner spec loads
         from layerlab.models.random_init import parse_random
 
-        check_spec(parse_random(arg, spec)[1], loadable=loadable)
+        check_spec(parse_random(arg, spec)[1], loadable=loadable, trust_remote_code=trust_remote_code)
         return prefix, arg
     path = arg.split(":", 1)[1] if prefix == "s3prl" and ":" in arg else arg
     is_path = prefix in ("speechbrain", "ckpt") or (prefix == "s3prl" and ":" in arg) or (prefix == "hf" and (path.startswith((".", "/", "~")) or "://" in path))
@@ -83,17 +96,22 @@ def check_spec(spec: str, *, loadable: bool = True) -> tuple[str, str]:
     if loadable:
         from layerlab.models.preflight import check_loadable
 
-        check_loadable(spec)
+        check_loadable(spec, trust_remote_code=trust_remote_code)
     return prefix, arg
 
 
-def load(spec: str, device: str | torch.device | None = None) -> LayeredModel:
-    """Build the frozen, eval-mode LayeredModel for ``spec`` on ``device`` (default: cuda if available)."""
+def load(spec: str, device: str | torch.device | None = None, *, trust_remote_code: bool = False) -> LayeredModel:
+    """Build the frozen, eval-mode LayeredModel for ``spec`` on ``device`` (default: cuda if available).
+
+    ``trust_remote_code``: the user's consent to load bundles whose config runs code (``speechbrain:``
+    bundles: HyperPyYAML); without it those are refused with a one-line error naming the flag.
+    """
     prefix, arg = parse_spec(spec)
     module_name, func_name = ADAPTERS[prefix].split(":")
     builder = getattr(importlib.import_module(module_name), func_name)
+    consent = {"trust_remote_code": trust_remote_code} if prefix in REMOTE_CODE else {}
     with preserved_rng_state():
-        return builder(arg, spec=spec.strip(), device=device)
+        return builder(arg, spec=spec.strip(), device=device, **consent)
 
 
 @contextlib.contextmanager

@@ -84,7 +84,7 @@ def weighted_layers(source: ProbeSource, tdef: TaskDef) -> list[str]:
 
 def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_samples: int = 1, scheduler: str | None = None,
               config: ProbeConfig | None = None, seed: int = 0, runner: str = "tune", evaluations: list | None = None,
-              overwrite: bool = False) -> dict[str, Any]:
+              overwrite: bool = False, trust_tune_state: bool = False, verify: bool = True, allow_partial: bool = False) -> dict[str, Any]:
     """Train ``task``'s probe on the weighted sum of all layers and/or on each layer alone; write results under ``out``.
 
     Inputs are validated before any training (errors name the cache, task and what is missing). A rerun
@@ -93,6 +93,8 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
     ``overwrite`` (start afresh: what ``out`` holds is removed first). ``runner="local"`` runs the same trials one
     after another in this process instead of on Ray Tune (small probes on one machine). Returns the summary
     (also ``out/summary.json``). A task whose dataset gives folds runs each fold as test (``layerlab.probe.folds``).
+    ``trust_tune_state``: restore an earlier Tune experiment under ``out`` (a pickle) instead of recomputing it;
+    ``verify``/``allow_partial``: as for every cache read (checksums; an unfinished cache's finished shards).
     """
     start = time.perf_counter()
     cfg = config or ProbeConfig()
@@ -105,7 +107,7 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
     if tune_samples < 1:
         raise ValueError(f"tune_samples must be >= 1, got {tune_samples}")
     tdef = get_task(task)
-    source = open_source(cache)
+    source = open_source(cache, verify=verify, allow_partial=allow_partial)
     out = str(out).rstrip("/")
     settings = probe_settings(source, task, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed, runner=runner)
     if not overwrite:
@@ -117,7 +119,8 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
         start_output(out, settings, overwrite, source.url)
 
         return run_folds(folds, cfg, out, lambda c, o, evs: run_probe(cache, task, o, layers=layers, tune_samples=tune_samples, scheduler=scheduler,
-                                                                   config=c, seed=seed, runner=runner, evaluations=evs),
+                                                                   config=c, seed=seed, runner=runner, evaluations=evs,
+                                                                   trust_tune_state=trust_tune_state, verify=verify, allow_partial=allow_partial),
                          model=source.model, task=task, directions=tdef.higher_is_better)
     model_name = source.model
     all_layers = [l.name for l in source.layers]
@@ -150,7 +153,8 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                                      name="weighted_sum", seed=seed)
             else:
                 outcomes = run_sweep(source, task, cfg, layers=summed, storage_url=tune_url, name="weighted_sum",
-                                     space=param_space(cfg, tune_samples), samples=tune_samples, scheduler=scheduler, mode=mode, seed=seed)
+                                     space=param_space(cfg, tune_samples), samples=tune_samples, scheduler=scheduler, mode=mode, seed=seed,
+                                     trust_tune_state=trust_tune_state, within=out)
             best = _best(outcomes, higher, f"{source.url}: task {task!r}: weighted-sum sweep")
             rows, model, wbound = _evaluate(source, tdef, cfg, summed, best, model_name, WEIGHTED, seed, evaluations)
             metrics += rows
@@ -178,7 +182,8 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                     from ray import tune
 
                     outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="per_layer",
-                                         space={**hp, "layer": tune.grid_search(all_layers)}, samples=1, scheduler=None, mode=mode, seed=seed)
+                                         space={**hp, "layer": tune.grid_search(all_layers)}, samples=1, scheduler=None, mode=mode, seed=seed,
+                                         trust_tune_state=trust_tune_state, within=out)
                 for o in sorted(outcomes, key=lambda o: all_layers.index(o.config["layer"])):
                     if o.state is None:
                         raise RuntimeError(f"{source.url}: task {task!r}: per-layer probe of {o.config['layer']!r} failed ({o.error})")

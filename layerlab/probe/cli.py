@@ -20,22 +20,33 @@ def probe_cmd(
                                                         "this process: small probes where Tune start-up dominates)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start afresh: discard what --out holds (a rerun with other "
                                                               "settings is refused otherwise)"),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="probe an unfinished cache's finished shards"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="skip the size and SHA-256 check of every cache file read (huge trusted runs)"),
+    trust_tune_state: bool = typer.Option(False, "--trust-tune-state", help="resume an earlier Tune sweep in --out by restoring its "
+                                          "state, a pickle that can run code: only for an --out nobody else can write (default: recompute)"),
+    force: bool = typer.Option(False, "--force", help="take over --out from a writer whose lease went stale (no heartbeat)"),
+    verbose: bool = typer.Option(False, "--verbose", help="also print Ray Tune's own banners (experiment box, TensorBoard hint)"),
 ) -> None:
     """Train a task's probe on the learned weighted sum of all layers and on each layer; write metrics, weights, figures.
 
     Example:  layerlab probe --cache runs/demo/cache/ge2e --task sid --out runs/probe/ge2e-sid --layers both --tune 4 --scheduler asha
     """
+    from layerlab.lease import held
     from layerlab.probe.api import run_probe
     from layerlab.probe.config import ProbeConfig
     from layerlab.probe.source import ProbeInputError
+    from layerlab.progress import set_verbose
 
+    set_verbose(verbose)
     cfg = ProbeConfig.from_yaml(config) if config else None
-    try:
-        summary = run_probe(cache, task, out, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed, runner=runner,
-                            overwrite=overwrite)
-    except (ProbeInputError, FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    with held(out, "layerlab probe", force=force):
+        try:
+            summary = run_probe(cache, task, out, layers=layers, tune_samples=tune_samples, scheduler=scheduler, config=cfg, seed=seed,
+                                runner=runner, trust_tune_state=trust_tune_state, verify=not no_verify, allow_partial=allow_partial,
+                                overwrite=overwrite)
+        except (ProbeInputError, FileNotFoundError, ValueError) as exc:
+            typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+            raise typer.Exit(code=2) from None
     typer.echo(render(summary))
 
 

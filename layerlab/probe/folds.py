@@ -64,7 +64,9 @@ def fold_mean(evaluations: Sequence[Evaluation]) -> Evaluation:
 
 
 def _fold_dir(fold: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", fold)
+    """A folder name for a fold label read from the dataset: never '.', '..' or hidden (labels are data, not trusted)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", fold)[:128]
+    return "_" + name[1:] if name.startswith(".") else (name or "_")
 
 
 def _read(url: str) -> pd.DataFrame | None:

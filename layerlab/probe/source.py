@@ -143,10 +143,11 @@ class MemorySource:
 class CacheSource:
     """A probe source backed by the one cache reader (``layerlab.cache.open_cache``)."""
 
-    def __init__(self, url: str, *, verify: bool = True) -> None:
+    def __init__(self, url: str, *, verify: bool = True, allow_partial: bool = False) -> None:
         from layerlab.cache import open_cache
 
-        self.reader: Any = open_cache(url, verify=verify)
+        self.reader: Any = open_cache(url, verify=verify, allow_partial=allow_partial)
+        self.allow_partial = allow_partial
         self.url = str(self.reader.url)
         meta = self.reader.metadata
         self.model = str(getattr(meta, "model_spec", "") or getattr(meta, "model", ""))
@@ -171,7 +172,8 @@ class CacheSource:
         if self.reader is None:
             from layerlab.cache import open_cache
 
-            self.reader = open_cache(self.url, verify=False)  # the driver verified the files when it opened the cache
+            # the driver verified the files (and accepted an unfinished cache) when it opened the cache
+            self.reader = open_cache(self.url, verify=False, allow_partial=getattr(self, "allow_partial", False))
         return self.reader
 
     @property
@@ -216,6 +218,6 @@ def _layer_of(meta: Any) -> Layer:
                  str(getattr(meta, "frame_convention", "") or ""), getattr(meta, "window_samples", None))
 
 
-def open_source(cache: str, *, verify: bool = True) -> CacheSource:
-    """Open an activation cache for probing."""
-    return CacheSource(cache, verify=verify)
+def open_source(cache: str, *, verify: bool = True, allow_partial: bool = False) -> CacheSource:
+    """Open an activation cache for probing (``allow_partial``: an unfinished extraction's finished shards)."""
+    return CacheSource(cache, verify=verify, allow_partial=allow_partial)

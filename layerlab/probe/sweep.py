@@ -4,11 +4,20 @@ Every trial reads the one cache: the source (rows + pooled matrices) is put in t
 by ``tune.with_parameters`` and reaches each trial zero-copy; frames are streamed by each trial from
 the cache URL. Trials checkpoint their training state, so a killed sweep resumes with
 ``Tuner.restore``. Storage is any fsspec URL (``s3://`` included).
+
+Nothing under an output folder is unpickled unless the user says so: a trial's state is saved as
+tensors (``state.pt``, loaded with ``torch.load(weights_only=True)``) plus JSON (``state.json``). Tune's
+own experiment state is a pickle, so an existing experiment is restored only when this process
+created it or the caller trusts it (``trust_tune_state``: ``layerlab probe --trust-tune-state``, a
+study's ``trust_tune_state: true``); otherwise it is set aside (deleted, inside ``--out``) and the sweep
+starts afresh, saying so.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +25,43 @@ from typing import Any
 from layerlab import storage
 from layerlab.probe.config import ProbeConfig
 
-STATE_FILE = "state.pt"
+STATE_FILE = "state.pt"  # tensors only (model, optimizer, best-dev state): torch.load(weights_only=True)
+STATE_JSON = "state.json"  # the rest of the training state (epoch, best metric, history, ...)
+#: keys of the training state that are tensors or plain containers of tensors (saved in STATE_FILE)
+TENSOR_KEYS = ("model", "optimizer", "best_state")
+#: Tune experiments this process created (restoring those unpickles nothing written by anyone else)
+_CREATED: set[str] = set()
+
+
+class UntrustedState(ValueError):
+    """A saved trial state that is not plain tensors + JSON (a pickle with code, or damaged): refused, never unpickled."""
+
+
+def save_state(directory: str, snap: dict[str, Any]) -> None:
+    """Write a trial's training state as tensors (``state.pt``) + JSON (``state.json``)."""
+    import torch
+
+    torch.save({k: snap[k] for k in TENSOR_KEYS if snap.get(k) is not None}, os.path.join(directory, STATE_FILE))
+    with open(os.path.join(directory, STATE_JSON), "w") as f:
+        json.dump({k: v for k, v in snap.items() if k not in TENSOR_KEYS}, f)
+
+
+def load_state(directory: str) -> dict[str, Any]:
+    """Read a state written by :func:`save_state`; never unpickles code (UntrustedState names the file otherwise)."""
+    import torch
+
+    path = os.path.join(directory, STATE_FILE)
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        with open(os.path.join(directory, STATE_JSON)) as f:
+            rest = json.load(f)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError (a pickle with code), damage, a missing half: one reason
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UntrustedState(f"{path}: not a layerlab trial state (tensors + state.json), refused without unpickling it "
+                             f"({type(exc).__name__}: {first[:200]}); delete the probe's tune/ folder to recompute") from None
+    if not isinstance(tensors, dict) or not isinstance(rest, dict) or set(tensors) - set(TENSOR_KEYS):
+        raise UntrustedState(f"{path}: unexpected trial state layout; delete the probe's tune/ folder to recompute")
+    return {**rest, **tensors}
 
 
 @dataclass
@@ -54,14 +99,14 @@ def _trial(config: dict[str, Any], *, source: Any, task_name: str, cfg_json: str
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            resume = torch.load(os.path.join(d, STATE_FILE), weights_only=False)
+            resume = load_state(d)
 
     def report(metrics: dict[str, float], snap: dict[str, Any] | None) -> None:
         if snap is None:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as d:
-            torch.save(snap, os.path.join(d, STATE_FILE))
+            save_state(d, snap)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     fit(bound, config, cfg, seed=seed, report=report, resume=resume)
@@ -136,11 +181,62 @@ def param_space(cfg: ProbeConfig, samples: int) -> dict[str, Any]:
     return {"lr": tune.loguniform(*s.lr), "weight_decay": tune.choice(list(s.weight_decay)), "hidden": tune.choice(list(s.hidden))}
 
 
-def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str], storage_url: str, name: str,
-              space: dict[str, Any], samples: int, scheduler: str | None, mode: str, seed: int = 0) -> list[TrialOutcome]:
-    """Run (or resume) one Tune experiment and return every trial's outcome with its best-dev state."""
-    import torch
+def _restorable(exp_url: str, exp_path: str, fs: Any, trusted: bool, within: str) -> bool:
+    """Whether to restore the Tune experiment at ``exp_path``: it exists and this process made it or the caller trusts it.
+
+    An untrusted one (Tune's state is a pickle: restoring it would run whatever code it holds) is deleted
+    and the sweep starts afresh; its trials are recomputed.
+    """
     from ray import tune
+
+    if not tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
+        return False
+    if storage.normalise(exp_url) in _CREATED:
+        return True
+    if trusted:
+        check_states(exp_url)  # Tune's pickles are trusted; trial states still load as tensors + JSON only
+        return True
+    print(f"note: {exp_url}: an earlier Tune sweep is there; its state is a pickle and is not restored without "
+          "--trust-tune-state (study: trust_tune_state: true): starting the sweep afresh", file=sys.stderr, flush=True)
+    storage.remove(exp_url, recursive=True, within=within)
+    return False
+
+
+def check_states(exp_url: str) -> None:
+    """Load every trial state under a Tune experiment as tensors + JSON on the driver: UntrustedState names a bad one
+    (a pickle with code placed there is refused here, in one line, instead of failing trials one by one)."""
+    fs, root = storage.url_to_fs(exp_url)
+    for path in sorted(p for p in fs.find(root) if p.endswith("/" + STATE_FILE)):
+        folder = path.rsplit("/", 1)[0]
+        if storage.is_local(exp_url):
+            load_state(folder)
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            for name in (STATE_FILE, STATE_JSON):
+                if fs.exists(f"{folder}/{name}"):
+                    fs.get_file(f"{folder}/{name}", os.path.join(d, name))
+            try:
+                load_state(d)
+            except UntrustedState as exc:
+                raise UntrustedState(str(exc).replace(os.path.join(d, STATE_FILE), f"{exp_url}/{path[len(root.rstrip('/')) + 1:]}")) from None
+
+
+def quiet_tune(verbose: bool) -> None:
+    """Tune's experiment box and TensorBoard hint (its new output engine) only with ``verbose``; the legacy engine at
+    verbosity 0 prints nothing. Read by Tune when a sweep starts (one sweep at a time per driver)."""
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
+
+
+def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str], storage_url: str, name: str,
+              space: dict[str, Any], samples: int, scheduler: str | None, mode: str, seed: int = 0,
+              trust_tune_state: bool = False, within: str | None = None) -> list[TrialOutcome]:
+    """Run (or resume) one Tune experiment and return every trial's outcome with its best-dev state.
+
+    ``within``: the output folder the experiment lies in (an untrusted earlier experiment is deleted there).
+    """
+    from ray import tune
+
+    from layerlab.progress import verbose
 
     from layerlab.probe.tasks import get_task
 
@@ -151,7 +247,9 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
     )
     path, fs = _storage(storage_url)
     exp_path = f"{path.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
+    exp_url = storage.join(storage_url, name)
+    quiet_tune(verbose())
+    if _restorable(exp_url, exp_path, fs, trust_tune_state, within or storage_url):
         tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=fs)
     else:
         from ray.tune.search import BasicVariantGenerator
@@ -170,10 +268,12 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
             tune_config=tune.TuneConfig(metric="dev_metric", mode=mode, num_samples=samples, scheduler=sched, reuse_actors=True,
                                         search_alg=BasicVariantGenerator(random_state=seed),
                                         max_concurrent_trials=cfg.max_concurrent_trials),
-            run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs, verbose=0, callbacks=[_progress(name, _count(space, samples))],
+            run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs, verbose=1 if verbose() else 0,
+                                      callbacks=[_progress(name, _count(space, samples))],
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                       failure_config=tune.FailureConfig(max_failures=1)),
         )
+        _CREATED.add(storage.normalise(exp_url))
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     grid = tuner.fit()
     outcomes = []
@@ -181,7 +281,7 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
         state = None
         if r.checkpoint is not None:
             with r.checkpoint.as_directory() as d:
-                state = torch.load(os.path.join(d, STATE_FILE), weights_only=False)
+                state = load_state(d)
         metrics = r.metrics or {}
         epochs, cap = int(metrics.get("epoch", 0)), int(metrics.get("max_epochs", 0))
         stopped = "" if r.error is not None or not metrics else (

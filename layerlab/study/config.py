@@ -1,7 +1,7 @@
 """Typed study configuration: datasets x models x probe tasks x CKA comparisons (one YAML file).
 
-Every section forbids unknown keys; :func:`load_study_config` turns validation errors into
-one line per problem naming the file, the key path and the allowed keys or values.
+Every section forbids unknown keys; :func:`load_study_config` turns validation errors into one
+line ``<file>: <key path>: <what> (allowed: ...)`` (nested probe and inline recipe configs included).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from layerlab.cka.measure_registry import MeasureOptions, moment_names, parse_measures
-from layerlab.config import ConfigError, read_yaml
+from layerlab.config import ConfigError, format_validation, read_yaml
 
 Family = Literal["speech_ssl", "speaker", "baseline", "other"]
 Level = Literal["frame", "utterance"]
@@ -285,12 +285,16 @@ class ReportSection(_Strict):
 class StudyConfig(_Strict):
     """A whole study: one YAML file -> one results folder with one report."""
 
-    name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("study")
     out: str | None = Field(None, description="results folder or URL (the CLI's --out overrides it)")
     seed: int = 0
     strict: bool = Field(False, description="a task a dataset has no labels for is an error instead of skipped")
     allow_overlap: bool = Field(False, description="run even when upstream training cannot be kept off a probe's dev/test speakers "
                                                    "(the overlap is counted in study.json and stated in the report)")
+    trust_remote_code: bool = Field(False, description="load model bundles whose config runs code (a speechbrain hyperparams.yaml "
+                                    "is HyperPyYAML): only for bundles you trust; dry runs never run it")
+    trust_tune_state: bool = Field(False, description="resume an interrupted Tune sweep by restoring its state, a pickle that can run "
+                                   "code: only for a results folder nobody else can write (default: the sweep is recomputed)")
     parallel: int = Field(2, ge=1, le=64, description="stages run at once (a thread pool of library calls)")
     parallel_extract: int = Field(1, ge=1, le=64, description="extraction stages at once (each runs its own actor pool)")
     parallel_train: int = Field(1, ge=1, le=64, description="training stages at once (each a Ray Train run with its own workers)")
@@ -305,13 +309,19 @@ class StudyConfig(_Strict):
 
     @field_validator("datasets", "models")
     @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import re
+    def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        from layerlab.storage import check_name
 
-        bad = [k for k in value if not re.fullmatch(r"[A-Za-z0-9_.-]+", k)]
-        if bad:
-            raise ValueError(f"names must be letters, digits, '_', '.', '-': {bad}")
+        for key in value:  # each name becomes a folder under --out: never '.', '..', a separator or a control character
+            check_name(key, f"{info.field_name[:-1]} name")
         return value
+
+    @field_validator("name")
+    @classmethod
+    def _study_name(cls, value: str) -> str:
+        from layerlab.storage import check_name
+
+        return check_name(value, "study name")  # the default --out is runs/<name>
 
     @model_validator(mode="after")
     def _references(self) -> "StudyConfig":
@@ -406,76 +416,58 @@ class StudyConfig(_Strict):
         return [tuple(p) for p in self.cka.across.pairs]  # type: ignore[misc]
 
 
-def _members(ann: Any) -> list[Any]:
-    """The concrete types inside Optional/Union annotations."""
-    import types
-    import typing
-
-    if typing.get_origin(ann) in (typing.Union, types.UnionType):
-        return [m for a in typing.get_args(ann) if a is not type(None) for m in _members(a)]
-    return [ann]
-
-
-def _step(ann: Any, part: Any) -> Any:
-    """The annotation reached from ``ann`` by one location part (field name, dict key, list index, union tag)."""
-    import typing
-
-    for member in _members(ann):
-        if isinstance(member, type) and issubclass(member, BaseModel):
-            if member.__name__ == part:
-                return member
-            field = next((f for n, f in member.model_fields.items() if part in (n, f.alias)), None)
-            if field is not None:
-                return field.annotation
-        origin, args = typing.get_origin(member), typing.get_args(member)
-        if origin is dict and isinstance(part, str) and args:
-            return args[-1]
-        if origin in (list, tuple) and isinstance(part, int) and args:
-            return args[0] if origin is list else args[min(part, len(args) - 1)]
-    return None
-
-
-def _allowed_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """The keys allowed in the mapping that holds ``loc[-1]`` (walking the config classes)."""
-    ann: Any = model
-    for part in loc[:-1]:
-        ann = _step(ann, part)
-        if ann is None:
-            return None
-    for member in _members(ann):
-        if isinstance(member, type) and issubclass(member, BaseModel):
-            return sorted(f.alias or n for n, f in member.model_fields.items())
-    return None
-
-
-def format_errors(source: str, exc: ValidationError, model: type[BaseModel]) -> str:
-    """One line per validation error: ``key.path: problem; allowed keys: ... (FILE)``."""
-    lines = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        key = ".".join(str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p or p.startswith("function-"))))
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_at(model, loc)
-            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-            lines.append(f"{key}: unknown key{hint} ({source})")
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"{key}: {msg} ({source})" if key else f"{msg} ({source})")
-    return "\n".join(dict.fromkeys(lines))
-
-
 class StudyConfigError(ConfigError):
-    """A study config that cannot be used; the message names the key, the reason and the file."""
+    """A study config that cannot be used; the message names the key, the reason and the file (``problems``: a plan's)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 def parse_study_config(data: Any, source: str) -> StudyConfig:
-    """Validate an already-parsed YAML document; errors name ``source``."""
+    """Validate an already-parsed YAML document, nested probe and inline training configs included; errors name ``source``."""
     if not isinstance(data, dict):
-        raise StudyConfigError(f"expected a mapping with datasets/models/probe/cka sections, got {type(data).__name__} ({source})")
+        raise StudyConfigError(f"{source}: expected a mapping with datasets/models/probe/cka sections, got {type(data).__name__}")
     try:
-        return StudyConfig.model_validate(data)
+        config = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise StudyConfigError(format_errors(source, exc, StudyConfig)) from None
+        raise StudyConfigError(format_validation(source, exc, StudyConfig)) from None
+    _check_nested(config, data, source)
+    return config
+
+
+def _check_nested(config: StudyConfig, data: dict[str, Any], source: str) -> None:
+    """Probe configs (``probe.defaults.config``, ``probe.tasks[i].config``) and inline recipe configs
+    (``models.<m>.train.config``) are typed configs of their own: validated here, errors with their full key path."""
+    try:
+        from layerlab.probe.config import ProbeConfig
+    except ImportError:  # pragma: no cover - the probe package is optional for studies without probes
+        ProbeConfig = None  # type: ignore[assignment]  # noqa: N806
+    if ProbeConfig is not None and config.probe is not None:
+        nested = [(("probe", "defaults", "config"), config.probe.defaults.config)]
+        if config.probe.tasks != "all":
+            nested += [(("probe", "tasks", i, "config"), t.config) for i, t in enumerate(config.probe.tasks) if not isinstance(t, str)]
+        for where, doc in nested:
+            try:
+                ProbeConfig.model_validate(doc)
+            except ValidationError as exc:
+                raise StudyConfigError(format_validation(source, exc, ProbeConfig, where)) from None
+    for name, model in config.models.items():
+        if model.train is None:
+            continue
+        try:
+            from layerlab.train.config import CONFIGS
+        except ImportError:  # pragma: no cover - the train package is optional
+            return
+        cls = CONFIGS.get(model.train.recipe)
+        if cls is None:
+            raise StudyConfigError(f"{source}: models.{name}.train.recipe: unknown recipe {model.train.recipe!r} (allowed: {', '.join(CONFIGS)})")
+        if not isinstance(model.train.config, dict):
+            continue  # a recipe config file: checked (naming that file) when the study is planned
+        try:
+            cls.model_validate(model.train.config)
+        except ValidationError as exc:
+            raise StudyConfigError(format_validation(source, exc, cls, ("models", name, "train", "config"))) from None
 
 
 def load_study_config(url: str) -> tuple[StudyConfig, str]:

@@ -90,7 +90,8 @@ def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     p = stage.params
     spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
-    config = ExtractConfig.model_validate({**p["config"], "verify": True} if stage.id in ctx.repairing else p["config"])  # a repair re-checks every finished shard
+    config = ExtractConfig.model_validate({**p["config"], "trust_remote_code": ctx.plan.config.trust_remote_code,  # consent: not a setting
+                                           **({"verify": True} if stage.id in ctx.repairing else {})})  # a repair re-checks every finished shard
     selection = frames_selection(p.get("frames"), data)
     if selection is not None:  # the frames tier only for what the probes and CKA of this study read
         config = config.model_copy(update={"frames_select": selection.ids})
@@ -140,7 +141,7 @@ def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     config = probe.ProbeConfig.model_validate(p["config"]) if p["config"] else None
     summary = probe.run_probe(cache, p["task"], stage.out, layers=p["layers"], tune_samples=p["tune_samples"],
                               scheduler=p["scheduler"], config=config, seed=p["seed"],
-                              runner=p.get("runner", "tune"))
+                              runner=p.get("runner", "tune"), trust_tune_state=ctx.plan.config.trust_tune_state)
     return {"dir": stage.out, "metrics": storage.join(stage.out, "metrics.parquet"),
             "layer_weights": storage.join(stage.out, "layer_weights.parquet"), "summary": _jsonable(summary)}
 

@@ -59,7 +59,7 @@ class StudyPlan:
 
 def corpus_url(out: str, dataset: str, config: StudyConfig) -> str:
     d = config.datasets[dataset]
-    return storage.canonical_url(d.path) if d.path is not None else storage.join(out, "corpus", dataset)
+    return storage.canonical_url(d.path) if d.path is not None else storage.join_inside(out, "corpus", dataset)
 
 
 def _external_checksum(url: str, *, listing: bool = False) -> tuple[str, str | None]:
@@ -102,10 +102,16 @@ def _loadable_problem(spec: str) -> str | None:
     from layerlab.models.preflight import check_loadable
 
     try:
-        check_loadable(spec)
+        check_loadable(spec, text_only=True)  # plans and dry runs never evaluate a bundle's code (HyperPyYAML)
     except ModelError as exc:
         return str(exc).splitlines()[0]
     return None
+
+
+def _needs_remote_code(spec: str) -> bool:
+    from layerlab.models.registry import needs_remote_code
+
+    return needs_remote_code(spec)
 
 
 def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, str]] | None = None) -> StudyPlan:
@@ -140,7 +146,7 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                 if problem:
                     plan.problems.append(f"models.{name}.train: {problem}")
             stage = Stage(f"train/{name}", "train", {"recipe": m.train.recipe, "config": cfg, "seed": config.seed},
-                          [f"corpus/{data}"], storage.join(out, "train", name), inputs,
+                          [f"corpus/{data}"], storage.join_inside(out, "train", name), inputs,
                           estimate=f"train recipe {m.train.recipe} on {data}")
             _train_exclusion(plan, stage, name, data, m.train.recipe, cfg, partitions)
             add(stage)
@@ -167,12 +173,15 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
             if weights_of:  # the random-init control of a trained model: its checkpoint's architecture, seeded weights
                 sparams["random_init_of"] = {"model": weights_of, "seed": m.seed or 0}
             stage = Stage(f"extract/{dname}/{mname}", "extract", sparams,
-                          deps, storage.join(out, "cache", dname, mname),
+                          deps, storage.join_inside(out, "cache", dname, mname),
                           estimate=f"{mname} over {dname}, tier {params['tier']}" + (" (random-init control)" if m.random_init else ""))
             if spec:
                 if spec not in spec_inputs:
                     spec_inputs[spec] = _spec_input(spec)
                 stage.inputs["model"], problem, stage.needs_network = spec_inputs[spec]
+                if problem is None and not config.trust_remote_code and _needs_remote_code(spec):
+                    problem = (f"{spec}: its hyperparams.yaml is HyperPyYAML, which runs code while loading; set "
+                               "trust_remote_code: true in the study config to load it (only for a bundle you trust)")
                 if problem:
                     plan.problems.append(f"models.{mname}.spec: {problem}")
                 if stage.needs_network:
@@ -192,7 +201,7 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
             params.pop("store", None)
             for mname in (m for m in config.models if only is None or m in only):
                 add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **params},
-                          [f"extract/{dname}/{mname}"], storage.join(out, "probe", dname, mname, entry.task),
+                          [f"extract/{dname}/{mname}"], storage.join_inside(out, "probe", dname, mname, entry.task),
                           estimate=f"{entry.task} probe ({entry.layers}, {entry.tune_samples} trial(s)) on {mname}"))
     _cka_stages(plan, config, out, add)
     deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "extract", "train", "corpus")]
@@ -478,7 +487,7 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
                         params["from_side_output"] = frame_cka_from_side_output(within)
                         source = " (extraction side-output states)" if params["from_side_output"] else " (frames tier: side-output states are per shard)"
                     add(Stage(f"cka/{dname}/within/{mname}/{level}", "cka", params, [f"extract/{dname}/{mname}"],
-                              storage.join(out, "cka", dname, "within", mname, level),
+                              storage.join_inside(out, "cka", dname, "within", mname, level),
                               estimate=f"{level}-level CKA within {mname}{source}" + (f", CIs over {params['group_by']}s" if within.bootstrap else "")))
         if across:
             for a, b in config.across_pairs():
@@ -486,5 +495,5 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
                     params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"}, exclude_none=True), **extra,
                               **config.cka.non_default_measures()}
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
-                              storage.join(out, "cka", dname, "across", f"{a}__{b}", level),
+                              storage.join_inside(out, "cka", dname, "across", f"{a}__{b}", level),
                               estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))

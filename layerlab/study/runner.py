@@ -31,7 +31,7 @@ RAY_KINDS = {"train", "extract", "probe"}
 
 
 def marker_url(out: str, stage_id: str, what: str) -> str:
-    return storage.join(out, "stages", f"{stage_id.replace('/', '__')}.{what}.json")
+    return storage.join_inside(out, "stages", f"{stage_id.replace('/', '__')}.{what}.json")
 
 
 def read_marker(out: str, stage_id: str, what: str) -> dict[str, Any] | None:
@@ -98,16 +98,13 @@ class Runner:
 
     def __init__(self, out: str, say: Callable[[str], None] = print, parallel: int = 2, parallel_extract: int = 1,
                  parallel_train: int = 1, verify: bool = False) -> None:
+        from layerlab.progress import StatusBoard
+
         self.out = out
         self.verify = verify
         self._reuse: dict[tuple[str, str], Reuse | None] = {}
-        self._say_lock = threading.Lock()
-
-        def locked_say(line: str) -> None:
-            with self._say_lock:
-                say(line)
-
-        self.say = locked_say
+        self.board = StatusBoard(say)  # stage lines from every thread (locked), and one status line for the stages running
+        self.say = self.board.say
         self.parallel = parallel
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="study")
         self.extract_slots = threading.BoundedSemaphore(parallel_extract)
@@ -124,6 +121,7 @@ class Runner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.board.close()
 
     def reuse(self, stage: Stage) -> Reuse | None:
         """:func:`reusable` once per stage and fingerprint (the file check lists, or with ``verify`` reads, its outputs)."""
@@ -201,9 +199,12 @@ class Runner:
 
     def _execute(self, stage: Stage, ctx: StageContext, repair: str | None = None) -> None:
         """Run one stage and release its slot."""
+        from layerlab.progress import report_to
+
         gate = self._gate(stage)
         try:
-            self._execute_now(stage, ctx, repair)
+            with report_to(self.board, stage.id):  # the stage's progress bars become its part of the status line
+                self._execute_now(stage, ctx, repair)
         finally:
             if gate:
                 gate.release()
@@ -222,7 +223,7 @@ class Runner:
                 ctx.repairing.add(stage.id)
             self.say(f"[repair] {stage.id}: {repair}; " + ("extracting the damaged shards again" if resume else "recomputing the stage"))
         if not resume and stage.out.startswith(self.out.rstrip("/") + "/") and storage.exists(stage.out):
-            storage.remove(stage.out, recursive=True)  # a stale output of another configuration
+            storage.remove(stage.out, recursive=True, within=self.out)  # a stale output of another configuration (never outside --out)
         storage.write_json(marker_url(self.out, stage.id, "started"), {"fingerprint": stage.fingerprint, "started_at": _now()})
         self.say(f"[run] {stage.id}" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
@@ -251,7 +252,7 @@ class Runner:
             "fingerprint": fingerprint, "status": status, "reason": reason, "result": relocatable(result, self.out),
             "wall_seconds": wall, "finished_at": _now(), "params": relocatable(stage.params, self.out),
             "out": relocatable(stage.out, self.out), "files": files, "repaired": repair})
-        storage.remove(marker_url(self.out, stage.id, "failed"))
+        storage.remove(marker_url(self.out, stage.id, "failed"), within=self.out)
         self._reuse.pop((stage.id, stage.fingerprint), None)
         self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else "") + (" (repaired)" if repair else ""))
         self._record(stage, status, wall, False, result=result, error=reason, repaired=repair)
@@ -265,7 +266,7 @@ class Runner:
             if not resume or not inside(stage.out, self.out):
                 raise
             self.say(f"[restart] {stage.id}: the settings recorded in its folder differ in {', '.join(exc.keys)}; starting afresh")
-            storage.remove(stage.out, recursive=True)
+            storage.remove(stage.out, recursive=True, within=self.out)
             return run_stage(stage, ctx)
 
     def _record(self, stage: Stage, status: str, wall: float, reused: bool, result: dict[str, Any] | None = None, error: str | None = None,
@@ -344,7 +345,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     out = storage.canonical_url(out)  # Ray workers (extraction actors, Train workers) run in other working directories
     first = build_plan(config, out)
     if first.problems:
-        raise StudyConfigError("study cannot run:\n" + "\n".join(first.problems))
+        raise StudyConfigError(f"study cannot run: {first.problems[0]}", problems=first.problems)
 
     def write_study_json(plan: StudyPlan) -> None:
         storage.write_json(storage.join(out, "study.json"), {"config": effective_config(config), "config_text": config_text,
@@ -360,7 +361,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
         plan = build_plan(config, out, corpus_tasks_of(runner.records))
         plan.config_text = config_text  # type: ignore[attr-defined]
         if plan.problems:
-            raise StudyConfigError("study cannot run:\n" + "\n".join(plan.problems))
+            raise StudyConfigError(f"study cannot run: {plan.problems[0]}", problems=plan.problems)
         write_study_json(plan)  # the speaker partitions read from the built corpora
         for skip in plan.skipped:
             say(f"[skip] {skip['task']} on {skip['dataset']}: {skip['reason']}")

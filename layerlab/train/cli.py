@@ -25,14 +25,17 @@ def _command(recipe: str):
         config: str | None = typer.Option(None, "--config", help=f"YAML of {recipe} config fields (default: the recipe's paper-size defaults)"),
         overwrite: bool = typer.Option(False, "--overwrite", help="start afresh: discard what --out holds (a rerun with another "
                                                                   "config or corpus is refused otherwise)"),
+        force: bool = typer.Option(False, "--force", help="take over --out from a writer whose lease went stale (no heartbeat)"),
     ) -> None:
+        from layerlab.lease import held
         from layerlab.train.run import run_recipe
 
-        try:
-            summary = run_recipe(recipe, data, out, config=config, overwrite=overwrite)
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
-            raise typer.Exit(code=2) from exc
+        with held(out, f"layerlab train {recipe}", force=force):
+            try:
+                summary = run_recipe(recipe, data, out, config=config, overwrite=overwrite)
+            except (ValueError, FileNotFoundError, RuntimeError) as exc:
+                typer.echo(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", err=True)
+                raise typer.Exit(code=2) from None
         typer.echo(json.dumps({k: summary[k] for k in ("model_spec", "metrics", "random_init", "wall_seconds")}, indent=1))
 
     command.__doc__ = f"{DESCRIPTIONS[recipe]}\n\nExample:  {EXAMPLES[recipe]}"

@@ -179,7 +179,7 @@ CONFIGS: dict[str, type[TrainConfig]] = {"supervised": SupervisedConfig, "dino":
 def load_config(recipe: str, source: str | Path | BaseModel | dict | None = None) -> TrainConfig:
     """The recipe's typed config from a YAML file (any URL), a dict, a config object, or defaults."""
     if recipe not in CONFIGS:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(CONFIGS)}")
+        raise ValueError(f"unknown recipe {recipe!r} (allowed: {', '.join(CONFIGS)})")
     cls = CONFIGS[recipe]
     if source is None:
         return cls()
@@ -200,5 +200,7 @@ def load_config(recipe: str, source: str | Path | BaseModel | dict | None = None
         raise ValueError(f"{where}: config is for recipe {found!r}, not {recipe!r}")
     try:
         return cls.model_validate(source)
-    except ValidationError as exc:
-        raise ValueError(f"{where}: invalid {recipe} training config:\n{exc}") from exc
+    except ValidationError as exc:  # one line: the file, the key path, what is wrong and what is allowed
+        from layerlab.config import ConfigError, format_validation
+
+        raise ConfigError(format_validation(where, exc, cls)) from None

@@ -25,7 +25,8 @@ def worker_env(config: TrainConfig) -> dict[str, str]:
     from layerlab import runtime
 
     threads = str(max(1, int(config.ray.cpus_per_worker)))
-    extra = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    # Ray Train patches print() in its workers to also log each line, which the driver then shows a second time
+    extra = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
     if os.environ.get("RAY_AUTH_MODE"):
         extra["RAY_AUTH_MODE"] = os.environ["RAY_AUTH_MODE"]
     return runtime.worker_env(extra)

@@ -47,7 +47,7 @@ def test_rebuild_with_same_seed_is_byte_identical_even_on_another_store_and_work
         assert _digests(again) == _digests(root)
         assert storage.read_bytes(storage.join(again, "manifest.json")) == Path(root, "manifest.json").read_bytes()
     finally:
-        storage.remove("memory://synth-rebuild", recursive=True)
+        storage.remove("memory://synth-rebuild", recursive=True, within="memory://synth-rebuild")
     assert verify(root) == []
 
 

@@ -17,7 +17,7 @@ def sb_bundle(tiny_dir):
 
 @pytest.fixture(scope="module")
 def sb_model(sb_bundle):
-    return load(f"speechbrain:{sb_bundle}", device="cpu")
+    return load(f"speechbrain:{sb_bundle}", device="cpu", trust_remote_code=True)
 
 
 def test_layers_dims_and_lengths(sb_model, real_batch):
@@ -107,7 +107,7 @@ def test_speechbrain_bundle_errors(tmp_path, sb_bundle):
         load(f"speechbrain:{partial}")
     (partial / "embedding_model.ckpt").write_bytes(b"\x00not a checkpoint")
     with pytest.raises(CheckpointError, match="embedding_model.ckpt: not a readable torch checkpoint"):
-        load(f"speechbrain:{partial}")
+        load(f"speechbrain:{partial}", trust_remote_code=True)
 
 
 def test_padding_changes_last_frames_and_slightly_the_embedding(sb_model, real_wavs):

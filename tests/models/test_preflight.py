@@ -25,10 +25,10 @@ def test_big_checkpoints_are_checked_by_format_and_keys_without_building(tmp_pat
     with pytest.raises(CheckpointError, match="plain.pt: no 'format' field"):
         preflight.check_loadable(f"ckpt:{tmp_path / 'plain.pt'}")
     bundle = tiny.build_speechbrain_ecapa(tmp_path / "sb", seed=0)
-    preflight.check_loadable(f"speechbrain:{bundle}")
+    preflight.check_loadable(f"speechbrain:{bundle}", trust_remote_code=True)
     torch.save([1, 2, 3], bundle / "embedding_model.ckpt")
     with pytest.raises(CheckpointError, match="embedding_model.ckpt is not a state_dict"):
-        preflight.check_loadable(f"speechbrain:{bundle}")
+        preflight.check_loadable(f"speechbrain:{bundle}", trust_remote_code=True)
 
 
 def test_small_checkpoints_are_built_in_full(tmp_path: Path) -> None:

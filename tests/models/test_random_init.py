@@ -30,10 +30,10 @@ def test_control_has_the_layers_and_fresh_seeded_weights(specs, name):
     spec = specs[name]
     wavs = torch.tensor(np.random.default_rng(0).normal(0, 0.1, size=(2, 16000)), dtype=torch.float32)
     lengths = torch.tensor([16000, 12000])
-    model = load(spec, device="cpu")
-    control = load(random_spec(spec, seed=3), device="cpu")
-    again = load(f"random:seed=3:{spec}", device="cpu")
-    other = load(f"random:seed=4:{spec}", device="cpu")
+    model = load(spec, device="cpu", trust_remote_code=True)  # the speechbrain bundle's hyperparams.yaml is HyperPyYAML
+    control = load(random_spec(spec, seed=3), device="cpu", trust_remote_code=True)
+    again = load(f"random:seed=3:{spec}", device="cpu", trust_remote_code=True)
+    other = load(f"random:seed=4:{spec}", device="cpu", trust_remote_code=True)
     assert control.spec == f"random:seed=3:{spec}" and control.random_init["control_of_spec"] == spec
     assert control.layer_names == model.layer_names and control.dims == model.dims and control.frame_rates == model.frame_rates
     out, c, c2, c4 = (m(wavs, lengths) for m in (model, control, again, other))

@@ -243,7 +243,7 @@ def test_er_runs_every_fold_as_test_and_reports_the_mean(tmp_path, monkeypatch) 
     assert folds_to_run(src, tdef, ProbeConfig()) == [f"session{k}" for k in range(1, 6)]
     assert folds_to_run(src, tdef, ProbeConfig(test_fold="session2")) == []  # one fold asked for: no loop
     assert folds_to_run(planted_source(), get_task("sid"), ProbeConfig()) == []
-    monkeypatch.setattr(api, "open_source", lambda cache: src)
+    monkeypatch.setattr(api, "open_source", lambda cache, **_: src)
     cfg = ProbeConfig(max_epochs=4, patience=2, batch_size=8, lr=1e-2)
     summary = api.run_probe("planted", "er", str(tmp_path / "er"), layers="both", runner="local", config=cfg)
     metrics = pd.read_parquet(tmp_path / "er" / "metrics.parquet")

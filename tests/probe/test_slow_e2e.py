@@ -22,7 +22,7 @@ import sys
 from layerlab.probe import ProbeConfig, run_probe
 cfg = ProbeConfig(max_epochs=1500, patience=1500, batch_size=2, cpus_per_trial=1, intervals=False, report_interval_s=0.5,
                   search={"lr": (1e-4, 1e-3), "weight_decay": [0.0], "hidden": [64]})
-run_probe(sys.argv[1], "sid", sys.argv[2], layers="weighted", tune_samples=2, config=cfg)
+run_probe(sys.argv[1], "sid", sys.argv[2], layers="weighted", tune_samples=2, config=cfg, trust_tune_state=len(sys.argv) > 3)
 """
 
 
@@ -54,7 +54,9 @@ def test_killed_sweep_resumes(fbank_cache: str, tmp_path: Path) -> None:  # noqa
     assert not (out / "metrics.parquet").exists()
     state = sorted(exp.glob("experiment_state-*.json"))
     assert state, "the killed sweep left no experiment state"
-    done = subprocess.run([sys.executable, "-c", SWEEP, fbank_cache, str(out)], env=env, capture_output=True, text=True, timeout=600, check=False)
+    # restoring Tune's pickled experiment state needs the caller's trust (this folder is the test's own)
+    done = subprocess.run([sys.executable, "-c", SWEEP, fbank_cache, str(out), "trust"], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 2 and trials.error.isna().all()

@@ -79,7 +79,7 @@ def test_run_probe_with_the_local_runner_reports_every_layer(source, tmp_path, m
     """The local runner's per-layer probes are evaluated and written like Tune's (a regression: they were trained, then dropped)."""
     import layerlab.probe.api as api
 
-    monkeypatch.setattr(api, "open_source", lambda cache: source)
+    monkeypatch.setattr(api, "open_source", lambda cache, **_: source)
     cfg = ProbeConfig(max_epochs=3, patience=3, batch_size=8, intervals=False, lr=1e-2)
     api.run_probe("planted", "sid", str(tmp_path / "out"), layers="both", runner="local", config=cfg)
     metrics = pd.read_parquet(tmp_path / "out" / "metrics.parquet")

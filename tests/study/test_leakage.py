@@ -99,7 +99,7 @@ def test_a_recipe_list_that_overlaps_the_probe_speakers_stops_the_dry_run_unless
     cli = [sys.executable, "-m", "layerlab.cli", "study", str(path), "--dry-run", "--out", str(tmp_path / "s")]
     run = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert run.returncode == 1 and len(errors) == 1 and "3 of its 3" in errors[0], run.stderr
+    assert run.returncode == 2 and len(errors) == 1 and "3 of its 3" in errors[0], run.stderr
     doc["allow_overlap"] = True
     plan = build_plan(parse_study_config(doc, "t.yaml"), str(tmp_path / "s"))
     assert not plan.problems and plan.config.allow_overlap

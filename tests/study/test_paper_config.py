@@ -38,7 +38,7 @@ def test_study_cli_dry_run_exit_codes(tmp_path: Path) -> None:
     bad.write_text("datasets: {d: {synth: {speakers: 4}}}\nmodels: {m: {spec: fbank, colour: red}}\n")
     run = subprocess.run([layerlab, "study", str(bad), "--dry-run"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
-    assert f"models.m.colour: unknown key; allowed keys: control_of, extract, family, label, random_init, seed, spec, train ({bad})" in run.stderr
+    assert f"error: {bad}: models.m.colour: unknown key (allowed: control_of, extract, family, label, random_init, seed, spec, train)" in run.stderr
     demo = subprocess.run([layerlab, "demo", "--dry-run", "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0 and "plan OK" in demo.stdout and "corpus/synth" in demo.stdout
 

@@ -26,8 +26,9 @@ def test_config_files_validate_and_errors_name_the_file(tmp_path: Path) -> None:
         assert cfg.recipe == recipe
     bad = tmp_path / "bad.yaml"
     bad.write_text("recipe: supervised\nepochz: 3\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: invalid supervised training config(.|\n)*epochz"):
+    with pytest.raises(ValueError) as err:
         load_config("supervised", bad)
+    assert "\n" not in str(err.value) and f"{bad}: epochz: unknown key (allowed: " in str(err.value) and "lr" in str(err.value)
     with pytest.raises(ValueError, match="config is for recipe 'supervised', not 'dino'"):
         load_config("dino", bad)
     with pytest.raises(ValueError, match="targets=layer needs a teacher"):

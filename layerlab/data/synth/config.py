@@ -94,4 +94,4 @@ class SynthConfig(BaseModel):
         from layerlab.config import read_yaml, validate  # imported here: generator processes never need fsspec
 
         data = read_yaml(url)
-        return validate(cls, data.get("synth", data), url)
+        return validate(cls, data.get("synth", data), url, ("synth",) if "synth" in data else ())
