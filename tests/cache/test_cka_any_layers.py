@@ -62,9 +62,9 @@ def test_heatmaps_name_layers_and_titles_carry_estimator_level_counts_and_models
     drawn: list = []
     real = heatmap.write_heatmaps
 
-    def recording(url, panels, *args):  # the real PNG is still written; the panels are kept to inspect the figure
+    def recording(url, panels, *args, **kwargs):  # the real PNG is still written; the panels are kept to inspect the figure
         drawn.append(list(panels))
-        return real(url, panels, *args)
+        return real(url, panels, *args, **kwargs)
 
     monkeypatch.setattr(heatmap, "write_heatmaps", recording)
     summary = run_cka(CKAJob(ge2e_cache, fbank_cache, level="frame"), str(tmp_path / "cross"))

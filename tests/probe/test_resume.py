@@ -26,7 +26,7 @@ FAST = {"max_epochs": 2, "patience": 2, "batch_size": 8, "intervals": False, "lr
 @pytest.fixture()
 def planted(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     source = planted_source()
-    monkeypatch.setattr(api, "open_source", lambda cache: source)
+    monkeypatch.setattr(api, "open_source", lambda cache, **kwargs: source)
     return source
 
 
@@ -81,7 +81,7 @@ from memory_data import planted_source
 import layerlab.probe.api as api
 from layerlab.probe.config import ProbeConfig
 source = planted_source()
-api.open_source = lambda cache: source
+api.open_source = lambda cache, **kwargs: source
 cfg = ProbeConfig(max_epochs=4, patience=4, batch_size=8, intervals=False, cpus_per_trial=1, max_concurrent_trials=1,
                   search={{"lr": (1e-2, 1.000001e-2), "weight_decay": [0.0, 1e-9], "hidden": [32]}})
 api.run_probe("planted", "sid", {out!r}, layers="weighted", tune_samples=4, config=cfg, runner="tune")

@@ -79,7 +79,7 @@ def test_over_budget_is_one_error_line_naming_the_stage(corpus: str, tmp_path: P
     assert result.exit_code == 2
     errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
     assert len(errors) == 1
-    assert errors[0].startswith("error: extract/d/fbank: budget stored_tb 1e-06 broken: the plan reaches ") and str(config) in errors[0]
+    assert errors[0].startswith(f"error: {config}: extract/d/fbank: budget stored_tb 1e-06 broken: the plan reaches ")
     plan = build_plan(parse_study_config(study(corpus, budget={"stored_tb": 1.0, "gpu_hours": 1.0}), "x"), str(tmp_path / "out"))
     assert plan.problems == [] and plan.cost.budget["stored_tb"]["ok"]
 
