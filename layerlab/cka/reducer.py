@@ -19,6 +19,9 @@ class _ReducerActor:
     """Ray actor body: a :class:`CKAReduction` that rebuilds itself from the checkpoint on (re)start."""
 
     def __init__(self, checkpoint_url: str | None, checkpoint_every: int, fanout: int) -> None:
+        from layerlab.usage import Meter
+
+        self.meter = Meter()
         self.core = CKAReduction(checkpoint_url, checkpoint_every, fanout)
 
     def add(self, shard_id: str, state: dict[str, Any], ids: list[str] | None = None) -> bool:
@@ -40,6 +43,10 @@ class _ReducerActor:
         import os
 
         return {"pid": os.getpid(), "resumed": self.core.resumed, "shards": len(self.core.seen)}
+
+    def usage(self) -> dict[str, Any]:
+        """This actor's usage unit so far (layerlab.usage)."""
+        return self.meter.unit("CKA reducer")
 
 
 def start_reducer(
@@ -85,7 +92,10 @@ def send_until_committed(reducer: Any, states: Mapping[str, dict[str, Any]], max
 
 
 def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bootstrap: int = 0, env_vars: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Distributed CKA of a :class:`~layerlab.cka.pipeline.CKAJob`: one Ray task per shard, one reducer actor."""
+    """Distributed CKA of a :class:`~layerlab.cka.pipeline.CKAJob`: one Ray task per shard, one reducer actor.
+
+    Returns the summary plus ``usage_units`` (each shard task's and the reducer's node and CPU seconds).
+    """
     from layerlab.accumulator import merge_all
     from layerlab.cache.reader import IdLedger
     from layerlab.cka.pipeline import finish, merge_groups, pilot_shift_for, shard_group_states
@@ -94,14 +104,18 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     from layerlab.runtime import runtime_env
 
     @ray.remote(num_cpus=1, runtime_env=runtime_env(env_vars))
-    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], list[str], dict[str, Any]]:
+    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], list[str], dict[str, Any], dict[str, Any]]:
+        from layerlab.usage import Meter
+
+        meter = Meter()
         ids: list[str] = []
         groups = shard_group_states(job, urls, shift, ids)
         counts = job.counts[urls[0]]
         if not groups:  # every utterance of the shard was quarantined
-            return None, {}, ids, counts
+            return None, {}, ids, counts, meter.unit("CKA shard task")
         merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()])
-        return merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}, ids, counts
+        return (merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}, ids, counts,
+                meter.unit("CKA shard task"))
 
     shift = pilot_shift_for(job)
     refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0) for name, urls in job.shard_pairs()}
@@ -115,4 +129,6 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     merged = accumulator_from_state(ray.get(reducer.state_dict.remote()), estimator=job.estimator)
     groups = merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items())
     job.counts.update({name: res[3] for name, res in results.items()})  # the tasks counted on their copies of the job
-    return finish(job, merged, out_url, groups, bootstrap)
+    units = [res[4] for res in results.values()] + [ray.get(reducer.usage.remote())]
+    summary = finish(job, merged, out_url, groups, bootstrap)
+    return {**summary, "usage_units": units}

@@ -108,14 +108,25 @@ def selectivity_html(select: pd.DataFrame, models: dict[str, Any]) -> str:
             f"<th>probe</th><th>control</th><th>selectivity</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
+def _usage_cells(usage: dict[str, Any] | None) -> str:
+    """CPU s, GPU s and the nodes (with what ran there) of one stage; blank where it was not measured."""
+    if not usage:
+        return "<td></td><td></td><td></td>"
+    nodes = "; ".join(f"{esc(k)}: {', '.join(esc(str(r)) for r in v.get('roles') or [])} ({float(v.get('cpu_seconds') or 0):.1f} CPU s)"
+                      for k, v in (usage.get("nodes") or {}).items())
+    return (f"<td>{float(usage.get('cpu_seconds') or 0):.1f}</td><td>{float(usage.get('gpu_seconds') or 0):.1f}</td>"
+            f"<td style='text-align:left'><small>{nodes}</small></td>")
+
+
 def stages_html(stages: Sequence[dict[str, Any]]) -> str:
     rows = []
     for s in stages:
         status = esc(s["status"]) if s["status"] != "failed" else "<span class='failed'>FAILED</span>"
         rows.append(f"<tr><td class='name'>{esc(s['id'])}</td><td>{status}</td><td>{'reused' if s.get('reused') else 'computed'}</td>"
-                    f"<td>{float(s.get('wall_seconds') or 0):.1f}</td><td style='text-align:left'>{esc(s.get('error') or '')}</td></tr>")
-    return ("<table id='stages'><thead><tr><th>stage</th><th>status</th><th>this run</th><th>wall time (s)</th><th>note</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+                    f"<td>{float(s.get('wall_seconds') or 0):.1f}</td>{_usage_cells(s.get('usage'))}"
+                    f"<td style='text-align:left'>{esc(s.get('error') or '')}</td></tr>")
+    return ("<table id='stages'><thead><tr><th>stage</th><th>status</th><th>this run</th><th>wall time (s)</th><th>CPU s</th><th>GPU s</th>"
+            f"<th>nodes (what ran there)</th><th>note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:

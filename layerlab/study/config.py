@@ -181,6 +181,10 @@ class CKAAcross(CKAComparison):
     """Across-model comparisons: ``all`` pairs or an explicit list of [model_a, model_b]."""
 
     pairs: Literal["all"] | list[tuple[str, str]] = "all"
+    joint_memory_gb: float | None = Field(16.0, gt=0, description="frame level: models of a dataset are extracted in joint groups "
+                                          "whose actor (models, batches, CKA states) fits this memory, and a pair inside a group "
+                                          "comes from its joint side-output states; other pairs (and speaker/utterance CIs) read "
+                                          "the frames tier with the distributed reduction. null: no joint groups")
 
 
 class CKASection(_Strict):
@@ -189,6 +193,7 @@ class CKASection(_Strict):
     within: CKAComparison | None = Field(default_factory=CKAComparison)
     across: CKAAcross | None = Field(default_factory=CKAAcross)
     datasets: list[str] | None = Field(None, description="datasets to compare on (default: all)")
+    layers: dict[str, list[str]] = Field(default_factory=dict, description="per model, the layer names CKA compares (default: all)")
 
 
 class ReportSection(_Strict):
@@ -241,6 +246,9 @@ class StudyConfig(_Strict):
             for d in names or []:
                 if d not in self.datasets:
                     raise ValueError(f"{section}.datasets: {d!r} is not a dataset of this study ({sorted(self.datasets)})")
+        for m in (self.cka.layers if self.cka else {}):
+            if m not in self.models:
+                raise ValueError(f"cka.layers: {m!r} is not a model of this study ({sorted(self.models)})")
         if self.cka and self.cka.across and self.cka.across.pairs != "all":
             for a, b in self.cka.across.pairs:
                 for m in (a, b):

@@ -82,21 +82,63 @@ def stage_model_spec(params: dict[str, Any], results: dict[str, dict[str, Any]])
 
 
 def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
-    """Extract every layer into an activation cache (resumes finished shards of an interrupted run)."""
-    from layerlab.cache import open_cache
+    """Extract every layer into an activation cache (resumes finished shards of an interrupted run).
+
+    A joint group's stage runs all its models in one actor (``extract_joint``) into each member's cache;
+    a member's own stage then only hands on its part of the group's result.
+    """
     from layerlab.extract import ExtractConfig, extract
 
     p = stage.params
+    if "group" in p:
+        return dict(ctx.results[p["group"]]["members"][p["model"]])
+    if "joint" in p:
+        return _run_joint_extract(stage, ctx)
     spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
     summary = extract(spec, data, stage.out, ExtractConfig.model_validate(p["config"]))
+    _check_complete(summary, spec, stage.out)
+    return {**_cache_result(stage.out, spec, summary), "usage_units": summary.actor_usage}
+
+
+def _check_complete(summary: Any, spec: str, out: str) -> None:
     if summary.shards_failed or not summary.complete:
         failed = "; ".join(f"{k}: {v}" for k, v in sorted(summary.shards_failed.items())[:3])
-        raise RuntimeError(f"extraction of {spec} into {stage.out} incomplete ({failed or 'shards missing'})")
-    meta = open_cache(stage.out).metadata
-    return {"cache": stage.out, "model_spec": spec, "layer_names": meta.layer_names, "frame_rates_hz": meta.frame_rates_hz,
+        raise RuntimeError(f"extraction of {spec} into {out} incomplete ({failed or 'shards missing'})")
+
+
+def _cache_result(cache: str, spec: str, summary: Any) -> dict[str, Any]:
+    """What consumers of an extraction read from its result: the cache, its layers and counts."""
+    from layerlab.cache import open_cache
+
+    meta = open_cache(cache).metadata
+    return {"cache": cache, "model_spec": spec, "layer_names": meta.layer_names, "frame_rates_hz": meta.frame_rates_hz,
             "utterances": summary.cache_utterances, "quarantined_source": summary.quarantined_source,
-            "quarantined_model": summary.quarantined_model, "extract_seconds": summary.wall_seconds}
+            "quarantined_model": summary.quarantined_model, "extract_seconds": summary.wall_seconds, "tier_bytes": summary.tier_bytes}
+
+
+def _run_joint_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
+    """Every model of a joint group in one actor: each member's cache (its own tier and side-outputs) plus the pairs' joint states."""
+    from layerlab.extract import ExtractConfig
+    from layerlab.extract.joint import extract_joint
+
+    joint = stage.params["joint"]
+    members = joint["members"]
+    specs = {m: stage_model_spec(mp, ctx.results) for m, mp in members.items()}
+    configs = {m: ExtractConfig.model_validate(mp["config"]) for m, mp in members.items()}
+    dname = stage.id.split("/")[1]
+    caches = {m: ctx.plan.stages[f"extract/{dname}/{m}"].out for m in members}  # where each member's own stage points
+    data = ctx.results[stage.deps[0]]["url"]
+    summary = extract_joint([f"{m}={s}" for m, s in specs.items()], data, stage.out, next(iter(configs.values())),
+                            member_urls=caches, member_configs=configs, pairs=[tuple(x) for x in joint["pairs"]],
+                            layers=joint.get("layers") or None)
+    storage.write_json(storage.join(stage.out, "summary.json"), summary.model_dump(mode="json"))
+    out = {}
+    for m, s in summary.members.items():
+        _check_complete(s, specs[m], caches[m])
+        out[m] = _cache_result(caches[m], specs[m], s)
+    return {"members": out, "joint": summary.joint, "shards": [c.model_dump() for c in summary.shards],
+            "summary": storage.join(stage.out, "summary.json"), "usage_units": summary.actor_usage}
 
 
 def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
@@ -115,30 +157,53 @@ def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     summary = probe.run_probe(cache, p["task"], stage.out, layers=p["layers"], tune_samples=p["tune_samples"],
                               scheduler=p["scheduler"], config=config, seed=p["seed"],
                               runner=p.get("runner", "tune"))
+    units = list(summary.get("trial_usage") or [])
     return {"dir": stage.out, "metrics": storage.join(stage.out, "metrics.parquet"),
-            "layer_weights": storage.join(stage.out, "layer_weights.parquet"), "summary": _jsonable(summary)}
+            "layer_weights": storage.join(stage.out, "layer_weights.parquet"),
+            "summary": _jsonable({k: v for k, v in summary.items() if k != "trial_usage"}), "usage_units": units}
 
 
 def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
-    """Within- or across-model CKA with the existing `layerlab.cka` pipeline (frame-level within: side-output states)."""
+    """Within- or across-model CKA with the `layerlab.cka` engine, in this stage's task on a worker.
+
+    Frame level reads the extraction's side-output states (within: the model's own; across: its joint
+    group's) when the plan says so; otherwise the frames tiers go through the distributed per-shard
+    reduction (one Ray task per shard, a reducer actor). Utterance level reads the small pooled tiers here.
+    """
     from layerlab.cka.pipeline import CKAJob, run_cka
 
     from layerlab.cache import open_cache
 
     p = stage.params
     caches = [ctx.results[d]["cache"] for d in stage.deps]
-    side = "frames" if p["mode"] == "within" and p["level"] == "frame" and p.get("from_side_output", True) else None
+    frame = p["level"] == "frame"
+    side = None
+    if frame and p["mode"] == "within" and p.get("from_side_output", True):
+        side = "frames"
+    elif frame and p["mode"] == "across" and p.get("from_side_output"):
+        side = "joint"
     intervals, notes = p["bootstrap"], []
     if intervals and p["group_by"] == "shard" and len(open_cache(caches[0]).manifest.shards) < 2:
         intervals = 0  # one shard is one group: no resampling unit to build an interval from
         notes.append("no confidence interval: the cache has a single shard (the resampling unit of shard-level states)")
+    layers = list(p.get("layers") or [None, None]) + [None]
     job = CKAJob(caches[0], caches[1] if len(caches) > 1 else None, estimator=p["estimator"], level=p["level"],
-                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals)
-    summary = run_cka(job, stage.out, bootstrap=intervals)
+                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals,
+                 layers_a=layers[0], layers_b=layers[1] if len(caches) > 1 else None)
+    units: list[dict[str, Any]] = []
+    if frame and side is None:
+        from layerlab.cka.reducer import run_cka_on_ray
+
+        summary = run_cka_on_ray(job, stage.out, bootstrap=intervals)
+        units = summary.pop("usage_units", [])
+    else:
+        summary = run_cka(job, stage.out, bootstrap=intervals)
     return {"dir": stage.out, "tables": summary["tables"], "replicates": summary.get("replicates", []), "group_by": summary.get("group_by"),
             "heatmap": summary["heatmap"], "models": p["models"],
             "mode": p["mode"], "level": p["level"], "estimator": p["estimator"], "ci": summary.get("ci"),
-            "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", []))}
+            "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", [])),
+            "source": {"frames": "extraction side-output", "joint": "joint extraction side-output"}.get(side or "", "distributed reduction over the frames tiers" if frame else "pooled tier"),
+            "usage_units": units}
 
 
 def run_report_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:

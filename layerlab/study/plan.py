@@ -14,6 +14,7 @@ from layerlab import storage
 from layerlab.study import tasks as task_info
 from layerlab.study.config import FRAME_TASKS, StudyConfig
 from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
+from layerlab.study.groups import MemberInfo, choose_groups, group_id, settings_key
 
 #: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
 #: issue 20: corpus 2 / train 2 (nested speaker roles; training excludes every probe dev/test speaker), extract 2
@@ -37,6 +38,11 @@ class Stage:
     notes: list[str] = field(default_factory=list)
     needs_network: bool = False
     fingerprint: str = ""
+    cleans: list[str] | None = None  # folders a fresh (not resumed) run removes first; None: [out]
+
+    def stale_outputs(self) -> list[str]:
+        """What a fresh run of this stage clears: its own output, or the member caches of a joint group (none for a member)."""
+        return [self.out] if self.cleans is None else list(self.cleans)
 
 
 @dataclass
@@ -141,39 +147,20 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                           estimate=f"train recipe {m.train.recipe} on {data}")
             _train_exclusion(plan, stage, name, data, m.train.recipe, cfg, partitions)
             add(stage)
-    needs_frames = _models_needing_frames(config, probes)
-    within = config.cka.within if config.cka else None
+    groups = _joint_groups(plan, config, spec_inputs)
+    covered = {(d, frozenset(p)) for d, gs in groups.items() for g in gs for p in g.pairs}
+    needs_frames = _models_needing_frames(config, probes, covered)
     for dname in config.analysed_datasets():
-        for mname, m in config.models.items():
-            params = {**config.extract, **m.extract}
-            wants = needs_frames.get((dname, mname), False)
-            frame_cka = bool(within and "frame" in within.levels and dname in config.cka_datasets())
-            if frame_cka and not frame_cka_from_side_output(within):
-                wants = True  # speaker-grouped CIs read the frames tier (side-output states are per shard)
-            params["tier"] = "both" if wants else params.get("tier", "pooled")
-            if frame_cka and frame_cka_from_side_output(within):
-                params["cka"] = [{"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}]
-            params.setdefault("progress", False)
-            spec, weights_of = config.control_source(mname)
-            trained = mname if m.train else weights_of
-            deps = [f"corpus/{dname}"] + ([f"train/{trained}"] if trained else [])
-            sparams: dict[str, Any] = {"model": mname, "spec": spec, "config": params}
-            if weights_of:  # the random-init control of a trained model: its checkpoint's architecture, seeded weights
-                sparams["random_init_of"] = {"model": weights_of, "seed": m.seed or 0}
-            stage = Stage(f"extract/{dname}/{mname}", "extract", sparams,
-                          deps, storage.join(out, "cache", dname, mname),
-                          estimate=f"{mname} over {dname}, tier {params['tier']}" + (" (random-init control)" if m.random_init else ""))
-            if spec:
-                if spec not in spec_inputs:
-                    spec_inputs[spec] = _spec_input(spec)
-                stage.inputs["model"], problem, stage.needs_network = spec_inputs[spec]
-                if problem:
-                    plan.problems.append(f"models.{mname}.spec: {problem}")
-                if stage.needs_network:
-                    stage.notes.append(f"{spec}: downloads from a model hub (needs network, or pre-stage the weights: README 'Pretrained weights offline')")
+        grouped = {m: g for g in groups.get(dname, []) for m in g.members}
+        for g in groups.get(dname, []):
+            _add_joint_stage(plan, add, dname, g, {m: _extract_stage(plan, config, dname, m, needs_frames, spec_inputs) for m in g.members})
+        for mname in config.models:
+            if mname in grouped:
+                gid = group_id(dname, grouped[mname].members)
+                add(Stage(f"extract/{dname}/{mname}", "extract", {"model": mname, "group": gid}, [gid],
+                          storage.join(out, "cache", dname, mname), estimate=f"{mname}'s cache from the joint group {gid}", cleans=[]))
             else:
-                stage.notes.append(f"model from train/{trained}" + (" with random weights (seed {})".format(m.seed or 0) if weights_of else ""))
-            add(stage)
+                add(_extract_stage(plan, config, dname, mname, needs_frames, spec_inputs))
     for dname, entries in probes.items():
         part = partitions.get(dname)
         for entry in entries:
@@ -188,11 +175,103 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                 add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **params},
                           [f"extract/{dname}/{mname}"], storage.join(out, "probe", dname, mname, entry.task),
                           estimate=f"{entry.task} probe ({entry.layers}, {entry.tune_samples} trial(s)) on {mname}"))
-    _cka_stages(plan, config, out, add)
+    _cka_stages(plan, config, out, add, covered)
     deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "extract", "train", "corpus")]
     add(Stage("report", "report", {"report": config.report.model_dump(), "skipped": plan.skipped}, deps,
               storage.join(out, "report"), estimate="tables, figures, findings, one HTML file"))
     return plan
+
+
+def _extract_stage(plan: StudyPlan, config: StudyConfig, dname: str, mname: str, needs_frames: dict[tuple[str, str], bool],
+                   spec_inputs: dict[str, tuple[str, str | None, bool]]) -> Stage:
+    """The extraction of one model over one dataset (its tier, side-outputs, inputs and notes); not yet added to the plan."""
+    m = config.models[mname]
+    within = config.cka.within if config.cka else None
+    params = {**config.extract, **m.extract}
+    wants = needs_frames.get((dname, mname), False)
+    frame_cka = bool(within and "frame" in within.levels and dname in config.cka_datasets())
+    if frame_cka and not frame_cka_from_side_output(within):
+        wants = True  # speaker-grouped CIs read the frames tier (side-output states are per shard)
+    params["tier"] = "both" if wants else params.get("tier", "pooled")
+    if frame_cka and frame_cka_from_side_output(within):
+        side: dict[str, Any] = {"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}
+        if config.cka and mname in config.cka.layers:
+            side["layers"] = list(config.cka.layers[mname])
+        params["cka"] = [side]
+    params.setdefault("progress", False)
+    spec, weights_of = config.control_source(mname)
+    trained = mname if m.train else weights_of
+    deps = [f"corpus/{dname}"] + ([f"train/{trained}"] if trained else [])
+    sparams: dict[str, Any] = {"model": mname, "spec": spec, "config": params}
+    if weights_of:  # the random-init control of a trained model: its checkpoint's architecture, seeded weights
+        sparams["random_init_of"] = {"model": weights_of, "seed": m.seed or 0}
+    stage = Stage(f"extract/{dname}/{mname}", "extract", sparams,
+                  deps, storage.join(plan.out, "cache", dname, mname),
+                  estimate=f"{mname} over {dname}, tier {params['tier']}" + (" (random-init control)" if m.random_init else ""))
+    if spec:
+        if spec not in spec_inputs:
+            spec_inputs[spec] = _spec_input(spec)
+        stage.inputs["model"], problem, stage.needs_network = spec_inputs[spec]
+        if problem:
+            plan.problems.append(f"models.{mname}.spec: {problem}")
+        if stage.needs_network:
+            stage.notes.append(f"{spec}: downloads from a model hub (needs network, or pre-stage the weights: README 'Pretrained weights offline')")
+    else:
+        stage.notes.append(f"model from train/{trained}" + (" with random weights (seed {})".format(m.seed or 0) if weights_of else ""))
+    return stage
+
+
+def _add_joint_stage(plan: StudyPlan, add: Any, dname: str, group: Any, members: dict[str, Stage]) -> None:
+    """One extraction stage running every model of a joint group in one actor, writing each member's cache."""
+    gid = group_id(dname, group.members)
+    params = {"joint": {"members": {m: s.params for m, s in members.items()}, "pairs": [list(p) for p in group.pairs],
+                        "layers": {m: list(plan.config.cka.layers[m]) for m in group.members if plan.config.cka and m in plan.config.cka.layers}}}
+    deps = sorted({d for s in members.values() for d in s.deps})
+    caches = [s.out for s in members.values()]
+    stage = Stage(gid, "extract", params, deps, storage.join(plan.out, "joint", dname, "+".join(group.members)),
+                  estimate=f"{' + '.join(group.members)} over {dname} in one actor (~{group.memory_bytes / 2**30:.1f} GiB): caches plus joint "
+                           f"CKA states of {', '.join(f'{a} x {b}' for a, b in group.pairs)}", cleans=caches)
+    stage.cleans = [stage.out, *caches]
+    for m, s in members.items():
+        stage.inputs.update({f"{k}:{m}": v for k, v in s.inputs.items()})
+        stage.notes += [f"{m}: {n}" for n in s.notes]
+        stage.needs_network = stage.needs_network or s.needs_network
+    add(stage)
+
+
+def _joint_groups(plan: StudyPlan, config: StudyConfig, spec_inputs: dict[str, tuple[str, str | None, bool]]) -> dict[str, list[Any]]:
+    """Per CKA dataset, the joint extraction groups of its across-model frame-level pairs (study/groups.py)."""
+    from layerlab.extract.config import ExtractConfig
+    from layerlab.models.geometry import spec_geometry
+
+    across = config.cka.across if config.cka else None
+    within = config.cka.within if config.cka else None
+    if not across or "frame" not in across.levels or across.joint_memory_gb is None or not config.across_pairs():
+        return {}
+    if across.bootstrap and across.group_by != "shard":
+        return {}  # speaker/utterance CIs need per-group states: joint states are per shard
+    if across.estimator == "minibatch":
+        return {}  # joint states are feature states
+    infos = []
+    for name in dict.fromkeys(m for p in config.across_pairs() for m in p):
+        spec, _ = config.control_source(name)
+        if spec and spec not in spec_inputs:
+            spec_inputs[spec] = _spec_input(spec)
+        problem = spec_inputs[spec][1] if spec else None
+        geometry = spec_geometry(spec) if spec and problem is None else None
+        if geometry is None:
+            continue
+        selection = config.cka.layers.get(name) if config.cka else None
+        frame = geometry.frame_layers(selection)
+        params = {**config.extract, **config.models[name].extract}
+        within_state = bool(within and "frame" in within.levels and frame_cka_from_side_output(within) and within.estimator != "minibatch")
+        infos.append(MemberInfo(name, [d for _, d, _ in frame], [r for _, _, r in frame], geometry.num_parameters, within_state,
+                                settings_key(params)))
+    if len(infos) < 2:
+        return {}
+    first = ExtractConfig.model_validate({**config.extract, **config.models[infos[0].name].extract})
+    groups = choose_groups(infos, config.across_pairs(), across.joint_memory_gb * 2**30, first.batch_seconds, first.tasks_per_actor)
+    return {d: groups for d in config.cka_datasets() if d in config.analysed_datasets()} if groups else {}
 
 
 def _partitions(plan: StudyPlan, config: StudyConfig, out: str, probes: dict[str, list[Any]],
@@ -333,8 +412,8 @@ def _train_problem(recipe: str, config: Any) -> str | None:
     return None
 
 
-def _models_needing_frames(config: StudyConfig, probes: dict[str, list[Any]]) -> dict[tuple[str, str], bool]:
-    """(dataset, model) pairs whose cache needs the frames tier (frame-level probes or across-model frame CKA)."""
+def _models_needing_frames(config: StudyConfig, probes: dict[str, list[Any]], covered: set[tuple[str, frozenset[str]]] | None = None) -> dict[tuple[str, str], bool]:
+    """(dataset, model) pairs whose cache needs the frames tier (frame-level probes, across-model frame CKA outside joint groups)."""
     out: dict[tuple[str, str], bool] = {}
     for dname, entries in probes.items():
         if any(task_tier(e.task) == "frames" for e in entries):
@@ -344,7 +423,8 @@ def _models_needing_frames(config: StudyConfig, probes: dict[str, list[Any]]) ->
     if across and "frame" in across.levels:
         for d in config.cka_datasets():
             for a, b in config.across_pairs():
-                out[(d, a)] = out[(d, b)] = True
+                if (d, frozenset((a, b))) not in (covered or set()):
+                    out[(d, a)] = out[(d, b)] = True
     return out
 
 
@@ -388,15 +468,19 @@ def frame_cka_from_side_output(within: Any) -> bool:
     return not (within.bootstrap and within.group_by != "shard")
 
 
-def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> None:
+def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any, covered: set[tuple[str, frozenset[str]]]) -> None:
+    """One stage per comparison; each runs on a worker: side-output merges, or the distributed reduction over a tier."""
     if not config.cka:
         return
     within, across = config.cka.within, config.cka.across
+    chosen = config.cka.layers
     for dname in config.cka_datasets():
         if within:
             for mname in config.models:
                 for level in within.levels:
                     params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"})}
+                    if mname in chosen:
+                        params["layers"] = [list(chosen[mname])]
                     source = ""
                     if level == "frame":
                         params["from_side_output"] = frame_cka_from_side_output(within)
@@ -407,7 +491,15 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
         if across:
             for a, b in config.across_pairs():
                 for level in across.levels:
-                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"})}
+                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs", "joint_memory_gb"})}
+                    if a in chosen or b in chosen:
+                        params["layers"] = [chosen.get(a), chosen.get(b)]
+                    source = ""
+                    if level == "frame" and (dname, frozenset((a, b))) in covered:
+                        params["from_side_output"] = True
+                        source = " (joint extraction side-output states)"
+                    elif level == "frame":
+                        source = " (frames tiers, distributed per-shard reduction)"
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
                               storage.join(out, "cka", dname, "across", f"{a}__{b}", level),
-                              estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))
+                              estimate=f"{level}-level CKA {a} x {b}{source}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))

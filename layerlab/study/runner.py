@@ -2,9 +2,11 @@
 
 Markers live under ``<out>/stages/``: ``<id>.started.json`` (fingerprint of a run in progress: a
 matching rerun resumes, e.g. extraction keeps finished shards) and ``<id>.done.json`` (fingerprint,
-result, wall time). A stage whose done-marker matches its fingerprint is reused, never recomputed.
-When a stage fails no new stage starts; running ones finish; the report still renders and says
-what failed.
+result, wall time, usage). A stage whose done-marker matches its fingerprint is reused, never
+recomputed. Each stage runs as a Ray task on a worker (``study/remote.py``); this driver only
+schedules, writes markers and records each stage's nodes and CPU/GPU seconds (``run.json`` adds the
+driver's own CPU and its share). When a stage fails no new stage starts; running ones finish; the
+report still renders and says what failed.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from layerlab import storage
 from layerlab.study.config import StudyConfig, StudyConfigError
 from layerlab.study.execute import StageContext, StageSkipped, run_stage
 from layerlab.study.plan import Stage, StudyPlan, build_plan
-
-RAY_KINDS = {"train", "extract", "probe"}
+from layerlab.study.remote import run_on_worker
 
 
 def marker_url(out: str, stage_id: str, what: str) -> str:
@@ -76,8 +77,9 @@ class Runner:
     """Executes stages of a plan with a bounded thread pool; extraction has its own smaller bound."""
 
     def __init__(self, out: str, say: Callable[[str], None] = print, parallel: int = 2, parallel_extract: int = 1,
-                 parallel_train: int = 1) -> None:
+                 parallel_train: int = 1, on_workers: bool = False) -> None:
         self.out = out
+        self.on_workers = on_workers  # each stage in a Ray task (study/remote.py); False: in this process (unit tests)
         self._say_lock = threading.Lock()
 
         def locked_say(line: str) -> None:
@@ -147,7 +149,7 @@ class Runner:
 
     def _gate(self, stage: Stage) -> threading.BoundedSemaphore | None:
         """The slot a stage of this kind must hold: extraction pools, Ray Train runs, one Tune driver at a time."""
-        if stage.kind == "extract":
+        if stage.kind == "extract" and "group" not in stage.params:  # a joint group's member only reads its group's result
             return self.extract_slots
         if stage.kind == "train":
             return self.train_slots
@@ -162,7 +164,8 @@ class Runner:
     def _start(self, stage: Stage, running: dict[Future[None], Stage], ctx: StageContext, done: dict[str, Any] | None) -> None:
         """Record a reusable stage, or run it in a pool thread (its slot, if any, is already claimed)."""
         if done is not None:
-            self._record(stage, done["status"], done.get("wall_seconds", 0.0), True, result=done.get("result"), error=done.get("reason"))
+            self._record(stage, done["status"], done.get("wall_seconds", 0.0), True, result=done.get("result"), error=done.get("reason"),
+                         usage=done.get("usage"))
             self.say(f"[reuse] {stage.id}")
         else:
             running[self.pool.submit(self._execute, stage, ctx)] = stage
@@ -180,22 +183,30 @@ class Runner:
         """Run one stage: fresh output (or resume a matching interrupted run), markers, timing, errors."""
         started = read_marker(self.out, stage.id, "started")
         resume = bool(started and started.get("fingerprint") == stage.fingerprint)
-        if not resume and stage.out.startswith(self.out.rstrip("/") + "/") and storage.exists(stage.out):
-            storage.remove(stage.out, recursive=True)  # a stale output of another configuration
+        for stale in [] if resume else stage.stale_outputs():
+            if stale.startswith(self.out.rstrip("/") + "/") and storage.exists(stale):
+                storage.remove(stale, recursive=True)  # a stale output of another configuration
         storage.write_json(marker_url(self.out, stage.id, "started"), {"fingerprint": stage.fingerprint, "started_at": _now()})
         self.say(f"[run] {stage.id}" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
+        usage: dict[str, Any] | None = None
         try:
-            result = run_stage(stage, ctx)
-            status, reason = "done", None
+            if self.on_workers:
+                outcome = run_on_worker(stage, ctx)
+                status, usage = outcome["status"], outcome.get("usage")
+                result, reason = outcome.get("result") or {}, outcome.get("reason")
+            else:
+                result = run_stage(stage, ctx)
+                status, reason = "done", None
         except StageSkipped as exc:
             result, status, reason = {}, "skipped", str(exc)
         except Exception as exc:  # noqa: BLE001 - a failed stage is recorded and stops the study
             wall = time.perf_counter() - t0
-            message = f"{type(exc).__name__}: {exc}"
+            message = f"{getattr(exc, 'kind', None) or type(exc).__name__}: {exc}"
             self.say(f"[FAILED] {stage.id}: {message}")
             storage.write_json(marker_url(self.out, stage.id, "failed"), {"fingerprint": stage.fingerprint, "error": message,
-                                                                        "traceback": traceback.format_exc(), "at": _now()})
+                                                                        "traceback": getattr(exc, "remote_traceback", "") or traceback.format_exc(),
+                                                                        "at": _now()})
             self._record(stage, "failed", wall, False, error=message)
             return
         wall = round(time.perf_counter() - t0, 3)
@@ -204,16 +215,17 @@ class Runner:
             fingerprint += "+incomplete"  # a report of a failed run shows the failure: never reuse it once the stages finish
         storage.write_json(marker_url(self.out, stage.id, "done"), {"fingerprint": fingerprint, "status": status, "reason": reason,
                                                                   "result": result, "wall_seconds": wall, "finished_at": _now(),
-                                                                  "params": stage.params})
+                                                                  "params": stage.params, "usage": usage})
         storage.remove(marker_url(self.out, stage.id, "failed"))
-        self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else ""))
-        self._record(stage, status, wall, False, result=result, error=reason)
+        self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else "") + _usage_text(usage))
+        self._record(stage, status, wall, False, result=result, error=reason, usage=usage)
 
-    def _record(self, stage: Stage, status: str, wall: float, reused: bool, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def _record(self, stage: Stage, status: str, wall: float, reused: bool, result: dict[str, Any] | None = None, error: str | None = None,
+                usage: dict[str, Any] | None = None) -> None:
         with self.lock:
             self.records[stage.id] = {"id": stage.id, "kind": stage.kind, "status": status, "reused": reused,
                                       "wall_seconds": round(float(wall), 3), "fingerprint": stage.fingerprint, "error": error,
-                                      "result": result}
+                                      "result": result, "usage": usage}
             if status == "done" and result is not None:
                 self.results[stage.id] = result
 
@@ -240,6 +252,26 @@ def downstream_counts(plan: StudyPlan) -> dict[str, int]:
     return {s.id: len(below(s.id)) for s in plan.order()}
 
 
+def _usage_text(usage: dict[str, Any] | None) -> str:
+    """`` (CPU 12.3 s, GPU 4.0 s on 2 nodes)`` for a stage's progress line."""
+    if not usage:
+        return ""
+    gpu = f", GPU {usage['gpu_seconds']:.1f} s" if usage.get("gpu_seconds") else ""
+    nodes = len(usage.get("nodes") or {})
+    return f" (CPU {usage.get('cpu_seconds', 0):.1f} s{gpu} on {nodes} node{'s' if nodes != 1 else ''})"
+
+
+def usage_totals(records: dict[str, dict[str, Any]], driver_cpu_seconds: float) -> dict[str, Any]:
+    """The study's CPU and GPU seconds: stages computed in this run (their usage) and the driver's own CPU, with its share."""
+    computed = [r for r in records.values() if not r.get("reused") and r.get("usage")]
+    stage_cpu = sum(float(r["usage"].get("cpu_seconds") or 0) for r in computed)
+    total = stage_cpu + driver_cpu_seconds
+    return {"stage_cpu_seconds": round(stage_cpu, 3), "stage_gpu_seconds": round(sum(float(r["usage"].get("gpu_seconds") or 0) for r in computed), 3),
+            "driver_cpu_seconds": round(driver_cpu_seconds, 3), "total_cpu_seconds": round(total, 3),
+            "driver_cpu_share": round(driver_cpu_seconds / total, 4) if total > 0 else None,
+            "stages_measured": len(computed)}
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -263,6 +295,7 @@ def ensure_ray() -> bool:
 
 def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Callable[[str], None] = print) -> StudyResult:
     """Run a whole study into ``out``: corpora first, then every other stage with the corpora's real tasks."""
+    driver_cpu0 = time.process_time()  # the driver's own CPU (every thread of this process; not the Ray processes it may start)
     out = storage.canonical_url(out)  # Ray workers (extraction actors, Train workers) run in other working directories
     first = build_plan(config, out)
     if first.problems:
@@ -273,17 +306,19 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
                                                              "allow_overlap": config.allow_overlap, "leakage": plan.leakage})
 
     write_study_json(first)
-    runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train)
+    runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train, on_workers=True)
     started_ray = False
     try:
+        if any(s.kind == "corpus" and reusable(s, out) is None for s in first.order()):
+            started_ray = ensure_ray()
         runner.run(first, only={s.id for s in first.order() if s.kind == "corpus"})
         plan = build_plan(config, out, corpus_tasks_of(runner.records))
         plan.config_text = config_text  # type: ignore[attr-defined]
         if plan.problems:
             raise StudyConfigError("study cannot run:\n" + "\n".join(plan.problems))
         write_study_json(plan)  # the speaker partitions read from the built corpora
-        if any(s.kind in RAY_KINDS and reusable(s, out) is None for s in plan.order()):
-            started_ray = ensure_ray()
+        if any(reusable(s, out) is None for s in plan.order()):  # every stage runs as a Ray task (study/remote.py)
+            started_ray = ensure_ray() or started_ray
         runner.run(plan)
     finally:
         runner.close()
@@ -295,6 +330,6 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     storage.write_json(storage.join(out, "run.json"), {
         "finished_at": _now(), "computed": result.computed, "reused": result.reused, "failed": result.failed,
         "stages": [{k: v for k, v in r.items() if k != "result"} for r in runner.records.values()],
-        "report": result.report,
+        "report": result.report, "usage": usage_totals(runner.records, time.process_time() - driver_cpu0),
     })
     return result
