@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: A local folder: when set, every read and write through this module appends one JSON line (op, url, bytes,
-#: pid, host) to ``<folder>/io-<host>-<pid>.jsonl`` -- which process read or wrote which file, and how much
-#: (the rehearsal's measured bytes, the tests' "no frames tier read on the driver"). Forwarded to Ray workers.
+#: pid, host, and the study stage from ``LAYERLAB_STAGE``) to ``<folder>/io-<host>-<pid>.jsonl`` -- which
+#: process read or wrote which file, and how much (the rehearsal's measured bytes, the tests' "no frames tier
+#: read on the driver"). Forwarded to Ray workers.
 IO_AUDIT_ENV = "LAYERLAB_IO_AUDIT"
 
 #: Errors that are never worth retrying: the object is missing, forbidden or the call is wrong.
@@ -125,7 +126,8 @@ def audit(op: str, url: str, nbytes: int) -> None:
         return
     import socket
 
-    line = json.dumps({"op": op, "url": str(url), "bytes": int(nbytes), "pid": os.getpid(), "host": socket.gethostname(), "t": time.time()})
+    line = json.dumps({"op": op, "url": str(url), "bytes": int(nbytes), "pid": os.getpid(), "host": socket.gethostname(), "t": time.time(),
+                       "stage": os.environ.get("LAYERLAB_STAGE")})
     with open(os.path.join(folder, f"io-{socket.gethostname()}-{os.getpid()}.jsonl"), "a") as f:
         f.write(line + "\n")
 

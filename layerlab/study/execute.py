@@ -187,8 +187,9 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
         intervals = 0  # one shard is one group: no resampling unit to build an interval from
         notes.append("no confidence interval: the cache has a single shard (the resampling unit of shard-level states)")
     layers = list(p.get("layers") or [None, None]) + [None]
+    group_by = "shard" if side and not intervals else p["group_by"]  # no interval: the grouping is unused (side-outputs are per shard)
     job = CKAJob(caches[0], caches[1] if len(caches) > 1 else None, estimator=p["estimator"], level=p["level"],
-                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals,
+                 group_by=group_by, side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals,
                  layers_a=layers[0], layers_b=layers[1] if len(caches) > 1 else None)
     units: list[dict[str, Any]] = []
     if frame and side is None:

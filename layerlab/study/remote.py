@@ -65,14 +65,18 @@ def run_on_worker(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     A stage error comes back as :class:`RemoteStageError` (one line, the original type and message);
     a task lost for good (its node died more often than the retries allow) raises Ray's error.
     """
+    import os
+
     import ray
 
     from layerlab.runtime import runtime_env
+    from layerlab.storage import IO_AUDIT_ENV
 
     deps = {d: ctx.results[d] for d in _needed(stage, ctx) if d in ctx.results}
+    tag = {"LAYERLAB_STAGE": stage.id} if os.environ.get(IO_AUDIT_ENV) else {}  # audited runs tag every read/write with its stage
     task = ray.remote(_stage_task).options(
         num_cpus=stage_cpus(stage), max_retries=STAGE_TASK_RETRIES, retry_exceptions=False,
-        runtime_env=runtime_env(), name=f"stage {stage.id}")
+        runtime_env=runtime_env(tag), name=f"stage {stage.id}")
     outcome = ray.get(task.remote(stage, ctx.plan, deps, ctx.records if stage.kind == "report" else None))
     for line in outcome.get("lines", []):
         ctx.say(line)

@@ -330,6 +330,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     storage.write_json(storage.join(out, "run.json"), {
         "finished_at": _now(), "computed": result.computed, "reused": result.reused, "failed": result.failed,
         "stages": [{k: v for k, v in r.items() if k != "result"} for r in runner.records.values()],
-        "report": result.report, "usage": usage_totals(runner.records, time.process_time() - driver_cpu0),
+        "report": result.report, "usage": {**usage_totals(runner.records, time.process_time() - driver_cpu0),
+                                           "driver_process_cpu_seconds": round(time.process_time(), 3)},  # start-up and imports included
     })
     return result
