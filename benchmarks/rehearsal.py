@@ -121,21 +121,22 @@ def study_doc(specs: dict[str, str], speakers: int = 6, shard_bytes: int = 400_0
     }
 
 
-def joint_memory_estimate(specs: dict[str, str], doc: dict[str, Any]) -> int:
-    """The plan's estimate of the joint group actor's peak memory for these models (bytes; study/groups.py)."""
-    from layerlab.models.geometry import spec_geometry
-    from layerlab.study.groups import MemberInfo, actor_memory_bytes
+def plan_of(doc: dict[str, Any], out: str = "/tmp/layerlab-rehearsal-plan") -> Any:
+    """The study's plan (offline; its cost model estimates every stage)."""
+    from layerlab.study.config import parse_study_config
+    from layerlab.study.plan import build_plan
 
-    infos = []
-    for name, spec in specs.items():
-        g = spec_geometry(spec)
-        if g is None:
-            raise ValueError(f"{spec}: geometry not knowable offline")
-        frame = g.frame_layers(CKA_LAYERS[name])
-        infos.append(MemberInfo(name, [d for _, d, _ in frame], [r for _, _, r in frame], g.num_parameters, True, ""))
-    names = list(specs)
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-    return actor_memory_bytes(infos, pairs, doc["extract"]["batch_seconds"], doc["extract"]["tasks_per_actor"])
+    return build_plan(parse_study_config(doc, "rehearsal.yaml"), out)
+
+
+def joint_memory_estimate(doc: dict[str, Any]) -> tuple[str, float]:
+    """(stage id, estimated peak bytes: host plus device) of the study's joint extraction group."""
+    plan = plan_of(doc)
+    joint = [s for s in plan.order() if "joint" in s.params]
+    if not joint:
+        raise ValueError(f"the rehearsal plan has no joint group: {plan.problems or [s.id for s in plan.order()]}")
+    cost = plan.cost.stages[joint[0].id]
+    return joint[0].id, cost.peak_memory_bytes + cost.gpu_memory_bytes
 
 
 # ------------------------------------------------------------------ S3 and drivers
@@ -186,14 +187,15 @@ def run_driver(config: Path, out: str, env: dict[str, str], timeout: float, log:
                               stderr=subprocess.STDOUT, timeout=timeout, cwd=REPO).returncode
 
 
-def dry_run_json(config: Path, out: str, env: dict[str, str]) -> dict[str, Any] | None:
-    """The plan's cost table as JSON (``--dry-run --json``), or None where this checkout has no cost model yet."""
-    done = subprocess.run([sys.executable, "-m", "layerlab.cli", "study", str(config), "--out", out, "--dry-run", "--json"], env=env,
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
-    try:
-        return json.loads(done.stdout)
-    except json.JSONDecodeError:
-        return None
+def estimates_after(doc: dict[str, Any], out: str) -> dict[str, Any]:
+    """The plan's cost table (``--dry-run --json``) as the run itself re-plans it: with the built corpus's exact sizes."""
+    from layerlab.study.config import parse_study_config
+    from layerlab.study.plan import build_plan
+    from layerlab.study.runner import read_marker
+
+    config = parse_study_config(doc, "rehearsal.yaml")
+    corpus = {name: (read_marker(out, f"corpus/{name}", "done") or {}).get("result", {}).get("tasks", {}) for name in config.datasets}
+    return build_plan(config, out, corpus).cost.to_json()
 
 
 def cluster_nodes(address: str, env: dict[str, str]) -> list[dict[str, Any]]:
@@ -319,10 +321,9 @@ def rehearse(work: Path, hubert: str = "auto", speakers: int = 6, timeout: float
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     base_specs = build_checkpoints(work / "models", hubert=False)
-    doc = study_doc(base_specs, speakers)
     decision: dict[str, Any] = {"available_bytes": int(psutil.virtual_memory().available), "margin_bytes": MEMORY_MARGIN_BYTES}
-    if hubert != "no":  # HuBERT Large's geometry from s3prl's published shape: its checkpoint is built only when it will run
-        est = joint_memory_estimate({**base_specs, "hubert_large": "s3prl:hubert_large_ll60k"}, doc)
+    if hubert != "no":  # HuBERT Large's shape from s3prl's hub row: its checkpoint is built only when it will run
+        _, est = joint_memory_estimate(study_doc({**base_specs, "hubert_large": "s3prl:hubert_large_ll60k"}, speakers))
         decision["with_hubert_estimate_bytes"] = int(est)
         decision["hubert"] = hubert == "yes" or est + MEMORY_MARGIN_BYTES < decision["available_bytes"]
         if not decision["hubert"]:
@@ -330,7 +331,7 @@ def rehearse(work: Path, hubert: str = "auto", speakers: int = 6, timeout: float
                                    f"{MEMORY_MARGIN_BYTES / 2**30:.0f} GiB margin that exceeds the {decision['available_bytes'] / 2**30:.1f} GiB free now")
     specs = build_checkpoints(work / "models", hubert=True) if decision.get("hubert") else base_specs
     doc = study_doc(specs, speakers)
-    decision["joint_estimate_bytes"] = joint_memory_estimate(specs, doc)
+    decision["joint_stage"], decision["joint_estimate_bytes"] = joint_memory_estimate(doc)
     config = work / "rehearsal.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     say(f"models: {', '.join(specs)}; joint actor estimate {decision['joint_estimate_bytes'] / 2**30:.2f} GiB; "
@@ -347,14 +348,13 @@ def rehearse(work: Path, hubert: str = "auto", speakers: int = 6, timeout: float
         with fake_cluster(cluster_dir, worker_resources=dict(WORKER), max_workers=3, ready_timeout=180) as address:
             env = driver_env({**fake_env(), **s3, "RAY_ADDRESS": address, "LAYERLAB_IO_AUDIT": str(audit),
                               "PYTHONPATH": str(REPO)})
-            estimates = dry_run_json(config, cluster_out, {k: v for k, v in env.items() if k != "LAYERLAB_IO_AUDIT"})
             t1 = time.perf_counter()
             rc = run_driver(config, cluster_out, env, timeout, work / "cluster-driver.log")
             results["cluster_wall_seconds"] = round(time.perf_counter() - t1, 1)
             nodes = cluster_nodes(address, env)
         if rc != 0:
             raise RuntimeError(f"the cluster run failed (exit {rc}): {(work / 'cluster-driver.log').read_text()[-3000:]}")
-        cluster = RunRecord(cluster_out, read_run(cluster_out), io_by_stage(audit), estimates, nodes)
+        cluster = RunRecord(cluster_out, read_run(cluster_out), io_by_stage(audit), estimates_after(doc, cluster_out), nodes)
         single_out = "s3://rehearsal/single"
         t1 = time.perf_counter()
         rc = run_driver(config, single_out, driver_env({**s3}), timeout, work / "single-driver.log")
@@ -364,7 +364,7 @@ def rehearse(work: Path, hubert: str = "auto", speakers: int = 6, timeout: float
         single = RunRecord(single_out, read_run(single_out))
         results.update(placement=placement(cluster), estimates=estimate_rows(cluster), usage=cluster.run["usage"],
                        single_usage=single.run["usage"], compare=compare_outputs(cluster, single),
-                       has_cost_model=estimates is not None, worker_nodes=sorted(n["NodeID"][-8:] for n in nodes if n["Resources"].get("CPU", 0) > 0))
+                       worker_nodes=sorted(n["NodeID"][-8:] for n in nodes if n["Resources"].get("CPU", 0) > 0))
     results["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return results
 

@@ -3,6 +3,7 @@
 Layout of a cache at ``<cache>`` (any fsspec URL)::
 
     metadata.json                  CacheMetadata: model, layers, dtypes, mode, source, tiers
+    frames_selection.json          only when the frames tier holds a selection: id -> whole or [start_s, seconds] crop
     manifest.json                  CacheManifest: completed shards per tier (rows, bytes, sha256), counts
     pooled/shard-00003.parquet     one row per utterance: id, speaker, num_samples, labels, splits,
                                    mean/<layer>, std/<layer> (list<float32>, dim D_l)
@@ -33,7 +34,7 @@ from layerlab.artifacts import MANIFEST_NAME, QUARANTINE_NAME, QUARANTINE_SCHEMA
 from layerlab.data.tasks import TaskSpec
 
 __all__ = [
-    "CacheManifest", "CacheMetadata", "FileEntry", "FORMAT_NAME", "LayerRecord", "MANIFEST_NAME", "METADATA_NAME", "QUARANTINE_NAME",
+    "CacheManifest", "CacheMetadata", "FileEntry", "FORMAT_NAME", "FRAMES_SELECTION_NAME", "LayerRecord", "MANIFEST_NAME", "METADATA_NAME", "QUARANTINE_NAME",
     "QUARANTINE_SCHEMA", "QuarantineRow", "ShardRecord", "SourceInfo", "TIERS", "cka_file", "frames_column", "frames_schema",
     "mean_column", "num_frames_column", "pooled_schema", "publish_bytes", "shard_stem", "std_column", "tier_file",
 ]
@@ -41,6 +42,8 @@ __all__ = [
 FORMAT_NAME = "layerlab-activation-cache"
 FORMAT_VERSION = 2  # 2: frames/<layer> as raw fp16 bytes (Parquet's list<float16> writes 7-13x slower: benchmarks/frames_format.py)
 METADATA_NAME = "metadata.json"
+#: which utterances (or crops) the frames tier holds when it holds a selection (layerlab.data.selection.FramesSelection JSON)
+FRAMES_SELECTION_NAME = "frames_selection.json"
 TIERS = ("pooled", "frames")
 
 
@@ -149,6 +152,8 @@ class CacheMetadata(BaseModel):
     layers: list[LayerRecord] = Field(default_factory=list)  # empty in caches written before it was recorded
     tasks: dict[str, TaskSpec] = Field(default_factory=dict)  # copied from the source dataset's manifest
     layerlab_version: str = ""
+    # a partial frames tier: {"sha256", "utterances", "cropped", "purposes"} of FRAMES_SELECTION_NAME (None: every utterance)
+    frames_selection: dict[str, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a rerun to extend this cache (not versions or timings)."""

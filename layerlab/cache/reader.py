@@ -226,6 +226,25 @@ class CacheReader:
         """Source shard names of the completed cache shards, sorted."""
         return sorted(self.manifest.shards)
 
+    def frames_selection(self) -> Any:
+        """The utterances the frames tier holds (:class:`layerlab.data.selection.FramesSelection`), or None when it holds all.
+
+        Checked against the digest in ``metadata.json``: a replaced selection file is an IntegrityError.
+        """
+        record = self.metadata.frames_selection
+        if record is None:
+            return None
+        from layerlab.data.selection import FramesSelection
+
+        url = storage.join(self.url, cf.FRAMES_SELECTION_NAME)
+        try:
+            sel = FramesSelection.from_json(storage.read_json(url))
+        except FileNotFoundError as exc:
+            raise CacheError(f"{url}: missing (metadata.json records a frames selection of {record.get('utterances')} utterances)") from exc
+        if sel.digest() != record.get("sha256"):
+            raise IntegrityError(f"{url}: does not match the selection recorded in metadata.json (SHA-256 differs)")
+        return sel
+
     def usage(self) -> dict[str, Any]:
         """What a result computed from this cache used: shards and utterances (recorded in summaries)."""
         return {"cache": self.url, "complete": self.complete, "n_shards": len(self.manifest.shards),
@@ -378,10 +397,7 @@ class CacheReader:
     # ------------------------------------------------------------------ source join, tables, CKA states
     def source_rows(self, ids: Sequence[str] | None = None) -> "Any":
         """pandas DataFrame indexed by id: speaker, num_samples, labels, splits, transcript, alignment (from the source dataset)."""
-        import pandas as pd
-
         from layerlab.data.manifest import read_manifest
-        from layerlab.data.shards import SHARD_SCHEMA
 
         try:
             source = read_manifest(self.source_url)
@@ -389,33 +405,10 @@ class CacheReader:
             raise CacheError(f"{self.url}: cannot join labels from the source dataset {self.source_url} ({exc})") from exc
         if source.checksum() != self.metadata.source.manifest_checksum:
             raise CacheError(f"{self.url}: the source dataset at {self.source_url} changed since extraction (manifest checksum differs)")
-        columns = ["id", "speaker", "num_samples", "labels", "splits", "transcript", "alignment"]
-        wanted = None if ids is None else set(ids)
-        frames = []
-        for entry in source.shards:
-            if ids is None and entry.name not in self.manifest.shards:
-                continue  # only the shards this cache holds
-            with artifacts.open_verified(self.source_url, entry, self.verify) as f:
-                pf = pq.ParquetFile(f)
-                cols = [c for c in columns if c in pf.schema_arrow.names]
-                table = pf.read(columns=cols)
-            if wanted is not None:
-                table = table.filter(pc.is_in(table.column("id"), pa.array(sorted(wanted), pa.string())))
-            frames.append(table)
-        schema = pa.schema([SHARD_SCHEMA.field(c) for c in columns])
-        table = pa.concat_tables([t.select([c for c in columns if c in t.column_names]) for t in frames], promote_options="default") if frames else schema.empty_table()
-        rows = table.to_pylist()
-        df = pd.DataFrame(
-            {
-                "speaker": [r.get("speaker") or "" for r in rows],
-                "num_samples": np.array([int(r.get("num_samples") or 0) for r in rows], dtype=np.int64),
-                "labels": [dict(r.get("labels") or []) for r in rows],
-                "splits": [dict(r.get("splits") or []) for r in rows],
-                "transcript": [r.get("transcript") for r in rows],
-                "alignment": [[(a["phone"], int(a["start"]), int(a["end"])) for a in r["alignment"]] if r.get("alignment") is not None else None for r in rows],
-            },
-            index=pd.Index([str(r["id"]) for r in rows], name="id"),
-        )
+        from layerlab.data.rows import read_rows
+
+        only = None if ids is not None else set(self.manifest.shards)  # only the shards this cache holds
+        df = read_rows(self.source_url, source, shards=only, ids=ids, verify=self.verify)
         if ids is not None:
             missing = [i for i in ids if i not in df.index]
             if missing:

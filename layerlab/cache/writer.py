@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,13 +49,33 @@ def _binary_array(parts: list[np.ndarray]) -> pa.Array:
     return pa.BinaryArray.from_buffers(pa.binary(), len(parts), [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
 
 
+def crop_features(feats: UtteranceFeatures, crop: tuple[float, float], rates: Sequence[float | None]) -> UtteranceFeatures:
+    """The frames of ``crop`` = (start_s, seconds): frame-level layers sliced at their own rate, utterance-level ones kept."""
+    start_s, seconds = crop
+    frames, counts = [], []
+    for f, rate in zip(feats.frames or [], rates):
+        if rate:
+            first = min(int(start_s * float(rate)), max(0, f.shape[0] - 1))
+            f = f[first : first + max(1, int(round(seconds * float(rate))))]
+        frames.append(f)
+        counts.append(int(f.shape[0]))
+    return UtteranceFeatures(feats.means, feats.stds, counts, frames)
+
+
 class TierWriter:
     """Append utterances to one tier's shard; ``finish`` publishes it atomically and returns its entry."""
 
-    def __init__(self, tier: str, root: str, name: str, layer_names: list[str], compression: str, row_group_bytes: int) -> None:
+    def __init__(self, tier: str, root: str, name: str, layer_names: list[str], compression: str, row_group_bytes: int, *,
+                 select: Mapping[str, tuple[float, float] | None] | None = None, rates: Sequence[float | None] | None = None) -> None:
+        """``select`` (frames tier only): write frames only for these ids, cropped to ``(start_s, seconds)`` where given,
+        each frame-level layer at its own ``rates`` entry (frames per second); None writes every utterance whole."""
         if tier not in cf.TIERS:
             raise ValueError(f"unknown tier {tier!r}")
+        if select is not None and tier == "frames" and rates is None and any(c is not None for c in select.values()):
+            raise ValueError("cropped frames need the layers' frame rates")
         self.tier, self.root, self.name = tier, root, name
+        self.select = select if tier == "frames" else None
+        self.rates = list(rates) if rates is not None else None
         url = storage.join(root, name)
         self.layers = list(layer_names)
         self.schema = cf.pooled_schema(self.layers) if tier == "pooled" else cf.frames_schema(self.layers)
@@ -72,7 +93,13 @@ class TierWriter:
         self.buf_bytes = 0
 
     def add(self, row: dict[str, Any], feats: UtteranceFeatures) -> None:
-        """Buffer one utterance (``row`` has id, speaker, num_samples, labels, splits)."""
+        """Buffer one utterance (``row`` has id, speaker, num_samples, labels, splits); frames outside ``select`` are skipped."""
+        if self.select is not None:
+            if row["id"] not in self.select:
+                return
+            crop = self.select[row["id"]]
+            if crop is not None and feats.frames is not None:
+                feats = crop_features(feats, crop, self.rates or [])
         b = self.buf
         b["id"].append(row["id"])
         b["speaker"].append(row["speaker"])

@@ -54,6 +54,19 @@ def _matmul_precision(fast: bool) -> Iterator[None]:
         torch.set_float32_matmul_precision(previous)
 
 
+def state_bytes_for(dims_a: Sequence[int], dims_b: Sequence[int] | None = None, mode: str | None = None) -> int:
+    """Bytes of a FeatureCKA state over these layers without building it (the module's memory formula; cost estimates)."""
+    dims = [int(d) for d in dims_a] + [int(d) for d in dims_b or []]
+    mode = mode or ("within" if not dims_b else "cross")
+    width, num = sum(dims), len(dims)
+    extra = num * num + num + (num + 1) * width  # R, rho, V and S
+    if mode == "cross":
+        d1 = sum(int(d) for d in dims_a)
+        return 8 * (d1 * (width - d1) + sum(d * d for d in dims) + extra)
+    offsets = np.cumsum([0] + dims)
+    return 8 * (sum(d * (width - int(o)) for d, o in zip(dims, offsets)) + extra)
+
+
 class FeatureCKA:
     """Streaming full-data linear CKA; ``compute("biased")`` or ``compute("debiased")`` -> matrix."""
 

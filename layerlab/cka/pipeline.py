@@ -42,6 +42,9 @@ class CKAJob:
     verify: bool = True
     allow_partial: bool = False
     bootstrap: int = 0  # resampling replicates requested (checked here, before any work)
+    ids: frozenset[str] | None = None  # the CKA sample: only these utterances enter (None: every utterance of the caches)
+    half: frozenset[str] | None = None  # a half of the sample, accumulated apart too: the convergence check (half vs all)
+    speaker_groups: dict[str, str] | None = None  # group_by speaker: speaker -> its jackknife group (whole speakers dealt into folds)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # per shard: utterances, frames dropped by alignment
     joint: JointSideOutput | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list, repr=False)  # caveats written to summary.json and printed  # set when --from-side-output reads a joint extraction's A x B states
@@ -159,11 +162,23 @@ def _joined_utterances(shards: list[str], infos: list[CacheInfo], level: str, al
                          "the caches only partly overlap: pass --allow-partial to compare the shared utterances")
 
 
+#: the group key under which :func:`shard_group_states` returns the convergence half's state (never a jackknife group)
+HALF_KEY = "\x00half"
+
+
 def _group_key(job: CKAJob, shard_key: str, uid: str, speaker: str | None, where: str) -> str:
-    """The bootstrap group of one utterance (its shard, speaker or itself)."""
+    """The bootstrap group of one utterance (its shard, speaker or itself); one group for all when no interval is asked.
+
+    Without intervals no group state is needed, so every utterance goes to one accumulator: memory is one state,
+    not one per shard, speaker or utterance (the plan's memory estimate relies on it).
+    """
+    if not job.bootstrap:
+        return "all"
     if job.group_by == "speaker":
         if speaker is None:
             raise ValueError(f"{where}: no speaker column (frames tier written before speakers were stored); re-extract, or use --level utterance or --group-by shard")
+        if job.speaker_groups is not None:
+            return job.speaker_groups.get(speaker or "unknown", "unknown")
         return speaker or "unknown"
     return shard_key if job.group_by == "shard" else uid
 
@@ -201,6 +216,8 @@ def shard_group_states(job: CKAJob, shards: list[str], shift: Any, ids: list[str
                 acc.update([np.concatenate([u[i] for u in batch]) for i in range(len(batch[0]))])
 
     for uid, speaker, layers in job.layers_of(shards):
+        if job.ids is not None and uid not in job.ids:
+            continue
         counts["n_utterances"] += 1
         if ids is not None:
             ids.append(uid)
@@ -209,9 +226,10 @@ def shard_group_states(job: CKAJob, shards: list[str], shift: Any, ids: list[str
                 counts["frames_dropped"][name] += n
         key = _group_key(job, shard_key, uid, speaker, f"{job.a_url} frames tier, shard {shards[0]}")
         counts["group_utterances"][key] = counts["group_utterances"].get(key, 0) + 1
-        buffers.setdefault(key, []).append(layers)
-        if sum(len(u[0]) for u in buffers[key]) >= job.batch_size:
-            flush(key)
+        for k in (key, HALF_KEY) if job.half is not None and uid in job.half else (key,):
+            buffers.setdefault(k, []).append(layers)
+            if sum(len(u[0]) for u in buffers[k]) >= job.batch_size:
+                flush(k)
     for key in list(buffers):
         flush(key)
     return groups
@@ -225,6 +243,9 @@ def group_sizes(counts: Iterable[dict[str, Any]]) -> dict[str, int]:
             sizes[key] = sizes.get(key, 0) + int(n)
     return sizes
 
+
+#: the half-vs-all difference above which the CKA summary notes that the sample has not converged
+CONVERGENCE_WARN = 0.05
 
 #: a jackknife group needs at least this many utterances; smaller groups are merged (never left alone)
 MIN_GROUP_UTTERANCES = 2
@@ -335,12 +356,13 @@ def _alignment(job: CKAJob) -> dict[str, Any] | None:
 
 
 def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list[Any] | None = None, bootstrap: int = 0,
-           progress: Callable[[str], None] | None = None, sizes: dict[str, int] | None = None) -> dict[str, Any]:
+           progress: Callable[[str], None] | None = None, sizes: dict[str, int] | None = None, half: Any = None) -> dict[str, Any]:
     """Compute the matrices from the merged state (and jackknife CIs from the groups) and write all outputs.
 
     ``groups``: one accumulator per jackknife group, keyed by the group's name (shard, speaker, utterance);
     ``sizes``: utterances per group (default: counted while reading), so groups of one utterance are merged.
     With intervals, each table gets ``<stem>_replicates.parquet`` beside it (leave-one-group-out values).
+    ``half``: the state of the sample's convergence half (``summary.json``'s ``convergence``: half vs all).
     """
     from layerlab import storage
     from layerlab.cka.heatmap import HeatmapPanel, write_heatmaps
@@ -351,6 +373,10 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list
     for url, names in job.dropped.items():
         notes.append(f"{url}: utterance-level layers {', '.join(names)} left out of frame-level CKA (they have no frames)")
     matrix = merged.compute()
+    check = convergence(job, merged, half)
+    if check is not None and check["max_abs_diff"] > CONVERGENCE_WARN:
+        notes.append(f"convergence: CKA on half the sample ({check['half_utterances']} utterances) differs from the whole sample by up "
+                     f"to {check['max_abs_diff']:.3f} ({check['at'][0]} x {check['at'][1]}); a larger sample would move the estimate")
     ci, replicates, group_names = None, None, []
     if bootstrap:
         keyed = groups if isinstance(groups, dict) else {f"group{k:04d}": g for k, g in enumerate(groups or [])}
@@ -405,7 +431,8 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list
         "caches": used, "layers": {info.url: info.layer_names for info in infos},
         "ci": None if ci is None else {"method": ci.method, "confidence": ci.confidence, "n_groups": ci.n_groups, "group_by": job.group_by,
                                     "groups": group_names},
-        "alignment": _alignment(job), "notes": notes,
+        "alignment": _alignment(job), "notes": notes, "convergence": check,
+        "sample": None if job.ids is None else {"utterances": len(job.ids), "half": len(job.half or ())},
     }
     storage.write_json(storage.join(out_url, "summary.json"), summary)
     return summary
@@ -474,14 +501,39 @@ def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[s
     """Single-process CKA of the job's caches: per-shard (or finer) states, tree merge, outputs."""
     if job.side_output:
         return run_from_side_output(job, out_url, bootstrap, progress)
+    job.bootstrap = job.bootstrap or bootstrap  # groups are kept only when intervals are asked
     shift = pilot_shift_for(job)
     groups = collect_groups(job, shift, progress)
+    half = groups.pop(HALF_KEY, None)
     if not groups:
-        raise ValueError(f"{job.a_url}: no frames found in any shard")
+        raise ValueError(f"{job.a_url}: no frames found in any shard" + (" of the CKA sample" if job.ids is not None else ""))
+    merged = _with_estimator(merge_copy(groups.values()), job.estimator)
+    return finish(job, merged, out_url, groups, bootstrap, progress, half=half)
+
+
+def merge_copy(accs: Iterable[Any]) -> Any:
+    """A new accumulator holding the merge of ``accs`` (left untouched): one extra state in memory, not one per group."""
     from layerlab.cka.state_io import accumulator_from_state
 
-    merged = _with_estimator(merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()]), job.estimator)
-    return finish(job, merged, out_url, groups, bootstrap, progress)
+    it = iter(accs)
+    out = accumulator_from_state(next(it).state_dict())
+    for acc in it:
+        out.merge(acc)
+    return out
+
+
+def convergence(job: CKAJob, merged: Any, half: Any) -> dict[str, Any] | None:
+    """The sample's convergence check: CKA on a seeded, speaker-balanced half of the sample vs on all of it."""
+    if half is None:
+        return None
+    full = np.asarray(merged.compute())
+    part = np.asarray(_with_estimator(half, job.estimator).compute())
+    diff = np.abs(full - part)
+    i, j = np.unravel_index(int(np.nanargmax(diff)), diff.shape)
+    names = [n for info in job.infos for n in info.layer_names]
+    return {"half_utterances": len(job.half or ()), "utterances": len(job.ids or ()), "max_abs_diff": float(np.nanmax(diff)),
+            "mean_abs_diff": float(np.nanmean(diff)), "at": [names[i], names[j]],
+            "rule": "CKA of a seeded, speaker-balanced half of the sample minus CKA of the whole sample, every layer pair"}
 
 
 #: why a minibatch side-output is pooled within-shard CKA (see layerlab.cka.minibatch)

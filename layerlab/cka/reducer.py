@@ -96,9 +96,8 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
 
     Returns the summary plus ``usage_units`` (each shard task's and the reducer's node and CPU seconds).
     """
-    from layerlab.accumulator import merge_all
     from layerlab.cache.reader import IdLedger
-    from layerlab.cka.pipeline import finish, merge_groups, pilot_shift_for, shard_group_states
+    from layerlab.cka.pipeline import HALF_KEY, finish, merge_copy, merge_groups, pilot_shift_for, shard_group_states
     from layerlab.cka.state_io import accumulator_from_state
 
     from layerlab.runtime import runtime_env
@@ -111,14 +110,18 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
         ids: list[str] = []
         groups = shard_group_states(job, urls, shift, ids)
         counts = job.counts[urls[0]]
-        if not groups:  # every utterance of the shard was quarantined
+        half = groups.pop(HALF_KEY, None)
+        if not groups:  # every utterance of the shard was quarantined (or outside the CKA sample)
             return None, {}, ids, counts, meter.unit("CKA shard task")
-        merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()])
-        return (merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}, ids, counts,
-                meter.unit("CKA shard task"))
+        merged = merge_copy(groups.values())
+        kept = {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}
+        if half is not None:  # the convergence half travels with the groups, under its own key
+            kept[HALF_KEY] = half.state_dict()
+        return merged.state_dict(), kept, ids, counts, meter.unit("CKA shard task")
 
+    job.bootstrap = job.bootstrap or bootstrap  # groups are kept only when intervals are asked
     shift = pilot_shift_for(job)
-    refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0) for name, urls in job.shard_pairs()}
+    refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0 or job.half is not None) for name, urls in job.shard_pairs()}
     results = dict(zip(refs, ray.get(list(refs.values()))))
     ledger = IdLedger(job.a_url)  # the tasks read one shard each: utterances in two shards are caught here, checksums or not
     for name in sorted(results):
@@ -128,7 +131,8 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
                          ids={name: res[2] for name, res in results.items()})
     merged = accumulator_from_state(ray.get(reducer.state_dict.remote()), estimator=job.estimator)
     groups = merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items())
+    half = groups.pop(HALF_KEY, None)
     job.counts.update({name: res[3] for name, res in results.items()})  # the tasks counted on their copies of the job
     units = [res[4] for res in results.values()] + [ray.get(reducer.usage.remote())]
-    summary = finish(job, merged, out_url, groups, bootstrap)
+    summary = finish(job, merged, out_url, groups if bootstrap else None, bootstrap, half=half)
     return {**summary, "usage_units": units}

@@ -47,6 +47,9 @@ class ExtractConfig(BaseModel):
     write_behind: bool = Field(True, description="encode and write tier files in a background thread (at most two row groups queued)")
     compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"
     cka: list[CKASideOutput] = Field(default_factory=list)
+    frames_select: dict[str, tuple[float, float] | None] | None = Field(
+        None, description="frames tier only for these utterance ids, each whole (null) or a crop [start_s, seconds] "
+        "(layerlab.data.selection.FramesSelection; a study sets it from the probes' and CKA's needs); None: every utterance")
     side_output_dtype: Literal["float32", "float16"] = Field(
         "float32", description="values CKA side-outputs see: float32 activations, or float16 as the frames tier stores them "
         "(then a side-output equals CKA computed from the frames tier up to float64 rounding)")

@@ -31,6 +31,7 @@ from layerlab.extract.pipeline import (
     pilot_urls,
     record_placements,
     record_shard,
+    selection_json,
     start_pool,
 )
 from layerlab.extract.pool import JointExtractActor, ModelActorPool, ShardTask, usage_units
@@ -104,7 +105,7 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
         for n in names:
             meta = _metadata(specs[n], data_url, configs[n], desc["members"][n], source)
             meta.cka = meta.cka + joint_sides[n]
-            _prepare_output(urls[n], meta, configs[n].overwrite)
+            _prepare_output(urls[n], meta, configs[n].overwrite, selection_json(configs[n]))
         by_name = {s.name: s for s in source.shards}
         done = None
         for n in names:

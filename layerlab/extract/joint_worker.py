@@ -130,7 +130,7 @@ class JointShardExtractor:
                 for n, w in self.workers.items()}
         joint = {(a, b): new_joint_accumulator(self.members[a], self.members[b], shift=shifts.get(a, {}).get(joint_name(b)),
                                                device=self.first.model.device) for a, b in self.pairs}
-        writers = {n: tier_writers(self.configs[n], urls[n], source_name, w.model.layer_names) for n, w in self.workers.items()}
+        writers = {n: tier_writers(self.configs[n], urls[n], source_name, w.model.layer_names, w.model.frame_rates) for n, w in self.workers.items()}
         kept_ids: list[str] = []  # the utterances in every member's states (recorded with them: duplicates are caught on read)
         outcome.stats["t_start"] = time.time()
         decoded = prefetch(self.first._items(source_url, quarantine), depth=64)  # decodes ahead while the models are busy

@@ -50,11 +50,32 @@ def _metadata(model_spec: str, data_url: str, config: ExtractConfig, desc: dict[
                              utterances=source.kept, audio_seconds=source.audio_seconds),
         cka=[c.model_dump() for c in config.cka], layerlab_version=__version__,
         layers=[cf.LayerRecord(**g) for g in desc.get("layers", [])], tasks=dict(source.tasks),
+        frames_selection=_selection_record(config),
     )
 
 
-def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool) -> None:
-    """Write ``metadata.json``, or check that an existing cache was made the same way."""
+def _selection_record(config: ExtractConfig) -> dict[str, Any] | None:
+    """The metadata record of a partial frames tier (its digest is part of the cache identity)."""
+    if config.frames_select is None or "frames" not in config.tiers:
+        return None
+    from layerlab.data.selection import FramesSelection
+
+    sel = FramesSelection(dict(config.frames_select))
+    return {"sha256": sel.digest(), "utterances": len(sel.ids), "cropped": sel.cropped}
+
+
+def selection_json(config: ExtractConfig) -> dict[str, Any] | None:
+    """The frames selection as written to ``frames_selection.json`` (None: every utterance)."""
+    if config.frames_select is None:
+        return None
+    from layerlab.data.selection import FramesSelection
+
+    return FramesSelection(dict(config.frames_select)).to_json()
+
+
+def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool, selection_doc: dict[str, Any] | None = None) -> None:
+    """Write ``metadata.json`` (and the frames selection), or check that an existing cache was made the same way."""
+    selection_doc = selection_doc or {}
     meta_url = storage.join(out_url, cf.METADATA_NAME)
     if storage.exists(meta_url):
         if overwrite:
@@ -68,6 +89,8 @@ def _prepare_output(out_url: str, meta: cf.CacheMetadata, overwrite: bool) -> No
                     f"{out_url}: an existing cache differs in {', '.join(diff)}; use another --out or --overwrite"
                 )
             return
+    if meta.frames_selection is not None:  # before metadata.json, which marks the cache as started
+        storage.write_json(storage.join(out_url, cf.FRAMES_SELECTION_NAME), {"sha256": meta.frames_selection["sha256"], **selection_doc})
     storage.write_json(meta_url, meta.model_dump(mode="json"))
 
 
@@ -209,7 +232,7 @@ def extract(
     try:
         _, desc = pool.first_ready()
         meta = _metadata(model_spec, data_url, config, desc, source)
-        _prepare_output(out_url, meta, config.overwrite)
+        _prepare_output(out_url, meta, config.overwrite, selection_json(config))
         manifest = read_cache_manifest(out_url)
         by_name = {s.name: s for s in source.shards}
         manifest.shards = finished_shards(out_url, manifest, by_name, config.verify)

@@ -99,12 +99,14 @@ class DirectWriters:
             w.abort()
 
 
-def tier_writers(config: ExtractConfig, out_url: str, source_name: str, layer_names: list[str]) -> Any:
-    """One shard's tier writers, behind a background thread unless ``config.write_behind`` is off."""
+def tier_writers(config: ExtractConfig, out_url: str, source_name: str, layer_names: list[str],
+                 rates: list[float | None] | None = None) -> Any:
+    """One shard's tier writers (frames only for ``config.frames_select``), behind a background thread unless ``write_behind`` is off."""
     from layerlab.extract.write_behind import WriteBehind
 
     row_group = int(config.row_group_mb * 2**20)
-    writers = [TierWriter(tier, out_url, cf.tier_file(tier, source_name), layer_names, config.compression, row_group) for tier in config.tiers]
+    writers = [TierWriter(tier, out_url, cf.tier_file(tier, source_name), layer_names, config.compression, row_group,
+                          select=config.frames_select, rates=rates) for tier in config.tiers]
     return WriteBehind(writers, 2 * row_group) if config.write_behind else DirectWriters(writers)
 
 
@@ -240,7 +242,7 @@ class ShardExtractor:
         outcome = ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0))
         accs = {c.name: new_accumulator(c, self.model, shifts.get(c.name), source_name) for c in self.config.cka}
         kept_ids: list[str] = []  # the utterances inside the CKA states (recorded with them: duplicates are caught on read)
-        writers = tier_writers(self.config, out_url, source_name, self.model.layer_names)
+        writers = tier_writers(self.config, out_url, source_name, self.model.layer_names, self.model.frame_rates)
         outcome.stats["t_start"] = time.time()
         decoded = prefetch(self._items(source_url, quarantine), depth=64)  # starts decoding now, before the model is free
         try:

@@ -39,7 +39,10 @@ def _randomize_norm_stats(model: torch.nn.Module, generator: torch.Generator) ->
 
 
 def wavlm_cfg(size: str = "tiny", extractor_mode: str = "default", normalize: bool = False) -> dict[str, Any]:
-    """s3prl WavLMConfig dict: ``tiny`` (2 layers x 32) or ``base`` (WavLM Base: 12 x 768)."""
+    """s3prl WavLMConfig dict: ``tiny`` (2 layers x 32), ``base`` (WavLM Base: 12 x 768) or ``large`` (WavLM Large: 24 x 1024).
+
+    ``large`` is s3prl's wavlm_large shape; its checkpoint uses ``extractor_mode="layer_norm"`` and a normalised waveform.
+    """
     common = dict(
         extractor_mode=extractor_mode, normalize=normalize, relative_position_embedding=True, gru_rel_pos=True,
         encoder_layerdrop=0.0, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, conv_bias=False,
@@ -53,7 +56,11 @@ def wavlm_cfg(size: str = "tiny", extractor_mode: str = "default", normalize: bo
         return dict(common, encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
                     encoder_attention_heads=12, conv_feature_layers=BASE_CONV, conv_pos=128, conv_pos_groups=16,
                     num_buckets=320, max_distance=800)
-    raise ValueError(f"unknown size {size!r} (tiny or base)")
+    if size == "large":
+        return dict(common, encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096,
+                    encoder_attention_heads=16, conv_feature_layers=BASE_CONV, conv_pos=128, conv_pos_groups=16,
+                    num_buckets=320, max_distance=800)
+    raise ValueError(f"unknown size {size!r} (tiny, base or large)")
 
 
 def build_s3prl_wavlm(path: str | Path, seed: int = 0, size: str = "tiny", extractor_mode: str = "default",
@@ -86,8 +93,12 @@ def hubert_cfgs(size: str = "tiny", extractor_mode: str = "default", normalize: 
         model_cfg.update(encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
                          encoder_attention_heads=12, final_dim=256, conv_feature_layers=BASE_CONV, conv_pos=128,
                          conv_pos_groups=16)
+    elif size == "large":  # hubert_large_ll60k's shape
+        model_cfg.update(encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096,
+                         encoder_attention_heads=16, final_dim=768, conv_feature_layers=BASE_CONV, conv_pos=128,
+                         conv_pos_groups=16)
     else:
-        raise ValueError(f"unknown size {size!r} (tiny or base)")
+        raise ValueError(f"unknown size {size!r} (tiny, base or large)")
     return task_cfg, model_cfg
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from layerlab.lazy_exports import lazy_getattr
 
-__all__ = ["ProbeConfig", "ProbeInputError", "run_probe"]
+__all__ = ["ProbeConfig", "ProbeInputError", "crop_seconds", "frames_needed", "run_probe"]
 
 __getattr__ = lazy_getattr(__name__, {
     "run_probe": "layerlab.probe.api", "ProbeConfig": "layerlab.probe.config", "ProbeInputError": "layerlab.probe.source",
+    "frames_needed": "layerlab.probe.needs", "crop_seconds": "layerlab.probe.needs",
 })

@@ -107,6 +107,8 @@ class ProbeConfig(BaseModel):
                                                     "fold in turn, reporting each and their mean (leave-one-session-out ER)")
     max_train_utterances: int | None = Field(None, ge=1, description="train on at most this many utterances of the train split "
                                              "(seeded, speaker-balanced; recorded in the split notes): a cheaper probe on a laptop")
+    max_dev_utterances: int | None = Field(None, ge=1, description="evaluate dev on at most this many utterances of the dev split "
+                                           "(seeded, speaker-balanced): early stopping and trial selection at a bounded cost")
     eval_speakers: list[str] | None = Field(None, description="speakers allowed in dev/test (a study's evaluation speakers, never "
                                             "seen by its upstream training): derived dev/test draw from them only, given dev/test "
                                             "utterances of other speakers are dropped (counted); None = any speaker")

@@ -155,6 +155,7 @@ class CacheSource:
         self.tasks = dict(self.reader.tasks)
         self._rows: pd.DataFrame | None = None
         self._pooled: PooledArrays | None = None
+        self._selection: Any = self.reader.frames_selection() if "frames" in self.tiers else None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled for Tune trials: rows and pooled matrices travel (zero-copy from the object store), the reader reopens."""
@@ -192,6 +193,10 @@ class CacheSource:
         for row in self._open().iter_frames(list(layers)):
             if ids is None or row.id in ids:
                 yield row.id, [row.frames[n] for n in layers]
+
+    def frames_selection(self) -> Any:
+        """The utterances a partial frames tier holds (a FramesSelection), or None when it holds every utterance."""
+        return self._selection
 
     def table(self, name: str) -> pd.DataFrame:
         """A side table of the source dataset as a DataFrame."""

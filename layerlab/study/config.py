@@ -41,6 +41,9 @@ class DatasetConfig(_Strict):
     import_: ImportSource | None = Field(None, alias="import")
     path: str | None = Field(None, description="an existing audio-shard dataset (manifest.json at its root)")
     tasks: list[str] | None = Field(None, description="probe only these tasks on this dataset (default: every task it offers)")
+    corpus: str | None = Field(None, description="a known corpus whose declared sizes (hours, utterances, speakers per split) the "
+                               "plan's cost model uses before the data can be read (layerlab.study.cost_facts.CORPORA)")
+    hours: float | None = Field(None, gt=0, description="declared audio hours, for the cost model of a dataset it cannot read yet")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -53,6 +56,11 @@ class DatasetConfig(_Strict):
             from layerlab.data.synth import SynthConfig
 
             SynthConfig.model_validate(self.synth)  # fail at load time, naming the synth field
+        if self.corpus is not None:
+            from layerlab.study.cost_facts import CORPORA
+
+            if self.corpus not in CORPORA:
+                raise ValueError(f"corpus: unknown corpus {self.corpus!r}; known: {', '.join(sorted(CORPORA))} (or give hours:)")
         return self
 
     @property
@@ -135,6 +143,9 @@ class ProbeSettings(_Strict):
                                              "resumable); local: trials one after another in the study driver (small probes)")
     config: dict[str, Any] = Field(default_factory=dict, description="ProbeConfig fields (epochs, lr, batch size...)")
     seed: int = 0
+    store: Literal["auto", "full", "crops"] = Field(
+        "auto", description="how a frames probe's training utterances are stored: full (whole), crops (one fixed, seeded crop of the "
+        "task's crop length each: ASV's 8 s), auto (the plan picks the cheaper by the cost model)")
 
 
 class TaskEntry(ProbeSettings):
@@ -169,6 +180,8 @@ class CKAComparison(_Strict):
     estimator: Estimator = "biased"
     bootstrap: int = Field(0, ge=0, description="> 0: 95% CIs by resampling groups (the CKA engine's leave-one-group-out jackknife); 0: none")
     group_by: Literal["shard", "speaker", "utterance"] = Field("speaker", description="resampling unit of the CIs")
+    groups: int | None = Field(None, ge=2, description="group_by speaker: deal the speakers (seeded) into this many jackknife groups "
+                               "of whole speakers; memory holds one CKA state per group (None: one group per speaker)")
 
     @model_validator(mode="after")
     def _bootstrap_estimator(self) -> "CKAComparison":
@@ -181,19 +194,62 @@ class CKAAcross(CKAComparison):
     """Across-model comparisons: ``all`` pairs or an explicit list of [model_a, model_b]."""
 
     pairs: Literal["all"] | list[tuple[str, str]] = "all"
-    joint_memory_gb: float | None = Field(16.0, gt=0, description="frame level: models of a dataset are extracted in joint groups "
-                                          "whose actor (models, batches, CKA states) fits this memory, and a pair inside a group "
-                                          "comes from its joint side-output states; other pairs (and speaker/utterance CIs) read "
-                                          "the frames tier with the distributed reduction. null: no joint groups")
+    joint: bool = Field(True, description="frame level: extract the compared models of a dataset in joint groups (one actor each) "
+                        "so a pair inside a group comes from its joint side-output states; other pairs (and speaker/utterance "
+                        "CIs) read the frames tier with the distributed per-shard reduction")
+    joint_memory_gb: float | None = Field(None, gt=0, description="memory a joint group's actor may use (models, batches, CKA "
+                                          "states); default: what an actor gets on the GPU node type (nodes.gpu)")
 
 
 class CKASection(_Strict):
-    """CKA within each model and across chosen pairs of models (per dataset)."""
+    """CKA within each model and across chosen pairs of models (per dataset), on a declared sample of utterances."""
 
     within: CKAComparison | None = Field(default_factory=CKAComparison)
     across: CKAAcross | None = Field(default_factory=CKAAcross)
     datasets: list[str] | None = Field(None, description="datasets to compare on (default: all)")
     layers: dict[str, list[str]] = Field(default_factory=dict, description="per model, the layer names CKA compares (default: all)")
+    split: str | None = Field(None, description="compare on this split only (e.g. test; of split_task, else of the first task "
+                              "whose split key the rows carry); None: every utterance")
+    split_task: str | None = Field(None, description="the task whose split key `split` refers to (e.g. pr)")
+    max_utterances: int | None = Field(None, ge=2, description="compare on a seeded, speaker-balanced sample of this many utterances "
+                                       "of the split; frames are stored only for the sample")
+    seed: int | None = Field(None, ge=0, description="seed of the sample (default: the study's seed)")
+    convergence: bool = Field(True, description="also estimate CKA on a seeded half of the sample and report half vs all")
+
+    def sample(self, study_seed: int) -> dict[str, Any] | None:
+        """The sample settings (None: every utterance of every dataset)."""
+        if self.split is None and self.max_utterances is None:
+            return None
+        return {"split": self.split, "split_task": self.split_task, "max_utterances": self.max_utterances,
+                "seed": study_seed if self.seed is None else self.seed, "convergence": self.convergence}
+
+
+class Budget(_Strict):
+    """Limits the plan must stay under (checked at --dry-run, before any work): the first stage that breaks one is named."""
+
+    stored_tb: float | None = Field(None, gt=0, description="terabytes written by the whole study (every tier, every stage)")
+    read_tb: float | None = Field(None, gt=0, description="terabytes read by the whole study")
+    cka_read_tb: float | None = Field(None, gt=0, description="terabytes read by all CKA stages together")
+    gpu_hours: float | None = Field(None, gt=0, description="GPU-hours on the configured GPU node type")
+
+
+class Nodes(_Strict):
+    """The node types the study runs on (layerlab.study.cost_facts.NODE_TYPES): GPU-hours and memory limits come from them."""
+
+    gpu: str = Field("g5.2xlarge", description="GPU worker node type (extraction, training, GPU probe trials)")
+    cpu: str = Field("m6i.4xlarge", description="CPU worker node type (probe trials, distributed CKA)")
+    head: str = Field("m6i.2xlarge", description="head node type (the study driver)")
+
+    @model_validator(mode="after")
+    def _known(self) -> "Nodes":
+        from layerlab.study.cost_facts import NODE_TYPES
+
+        for key in ("gpu", "cpu", "head"):
+            if getattr(self, key) not in NODE_TYPES:
+                raise ValueError(f"{key}: unknown node type {getattr(self, key)!r}; known: {', '.join(sorted(NODE_TYPES))}")
+        if not NODE_TYPES[self.gpu].gpus:
+            raise ValueError(f"gpu: node type {self.gpu!r} has no GPU")
+        return self
 
 
 class ReportSection(_Strict):
@@ -221,6 +277,8 @@ class StudyConfig(_Strict):
     probe: ProbeSection | None = Field(default_factory=ProbeSection)
     cka: CKASection | None = Field(default_factory=CKASection)
     report: ReportSection = Field(default_factory=ReportSection)
+    budget: Budget | None = Field(None, description="stored/read terabytes and GPU-hours the plan must stay under")
+    nodes: Nodes = Field(default_factory=Nodes, description="node types of the cluster (cost model: GPU-hours, memory limits)")
 
     @field_validator("datasets", "models")
     @classmethod

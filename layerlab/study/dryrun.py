@@ -52,6 +52,10 @@ def render_plan(plan: StudyPlan) -> str:
     network = sorted({s.id for s in plan.order() if s.needs_network})
     if network:
         lines.append(f"needs network (or pre-staged weights/data) at run time: {', '.join(network)}")
+    if plan.cost is not None:
+        from layerlab.study.cost import render
+
+        lines += render(plan.cost, width)
     for p in plan.problems:
         lines.append(f"PROBLEM: {p}")
     lines.append("plan OK" if not plan.problems else f"{len(plan.problems)} problem(s): the study would not start")
@@ -59,7 +63,13 @@ def render_plan(plan: StudyPlan) -> str:
 
 
 def plan_summary(plan: StudyPlan) -> dict[str, Any]:
-    """The plan as JSON (for tests and tools)."""
+    """The plan as one JSON object: ``stages`` (id, kind, action, fingerprint and the stage's cost: stored_bytes, read_bytes,
+    gpu_hours, peak_memory_bytes, runs_on, by tier...), ``totals`` (the same keys), ``budget``, ``skipped``, ``problems``."""
     states = stage_states(plan)
-    return {"stages": [{"id": s.id, "kind": s.kind, "action": states[s.id], "fingerprint": s.fingerprint, "needs_network": s.needs_network}
-                       for s in plan.order()], "skipped": plan.skipped, "problems": plan.problems}
+    cost = plan.cost.to_json() if plan.cost is not None else {"stages": [], "totals": {}}
+    by_id = {c["id"]: c for c in cost["stages"]}
+    stages = [{**by_id.get(s.id, {}), "id": s.id, "kind": s.kind, "action": states[s.id], "fingerprint": s.fingerprint,
+               "needs_network": s.needs_network} for s in plan.order()]
+    return {"study": plan.config.name, "out": plan.out, "stages": stages, "totals": cost["totals"], "budget": cost.get("budget", {}),
+            "datasets": cost.get("datasets", {}), "assumptions": cost.get("assumptions", []), "skipped": plan.skipped,
+            "problems": plan.problems}

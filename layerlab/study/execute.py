@@ -96,9 +96,13 @@ def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
         return _run_joint_extract(stage, ctx)
     spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
-    summary = extract(spec, data, stage.out, ExtractConfig.model_validate(p["config"]))
+    config = ExtractConfig.model_validate(p["config"])
+    selection = frames_selection(p.get("frames"), data)
+    if selection is not None:  # the frames tier only for what the probes and CKA of this study read
+        config = config.model_copy(update={"frames_select": selection.ids})
+    summary = extract(spec, data, stage.out, config)
     _check_complete(summary, spec, stage.out)
-    return {**_cache_result(stage.out, spec, summary), "usage_units": summary.actor_usage}
+    return {**_cache_result(stage.out, spec, summary, selection), "usage_units": summary.actor_usage}
 
 
 def _check_complete(summary: Any, spec: str, out: str) -> None:
@@ -107,14 +111,16 @@ def _check_complete(summary: Any, spec: str, out: str) -> None:
         raise RuntimeError(f"extraction of {spec} into {out} incomplete ({failed or 'shards missing'})")
 
 
-def _cache_result(cache: str, spec: str, summary: Any) -> dict[str, Any]:
+def _cache_result(cache: str, spec: str, summary: Any, selection: Any = None) -> dict[str, Any]:
     """What consumers of an extraction read from its result: the cache, its layers and counts."""
     from layerlab.cache import open_cache
 
     meta = open_cache(cache).metadata
     return {"cache": cache, "model_spec": spec, "layer_names": meta.layer_names, "frame_rates_hz": meta.frame_rates_hz,
             "utterances": summary.cache_utterances, "quarantined_source": summary.quarantined_source,
-            "quarantined_model": summary.quarantined_model, "extract_seconds": summary.wall_seconds, "tier_bytes": summary.tier_bytes}
+            "quarantined_model": summary.quarantined_model, "extract_seconds": summary.wall_seconds,
+            "tier_bytes": summary.tier_bytes, "frames_selection": None if selection is None else
+            {"utterances": len(selection.ids), "cropped": selection.cropped, "purposes": selection.purposes}}
 
 
 def _run_joint_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
@@ -125,10 +131,14 @@ def _run_joint_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     joint = stage.params["joint"]
     members = joint["members"]
     specs = {m: stage_model_spec(mp, ctx.results) for m, mp in members.items()}
+    data = ctx.results[stage.deps[0]]["url"]
     configs = {m: ExtractConfig.model_validate(mp["config"]) for m, mp in members.items()}
+    selections = {m: frames_selection(mp.get("frames"), data) for m, mp in members.items()}
+    for m, selection in selections.items():  # each member's frames tier only for what its probes and CKA read
+        if selection is not None:
+            configs[m] = configs[m].model_copy(update={"frames_select": selection.ids})
     dname = stage.id.split("/")[1]
     caches = {m: ctx.plan.stages[f"extract/{dname}/{m}"].out for m in members}  # where each member's own stage points
-    data = ctx.results[stage.deps[0]]["url"]
     summary = extract_joint([f"{m}={s}" for m, s in specs.items()], data, stage.out, next(iter(configs.values())),
                             member_urls=caches, member_configs=configs, pairs=[tuple(x) for x in joint["pairs"]],
                             layers=joint.get("layers") or None)
@@ -136,9 +146,28 @@ def _run_joint_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     out = {}
     for m, s in summary.members.items():
         _check_complete(s, specs[m], caches[m])
-        out[m] = _cache_result(caches[m], specs[m], s)
+        out[m] = _cache_result(caches[m], specs[m], s, selections[m])
     return {"members": out, "joint": summary.joint, "shards": [c.model_dump() for c in summary.shards],
             "summary": storage.join(stage.out, "summary.json"), "usage_units": summary.actor_usage}
+
+
+def dataset_rows(url: str) -> tuple[Any, dict[str, Any]]:
+    """(rows DataFrame, tasks) of an audio-shard dataset, without its audio."""
+    from layerlab.data.manifest import read_manifest
+    from layerlab.data.rows import read_rows
+
+    manifest = read_manifest(url)
+    return read_rows(url, manifest), dict(manifest.tasks)
+
+
+def frames_selection(rules: dict[str, Any] | None, data_url: str) -> Any:
+    """The FramesSelection an extract stage writes, resolved from the dataset's rows (None: every utterance)."""
+    if not rules or rules.get("all"):
+        return None
+    from layerlab.study.frames import resolve_selection
+
+    rows, tasks = dataset_rows(data_url)
+    return resolve_selection(rules, rows, tasks, data_url)
 
 
 def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
@@ -186,13 +215,31 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     if intervals and p["group_by"] == "shard" and len(open_cache(caches[0]).manifest.shards) < 2:
         intervals = 0  # one shard is one group: no resampling unit to build an interval from
         notes.append("no confidence interval: the cache has a single shard (the resampling unit of shard-level states)")
+    ids = half = folds = None
+    rows = None
+    if (p.get("sample") or (p.get("groups") and intervals and p["group_by"] == "speaker")) and not side:
+        rows, _ = dataset_rows(ctx.results[f"corpus/{stage.id.split('/')[1]}"]["url"])
+    if p.get("sample") and not side:  # the declared sample (side-output states hold whatever the extraction saw)
+        from layerlab.study.frames import cka_sample
+
+        chosen, halved, how = cka_sample(rows, p["sample"], stage.id)
+        ids, half = frozenset(chosen), (frozenset(halved) if halved else None)
+        notes.append(f"CKA sample: {len(chosen)} utterances of {how} (seeded, speaker-balanced)")
+    elif p.get("sample"):
+        notes.append("side-output states cover every utterance the extraction saw, not the declared CKA sample")
+    if rows is not None and p.get("groups") and intervals and p["group_by"] == "speaker":
+        from layerlab.data.selection import speaker_folds
+
+        speakers = rows.loc[sorted(ids), "speaker"] if ids is not None else rows["speaker"]
+        folds = speaker_folds([str(s) for s in speakers], int(p["groups"]), ctx.plan.config.seed)
+        notes.append(f"jackknife groups: {len(set(speakers))} speakers dealt into {min(int(p['groups']), len(set(speakers)))} groups of whole speakers")
     layers = list(p.get("layers") or [None, None]) + [None]
     group_by = "shard" if side and not intervals else p["group_by"]  # no interval: the grouping is unused (side-outputs are per shard)
     job = CKAJob(caches[0], caches[1] if len(caches) > 1 else None, estimator=p["estimator"], level=p["level"],
-                 group_by=group_by, side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals,
-                 layers_a=layers[0], layers_b=layers[1] if len(caches) > 1 else None)
+                 group_by=group_by, side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals, ids=ids, half=half,
+                 speaker_groups=folds, layers_a=layers[0], layers_b=layers[1] if len(caches) > 1 else None)
     units: list[dict[str, Any]] = []
-    if frame and side is None:
+    if frame and side is None:  # frames tiers: one Ray task per shard and a reducer actor, never one process
         from layerlab.cka.reducer import run_cka_on_ray
 
         summary = run_cka_on_ray(job, stage.out, bootstrap=intervals)
@@ -203,6 +250,7 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
             "heatmap": summary["heatmap"], "models": p["models"],
             "mode": p["mode"], "level": p["level"], "estimator": p["estimator"], "ci": summary.get("ci"),
             "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", [])),
+            "convergence": summary.get("convergence"),
             "source": {"frames": "extraction side-output", "joint": "joint extraction side-output"}.get(side or "", "distributed reduction over the frames tiers" if frame else "pooled tier"),
             "usage_units": units}
 

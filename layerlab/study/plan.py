@@ -55,6 +55,8 @@ class StudyPlan:
     skipped: list[dict[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     leakage: dict[str, Any] = field(default_factory=dict)  # dataset -> speaker partition record and per-model overlap
+    facts: dict[str, Any] = field(default_factory=dict)  # dataset -> cost.DatasetFacts (rows or declared sizes)
+    cost: Any = None  # cost.PlanCost: every stage's bytes, GPU-hours and memory (layerlab.study.cost)
 
     def order(self) -> list[Stage]:
         return list(self.stages.values())
@@ -147,9 +149,12 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                           estimate=f"train recipe {m.train.recipe} on {data}")
             _train_exclusion(plan, stage, name, data, m.train.recipe, cfg, partitions)
             add(stage)
+    from layerlab.study import cost as cost_model
+
+    plan.facts = cost_model.dataset_facts(plan, readable=set(corpus_tasks))
     groups = _joint_groups(plan, config, spec_inputs)
     covered = {(d, frozenset(p)) for d, gs in groups.items() for g in gs for p in g.pairs}
-    needs_frames = _models_needing_frames(config, probes, covered)
+    needs_frames = _frames_needs(plan, config, probes, partitions, covered)
     for dname in config.analysed_datasets():
         grouped = {m: g for g in groups.get(dname, []) for m in g.members}
         for g in groups.get(dname, []):
@@ -169,8 +174,8 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
             unknown = sorted(set(only or []) - set(config.models))
             if unknown:
                 plan.problems.append(f"probe.tasks[{entry.task}].models: unknown model(s) {', '.join(unknown)} (models: {', '.join(config.models)})")
-            if part is not None and part.evaluation:  # dev/test on the evaluation speakers only (kept out of upstream training)
-                params["config"] = {**params["config"], "eval_speakers": part.evaluation}
+            params["config"] = probe_config(entry, part)
+            params.pop("store", None)
             for mname in (m for m in config.models if only is None or m in only):
                 add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **params},
                           [f"extract/{dname}/{mname}"], storage.join(out, "probe", dname, mname, entry.task),
@@ -179,20 +184,20 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
     deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "extract", "train", "corpus")]
     add(Stage("report", "report", {"report": config.report.model_dump(), "skipped": plan.skipped}, deps,
               storage.join(out, "report"), estimate="tables, figures, findings, one HTML file"))
+    plan.cost = cost_model.estimate_plan(plan, plan.facts)
+    plan.problems += plan.cost.problems
     return plan
 
 
-def _extract_stage(plan: StudyPlan, config: StudyConfig, dname: str, mname: str, needs_frames: dict[tuple[str, str], bool],
+def _extract_stage(plan: StudyPlan, config: StudyConfig, dname: str, mname: str, needs_frames: dict[tuple[str, str], dict[str, Any]],
                    spec_inputs: dict[str, tuple[str, str | None, bool]]) -> Stage:
     """The extraction of one model over one dataset (its tier, side-outputs, inputs and notes); not yet added to the plan."""
     m = config.models[mname]
     within = config.cka.within if config.cka else None
     params = {**config.extract, **m.extract}
-    wants = needs_frames.get((dname, mname), False)
+    rules = needs_frames.get((dname, mname))
     frame_cka = bool(within and "frame" in within.levels and dname in config.cka_datasets())
-    if frame_cka and not frame_cka_from_side_output(within):
-        wants = True  # speaker-grouped CIs read the frames tier (side-output states are per shard)
-    params["tier"] = "both" if wants else params.get("tier", "pooled")
+    params["tier"] = "both" if rules else params.get("tier", "pooled")
     if frame_cka and frame_cka_from_side_output(within):
         side: dict[str, Any] = {"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}
         if config.cka and mname in config.cka.layers:
@@ -203,6 +208,8 @@ def _extract_stage(plan: StudyPlan, config: StudyConfig, dname: str, mname: str,
     trained = mname if m.train else weights_of
     deps = [f"corpus/{dname}"] + ([f"train/{trained}"] if trained else [])
     sparams: dict[str, Any] = {"model": mname, "spec": spec, "config": params}
+    if rules and not rules["all"]:
+        sparams["frames"] = rules  # frames only for these utterances (layerlab.study.frames)
     if weights_of:  # the random-init control of a trained model: its checkpoint's architecture, seeded weights
         sparams["random_init_of"] = {"model": weights_of, "seed": m.seed or 0}
     stage = Stage(f"extract/{dname}/{mname}", "extract", sparams,
@@ -241,12 +248,12 @@ def _add_joint_stage(plan: StudyPlan, add: Any, dname: str, group: Any, members:
 
 def _joint_groups(plan: StudyPlan, config: StudyConfig, spec_inputs: dict[str, tuple[str, str | None, bool]]) -> dict[str, list[Any]]:
     """Per CKA dataset, the joint extraction groups of its across-model frame-level pairs (study/groups.py)."""
-    from layerlab.extract.config import ExtractConfig
-    from layerlab.models.geometry import spec_geometry
+    from layerlab.study import cost_facts
+    from layerlab.study.cost import stage_architecture
 
     across = config.cka.across if config.cka else None
     within = config.cka.within if config.cka else None
-    if not across or "frame" not in across.levels or across.joint_memory_gb is None or not config.across_pairs():
+    if not across or "frame" not in across.levels or not across.joint or not config.across_pairs():
         return {}
     if across.bootstrap and across.group_by != "shard":
         return {}  # speaker/utterance CIs need per-group states: joint states are per shard
@@ -254,24 +261,32 @@ def _joint_groups(plan: StudyPlan, config: StudyConfig, spec_inputs: dict[str, t
         return {}  # joint states are feature states
     infos = []
     for name in dict.fromkeys(m for p in config.across_pairs() for m in p):
-        spec, _ = config.control_source(name)
+        spec, weights_of = config.control_source(name)
         if spec and spec not in spec_inputs:
             spec_inputs[spec] = _spec_input(spec)
-        problem = spec_inputs[spec][1] if spec else None
-        geometry = spec_geometry(spec) if spec and problem is None else None
-        if geometry is None:
+        if spec and spec_inputs[spec][1] is not None:
+            continue  # a model that cannot load is the plan's problem already
+        params = {"model": name, "spec": spec, **({"random_init_of": {"model": weights_of}} if weights_of else {})}
+        arch, _ = stage_architecture(plan, params)
+        if arch is None:
             continue
-        selection = config.cka.layers.get(name) if config.cka else None
-        frame = geometry.frame_layers(selection)
-        params = {**config.extract, **config.models[name].extract}
+        extract = {**config.extract, **config.models[name].extract}
         within_state = bool(within and "frame" in within.levels and frame_cka_from_side_output(within) and within.estimator != "minibatch")
-        infos.append(MemberInfo(name, [d for _, d, _ in frame], [r for _, _, r in frame], geometry.num_parameters, within_state,
-                                settings_key(params)))
+        infos.append(MemberInfo(name, arch, extract, config.cka.layers.get(name) if config.cka else None, within_state, settings_key(extract)))
     if len(infos) < 2:
         return {}
-    first = ExtractConfig.model_validate({**config.extract, **config.models[infos[0].name].extract})
-    groups = choose_groups(infos, config.across_pairs(), across.joint_memory_gb * 2**30, first.batch_seconds, first.tasks_per_actor)
+    node = cost_facts.NODE_TYPES[config.nodes.gpu]
+    budget = across.joint_memory_gb * 2**30 if across.joint_memory_gb else node.memory_bytes * cost_facts.ACTOR_MEMORY_SHARE
+    groups = choose_groups(infos, config.across_pairs(), budget)
     return {d: groups for d in config.cka_datasets() if d in config.analysed_datasets()} if groups else {}
+
+
+def probe_config(entry: Any, part: Any) -> dict[str, Any]:
+    """The ProbeConfig fields a probe stage runs with (dev/test on the evaluation speakers when upstream training needs it)."""
+    config = dict(entry.config)
+    if part is not None and part.evaluation:  # dev/test on the evaluation speakers only (kept out of upstream training)
+        config["eval_speakers"] = part.evaluation
+    return config
 
 
 def _partitions(plan: StudyPlan, config: StudyConfig, out: str, probes: dict[str, list[Any]],
@@ -412,20 +427,58 @@ def _train_problem(recipe: str, config: Any) -> str | None:
     return None
 
 
-def _models_needing_frames(config: StudyConfig, probes: dict[str, list[Any]], covered: set[tuple[str, frozenset[str]]] | None = None) -> dict[tuple[str, str], bool]:
-    """(dataset, model) pairs whose cache needs the frames tier (frame-level probes, across-model frame CKA outside joint groups)."""
-    out: dict[tuple[str, str], bool] = {}
+def _frames_needs(plan: StudyPlan, config: StudyConfig, probes: dict[str, list[Any]], partitions: dict[str, Any],
+                  covered: set[tuple[str, frozenset[str]]] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, model) -> the frames rules of its cache: what its frames probes and frame-level CKA read.
+
+    ``{"all": True}`` when a consumer reads every utterance (frame-level CKA without a sample); otherwise the
+    probes' splits (with their samples and, where the plan picks it, ASV's fixed training crops) and the CKA sample.
+    Across-model pairs inside a joint extraction group (``covered``) read side-output states, not the frames tier.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def need(d: str, m: str) -> dict[str, Any]:
+        return out.setdefault((d, m), {"all": False, "probes": [], "cka": None})
+
     for dname, entries in probes.items():
-        if any(task_tier(e.task) == "frames" for e in entries):
+        for entry in entries:
+            if task_tier(entry.task) != "frames":
+                continue
+            rule = {"task": entry.task, "config": probe_config(entry, partitions.get(dname)), "crop_seconds": _crop_choice(plan, dname, entry)}
             for m in config.models:
-                out[(dname, m)] = True
-    across = config.cka.across if config.cka else None
-    if across and "frame" in across.levels:
+                if entry.models is None or m in entry.models:
+                    need(dname, m)["probes"].append(rule)
+    if config.cka:
+        sample = config.cka.sample(config.seed)
+        within, across = config.cka.within, config.cka.across
         for d in config.cka_datasets():
-            for a, b in config.across_pairs():
-                if (d, frozenset((a, b))) not in (covered or set()):
-                    out[(d, a)] = out[(d, b)] = True
+            readers: set[str] = set()
+            if within and "frame" in within.levels and not frame_cka_from_side_output(within):
+                readers |= set(config.models)  # speaker-grouped CIs read the frames tier (side-output states are per shard)
+            if across and "frame" in across.levels:
+                readers |= {m for pair in config.across_pairs() if (d, frozenset(pair)) not in (covered or set()) for m in pair}
+            for m in readers:
+                rules = need(d, m)
+                if sample is None:
+                    rules["all"] = True
+                else:
+                    rules["cka"] = {k: sample[k] for k in ("split", "split_task", "max_utterances", "seed")}
     return out
+
+
+def _crop_choice(plan: StudyPlan, dname: str, entry: Any) -> float | None:
+    """Seconds of the fixed training crops a frames probe's data is stored as, or None for whole utterances (``store``)."""
+    from layerlab.probe import ProbeConfig, crop_seconds
+
+    crop = crop_seconds(entry.task, ProbeConfig.model_validate(entry.config))
+    if crop is None or entry.store == "full":
+        return None
+    if entry.store == "crops":
+        return crop
+    from layerlab.study.cost import prefer_crops
+
+    facts = plan.facts.get(dname)
+    return crop if facts is not None and facts.known and prefer_crops(facts, crop)[0] else None
 
 
 def _probe_entries(plan: StudyPlan, config: StudyConfig, corpus_tasks: dict[str, dict[str, str]], predicted: dict[str, list[str] | None]) -> dict[str, list[Any]]:
@@ -474,11 +527,13 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any, covere
         return
     within, across = config.cka.within, config.cka.across
     chosen = config.cka.layers
+    sample = config.cka.sample(config.seed)
+    extra = {"sample": sample} if sample else {}
     for dname in config.cka_datasets():
         if within:
             for mname in config.models:
                 for level in within.levels:
-                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"})}
+                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"}, exclude_none=True), **extra}
                     if mname in chosen:
                         params["layers"] = [list(chosen[mname])]
                     source = ""
@@ -491,7 +546,8 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any, covere
         if across:
             for a, b in config.across_pairs():
                 for level in across.levels:
-                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs", "joint_memory_gb"})}
+                    params = {"mode": "across", "models": [a, b], "level": level,
+                              **across.model_dump(exclude={"levels", "pairs", "joint_memory_gb"}, exclude_none=True), **extra}
                     if a in chosen or b in chosen:
                         params["layers"] = [chosen.get(a), chosen.get(b)]
                     source = ""

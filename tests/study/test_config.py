@@ -24,9 +24,9 @@ def _load(tmp_path: Path, doc: dict) -> str:
 
 def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
     msg = _load(tmp_path, {**BASE, "cka": {"within": {"level": ["frame"]}}})
-    assert f"cka.within.level: unknown key; allowed keys: bootstrap, estimator, group_by, levels ({tmp_path / 'study.yaml'})" in msg
+    assert f"cka.within.level: unknown key; allowed keys: bootstrap, estimator, group_by, groups, levels ({tmp_path / 'study.yaml'})" in msg
     msg = _load(tmp_path, {**BASE, "modles": {}})
-    assert "modles: unknown key; allowed keys: allow_overlap, cka, datasets, extract, models, name, out" in msg
+    assert "modles: unknown key; allowed keys: allow_overlap, budget, cka, datasets, extract, models, name, nodes, out" in msg
 
 
 def test_wrong_values_name_key_and_allowed_values(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -23,7 +24,7 @@ from layerlab.probe.evaluation import Evaluation, speaker_groups
 from layerlab.probe.featurizer import WeightedSum, sum_width
 from layerlab.probe.heads import BLSTMCTC
 from layerlab.probe.source import ProbeSource, input_error
-from layerlab.probe.tasks.base import TRANSCRIPT, TaskDef, check_tier, find_spec, labelled_rows, resolve_splits
+from layerlab.probe.tasks.base import TRANSCRIPT, TaskDef, check_tier, find_spec, frames_held, labelled_rows, resolve_splits
 from layerlab.probe.tasks.ctc import ctc_loss, greedy_ctc
 from layerlab.probe.tasks.frames import split_batches, train_scales
 
@@ -54,6 +55,17 @@ class RecognizerProbe(nn.Module):
         return self.head(self.featurizer(frames), lengths)
 
 
+def transcript_rows(source: ProbeSource, task: TaskDef, spec: Any, cfg: ProbeConfig) -> tuple[pd.DataFrame, ProbeConfig]:
+    """The rows with a non-empty normalised transcript (``text`` column), and the config their splits are resolved with."""
+    key = spec.label_keys[0] if spec.label_keys else TRANSCRIPT
+    rows = labelled_rows(source, task.name, [key])
+    rows["text"] = [normalize_transcript(t) for t in rows[f"y_{key}"]]
+    rows = rows.loc[rows["text"] != ""]
+    if rows.empty:
+        raise input_error(source.url, task.name, f"every {key!r} is empty")
+    return rows, cfg
+
+
 class BoundASRTask:
     """Character-CTC ASR bound to a source, speaker-disjoint splits and layers."""
 
@@ -62,13 +74,8 @@ class BoundASRTask:
         spec = find_spec(source, task)
         self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
         check_tier(source, task.name, "frames")
-        key = spec.label_keys[0] if spec.label_keys else TRANSCRIPT
-        rows = labelled_rows(source, task.name, [key])
-        rows["text"] = [normalize_transcript(t) for t in rows[f"y_{key}"]]
-        self.rows = rows.loc[rows["text"] != ""]
-        if self.rows.empty:
-            raise input_error(source.url, task.name, f"every {key!r} is empty")
-        self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=None, speaker_disjoint=True)
+        self.rows, _ = transcript_rows(source, task, spec, cfg)
+        self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=None, speaker_disjoint=True, frames=frames_held(source))
         chars = sorted({c for u in self.splits.ids["train"] for c in self.rows.at[u, "text"]})
         self.vocab = [BLANK] + chars
         index = {c: i for i, c in enumerate(self.vocab)}
@@ -138,6 +145,7 @@ def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str
 
 
 TASK = TaskDef(name="asr", spec_names=("asr",), tier="frames", primary="wer", higher_is_better={"wer": False, "cer": False}, bind=_bind,
-               description="speech recognition: BLSTM + character CTC, greedy decoding (no LM), WER/CER", frame_targets=True)
+               description="speech recognition: BLSTM + character CTC, greedy decoding (no LM), WER/CER", frame_targets=True,
+               split_rows=transcript_rows)
 
 __all__ = ["TASK", "BoundASRTask", "RecognizerProbe", "normalize_transcript", "word_and_char_edits"]

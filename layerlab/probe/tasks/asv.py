@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -22,7 +23,7 @@ from layerlab.probe.evaluation import Evaluation
 from layerlab.probe.featurizer import WeightedSum, sum_width
 from layerlab.probe.heads import AMSoftmax, XVector
 from layerlab.probe.source import ProbeSource, input_error
-from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
+from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, frames_held, resolve_splits
 from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, train_scales
 from layerlab.probe.tasks.trials import (
     Trials,
@@ -57,6 +58,12 @@ def crop_frames(seconds: float, rates_hz: list[float | None]) -> int | None:
     return max(1, int(round(seconds * max(rates)))) if rates else None
 
 
+def speaker_rows(source: ProbeSource, task: TaskDef, spec: Any, cfg: ProbeConfig) -> tuple[pd.DataFrame, ProbeConfig]:
+    """The rows with a speaker, and the config the splits are resolved with (dev: ``asv.dev_speaker_fraction`` of the speakers)."""
+    rows = source.rows
+    return rows.loc[rows["speaker"].astype(str) != ""], cfg.model_copy(update={"derived_dev_fraction": cfg.asv.dev_speaker_fraction})
+
+
 class BoundASVTask:
     """ASV bound to a source, speaker-disjoint splits, trial lists and layers."""
 
@@ -70,10 +77,8 @@ class BoundASVTask:
         if cfg.derived_split == "stratified":
             raise input_error(source.url, task.name, "verification needs speakers disjoint between training and trials; "
                                                      "derived_split 'stratified' would mix them (use auto or speaker)")
-        rows = source.rows
-        self.rows = rows.loc[rows["speaker"].astype(str) != ""]
-        dev_cfg = cfg.model_copy(update={"derived_dev_fraction": cfg.asv.dev_speaker_fraction})
-        self.splits = resolve_splits(source, task.name, spec, self.rows, dev_cfg, strata=None, speaker_disjoint=True)
+        self.rows, dev_cfg = speaker_rows(source, task, spec, cfg)
+        self.splits = resolve_splits(source, task.name, spec, self.rows, dev_cfg, strata=None, speaker_disjoint=True, frames=frames_held(source))
         train_speakers = sorted(set(self.rows.loc[self.splits.ids["train"], "speaker"].astype(str)))
         self.speaker_index = {s: i for i, s in enumerate(train_speakers)}
         self.trials: dict[str, Trials] = {}
@@ -161,6 +166,6 @@ def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str
 
 
 TASK = TaskDef(name="asv", spec_names=("asv",), tier="frames", primary="eer", higher_is_better={"eer": False, "min_dcf": False},
-               bind=_bind, description="speaker verification: x-vector + AM-softmax, cosine scoring, EER/minDCF")
+               bind=_bind, description="speaker verification: x-vector + AM-softmax, cosine scoring, EER/minDCF", split_rows=speaker_rows)
 
 __all__ = ["TASK", "BoundASVTask", "SpeakerProbe"]

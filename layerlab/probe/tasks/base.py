@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from layerlab.data.selection import speaker_balanced_sample
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation
 from layerlab.probe.source import ProbeSource, input_error
@@ -31,6 +32,9 @@ class TaskDef:
     trains: bool = True  # False: scored directly (asv-cosine)
     description: str = ""
     frame_targets: bool = False  # one target per frame (phones): the weighted sum takes the frame-level layers only
+    # frames tasks: (source, task, spec, cfg) -> (the rows it can use, the config its splits are resolved with); the study
+    # resolves the same splits before extraction to write frames only for them (layerlab.probe.needs)
+    split_rows: Callable[..., tuple[pd.DataFrame, ProbeConfig]] | None = None
 
 
 class BoundTask(Protocol):
@@ -151,8 +155,14 @@ def _by_speaker(ids: list[str], speakers: list[str], fractions: dict[str, float]
     return {u: role[s] for u, s in zip(ids, speakers)}
 
 
+def frames_held(source: ProbeSource) -> Any:
+    """The ids a cache's partial frames tier holds (a FramesSelection), or None when it holds every utterance."""
+    held = getattr(source, "frames_selection", None)
+    return held() if callable(held) else None
+
+
 def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame, cfg: ProbeConfig, *,
-                   strata: list[str] | None, speaker_disjoint: bool) -> Splits:
+                   strata: list[str] | None, speaker_disjoint: bool, frames: Any = None) -> Splits:
     """Train/dev/test ids from the dataset's split (or folds); missing pieces derived from ``cfg.split_seed``.
 
     Derivation (``cfg.derived_split``): ``auto`` is speaker-disjoint when ``speaker_disjoint`` (ASV, PR, ASR),
@@ -160,6 +170,10 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
     any task's derived split speaker-disjoint (IC on a corpus whose given split cannot be used), ``stratified``
     stratifies it. A dev split missing from a given split is carved out of train. With folds, ``cfg.test_fold``
     is the test fold (the first when unset; :func:`folds_to_run` runs every fold).
+
+    ``frames`` (a frames task on a cache whose frames tier holds a selection, :func:`frames_held`): train and dev
+    keep the utterances it holds (the selection's sample, recorded in the notes); the test split must be complete.
+    Then ``max_train_utterances`` / ``max_dev_utterances`` draw seeded, speaker-balanced samples.
     """
     if cfg.derived_split != "auto":
         speaker_disjoint = cfg.derived_split == "speaker"
@@ -215,29 +229,28 @@ def resolve_splits(source: ProbeSource, task: str, spec: Any, rows: pd.DataFrame
             notes.append(f"{len(outside)} dev/test utterances of speakers outside the evaluation speakers were not used")
         rule += f"; dev/test restricted to {len(allowed)} evaluation speakers"
     out = {s: [u for u in ids if assign.get(u) == s] for s in SPLITS}
-    limit = cfg.max_train_utterances
-    if limit is not None and len(out["train"]) > limit:
-        out["train"] = speaker_balanced_sample(out["train"], [str(group_speaker[u]) for u in out["train"]], limit, seed)
-        notes.append(f"train split subsampled to {limit} utterances (max_train_utterances; seeded, speaker-balanced)")
+    if frames is not None:
+        held = frames.ids if hasattr(frames, "ids") else frames
+        missing = [u for u in out["test"] if u not in held]
+        if missing:
+            raise input_error(source.url, task, f"the cache's frames tier holds {len(out['test']) - len(missing)} of the {len(out['test'])} "
+                                                f"test utterances (e.g. {missing[0]!r} has none): the test split must be complete; "
+                                                "extract again with a frames selection made for this probe's settings")
+        for s in ("train", "dev"):
+            kept = [u for u in out[s] if u in held]
+            if len(kept) < len(out[s]):
+                cropped = sum(1 for u in kept if held.get(u) is not None) if isinstance(held, dict) else 0
+                notes.append(f"{s} split: the {len(kept)} of {len(out[s])} utterances the cache's frames selection holds"
+                             + (f" ({cropped} as fixed crops)" if cropped else ""))
+                out[s] = kept
+    for s, limit, key in (("train", cfg.max_train_utterances, "max_train_utterances"), ("dev", cfg.max_dev_utterances, "max_dev_utterances")):
+        if limit is not None and len(out[s]) > limit:
+            out[s] = speaker_balanced_sample(out[s], [str(group_speaker[u]) for u in out[s]], limit, seed)
+            notes.append(f"{s} split subsampled to {limit} utterances ({key}; seeded, speaker-balanced)")
     for s in SPLITS:
         if not out[s]:
             raise input_error(source.url, task, f"split {s!r} has no examples ({rule})")
     return Splits(out, derived, rule, seed, notes)
-
-
-def speaker_balanced_sample(ids: list[str], speakers: list[str], k: int, seed: int) -> list[str]:
-    """``k`` of ``ids``, drawn round-robin over speakers in a seeded order (each speaker keeps about k / speakers), in input order."""
-    rng = np.random.default_rng([seed, 0x5B3])
-    by: dict[str, list[str]] = {}
-    for uid, spk in zip(ids, speakers):
-        by.setdefault(spk, []).append(uid)
-    queues = {spk: [members[i] for i in rng.permutation(len(members))] for spk, members in sorted(by.items())}
-    chosen: set[str] = set()
-    while len(chosen) < k:
-        for spk in sorted(queues):
-            if queues[spk] and len(chosen) < k:
-                chosen.add(queues[spk].pop())
-    return [u for u in ids if u in chosen]
 
 
 def folds_to_run(source: ProbeSource, task: TaskDef, cfg: ProbeConfig) -> list[str]:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -23,6 +24,7 @@ from layerlab.probe.tasks.base import (
     TaskDef,
     check_tier,
     find_spec,
+    frames_held,
     label_of,
     resolve_splits,
 )
@@ -57,6 +59,18 @@ def phones_of(row: Any, key: str) -> list[str] | None:
     return None
 
 
+def phone_rows(source: ProbeSource, task: TaskDef, spec: Any, cfg: ProbeConfig) -> tuple[pd.DataFrame, ProbeConfig]:
+    """The rows with a phone sequence (``phones`` column), and the config their splits are resolved with."""
+    key = spec.label_keys[0] if spec.label_keys else "pr"
+    seqs = source.rows.apply(lambda r: phones_of(r, key), axis=1)
+    keep = seqs.notna().to_numpy()
+    if not keep.any():
+        raise input_error(source.url, task.name, f"no utterance carries phone labels ({key!r} label or an alignment)")
+    rows = source.rows.loc[keep].copy()
+    rows["phones"] = seqs[keep].to_numpy()
+    return rows, cfg
+
+
 class BoundPhoneTask:
     """PR with CTC bound to a source, splits and layers."""
 
@@ -66,13 +80,8 @@ class BoundPhoneTask:
         self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
         check_tier(source, task.name, "frames")
         key = spec.label_keys[0] if spec.label_keys else "pr"
-        seqs = source.rows.apply(lambda r: phones_of(r, key), axis=1)
-        keep = seqs.notna().to_numpy()
-        if not keep.any():
-            raise input_error(source.url, task.name, f"no utterance carries phone labels ({key!r} label or an alignment)")
-        self.rows = source.rows.loc[keep].copy()
-        self.rows["phones"] = seqs[keep].to_numpy()
-        self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=None, speaker_disjoint=True)
+        self.rows, _ = phone_rows(source, task, spec, cfg)
+        self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=None, speaker_disjoint=True, frames=frames_held(source))
         train_phones = sorted({p for u in self.splits.ids["train"] for p in self.rows.at[u, "phones"]})
         declared = list(getattr(spec, "classes", {}).get(key, []))
         inventory = sorted(set(declared) | set(train_phones))  # the dataset's phone set when it declares one
@@ -150,4 +159,5 @@ def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str
 
 
 TASK = TaskDef(name="pr", spec_names=("pr",), tier="frames", primary="per", higher_is_better={"per": False}, bind=_bind,
-               description="phone recognition: frame-level linear + CTC, greedy decoding, PER", frame_targets=True)
+               description="phone recognition: frame-level linear + CTC, greedy decoding, PER", frame_targets=True,
+               split_rows=phone_rows)

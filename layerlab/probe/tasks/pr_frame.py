@@ -11,13 +11,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation, speaker_groups
 from layerlab.probe.source import Layer, ProbeSource, input_error
-from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, resolve_splits
+from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, frames_held, resolve_splits
 from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, train_scales
 from layerlab.probe.tasks.pr import FrameProbe
 
@@ -44,6 +45,14 @@ def frame_labels(layer: Layer, alignment: Any, num_frames: int, index: dict[str,
     return lookup[span]  # span -1 -> the trailing -1
 
 
+def aligned_rows(source: ProbeSource, task: TaskDef, spec: Any, cfg: ProbeConfig) -> tuple[pd.DataFrame, ProbeConfig]:
+    """The rows with a phone alignment, and the config their splits are resolved with."""
+    has = source.rows["alignment"].apply(lambda a: a is not None and len(a) > 0) if "alignment" in source.rows else None
+    if has is None or not has.any():
+        raise input_error(source.url, task.name, "no utterance carries a phone alignment (frame-wise PR needs sample spans)")
+    return source.rows.loc[has.to_numpy()], cfg
+
+
 class BoundFramePhoneTask:
     """Frame-wise phone classification bound to a source, splits and layers."""
 
@@ -52,17 +61,14 @@ class BoundFramePhoneTask:
         spec = find_spec(source, task)
         self.source, self.task, self.cfg, self.layers = source, task, cfg, list(layers)
         check_tier(source, task.name, "frames")
-        has = source.rows["alignment"].apply(lambda a: a is not None and len(a) > 0) if "alignment" in source.rows else None
-        if has is None or not has.any():
-            raise input_error(source.url, task.name, "no utterance carries a phone alignment (frame-wise PR needs sample spans)")
-        self.rows = source.rows.loc[has.to_numpy()]
+        self.rows, _ = aligned_rows(source, task, spec, cfg)
         frame_layers = [l for l in source.layers if l.name in self.layers and not l.utterance_level]
         if not frame_layers:
             raise input_error(source.url, task.name, f"layers {', '.join(self.layers)} are all utterance-level: no frames to label")
         if any(l.hop_samples is None for l in frame_layers):
             raise input_error(source.url, task.name, "the cache does not record each layer's hop, so spans cannot be mapped to frames")
         self.timeline = max(frame_layers, key=lambda l: l.frame_rate_hz or 0.0)
-        self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=None, speaker_disjoint=True)
+        self.splits = resolve_splits(source, task.name, spec, self.rows, cfg, strata=None, speaker_disjoint=True, frames=frames_held(source))
         declared = set(getattr(spec, "classes", {}).get(spec.label_keys[0] if spec.label_keys else "pr", []))
         train = sorted({p for u in self.splits.ids["train"] for p in spans_of(self.rows.at[u, "alignment"])[0]} | declared)
         for split in ("dev", "test"):
@@ -139,4 +145,5 @@ def _bind(source: ProbeSource, task: TaskDef, cfg: ProbeConfig, layers: list[str
 
 
 TASK = TaskDef(name="pr-frame", spec_names=("pr",), tier="frames", primary="frame_accuracy", higher_is_better={"frame_accuracy": True},
-               bind=_bind, description="frame-wise phone classification from alignments (exact span -> frame mapping)", frame_targets=True)
+               bind=_bind, description="frame-wise phone classification from alignments (exact span -> frame mapping)", frame_targets=True,
+               split_rows=aligned_rows)
