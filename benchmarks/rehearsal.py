@@ -8,8 +8,8 @@ Run: ``.venv/bin/python benchmarks/rehearsal.py [--hubert auto|yes|no] [--speake
 2. Writes a study: an in-study synthetic corpus (a few minutes of audio, several shards), within- and
    across-model frame-level CKA (the models share one joint extraction actor), a PR probe on WavLM and an
    ASV probe on ECAPA (Ray Tune), data and results on S3 (a moto server on 127.0.0.1).
-3. Runs it on Ray's fake multi-node autoscaler (a head with 0 CPUs, worker nodes with {CPU: 2, GPU: 1}
-   launched on demand; the "GPUs" are fake, the models run on CPU) with the storage IO audit on, then the
+3. Runs it on Ray's fake multi-node autoscaler (a head with 0 CPUs, two to three worker nodes with
+   {CPU: 1, GPU: 1}; the "GPUs" are fake, the models run on CPU) with the storage IO audit on, then the
    same config on a single-node Ray.
 4. Prints the placement table (stage -> nodes and what ran there), the estimate-vs-measured table (bytes
    written and read per stage from the IO audit, actor peak memory from the actors' own reports, against
@@ -43,36 +43,46 @@ for extra in (REPO, REPO / "tests", REPO / "tests" / "extract"):
 #: All 25 WavLM Large layers would make one joint state 10 GB per shard (see the plan's estimate), too much here.
 CKA_LAYERS = {"wavlm_large": ["hidden_0", "hidden_12", "hidden_24"], "hubert_large": ["hidden_0", "hidden_12", "hidden_24"],
               "ecapa": ["block0", "mfa"]}
+#: the harness check (``--size tiny``): the same study on 2-layer models
+TINY_CKA_LAYERS = {"wavlm_large": ["hidden_0", "hidden_2"], "hubert_large": ["hidden_0", "hidden_2"], "ecapa": ["block0", "mfa"]}
 #: a machine this size keeps this much free for everything else (other sessions, moto, the drivers)
 MEMORY_MARGIN_BYTES = 6 * 2**30
-WORKER = {"CPU": 2, "GPU": 1}
+#: a worker node: one (fake) GPU and one CPU, so a model actor fills a node and the stage tasks and probe trials
+#: run on others; two are kept up, a third is launched on demand
+WORKER = {"CPU": 1, "GPU": 1}
 
 
 # ------------------------------------------------------------------ checkpoints
-def build_checkpoints(folder: Path, hubert: bool) -> dict[str, str]:
-    """Random-weight checkpoints in the real formats; returns {model name: spec}."""
+def build_checkpoints(folder: Path, hubert: bool, size: str = "full") -> dict[str, str]:
+    """Random-weight checkpoints in the real formats; returns {model name: spec}. ``size="tiny"``: the harness check's small models."""
     import torch
 
     from layerlab.models import tiny
     from layerlab.models.formats import s3prl_hubert, s3prl_wavlm
 
+    folder = folder / size
     folder.mkdir(parents=True, exist_ok=True)
     specs = {}
     wavlm = folder / "wavlm_large.pt"
     if not wavlm.exists():
-        from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
+        if size == "tiny":
+            tiny.build_s3prl_wavlm(wavlm, seed=1, extractor_mode="layer_norm", normalize=True)
+        else:
+            from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
 
-        torch.manual_seed(1)
-        cfg = wavlm_large_cfg()
-        s3prl_wavlm.write(str(wavlm), cfg, WavLM(WavLMConfig(cfg)).state_dict())
+            torch.manual_seed(1)
+            cfg = wavlm_large_cfg()
+            s3prl_wavlm.write(str(wavlm), cfg, WavLM(WavLMConfig(cfg)).state_dict())
     specs["wavlm_large"] = f"s3prl:wavlm_local:{wavlm}"
     ecapa = folder / "ecapa_c1024.pt"
     if not ecapa.exists():
-        tiny.build_layerlab_ecapa(str(ecapa), seed=2, config=tiny.ECAPA_C1024)
+        tiny.build_layerlab_ecapa(str(ecapa), seed=2, config=tiny.TINY_ECAPA if size == "tiny" else tiny.ECAPA_C1024)
     specs["ecapa"] = f"ckpt:{ecapa}"
     if hubert:
         path = folder / "hubert_large.pt"
-        if not path.exists():
+        if not path.exists() and size == "tiny":
+            tiny.build_s3prl_hubert(path, seed=3)
+        elif not path.exists():
             from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
             from s3prl.upstream.utils import merge_with_parent
 
@@ -103,20 +113,21 @@ def hubert_large_cfgs() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ the study
-def study_doc(specs: dict[str, str], speakers: int = 6, shard_bytes: int = 400_000, joint_memory_gb: float = 12.0) -> dict[str, Any]:
+def study_doc(specs: dict[str, str], speakers: int = 10, shard_bytes: int = 400_000, size: str = "full") -> dict[str, Any]:
     """The rehearsal study: full-size models, frame-level CKA within and across, a PR and an ASV probe."""
     probe_cfg = {"max_epochs": 2, "patience": 1, "batch_size": 8, "cpus_per_trial": 1, "intervals": False}
     return {
         "name": "rehearsal", "seed": 0, "parallel": 2, "parallel_extract": 1,
         "datasets": {"synth": {"synth": {"speakers": speakers, "read_per_speaker": 3, "keyword_repeats": 0, "unknown_per_speaker": 0,
                                          "silence_per_speaker": 0, "commands_per_speaker": 0, "style_sentences_per_speaker": 0,
+                                         "content_dev_fraction": 0.25,  # a few talkers: several dev speakers (ASV dev trials)
                                          "max_shard_bytes": shard_bytes, "workers": 1}}},
         "models": {name: {"spec": spec} for name, spec in specs.items()},
         "extract": {"concurrency": [1, 1], "num_cpus_per_actor": 1, "batch_seconds": 20, "side_output_dtype": "float16", "tasks_per_actor": 1},
         "probe": {"tasks": [{"task": "pr", "models": ["wavlm_large"]}, {"task": "asv", "models": ["ecapa"]}],
                   "defaults": {"layers": "weighted", "tune_samples": 1, "config": probe_cfg}},
-        "cka": {"within": {"levels": ["frame"]}, "across": {"levels": ["frame"], "joint_memory_gb": joint_memory_gb},
-                "layers": {m: CKA_LAYERS[m] for m in specs}},
+        "cka": {"within": {"levels": ["frame"]}, "across": {"levels": ["frame"], "joint_memory_gb": 20},
+                "layers": {m: (TINY_CKA_LAYERS if size == "tiny" else CKA_LAYERS)[m] for m in specs}},
         "report": {"title": "full-width rehearsal"},
     }
 
@@ -311,7 +322,7 @@ def compare_outputs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the whole rehearsal
-def rehearse(work: Path, hubert: str = "auto", speakers: int = 6, timeout: float = 5400, say: Any = print) -> dict[str, Any]:
+def rehearse(work: Path, hubert: str = "auto", speakers: int = 10, timeout: float = 5400, say: Any = print, size: str = "full") -> dict[str, Any]:
     """Build, run on the fake cluster and on one node, measure and compare; returns every figure (see the module doc)."""
     import psutil
     import yaml
@@ -320,17 +331,18 @@ def rehearse(work: Path, hubert: str = "auto", speakers: int = 6, timeout: float
 
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    base_specs = build_checkpoints(work / "models", hubert=False)
+    base_specs = build_checkpoints(work / "models", hubert=False, size=size)
     decision: dict[str, Any] = {"available_bytes": int(psutil.virtual_memory().available), "margin_bytes": MEMORY_MARGIN_BYTES}
     if hubert != "no":  # HuBERT Large's shape from s3prl's hub row: its checkpoint is built only when it will run
-        _, est = joint_memory_estimate(study_doc({**base_specs, "hubert_large": "s3prl:hubert_large_ll60k"}, speakers))
+        hub = "s3prl:hubert_large_ll60k" if size == "full" else build_checkpoints(work / "models", True, size)["hubert_large"]
+        _, est = joint_memory_estimate(study_doc({**base_specs, "hubert_large": hub}, speakers, size=size))
         decision["with_hubert_estimate_bytes"] = int(est)
         decision["hubert"] = hubert == "yes" or est + MEMORY_MARGIN_BYTES < decision["available_bytes"]
         if not decision["hubert"]:
             decision["why_not"] = (f"HuBERT Large would raise the joint actor's estimated peak to {est / 2**30:.1f} GiB; with a "
                                    f"{MEMORY_MARGIN_BYTES / 2**30:.0f} GiB margin that exceeds the {decision['available_bytes'] / 2**30:.1f} GiB free now")
-    specs = build_checkpoints(work / "models", hubert=True) if decision.get("hubert") else base_specs
-    doc = study_doc(specs, speakers)
+    specs = build_checkpoints(work / "models", hubert=True, size=size) if decision.get("hubert") else base_specs
+    doc = study_doc(specs, speakers, size=size)
     decision["joint_stage"], decision["joint_estimate_bytes"] = joint_memory_estimate(doc)
     config = work / "rehearsal.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -345,7 +357,7 @@ def rehearse(work: Path, hubert: str = "auto", speakers: int = 6, timeout: float
         cluster_dir = work / "cluster"
         shutil.rmtree(cluster_dir, ignore_errors=True)
         cluster_dir.mkdir()
-        with fake_cluster(cluster_dir, worker_resources=dict(WORKER), max_workers=3, ready_timeout=180) as address:
+        with fake_cluster(cluster_dir, worker_resources=dict(WORKER), max_workers=3, min_workers=2, ready_timeout=180) as address:
             env = driver_env({**fake_env(), **s3, "RAY_ADDRESS": address, "LAYERLAB_IO_AUDIT": str(audit),
                               "PYTHONPATH": str(REPO)})
             t1 = time.perf_counter()
@@ -400,13 +412,14 @@ def render(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hubert", choices=("auto", "yes", "no"), default="auto", help="HuBERT Large: when memory allows (auto)")
-    parser.add_argument("--speakers", type=int, default=6, help="synthetic talkers (3 read sentences each)")
+    parser.add_argument("--speakers", type=int, default=10, help="synthetic talkers (3 read sentences each)")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (checkpoints are reused); default a temp folder")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
+    parser.add_argument("--size", choices=("full", "tiny"), default="full", help="tiny: the same study on 2-layer models (checks the harness)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="layerlab-rehearsal-"))
     try:
-        results = rehearse(work, args.hubert, args.speakers)
+        results = rehearse(work, args.hubert, args.speakers, size=args.size)
         print(render(results))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))

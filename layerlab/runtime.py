@@ -38,15 +38,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    # "local", never None: Ray's None joins whatever cluster /tmp/ray/ray_current_cluster names (another user's, or a dead one)
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     options: dict[str, Any] = dict(kwargs)
     if quiet:
         options.setdefault("configure_logging", False)
         options.setdefault("log_to_driver", False)
-    if address in (None, "local"):
-        # Ray starts workers at nice 15 so a driver stays responsive; an embedded study driver does real work
-        # itself (local probes, CKA) and would starve its own extraction actors and Train workers. Equal
-        # priority here; a user's RAY_worker_niceness wins.
+    if address == "local":
+        # Ray starts workers at nice 15 so a driver stays responsive; an embedded study's stage tasks, actors and
+        # Train workers would otherwise compete with other processes at a lower priority. Equal priority here; a
+        # user's RAY_worker_niceness wins.
         os.environ.setdefault("RAY_worker_niceness", "0")
         options.setdefault("include_dashboard", False)
         if num_cpus is not None:

@@ -7,6 +7,7 @@ data: the runner executes it, ``--dry-run`` prints it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,13 +93,34 @@ def _spec_input(spec: str) -> tuple[str, str | None, bool]:
                 return f"hub:{spec}", None, True  # a hub id (org/name)
             if prefix == "speechbrain:" and not (target.startswith(("/", ".", "~", "file://")) or "://" in target):
                 return f"hub:{spec}", None, True
+            if storage.is_local(target):
+                return _local_spec_input(spec, target, *_stat(target))
             checksum, problem = _external_checksum(target)
-            if problem is None and storage.is_local(target):
-                problem = _loadable_problem(spec)
-            return f"{spec}@{checksum}", problem, not storage.is_local(target)
+            return f"{spec}@{checksum}", problem, True
     if spec.startswith("s3prl:"):
         return f"hub:{spec}", None, True  # s3prl downloads hub names on first use
     return spec, None, False  # ge2e / fbank / mfcc: shipped with the install
+
+
+def _stat(target: str) -> tuple[int, int]:
+    """(size, mtime in ns) of a local file or folder (0, 0 when missing): what the per-process memo is keyed on."""
+    import os
+
+    path = target.removeprefix("file://")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0, 0
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=256)
+def _local_spec_input(spec: str, target: str, size: int, mtime_ns: int) -> tuple[str, str | None, bool]:
+    """A local checkpoint's checksum and load check, once per process while the file is unchanged (a study plans twice)."""
+    checksum, problem = _external_checksum(target)
+    if problem is None:
+        problem = _loadable_problem(spec)
+    return f"{spec}@{checksum}", problem, False
 
 
 def _loadable_problem(spec: str) -> str | None:
