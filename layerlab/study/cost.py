@@ -29,10 +29,13 @@ What each kind costs:
   trial (``max_epochs`` x ``tune_samples``, twice with ``layers: both``) unless they fit ``frames_memory_mb``, and test
   once (an upper bound: early stopping ends sooner).
 * cka: the source comes from the stage's settings (``params["source"]``, else: utterance level -> ``pooled``, frame
-  level -> ``side_output`` when ``from_side_output`` is set, else ``frames``; part B's ``reduction`` and joint
-  ``side_output`` plug in here): ``pooled`` reads both caches' pooled tiers, ``frames`` the frames files of the shards
-  holding the CKA sample, ``side_output`` one state per shard; memory holds one state per jackknife group (speakers,
-  shards or utterances of the sample; one group without intervals) plus CKA_EXTRA_STATES.
+  level -> ``side_output`` when ``from_side_output`` is set (a model's own states, or a joint group's), else
+  ``reduction``, the distributed per-shard reduction over the frames tiers): ``pooled`` reads both caches' pooled
+  tiers, ``reduction`` the frames files of the shards holding the CKA sample, ``side_output`` one state per shard;
+  memory holds one state per jackknife group (speakers, shards or utterances of the sample; one group without
+  intervals) plus CKA_EXTRA_STATES. Every stage runs as a task on a worker node (study/remote.py).
+* a joint extraction group (``params["joint"]``): its members' tiers and side-outputs, one joint state per compared
+  pair, the audio read once, and one actor's memory (``group_memory``); a member's own stage costs nothing.
 * train: epochs x audio processed per epoch (crops) x 3 forwards; reads the training audio every epoch.
 * corpus / report: what they write (audio of a synthetic or imported corpus; small result files).
 
@@ -580,8 +583,8 @@ def _joint(ctx: _Ctx, stage: Any) -> StageCost:
         host, device = group_memory([(archs[m], joint["members"][m].get("config", {})) for m in members], c.cka_state_bytes)  # type: ignore[misc]
         if first.gpu_memory_bytes:
             c.peak_memory_bytes, c.gpu_memory_bytes = host, device
-        else:
-            c.peak_memory_bytes = host + device
+        else:  # on the CPU the device copy is the host copy: the weights once
+            c.peak_memory_bytes = host + device - 4.0 * sum(a.params for a in archs.values())  # type: ignore[union-attr]
     gpu = bool(first.gpu_hours) or first.runs_on == "gpu workers"
     c.gpu_hours = _gpu_hours(ctx, c.flops, F.INFERENCE_EFFICIENCY) if gpu else 0.0
     c.notes.insert(0, f"joint group: {', '.join(members)} in one actor; joint states of {', '.join(f'{a} x {b}' for a, b in joint['pairs'])}")
@@ -669,8 +672,8 @@ def _extract_one(ctx: _Ctx, sid: str, params: dict[str, Any]) -> StageCost:
     if gpu:
         c.gpu_memory_bytes = device
         c.peak_memory_bytes = host
-    else:
-        c.peak_memory_bytes = host + device
+    else:  # on the CPU the device copy is the host copy: the weights once
+        c.peak_memory_bytes = host + device - 4.0 * arch.params
     c.notes.append(f"{arch.name}: {arch.params / 1e6:,.1f} M parameters, {arch.flops_per_second / 1e9:,.2f} GFLOP per audio second ({how})")
     return c
 
@@ -886,7 +889,7 @@ def _memory_problems(ctx: _Ctx) -> list[str]:
         node = F.NODE_TYPES[c.node]
         limit = node.memory_bytes * F.ACTOR_MEMORY_SHARE
         if c.peak_memory_bytes > limit:
-            what = "joint group" if c.kind == "extract" and ctx.plan.stages[c.id].params.get("members") else "stage"
+            what = "joint group" if c.kind == "extract" and "joint" in ctx.plan.stages[c.id].params else "stage"
             out.append(f"{c.id}: peak memory {c.peak_memory_bytes / GB:,.1f} GB exceeds the {limit / GB:,.1f} GB an actor gets on a "
                        f"{node.name} ({node.memory_gib:g} GiB x {F.ACTOR_MEMORY_SHARE:.0%}); the {what} cannot fit"
                        + (f" (CKA state {c.cka_state_bytes / GB:,.2f} GB per group)" if c.kind == "cka" else ""))

@@ -36,7 +36,7 @@ class JointGroup:
 
 
 def actor_memory_bytes(members: list[MemberInfo], pairs: list[tuple[str, str]]) -> float:
-    """Estimated peak memory of a group actor (host plus device: the larger limit a node must meet)."""
+    """Estimated peak memory of a group actor (host plus device memory, the weights counted once)."""
     from layerlab.cka.feature_stats import state_bytes_for
     from layerlab.study.cost import group_memory, joint_dims
 
@@ -45,7 +45,7 @@ def actor_memory_bytes(members: list[MemberInfo], pairs: list[tuple[str, str]]) 
     states = sum(state_bytes_for(dims[m.name]) for m in members if m.within_state and dims[m.name])
     states += sum(state_bytes_for(dims[a], dims[b], "joint") for a, b in pairs)
     host, device = group_memory([(by[m].arch, by[m].config) for m in by], states)
-    return host + device
+    return host + device - 4.0 * sum(m.arch.params for m in members)  # the weights once (host and device copies are one on a CPU)
 
 
 def choose_groups(infos: list[MemberInfo], pairs: list[tuple[str, str]], budget_bytes: float,

@@ -75,7 +75,7 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
                         **{k: res[k] for k in ("replicates", "group_by") if res.get(k)}})
         elif stage.kind == "corpus" and res:
             quarantine[f"corpus {stage.id.split('/', 1)[1]}"] = res.get("quarantined", 0)
-        elif stage.kind == "extract" and res:
+        elif stage.kind == "extract" and res and "joint" not in stage.params:  # a joint group's members report their own caches
             quarantine[f"cache {stage.id.split('/', 1)[1]}"] = res.get("quarantined_model", 0)
     stages = [{**{k: r.get(k) for k in ("id", "kind", "status", "reused", "wall_seconds", "error")}, "usage": stage_usage(r.get("usage"))}
               for r in records.values() if r["id"] != "report"]
