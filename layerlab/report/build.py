@@ -114,7 +114,7 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
         ("cka", "CKA (Figures 3–5)", figs("cka")),
         ("instrument", "Instrument check", check_html),
         ("skipped", "Skipped tasks", skipped_html),
-        ("run", "Run metadata", html.stages_html(index.get("stages", [])) +
+        ("run", "Run metadata", html.stages_html(index.get("stages", []), index.get("cost")) +
          f"<h3>Quarantined utterances</h3><table><tbody>{quarantine}</tbody></table><p><small>{versions}</small></p>"
          f"<h3>Study config</h3><pre>{html.esc(index.get('config_text', ''))}</pre>"),
     ]

@@ -118,15 +118,28 @@ def _usage_cells(usage: dict[str, Any] | None) -> str:
             f"<td style='text-align:left'><small>{nodes}</small></td>")
 
 
-def stages_html(stages: Sequence[dict[str, Any]]) -> str:
+def stages_html(stages: Sequence[dict[str, Any]], cost: dict[str, Any] | None = None) -> str:
+    """The stage table: status, wall time, the plan's estimate (where it runs, bytes written and read, GPU-hours, peak memory) and
+    what it used (CPU and GPU seconds, the nodes and what ran on each)."""
     rows = []
     for s in stages:
         status = esc(s["status"]) if s["status"] != "failed" else "<span class='failed'>FAILED</span>"
+        est = s.get("estimate") or {}
+        planned = (f"<td>{esc(est.get('runs_on', ''))}</td><td>{est.get('stored_bytes', 0) / 1e9:,.2f}</td><td>{est.get('read_bytes', 0) / 1e9:,.2f}</td>"
+                   f"<td>{est.get('gpu_hours', 0):,.2f}</td><td>{est.get('peak_memory_bytes', 0) / 1e9:,.1f}</td>") if est else "<td></td>" * 5
         rows.append(f"<tr><td class='name'>{esc(s['id'])}</td><td>{status}</td><td>{'reused' if s.get('reused') else 'computed'}</td>"
-                    f"<td>{float(s.get('wall_seconds') or 0):.1f}</td>{_usage_cells(s.get('usage'))}"
+                    f"<td>{float(s.get('wall_seconds') or 0):.1f}</td>{planned}{_usage_cells(s.get('usage'))}"
                     f"<td style='text-align:left'>{esc(s.get('error') or '')}</td></tr>")
-    return ("<table id='stages'><thead><tr><th>stage</th><th>status</th><th>this run</th><th>wall time (s)</th><th>CPU s</th><th>GPU s</th>"
-            f"<th>nodes (what ran there)</th><th>note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    totals = ""
+    if cost and cost.get("totals"):
+        t = cost["totals"]
+        totals = (f"<p>Planned cost (estimates): {t.get('stored_bytes', 0) / 1e12:,.3f} TB written, {t.get('read_bytes', 0) / 1e12:,.3f} TB read "
+                  f"(CKA stages {t.get('cka_read_bytes', 0) / 1e12:,.3f} TB, probes {t.get('probe_read_bytes', 0) / 1e12:,.3f} TB), "
+                  f"{t.get('gpu_hours', 0):,.1f} GPU-hours, largest peak memory {t.get('peak_memory_bytes', 0) / 1e9:,.1f} GB.</p>")
+    return (totals + "<table id='stages'><thead><tr><th>stage</th><th>status</th><th>this run</th><th>wall time (s)</th><th>runs on</th>"
+            "<th>est. written GB</th><th>est. read GB</th><th>est. GPU-h</th><th>est. peak GB</th><th>CPU s</th><th>GPU s</th>"
+            "<th>nodes (what ran there)</th><th>note</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:

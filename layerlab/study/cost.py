@@ -34,8 +34,8 @@ What each kind costs:
   tiers, ``reduction`` the frames files of the shards holding the CKA sample, ``side_output`` one state per shard;
   memory holds one state per jackknife group (speakers, shards or utterances of the sample; one group without
   intervals) plus CKA_EXTRA_STATES. Every stage runs as a task on a worker node (study/remote.py).
-* a joint extraction group (``params["joint"]``): its members' tiers and side-outputs, one joint state per compared
-  pair, the audio read once, and one actor's memory (``group_memory``); a member's own stage costs nothing.
+* a joint extraction group (``params["members"]``, ``params["joint_cka"]``): its members' tiers and side-outputs, one joint state per compared
+  pair, the audio read once, and one actor's memory (``actor_memory``); a member's own stage costs nothing.
 * train: epochs x audio processed per epoch (crops) x 3 forwards; reads the training audio every epoch.
 * corpus / report: what they write (audio of a synthetic or imported corpus; small result files).
 
@@ -351,9 +351,13 @@ def stored_frames(facts: DatasetFacts, rules: dict[str, Any] | None) -> Stored:
     if rules.get("all"):
         return Stored(all_utterances=True, purposes=["every utterance (a consumer reads all of them)"])
     if facts.rows is not None:
+        from layerlab.data.selection import SampleError
         from layerlab.study.frames import resolve_selection
 
-        sel = resolve_selection(rules, facts.rows, facts.tasks, facts.url)
+        try:
+            sel = resolve_selection(rules, facts.rows, facts.tasks, facts.url)
+        except SampleError:  # the CKA stages report their sample's problem; price the rest
+            sel = resolve_selection({**rules, "cka": None}, facts.rows, facts.tasks, facts.url)
         if sel is None:
             return Stored(all_utterances=True)
         secs = (facts.rows["num_samples"] / 16000.0).to_dict()
@@ -441,7 +445,7 @@ def frames_bytes(arch: F.Architecture, seconds: float, utterances: float, compre
 
 def pooled_bytes(arch: F.Architecture, utterances: float) -> float:
     """On-disk bytes of the pooled tier (float32 mean and std per layer and utterance)."""
-    return utterances * (arch.pooled_bytes_per_utterance() * F.POOLED_COMPRESSION + F.POOLED_ROW_OVERHEAD)
+    return utterances * (arch.pooled_bytes_per_utterance() * arch.pooled_compression + F.POOLED_ROW_OVERHEAD)
 
 
 # ---------------------------------------------------------------------------------------------------------- estimate
@@ -449,8 +453,9 @@ def pooled_bytes(arch: F.Architecture, utterances: float) -> float:
 class _Ctx:
     plan: Any
     facts: dict[str, DatasetFacts]
-    archs: dict[str, tuple[F.Architecture | None, str]] = field(default_factory=dict)  # extract stage id -> architecture
-    stored: dict[str, Stored] = field(default_factory=dict)  # extract stage id -> frames it stores
+    archs: dict[tuple[str, str], tuple[F.Architecture | None, str]] = field(default_factory=dict)  # (dataset, model) -> architecture
+    stored: dict[tuple[str, str], Stored] = field(default_factory=dict)  # (dataset, model) -> frames its cache stores
+    compression: dict[tuple[str, str], str] = field(default_factory=dict)  # (dataset, model) -> frames tier codec
     costs: dict[str, StageCost] = field(default_factory=dict)
 
     @property
@@ -540,142 +545,107 @@ def _train(ctx: _Ctx, stage: Any) -> StageCost:
     return c
 
 
+def extract_members(stage: Any) -> list[dict[str, Any]]:
+    """The models an extract stage runs: ``params["members"]`` of a joint group (each like a single stage's params:
+    ``model``, ``spec``, ``config``, optional ``random_init_of`` and ``frames``), else the stage's own params."""
+    return list(stage.params.get("members") or [stage.params])
+
+
 def _extract(ctx: _Ctx, stage: Any) -> StageCost:
-    """One model's extraction; a joint group's stage carries its members' costs, a member's own stage none."""
-    params = stage.params
-    if "group" in params:  # a member of a joint group: its group stage did the work (and recorded its architecture)
-        c = StageCost(stage.id, "extract", "(in its joint group)", "")
-        c.notes.append(f"extracted by {params['group']}")
-        return c
-    if "joint" in params:
-        return _joint(ctx, stage)
-    return _extract_one(ctx, stage.id, params)
+    """One actor group over the dataset: every member's tiers and side-outputs, one forward each, summed weights and batches.
 
-
-def _joint(ctx: _Ctx, stage: Any) -> StageCost:
-    """A joint group: every member's tiers and side-outputs, the pairs' joint states, the audio read once, one actor's memory."""
-    from layerlab.cka.feature_stats import state_bytes_for
-
+    A joint group also lists ``params["joint_cka"]``: ``[[model_a, model_b], ...]`` pairs whose joint FeatureCKA state
+    (A x A, B x B and A x B blocks of the frame-level layers, or of ``params["layers"][model]``) each shard writes.
+    A joint group's member (``params["group"]``) only hands on its group's result: it costs nothing.
+    """
     dname = stage.id.split("/")[1]
     facts = ctx.facts[dname]
-    joint = stage.params["joint"]
-    members = {m: _extract_one(ctx, f"extract/{dname}/{m}", mp) for m, mp in joint["members"].items()}
-    first = next(iter(members.values()))
-    c = StageCost(stage.id, "extract", first.runs_on, first.node, audio_hours=facts.seconds / 3600.0)
-    for m, mc in members.items():
-        for tier, v in mc.written.items():
-            c.written[tier] = c.written.get(tier, 0.0) + v
-        c.flops += mc.flops
-        c.cka_state_bytes += mc.cka_state_bytes
-        c.notes += [f"{m}: {n}" for n in mc.notes]
-    c.read["audio"] = facts.audio_bytes  # decoded once for the whole group
-    archs = {m: ctx.archs[f"extract/{dname}/{m}"][0] for m in members}
-    layers = joint.get("layers") or {}
-    if all(a is not None for a in archs.values()):
-        shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
-        for a, b in joint["pairs"]:
-            dims = [joint_dims(archs[m], layers.get(m)) for m in (a, b)]  # type: ignore[arg-type]
-            one = state_bytes_for(dims[0], dims[1], "joint")
-            c.cka_state_bytes += one
-            c.written["side_outputs"] = c.written.get("side_outputs", 0.0) + one * (shards + 1)
-            rate = min(l.rate for m in (a, b) for l in archs[m].frame_layers)  # type: ignore[union-attr]
-            c.flops += facts.seconds * float(rate or 0) * sum(dims[0] + dims[1]) ** 2
-        host, device = group_memory([(archs[m], joint["members"][m].get("config", {})) for m in members], c.cka_state_bytes)  # type: ignore[misc]
-        if first.gpu_memory_bytes:
-            c.peak_memory_bytes, c.gpu_memory_bytes = host, device
-        else:  # on the CPU the device copy is the host copy: the weights once
-            c.peak_memory_bytes = host + device - 4.0 * sum(a.params for a in archs.values())  # type: ignore[union-attr]
-    gpu = bool(first.gpu_hours) or first.runs_on == "gpu workers"
-    c.gpu_hours = _gpu_hours(ctx, c.flops, F.INFERENCE_EFFICIENCY) if gpu else 0.0
-    c.notes.insert(0, f"joint group: {', '.join(members)} in one actor; joint states of {', '.join(f'{a} x {b}' for a, b in joint['pairs'])}")
-    return c
-
-
-def joint_dims(arch: F.Architecture, selection: list[str] | None) -> list[int]:
-    """Widths of a member's frame-level layers entering CKA (all, or the named ones)."""
-    return [l.dim for l in arch.frame_layers if selection is None or l.name in selection]
-
-
-def extract_memory(arch: F.Architecture, cfg: dict[str, Any]) -> tuple[float, float]:
-    """(host bytes, device bytes) one model needs in an extraction actor, CKA states left out."""
-    tier = cfg.get("tier", "pooled")
-    batch_s = float(cfg.get("batch_seconds", 40.0))
-    kept = batch_s * (arch.frames_bytes_per_second() * 2)  # float32 hidden states of a full batch (fp16 bytes x 2)
-    weights = arch.params * 4.0
-    row_groups = 2 * float(cfg.get("row_group_mb", 32.0)) * 2**20 * (2 if tier == "both" else 1)
-    window = float(cfg.get("bucket_window_seconds", 600.0)) * 16000 * 4 * 2
-    host = F.PROCESS_BASE_BYTES + weights + window + row_groups + kept * 1.5  # the batch's features copied to the host, fp16 + fp32
-    device = weights + kept * (1 + F.FORWARD_TRANSIENT_FACTOR)
-    return host, device
-
-
-def group_memory(members: list[tuple[F.Architecture, dict[str, Any]]], state_bytes: float) -> tuple[float, float]:
-    """(host, device) bytes of one actor running every model of a joint group with ``state_bytes`` of CKA states.
-
-    The process, its decode window and its tier writers' queue are shared; weights, batches and states add up.
-    """
-    parts = [extract_memory(a, cfg) for a, cfg in members]
-    shared = F.PROCESS_BASE_BYTES + float(members[0][1].get("bucket_window_seconds", 600.0)) * 16000 * 4 * 2 if members else 0.0
-    host = sum(h for h, _ in parts) - (len(parts) - 1) * shared
-    return host, sum(d for _, d in parts) + 2 * state_bytes
-
-
-def _extract_one(ctx: _Ctx, sid: str, params: dict[str, Any]) -> StageCost:
-    dname = sid.split("/")[1]
-    facts = ctx.facts[dname]
-    arch, how = stage_architecture(ctx.plan, params)
-    ctx.archs[sid] = (arch, how)
-    cfg = params.get("config", {})
+    params = stage.params
+    if "group" in params:
+        return StageCost(stage.id, "extract", "(its joint group)", "", notes=[f"extracted by {params['group']}"])
+    cfg = params.get("config") or extract_members(stage)[0].get("config", {})
     gpu = float(cfg.get("num_gpus_per_actor", 1.0)) > 0 and cfg.get("device") != "cpu"
-    c = StageCost(sid, "extract", "gpu workers" if gpu else "cpu workers", ctx.nodes.gpu if gpu else ctx.nodes.cpu,
+    c = StageCost(stage.id, "extract", "gpu workers" if gpu else "cpu workers", ctx.nodes.gpu if gpu else ctx.nodes.cpu,
                   audio_hours=facts.seconds / 3600.0)
     c.read["audio"] = facts.audio_bytes
     if not facts.known:
         c.notes.append(f"dataset size unknown ({facts.source}): bytes and hours not estimated")
-    if arch is None:
-        c.notes.append(f"no architecture: {how}")
-        return c
-    rules = params.get("frames")
-    tier = cfg.get("tier", "pooled")
-    stored = Stored()
-    if tier in ("both", "frames"):
-        stored = stored_frames(facts, rules) if rules else Stored(all_utterances=True, purposes=["every utterance (no frames selection)"])
-    ctx.stored[sid] = stored
-    compression = str(cfg.get("compression", "zstd"))
-    if tier in ("both", "pooled"):
-        c.written["pooled"] = pooled_bytes(arch, facts.utterances)
-    if tier in ("both", "frames"):
-        c.written["frames"] = frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), compression)
-        share = stored.total_seconds(facts) / max(facts.seconds, 1e-9)
-        c.notes.append(f"frames tier: {stored.utterances(facts):,.0f} utterances, {stored.total_seconds(facts) / 3600:,.2f} h "
-                       f"({share:.1%} of the audio): " + "; ".join(dict.fromkeys(stored.purposes)))
-    sides = cfg.get("cka") or []
-    frame_dims = [l.dim for l in arch.frame_layers]
-    side_bytes = 0.0
+    shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
     from layerlab.cka.feature_stats import state_bytes_for
 
-    for side in sides:
-        dims = frame_dims if not side.get("layers") else [l.dim for l in arch.layers if l.name in side["layers"]]
-        one = state_bytes_for(dims)
-        c.cka_state_bytes += one
-        shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
-        side_bytes += one * (shards + 1)
-        frames_per_s = min(l.rate for l in arch.frame_layers) if arch.frame_layers else 0.0
-        c.flops += facts.seconds * frames_per_s * sum(dims) ** 2  # the packed Gram update (half a full GEMM)
-    if side_bytes:
-        c.written["side_outputs"] = side_bytes
-    forward = facts.seconds * arch.flops_per_second
-    c.flops += forward
+    archs: dict[str, F.Architecture] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    for member in extract_members(stage):
+        arch, how = stage_architecture(ctx.plan, member)
+        ctx.archs[(dname, member["model"])] = (arch, how)
+        if arch is None:
+            c.notes.append(f"{member['model']}: no architecture: {how}")
+            continue
+        mcfg = member.get("config") or cfg  # a joint group's members keep their own tier and side-outputs
+        archs[member["model"]], configs[member["model"]] = arch, mcfg
+        tier, compression = mcfg.get("tier", "pooled"), str(mcfg.get("compression", "zstd"))
+        rules = member.get("frames", params.get("frames"))
+        stored = Stored()
+        if tier in ("both", "frames"):
+            stored = stored_frames(facts, rules) if rules else Stored(all_utterances=True, purposes=["every utterance (no frames selection)"])
+        ctx.stored[(dname, member["model"])] = stored
+        ctx.compression[(dname, member["model"])] = compression
+        if tier in ("both", "pooled"):
+            c.written["pooled"] = c.written.get("pooled", 0.0) + pooled_bytes(arch, facts.utterances)
+        if tier in ("both", "frames"):
+            c.written["frames"] = c.written.get("frames", 0.0) + frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), compression)
+            share = stored.total_seconds(facts) / max(facts.seconds, 1e-9)
+            c.notes.append(f"{member['model']} frames tier: {stored.utterances(facts):,.0f} utterances, {stored.total_seconds(facts) / 3600:,.2f} h "
+                           f"({share:.1%} of the audio): " + "; ".join(dict.fromkeys(stored.purposes)))
+        for side in mcfg.get("cka") or []:
+            dims = [l.dim for l in arch.frame_layers] if not side.get("layers") else [l.dim for l in arch.layers if l.name in side["layers"]]
+            _add_state(c, state_bytes_for(dims), sum(dims), arch, facts, shards)
+        c.flops += facts.seconds * arch.flops_per_second
+        c.notes.append(f"{arch.name}: {arch.params / 1e6:,.1f} M parameters, {arch.flops_per_second / 1e9:,.2f} GFLOP per audio second ({how})")
+    layers = params.get("layers") or {}
+    for a, b in params.get("joint_cka") or []:
+        if a in archs and b in archs:
+            da, db = joint_dims(archs[a], layers.get(a)), joint_dims(archs[b], layers.get(b))
+            slow = archs[a] if min(l.rate for l in archs[a].frame_layers) <= min(l.rate for l in archs[b].frame_layers) else archs[b]
+            _add_state(c, state_bytes_for(da, db, "joint"), sum(da) + sum(db), slow, facts, shards)
     c.gpu_hours = _gpu_hours(ctx, c.flops, F.INFERENCE_EFFICIENCY) if gpu else 0.0
-    host, device = extract_memory(arch, cfg)
-    device += 2 * c.cka_state_bytes
+    host, device = actor_memory([(archs[m], configs[m]) for m in archs], c.cka_state_bytes)
     if gpu:
         c.gpu_memory_bytes = device
         c.peak_memory_bytes = host
     else:  # on the CPU the device copy is the host copy: the weights once
-        c.peak_memory_bytes = host + device - 4.0 * arch.params
-    c.notes.append(f"{arch.name}: {arch.params / 1e6:,.1f} M parameters, {arch.flops_per_second / 1e9:,.2f} GFLOP per audio second ({how})")
+        c.peak_memory_bytes = host + device - 4.0 * sum(a.params for a in archs.values())
     return c
+
+
+def joint_dims(arch: F.Architecture, selection: list[str] | None) -> list[int]:
+    """Widths of a model's frame-level layers entering CKA (all, or the named ones)."""
+    return [l.dim for l in arch.frame_layers if selection is None or l.name in selection]
+
+
+def actor_memory(members: list[tuple[F.Architecture, dict[str, Any]]], state_bytes: float) -> tuple[float, float]:
+    """(host, device) bytes of one extraction actor running these models (a joint group: several) with ``state_bytes`` of CKA states.
+
+    One process and decode window; each model's weights, a batch of its hidden states and its tier writers' queue add up.
+    """
+    if not members:
+        return F.PROCESS_BASE_BYTES, 0.0
+    cfg = members[0][1]
+    weights = sum(a.params * 4.0 for a, _ in members)
+    kept = sum(float(m.get("batch_seconds", 40.0)) * a.frames_bytes_per_second() * 2 for a, m in members)  # float32 hidden states
+    row_groups = sum(2 * float(m.get("row_group_mb", 32.0)) * 2**20 * (2 if m.get("tier", "pooled") == "both" else 1) for _, m in members)
+    window = float(cfg.get("bucket_window_seconds", 600.0)) * 16000 * 4 * 2
+    host = F.PROCESS_BASE_BYTES + weights + window + row_groups + kept * 1.5  # the batch's features copied to the host, fp16 + fp32
+    device = weights + kept * (1 + F.FORWARD_TRANSIENT_FACTOR) + 2 * state_bytes
+    return host, device
+
+
+def _add_state(c: StageCost, state: float, width: int, arch: F.Architecture, facts: DatasetFacts, shards: int) -> None:
+    """One side-output: its state in memory, one state per shard (+ the merged one) written, the Gram update's FLOPs."""
+    c.cka_state_bytes += state
+    c.written["side_outputs"] = c.written.get("side_outputs", 0.0) + state * (shards + 1)
+    rate = min((l.rate for l in arch.frame_layers), default=0.0) or 0.0
+    c.flops += facts.seconds * float(rate) * width * width  # the packed Gram update (half a full GEMM)
 
 
 def _probe(ctx: _Ctx, stage: Any) -> StageCost:
@@ -683,8 +653,8 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
     from layerlab.study.plan import task_tier
 
     p = stage.params
-    dep = stage.deps[0]
-    arch = ctx.archs.get(dep, (None, ""))[0]
+    key = (p["dataset"], p["model"])
+    arch = ctx.archs.get(key, (None, ""))[0]
     facts = ctx.facts[p["dataset"]]
     local = p.get("runner") == "local"
     c = StageCost(stage.id, "probe", "cpu worker (stage task)" if local else "tune workers", ctx.nodes.cpu)
@@ -698,9 +668,8 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
         c.read["pooled"] = pooled_bytes(arch, facts.utterances)
         c.peak_memory_bytes = F.PROCESS_BASE_BYTES + pooled_bytes(arch, facts.utterances) * 2
         return c
-    extract = ctx.costs.get(dep)
-    stored = ctx.stored.get(dep, Stored())
-    frames_total = extract.written.get("frames", 0.0) if extract else 0.0
+    stored = ctx.stored.get(key, Stored())
+    frames_total = frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), ctx.compression.get(key, "zstd"))
     per_split = _probe_split_bytes(ctx, facts, stage, arch, stored, frames_total)
     max_epochs, _ = cfg.epochs_for("frames")
     hold = cfg.frames_memory_mb * 2**20
@@ -711,8 +680,12 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
     c.read["frames"] = read
     c.audio_hours = sum(per_split.values()) / max(arch.frames_bytes_per_second(), 1.0) / 3600.0
     c.peak_memory_bytes = F.PROCESS_BASE_BYTES + min(hold, sum(per_split.values())) * 2.5
-    flops_per_frame_byte = 2 * 3 * (cfg.hidden + 1)  # weighted sum + projection to the head, forward and backward, per value
-    c.flops = read / 2 * flops_per_frame_byte
+    # per value read: the weighted sum (one multiply-add) and the head's projection of the summed frame (hidden per layer width),
+    # forward and backward (x 3)
+    per_value = 3 * 2 * (1 + cfg.hidden / max(1, len(arch.layers)))
+    c.flops = read / 2 * per_value
+    if not local and cfg.gpus_per_trial > 0:
+        c.gpu_hours = _gpu_hours(ctx, c.flops, F.TRAIN_EFFICIENCY)
     c.notes.append(f"frames read (upper bound: {max_epochs} epochs x {trials} trial(s) x {passes_layers} probe kinds): train "
                    f"{per_split.get('train', 0) / GB:,.2f} GB, dev {per_split.get('dev', 0) / GB:,.2f} GB, test {per_split.get('test', 0) / GB:,.2f} GB")
     return c
@@ -724,7 +697,7 @@ def _probe_split_bytes(ctx: _Ctx, facts: DatasetFacts, stage: Any, arch: F.Archi
 
     p = stage.params
     cfg = ProbeConfig.model_validate(p.get("config") or {})
-    compression = str(ctx.plan.stages[stage.deps[0]].params.get("config", {}).get("compression", "zstd"))
+    compression = ctx.compression.get((p["dataset"], p["model"]), "zstd")
     if facts.rows is not None and stored.seconds:
         from layerlab.probe import frames_needed
         from layerlab.probe.needs import rows_source
@@ -743,12 +716,21 @@ def _probe_split_bytes(ctx: _Ctx, facts: DatasetFacts, stage: Any, arch: F.Archi
             part, size = found
             n = min(size.utterances, limit) if limit else size.utterances
             secs = 3600.0 * size.hours * n / max(1, size.utterances)
-            rule = next((r for r in ctx.plan.stages[stage.deps[0]].params["frames"]["probes"] if r["task"] == task), {})
+            rule = next((r for r in _frames_rules(ctx, stage.deps[0], p["model"]).get("probes", []) if r["task"] == task), {})
             if split == "train" and rule.get("crop_seconds"):
                 secs *= crop_keep(facts, float(rule["crop_seconds"]))
             out[split] = frames_bytes(arch, secs, n, compression)
         return out
     return {"train": frames_total}  # every utterance stored: an upper bound
+
+
+def _frames_rules(ctx: _Ctx, extract_id: str, model: str) -> dict[str, Any]:
+    """The frames rules of ``model`` in an extract stage (a joint group's member, or the stage itself)."""
+    stage = ctx.plan.stages[extract_id]
+    for member in extract_members(stage):
+        if member.get("model") == model:
+            return member.get("frames") or stage.params.get("frames") or {}
+    return stage.params.get("frames") or {}
 
 
 def cka_source(stage: Any) -> str:
@@ -767,7 +749,8 @@ def _cka(ctx: _Ctx, stage: Any) -> StageCost:
     dname = stage.id.split("/")[1]
     facts = ctx.facts[dname]
     c = StageCost(stage.id, "cka", "cpu workers", ctx.nodes.cpu)  # a stage task on a worker (shard tasks too for a reduction)
-    archs = [ctx.archs.get(d, (None, ""))[0] for d in stage.deps]
+    keys = [(dname, m) for m in p.get("models", [])]
+    archs = [ctx.archs.get(k, (None, ""))[0] for k in keys]
     if any(a is None for a in archs):
         c.notes.append("an architecture is unknown: not estimated")
         return c
@@ -791,8 +774,8 @@ def _cka(ctx: _Ctx, stage: Any) -> StageCost:
     if source == "pooled":
         c.read["pooled"] = sum(pooled_bytes(a, facts.utterances) for a in archs)  # type: ignore[arg-type]
     elif source in ("frames", "reduction"):
-        for dep, a in zip(stage.deps, archs):
-            c.read["frames"] = c.read.get("frames", 0.0) + _frames_read_for_sample(ctx, facts, dep, a, sample)  # type: ignore[arg-type]
+        for k, a in zip(keys, archs):
+            c.read["frames"] = c.read.get("frames", 0.0) + _frames_read_for_sample(ctx, facts, k, a, sample)  # type: ignore[arg-type]
     elif source == "side_output":
         shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
         c.read["side_outputs"] = state * shards
@@ -846,12 +829,11 @@ def _sample_size(ctx: _Ctx, facts: DatasetFacts, sample: dict[str, Any] | None, 
     return float(n), speakers, 3600.0 * size.hours * n / max(1, size.utterances)
 
 
-def _frames_read_for_sample(ctx: _Ctx, facts: DatasetFacts, dep: str, arch: F.Architecture, sample: dict[str, Any] | None) -> float:
+def _frames_read_for_sample(ctx: _Ctx, facts: DatasetFacts, key: tuple[str, str], arch: F.Architecture, sample: dict[str, Any] | None) -> float:
     """Bytes of the frames files a CKA over ``sample`` opens: every shard holding a sample utterance is read whole."""
-    stored = ctx.stored.get(dep, Stored())
-    compression = str(ctx.plan.stages[dep].params.get("config", {}).get("compression", "zstd"))
-    extract = ctx.costs.get(dep)
-    total = extract.written.get("frames", 0.0) if extract else 0.0
+    stored = ctx.stored.get(key, Stored())
+    compression = ctx.compression.get(key, "zstd")
+    total = frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), compression)
     if not sample:
         return total
     if facts.rows is not None and stored.seconds:
@@ -889,13 +871,15 @@ def _memory_problems(ctx: _Ctx) -> list[str]:
         node = F.NODE_TYPES[c.node]
         limit = node.memory_bytes * F.ACTOR_MEMORY_SHARE
         if c.peak_memory_bytes > limit:
-            what = "joint group" if c.kind == "extract" and "joint" in ctx.plan.stages[c.id].params else "stage"
+            what = "joint group" if c.kind == "extract" and ctx.plan.stages[c.id].params.get("members") else "stage"
             out.append(f"{c.id}: peak memory {c.peak_memory_bytes / GB:,.1f} GB exceeds the {limit / GB:,.1f} GB an actor gets on a "
                        f"{node.name} ({node.memory_gib:g} GiB x {F.ACTOR_MEMORY_SHARE:.0%}); the {what} cannot fit"
                        + (f" (CKA state {c.cka_state_bytes / GB:,.2f} GB per group)" if c.kind == "cka" else ""))
         if c.gpu_memory_bytes and node.gpus and c.gpu_memory_bytes > node.gpu_memory_bytes * 0.95:
+            joint = c.kind == "extract" and ctx.plan.stages[c.id].params.get("members")
             out.append(f"{c.id}: GPU memory {c.gpu_memory_bytes / GB:,.1f} GB exceeds the {node.gpu_memory_gib:g} GiB of a {node.gpu} "
-                       f"({node.name}); lower batch_seconds or split the joint group")
+                       f"({node.name})" + (f"; the joint group cannot fit (CKA states {c.cka_state_bytes / GB:,.2f} GB): split it"
+                                           if joint else "; lower batch_seconds"))
     return out
 
 
@@ -928,10 +912,19 @@ def _budget(ctx: _Ctx) -> tuple[dict[str, Any], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------------------- choices
-def prefer_crops(facts: DatasetFacts, crop: float) -> tuple[bool, str]:
-    """Whether fixed crops store fewer bytes than whole training utterances, and the figures that decided it."""
+#: fixed crops replace per-epoch random crops (less augmentation): the plan takes that trade only when it saves at least
+#: this share of the training frames and this many audio hours (about 70 GB of frames for the paper's eight models)
+CROPS_MIN_SAVING = 0.10
+CROPS_MIN_HOURS = 2.0
+
+
+def prefer_crops(facts: DatasetFacts, crop: float, train_utterances: int | None = None) -> tuple[bool, str]:
+    """Whether storing fixed crops pays (saves >= CROPS_MIN_SAVING of the training frames and >= CROPS_MIN_HOURS), and why."""
     keep = crop_keep(facts, crop)
-    return keep < 0.999, f"fixed {crop:g}-s crops keep {keep:.1%} of the training audio's frames"
+    n = min(train_utterances or facts.utterances, facts.utterances)
+    saved = n * facts.seconds / max(1, facts.utterances) * (1 - keep) / 3600.0
+    pays = (1 - keep) >= CROPS_MIN_SAVING and saved >= CROPS_MIN_HOURS
+    return pays, f"fixed {crop:g}-s crops keep {keep:.1%} of the training audio's frames ({saved:,.2f} h saved)"
 
 
 def render(cost: PlanCost, width: int = 0) -> list[str]:

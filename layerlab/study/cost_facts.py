@@ -73,6 +73,7 @@ class Architecture:
     params: int
     flops_per_second: float  # forward FLOPs per second of audio
     source: str
+    pooled_compression: float = POOLED_COMPRESSION  # on-disk / raw of its pooled tier
 
     @property
     def frame_layers(self) -> tuple[Layer, ...]:
@@ -120,8 +121,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "wavlm_large": Architecture("wavlm_large", _stack("hidden_", 25, 1024, 50.0), 315_453_120, 35.87e9, _MEASURED),
     "ecapa_c1024": Architecture("ecapa_c1024", ecapa_layers([1024, 1024, 1024, 1024, 3072]), 20_767_552, 3.762e9, _MEASURED),
     "ecapa_c512": Architecture("ecapa_c512", ecapa_layers([512, 512, 512, 512, 1536]), 6_194_048, 1.043e9, _MEASURED),
-    "fbank": Architecture("fbank", (Layer("fbank", 240, 100.0),), 0, 4.25e6, _MEASURED),
-    "mfcc": Architecture("mfcc", (Layer("mfcc", 39, 100.0),), 0, 1.26e6, _MEASURED),
+    # per-utterance mean normalisation makes the pooled means zeros: zstd keeps ~60 % (measured, tests/study/test_cost.py)
+    "fbank": Architecture("fbank", (Layer("fbank", 240, 100.0),), 0, 4.25e6, _MEASURED, 0.6),
+    "mfcc": Architecture("mfcc", (Layer("mfcc", 39, 100.0),), 0, 1.26e6, _MEASURED, 0.6),
     "ge2e": Architecture("ge2e", _stack("lstm", 3, 256, 100.0) + (Layer("embedding", 256, None),), 1_423_616, 0.28e9,
                          "3-layer LSTM (40 mel -> 256) multiply-adds by hand, 100 frames/s"),
 }

@@ -92,7 +92,7 @@ def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     p = stage.params
     if "group" in p:
         return dict(ctx.results[p["group"]]["members"][p["model"]])
-    if "joint" in p:
+    if "members" in p:
         return _run_joint_extract(stage, ctx)
     spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
@@ -128,8 +128,8 @@ def _run_joint_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     from layerlab.extract import ExtractConfig
     from layerlab.extract.joint import extract_joint
 
-    joint = stage.params["joint"]
-    members = joint["members"]
+    p = stage.params
+    members = {mp["model"]: mp for mp in p["members"]}
     specs = {m: stage_model_spec(mp, ctx.results) for m, mp in members.items()}
     data = ctx.results[stage.deps[0]]["url"]
     configs = {m: ExtractConfig.model_validate(mp["config"]) for m, mp in members.items()}
@@ -140,8 +140,8 @@ def _run_joint_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     dname = stage.id.split("/")[1]
     caches = {m: ctx.plan.stages[f"extract/{dname}/{m}"].out for m in members}  # where each member's own stage points
     summary = extract_joint([f"{m}={s}" for m, s in specs.items()], data, stage.out, next(iter(configs.values())),
-                            member_urls=caches, member_configs=configs, pairs=[tuple(x) for x in joint["pairs"]],
-                            layers=joint.get("layers") or None)
+                            member_urls=caches, member_configs=configs, pairs=[tuple(x) for x in p["joint_cka"]],
+                            layers=p.get("layers") or None)
     storage.write_json(storage.join(stage.out, "summary.json"), summary.model_dump(mode="json"))
     out = {}
     for m, s in summary.members.items():

@@ -3,7 +3,7 @@ comes from per-shard joint side-output states (no frames tier, no CKA read) inst
 
 A group must fit one actor: its models' weights and batches and its CKA states (each member's own
 within-model state and one joint state per compared pair inside the group), by the cost model's memory
-estimate (``cost.group_memory``, states from ``state_bytes_for``). Groups are packed greedily in config
+estimate (``cost.actor_memory``, states from ``state_bytes_for``). Groups are packed greedily in config
 order, a model joining the group where it covers the most pairs; a pair split over two groups (or a model
 whose architecture is unknown offline) reads the frames tier with the distributed per-shard reduction.
 """
@@ -36,16 +36,15 @@ class JointGroup:
 
 
 def actor_memory_bytes(members: list[MemberInfo], pairs: list[tuple[str, str]]) -> float:
-    """Estimated peak memory of a group actor (host plus device memory, the weights counted once)."""
+    """Estimated peak memory of a group actor (the cost model's host plus device memory, the weights counted once)."""
     from layerlab.cka.feature_stats import state_bytes_for
-    from layerlab.study.cost import group_memory, joint_dims
+    from layerlab.study.cost import actor_memory, joint_dims
 
-    by = {m.name: m for m in members}
     dims = {m.name: joint_dims(m.arch, m.layers) for m in members}
     states = sum(state_bytes_for(dims[m.name]) for m in members if m.within_state and dims[m.name])
     states += sum(state_bytes_for(dims[a], dims[b], "joint") for a, b in pairs)
-    host, device = group_memory([(by[m].arch, by[m].config) for m in by], states)
-    return host + device - 4.0 * sum(m.arch.params for m in members)  # the weights once (host and device copies are one on a CPU)
+    host, device = actor_memory([(m.arch, m.config) for m in members], states)
+    return host + device - 4.0 * sum(m.arch.params for m in members)
 
 
 def choose_groups(infos: list[MemberInfo], pairs: list[tuple[str, str]], budget_bytes: float,

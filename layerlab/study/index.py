@@ -75,10 +75,12 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
                         **{k: res[k] for k in ("replicates", "group_by") if res.get(k)}})
         elif stage.kind == "corpus" and res:
             quarantine[f"corpus {stage.id.split('/', 1)[1]}"] = res.get("quarantined", 0)
-        elif stage.kind == "extract" and res and "joint" not in stage.params:  # a joint group's members report their own caches
+        elif stage.kind == "extract" and res and "members" not in stage.params:  # a joint group's members report their own caches
             quarantine[f"cache {stage.id.split('/', 1)[1]}"] = res.get("quarantined_model", 0)
-    stages = [{**{k: r.get(k) for k in ("id", "kind", "status", "reused", "wall_seconds", "error")}, "usage": stage_usage(r.get("usage"))}
-              for r in records.values() if r["id"] != "report"]
+    estimates = {c["id"]: c for c in plan.cost.to_json()["stages"]} if plan.cost is not None else {}
+    stages = [{**{k: r.get(k) for k in ("id", "kind", "status", "reused", "wall_seconds", "error")},
+               "estimate": {k: estimates[r["id"]][k] for k in ("runs_on", "stored_bytes", "read_bytes", "gpu_hours", "peak_memory_bytes")}
+               if r["id"] in estimates else None, "usage": stage_usage(r.get("usage"))} for r in records.values() if r["id"] != "report"]
     skipped = list(plan.skipped) + [
         {"dataset": r["id"].split("/")[1], "task": r["id"].split("/")[3], "reason": r.get("error") or ""}
         for r in records.values() if r["kind"] == "probe" and r["status"] == "skipped"
@@ -88,4 +90,5 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
         "models": models, "probes": probes, "cka": cka, "stages": stages, "skipped": skipped,
         "quarantine": quarantine, "versions": versions(), "config_text": getattr(plan, "config_text", ""),
         "allow_overlap": bool(getattr(config, "allow_overlap", False)), "leakage": plan.leakage,
+        "cost": None if plan.cost is None else {k: v for k, v in plan.cost.to_json().items() if k != "stages"},  # the plan's totals and budget
     }

@@ -253,8 +253,10 @@ def _extract_stage(plan: StudyPlan, config: StudyConfig, dname: str, mname: str,
 def _add_joint_stage(plan: StudyPlan, add: Any, dname: str, group: Any, members: dict[str, Stage]) -> None:
     """One extraction stage running every model of a joint group in one actor, writing each member's cache."""
     gid = group_id(dname, group.members)
-    params = {"joint": {"members": {m: s.params for m, s in members.items()}, "pairs": [list(p) for p in group.pairs],
-                        "layers": {m: list(plan.config.cka.layers[m]) for m in group.members if plan.config.cka and m in plan.config.cka.layers}}}
+    params: dict[str, Any] = {"members": [s.params for s in members.values()], "joint_cka": [list(p) for p in group.pairs]}
+    chosen = {m: list(plan.config.cka.layers[m]) for m in group.members if plan.config.cka and m in plan.config.cka.layers}
+    if chosen:
+        params["layers"] = chosen
     deps = sorted({d for s in members.values() for d in s.deps})
     caches = [s.out for s in members.values()]
     stage = Stage(gid, "extract", params, deps, storage.join(plan.out, "joint", dname, "+".join(group.members)),
@@ -500,7 +502,8 @@ def _crop_choice(plan: StudyPlan, dname: str, entry: Any) -> float | None:
     from layerlab.study.cost import prefer_crops
 
     facts = plan.facts.get(dname)
-    return crop if facts is not None and facts.known and prefer_crops(facts, crop)[0] else None
+    limit = ProbeConfig.model_validate(entry.config).max_train_utterances
+    return crop if facts is not None and facts.known and prefer_crops(facts, crop, limit)[0] else None
 
 
 def _probe_entries(plan: StudyPlan, config: StudyConfig, corpus_tasks: dict[str, dict[str, str]], predicted: dict[str, list[str] | None]) -> dict[str, list[Any]]:

@@ -303,7 +303,8 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
 
     def write_study_json(plan: StudyPlan) -> None:
         storage.write_json(storage.join(out, "study.json"), {"config": config.model_dump(mode="json", by_alias=True), "config_text": config_text,
-                                                             "allow_overlap": config.allow_overlap, "leakage": plan.leakage})
+                                                             "allow_overlap": config.allow_overlap, "leakage": plan.leakage,
+                                                             "cost": plan.cost.to_json() if plan.cost is not None else None})
 
     write_study_json(first)
     runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train, on_workers=True)

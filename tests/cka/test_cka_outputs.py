@@ -156,10 +156,13 @@ def test_group_by_speaker_at_frame_level_uses_the_cached_speakers(tmp_path):
     for row in open_cache(str(a)).iter_frames():
         frames_per_speaker[row.speaker] = frames_per_speaker.get(row.speaker, 0) + len(row.frames["h0"])
     assert sorted(frames_per_speaker) == ["spk0", "spk1", "spk2"]
-    job = CKAJob(str(a), level="frame", group_by="speaker")
+    job = CKAJob(str(a), level="frame", group_by="speaker", bootstrap=10)
     groups = collect_groups(job, pilot_shift_for(job))
     # one group per speaker across both shards, holding exactly that speaker's frames
     assert {k: g.n for k, g in groups.items()} == frames_per_speaker
+    # without intervals no group is kept: one state for all (memory of one state, not one per speaker)
+    single = CKAJob(str(a), level="frame", group_by="speaker")
+    assert {k: g.n for k, g in collect_groups(single, pilot_shift_for(single)).items()} == {"all": sum(frames_per_speaker.values())}
 
 
 def test_frame_level_on_a_pooled_only_cache_fails_clearly_and_utterance_level_works(tmp_path):

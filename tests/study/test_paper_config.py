@@ -41,3 +41,18 @@ def test_study_cli_dry_run_exit_codes(tmp_path: Path) -> None:
     assert f"models.m.colour: unknown key; allowed keys: control_of, extract, family, label, random_init, seed, spec, train ({bad})" in run.stderr
     demo = subprocess.run([layerlab, "demo", "--dry-run", "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0 and "plan OK" in demo.stdout and "corpus/synth" in demo.stdout
+
+
+def test_paper_config_cost_meets_the_storage_and_cka_read_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """<= 2 TB stored and <= 1 TB read by all CKA stages, with every probe and CKA stage of the paper still planned."""
+    monkeypatch.chdir(REPO)
+    config, _ = load_study_config("configs/paper.yaml")
+    plan = build_plan(config, config.out or "")
+    assert plan.problems == []
+    totals = plan.cost.totals
+    assert totals["stored_bytes"] <= 2e12 and totals["cka_read_bytes"] <= 1e12 and totals["probe_read_bytes"] > 0
+    kinds = [s.kind for s in plan.order()]
+    assert kinds.count("probe") == 48 and kinds.count("cka") == 72  # 8 models x 6 tasks; 8 x 2 within + 28 x 2 across
+    asv = plan.stages["extract/voxceleb1/wavlm_large"].params["frames"]["probes"][0]
+    assert asv["task"] == "asv" and asv["crop_seconds"] == 8.0  # the plan picked fixed 8-s crops (cheaper than whole utterances)
+    assert plan.cost.budget["stored_tb"]["ok"] and plan.cost.budget["cka_read_tb"]["ok"]

@@ -145,3 +145,27 @@ def test_local_probes_run_beside_other_stages_without_tune(tmp_path: Path, ray_s
         assert not (probe_dir / "tune").exists()
     table = pd.read_parquet(out / "report" / "tables" / "model_task.parquet")
     assert set(table.loc[table["task"] == "sid", "model"]) == {"fbank", "mfcc"}
+
+
+def test_frames_are_stored_only_for_the_probes_and_the_cka_sample(tmp_path: Path, ray_session: None) -> None:
+    """A PR probe on a train sample and frame-level CKA on a declared sample: the cache's frames tier holds just those
+    utterances (bytes within 15 % of the plan's estimate), the probe runs on it, the CKA reports its half-vs-all check."""
+    from layerlab.cache import open_cache
+
+    out = tmp_path / "study"
+    doc = tiny_study(models={"fbank": {"spec": "fbank"}},
+                     probe={"tasks": [{"task": "pr", "layers": "weighted", "config": {"max_train_utterances": 3, "max_epochs": 2}}],
+                            "defaults": {"runner": "local"}},
+                     cka={"max_utterances": 6, "within": {"levels": ["frame"], "bootstrap": 5, "group_by": "speaker", "groups": 2},
+                          "across": None})
+    result, lines = _run(doc, out)
+    assert not result.failed, lines
+    cache = open_cache(str(out / "cache" / "synth" / "fbank"))
+    selection = cache.frames_selection()
+    assert 0 < len(selection.ids) < cache.manifest.kept and len(cache.read_pooled().ids) == cache.manifest.kept
+    estimate = result.plan.cost.stages["extract/synth/fbank"]
+    assert estimate.written["frames"] == pytest.approx(cache.manifest.tier_bytes("frames"), rel=0.15)
+    summary = json.loads((out / "cka" / "synth" / "within" / "fbank" / "frame" / "summary.json").read_text())
+    assert summary["n_utterances"] == 6 and summary["convergence"]["half_utterances"] == 3 and summary["ci"]["n_groups"] == 2
+    probe = json.loads((out / "probe" / "synth" / "fbank" / "pr" / "summary.json").read_text())
+    assert probe["task_info"]["splits"]["sizes"]["train"] == 3
