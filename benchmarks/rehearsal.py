@@ -12,9 +12,10 @@ Run: ``.venv/bin/python benchmarks/rehearsal.py [--hubert auto|yes|no] [--speake
    {CPU: 1, GPU: 1}; the "GPUs" are fake, the models run on CPU) with the storage IO audit on, then the
    same config on a single-node Ray.
 4. Prints the placement table (stage -> nodes and what ran there), the estimate-vs-measured table (bytes
-   written and read per stage from the IO audit, actor peak memory from the actors' own reports, against
-   the plan's ``--dry-run --json`` figures), the driver's CPU share, and the largest difference between the
-   two runs' outputs (CKA tables; probe metrics, which must be identical).
+   of the data tiers written and read per stage from the IO audit -- result files such as probe heads,
+   tables and figures left out --, the model actor's peak memory from its own reports, against the plan's
+   ``--dry-run --json`` figures as the run re-plans them from the built corpus), the driver's CPU share, and
+   the largest difference between the two runs' outputs (CKA tables; probe metrics, which must be identical).
 
 Nothing is asserted here; ``tests/study/test_rehearsal.py`` (slow) runs it and checks the figures.
 """
@@ -220,15 +221,24 @@ def cluster_nodes(address: str, env: dict[str, str]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ measurements
-def io_by_stage(folder: Path) -> dict[str, dict[str, int]]:
-    """Bytes written and read per stage, from the IO audit lines (each tagged with the stage that did it)."""
-    out: dict[str, dict[str, int]] = {}
+#: result files (probe heads and tables, CKA tables, figures, the report, markers): the cost model's ``results`` tier
+RESULT_FOLDERS = ("probe", "cka", "report", "stages", "joint", "run.json", "study.json")
+
+
+def io_by_stage(folder: Path, out: str) -> dict[str, dict[str, int]]:
+    """Bytes written and read per stage, from the IO audit lines (each tagged with the stage that did it): all of them,
+    and the data tiers alone (audio, frames, pooled, side-outputs: everything but result files under ``out``)."""
+    rows: dict[str, dict[str, int]] = {}
+    prefix = out.rstrip("/") + "/"
     for f in folder.glob("io-*.jsonl"):
         for line in f.read_text().splitlines():
             r = json.loads(line)
-            row = out.setdefault(r.get("stage") or "(driver)", {"write": 0, "read": 0})
+            row = rows.setdefault(r.get("stage") or "(driver)", {"write": 0, "read": 0, "write_data": 0, "read_data": 0})
             row[r["op"]] += int(r["bytes"])
-    return out
+            url = str(r["url"])
+            if not (url.startswith(prefix) and url[len(prefix):].split("/", 1)[0] in RESULT_FOLDERS):
+                row[f"{r['op']}_data"] += int(r["bytes"])
+    return rows
 
 
 @dataclass
@@ -279,9 +289,11 @@ def estimate_rows(record: RunRecord) -> list[dict[str, Any]]:
         if s.get("reused") or s["status"] != "done":
             continue
         est = plan.get(s["id"], {})
-        io = record.io.get(s["id"], {"write": 0, "read": 0})
-        row = {"stage": s["id"], "written": io["write"], "written_est": est.get("stored_bytes"), "read": io["read"],
-               "read_est": est.get("read_bytes"), "peak": actor_peak(record, s["id"]) or None, "peak_est": est.get("peak_memory_bytes")}
+        io = record.io.get(s["id"], {"write_data": 0, "read_data": 0})
+        data = {k: sum(v for t, v in (est.get(f"{k}_by_tier") or {}).items() if t != "results") for k in ("written", "read")}
+        row = {"stage": s["id"], "written": io["write_data"], "written_est": data["written"] if est else None, "read": io["read_data"],
+               "read_est": data["read"] if est else None, "peak": actor_peak(record, s["id"]) or None,
+               "peak_est": (est.get("peak_memory_bytes") if actor_peak(record, s["id"]) else None)}
         rows.append(row)
     return rows
 
@@ -369,7 +381,7 @@ def rehearse(work: Path, hubert: str = "auto", speakers: int = 10, timeout: floa
             nodes = cluster_nodes(address, env)
         if rc != 0:
             raise RuntimeError(f"the cluster run failed (exit {rc}): {(work / 'cluster-driver.log').read_text()[-3000:]}")
-        cluster = RunRecord(cluster_out, read_run(cluster_out), io_by_stage(audit), estimates_after(doc, cluster_out), nodes)
+        cluster = RunRecord(cluster_out, read_run(cluster_out), io_by_stage(audit, cluster_out), estimates_after(doc, cluster_out), nodes)
         single_out = "s3://rehearsal/single"
         t1 = time.perf_counter()
         rc = run_driver(config, single_out, driver_env({**s3}), timeout, work / "single-driver.log")
@@ -395,7 +407,7 @@ def render(results: dict[str, Any]) -> str:
     for r in results["placement"]:
         head = f"  ON HEAD: {r['on_head']}" if r["on_head"] else ""
         lines.append(f"  {r['stage']:<48} {','.join(r['nodes']):<20} {'; '.join(r['roles']):<44} {r['cpu_seconds']:8.1f} {r['gpu_seconds']:8.1f}{head}")
-    lines.append("estimate vs measured (MB; ratio measured/estimate):")
+    lines.append("estimate vs measured (MB of the data tiers: audio, frames, pooled, side-outputs; ratio measured/estimate):")
     for r in results["estimates"]:
         cells = []
         for key in ("written", "read", "peak"):

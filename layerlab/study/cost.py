@@ -567,10 +567,13 @@ def _extract(ctx: _Ctx, stage: Any) -> StageCost:
     gpu = float(cfg.get("num_gpus_per_actor", 1.0)) > 0 and cfg.get("device") != "cpu"
     c = StageCost(stage.id, "extract", "gpu workers" if gpu else "cpu workers", ctx.nodes.gpu if gpu else ctx.nodes.cpu,
                   audio_hours=facts.seconds / 3600.0)
-    c.read["audio"] = facts.audio_bytes
+    shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
+    # the audio: checksummed (verify) and decoded once per shard, plus the pilot utterances' shards (feature side-outputs)
+    feature_sides = any(s.get("estimator", "feature") == "feature" for m in extract_members(stage) for s in (m.get("config") or cfg).get("cka") or [])
+    pilot = min(int(cfg.get("pilot_shards", 8)), shards) / shards if feature_sides or params.get("joint_cka") else 0.0
+    c.read["audio"] = facts.audio_bytes * (1 + (1 if cfg.get("verify", True) else 0) + pilot)
     if not facts.known:
         c.notes.append(f"dataset size unknown ({facts.source}): bytes and hours not estimated")
-    shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
     from layerlab.cka.feature_stats import state_bytes_for
 
     archs: dict[str, F.Architecture] = {}
@@ -641,9 +644,11 @@ def actor_memory(members: list[tuple[F.Architecture, dict[str, Any]]], state_byt
 
 
 def _add_state(c: StageCost, state: float, width: int, arch: F.Architecture, facts: DatasetFacts, shards: int) -> None:
-    """One side-output: its state in memory, one state per shard (+ the merged one) written, the Gram update's FLOPs."""
+    """One side-output: its state in memory, one state per shard (+ the merged one) written and the shards' read back once
+    (the finished extraction merges them), the Gram update's FLOPs."""
     c.cka_state_bytes += state
     c.written["side_outputs"] = c.written.get("side_outputs", 0.0) + state * (shards + 1)
+    c.read["side_outputs"] = c.read.get("side_outputs", 0.0) + state * shards
     rate = min((l.rate for l in arch.frame_layers), default=0.0) or 0.0
     c.flops += facts.seconds * float(rate) * width * width  # the packed Gram update (half a full GEMM)
 
@@ -661,7 +666,6 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
     c.written["results"] = F.PROBE_RESULTS_BYTES
     cfg = ProbeConfig.model_validate(p.get("config") or {})
     trials = int(p.get("tune_samples", 1))
-    passes_layers = 2 if p.get("layers") == "both" else 1
     if arch is None:
         return c
     if task_tier(p["task"]) != "frames":
@@ -673,20 +677,31 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
     per_split = _probe_split_bytes(ctx, facts, stage, arch, stored, frames_total)
     max_epochs, _ = cfg.epochs_for("frames")
     hold = cfg.frames_memory_mb * 2**20
-    read = 0.0
-    for split, b in per_split.items():
-        epochs = 1 if split == "test" or b <= hold else max_epochs
-        read += b * epochs * trials * passes_layers
-    c.read["frames"] = read
+    # Every open of a shard's frames file reads all of it (up to IN_MEMORY_BYTES: read and checksummed in memory; larger:
+    # a checksum pass, then the reads), and a split's utterances are spread over the shards, so each split a process
+    # reads costs one pass over the files. The stage's own process reads train once (the bound task's scales) and dev
+    # and test once (the best trial's evaluation); each trial reads train and dev once, or every epoch when they do not
+    # fit frames_memory_mb. Per-layer probes (layers: each/both) add one trial per layer.
+    from layerlab.artifacts import IN_MEMORY_BYTES
+
+    shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
+    per_pass = frames_total * (1 if frames_total / shards <= IN_MEMORY_BYTES else 2)
+    fits = per_split.get("train", 0.0) + per_split.get("dev", 0.0) <= hold
+    n_trials = (trials if p.get("layers") in ("weighted", "both", None) else 0) + (len(arch.layers) if p.get("layers") in ("each", "both") else 0)
+    passes = 3 + n_trials * 2 * (1 if fits else max_epochs)
+    c.read["frames"] = per_pass * passes
+    c.read["pooled"] = pooled_bytes(arch, facts.utterances)  # the probe source opens the pooled tier
+    c.read["audio"] = facts.audio_bytes  # labels and splits joined from the source dataset's shards
     c.audio_hours = sum(per_split.values()) / max(arch.frames_bytes_per_second(), 1.0) / 3600.0
     c.peak_memory_bytes = F.PROCESS_BASE_BYTES + min(hold, sum(per_split.values())) * 2.5
     # per value read: the weighted sum (one multiply-add) and the head's projection of the summed frame (hidden per layer width),
     # forward and backward (x 3)
     per_value = 3 * 2 * (1 + cfg.hidden / max(1, len(arch.layers)))
-    c.flops = read / 2 * per_value
+    c.flops = c.read["frames"] / 2 * per_value
     if not local and cfg.gpus_per_trial > 0:
         c.gpu_hours = _gpu_hours(ctx, c.flops, F.TRAIN_EFFICIENCY)
-    c.notes.append(f"frames read (upper bound: {max_epochs} epochs x {trials} trial(s) x {passes_layers} probe kinds): train "
+    c.notes.append(f"frames read: {passes} passes over the {frames_total / GB:,.2f} GB of frames files ({n_trials} trial(s), "
+                   f"{'in memory' if fits else f'{max_epochs} epochs from the files'}); train "
                    f"{per_split.get('train', 0) / GB:,.2f} GB, dev {per_split.get('dev', 0) / GB:,.2f} GB, test {per_split.get('test', 0) / GB:,.2f} GB")
     return c
 

@@ -133,7 +133,8 @@ def _run_joint_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     specs = {m: stage_model_spec(mp, ctx.results) for m, mp in members.items()}
     data = ctx.results[stage.deps[0]]["url"]
     configs = {m: ExtractConfig.model_validate(mp["config"]) for m, mp in members.items()}
-    selections = {m: frames_selection(mp.get("frames"), data) for m, mp in members.items()}
+    rows = dataset_rows(data) if any(mp.get("frames") and not mp["frames"].get("all") for mp in members.values()) else None
+    selections = {m: frames_selection(mp.get("frames"), data, rows) for m, mp in members.items()}
     for m, selection in selections.items():  # each member's frames tier only for what its probes and CKA read
         if selection is not None:
             configs[m] = configs[m].model_copy(update={"frames_select": selection.ids})
@@ -157,17 +158,21 @@ def dataset_rows(url: str) -> tuple[Any, dict[str, Any]]:
     from layerlab.data.rows import read_rows
 
     manifest = read_manifest(url)
-    return read_rows(url, manifest), dict(manifest.tasks)
+    # not checksummed here: only the metadata columns are read, and an extraction checksums each shard it decodes
+    return read_rows(url, manifest, verify=False), dict(manifest.tasks)
 
 
-def frames_selection(rules: dict[str, Any] | None, data_url: str) -> Any:
-    """The FramesSelection an extract stage writes, resolved from the dataset's rows (None: every utterance)."""
+def frames_selection(rules: dict[str, Any] | None, data_url: str, rows: tuple[Any, dict[str, Any]] | None = None) -> Any:
+    """The FramesSelection an extract stage writes, resolved from the dataset's rows (None: every utterance).
+
+    ``rows``: the dataset's (rows, tasks) when the caller already read them (a joint group's members share one read).
+    """
     if not rules or rules.get("all"):
         return None
     from layerlab.study.frames import resolve_selection
 
-    rows, tasks = dataset_rows(data_url)
-    return resolve_selection(rules, rows, tasks, data_url)
+    rows_df, tasks = rows if rows is not None else dataset_rows(data_url)
+    return resolve_selection(rules, rows_df, tasks, data_url)
 
 
 def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:

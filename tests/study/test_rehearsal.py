@@ -4,8 +4,9 @@ WavLM Large (s3prl config), the 1024-channel ECAPA-TDNN and, when the plan's mem
 machine, HuBERT Large; an in-study synthetic corpus and results on S3 (moto); within- and across-model
 frame-level CKA from one joint extraction actor, a PR and an ASV probe on Ray Tune. Checks: every stage's
 work ran on worker nodes (the head has 0 CPUs and hosts nothing), more than one worker node was used,
-the measured bytes written and read (storage IO audit) and the joint actor's peak memory are within 15 %
-of the plan's estimates for every stage that moves at least a megabyte, the driver's CPU is at most 5 %
+the measured bytes of the data tiers written and read (storage IO audit: audio, frames, pooled, side-outputs;
+result files left out) and the joint actor's peak memory are within 15 % of the plan's estimates for every
+stage that moves at least a megabyte, the driver's CPU is at most 5 %
 of the study's, and the outputs equal a single-node run of the same config (CKA to 1e-6, probe metrics
 exactly). About 30-60 minutes on the shared 2-core machine.
 """
@@ -44,5 +45,5 @@ def test_full_width_rehearsal_on_a_fake_multinode_cluster(tmp_path: Path) -> Non
             assert estimate and abs(measured / estimate - 1) <= 0.15, (r["stage"], key, measured, estimate)
     assert results["usage"]["driver_cpu_share"] <= 0.05, results["usage"]
     compare = results["compare"]
-    assert compare["cka_tables"] >= 6 and compare["cka_max_abs_diff"] <= 1e-6
+    assert compare["cka_tables"] >= 5 and compare["cka_max_abs_diff"] <= 1e-6  # within x 2 (A x A) and across (A x A, B x B, A x B)
     assert compare["probes"] == 2 and compare["probes_differing"] == []
