@@ -16,7 +16,8 @@ FORWARDED_ENV = (
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
     "GOOGLE_APPLICATION_CREDENTIALS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "LAYERLAB_CACHE",
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAYERLAB_IO_AUDIT",
+    "LAYERLAB_STAGE",
 )
 
 
@@ -63,15 +64,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
     if ray.is_initialized():
         return
     quiet_console()
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    # "local", never None: Ray's None joins whatever cluster /tmp/ray/ray_current_cluster names (another user's, or a dead one)
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     options: dict[str, Any] = dict(kwargs)
     if quiet:
         options.setdefault("configure_logging", False)
         options.setdefault("log_to_driver", False)
-    if address in (None, "local"):
-        # Ray starts workers at nice 15 so a driver stays responsive; an embedded study driver does real work
-        # itself (local probes, CKA) and would starve its own extraction actors and Train workers. Equal
-        # priority here; a user's RAY_worker_niceness wins.
+    if address == "local":
+        # Ray starts workers at nice 15 so a driver stays responsive; an embedded study's stage tasks, actors and
+        # Train workers would otherwise compete with other processes at a lower priority. Equal priority here; a
+        # user's RAY_worker_niceness wins.
         os.environ.setdefault("RAY_worker_niceness", "0")
         options.setdefault("include_dashboard", False)
         if num_cpus is not None:

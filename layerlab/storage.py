@@ -28,6 +28,12 @@ import fsspec
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: A local folder: when set, every read and write through this module appends one JSON line (op, url, bytes,
+#: pid, host, and the study stage from ``LAYERLAB_STAGE``) to ``<folder>/io-<host>-<pid>.jsonl`` -- which
+#: process read or wrote which file, and how much (the rehearsal's measured bytes, the tests' "no frames tier
+#: read on the driver"). Forwarded to Ray workers.
+IO_AUDIT_ENV = "LAYERLAB_IO_AUDIT"
+
 #: Errors that are never worth retrying: the object is missing, forbidden or the call is wrong.
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError, TypeError)
 
@@ -115,6 +121,50 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and any(m in text for m in markers)
 
 
+def audit(op: str, url: str, nbytes: int) -> None:
+    """Record one read or write in the IO audit folder (see ``IO_AUDIT_ENV``); nothing when it is not set."""
+    folder = os.environ.get(IO_AUDIT_ENV)
+    if not folder:
+        return
+    import socket
+
+    line = json.dumps({"op": op, "url": str(url), "bytes": int(nbytes), "pid": os.getpid(), "host": socket.gethostname(), "t": time.time(),
+                       "stage": os.environ.get("LAYERLAB_STAGE")})
+    with open(os.path.join(folder, f"io-{socket.gethostname()}-{os.getpid()}.jsonl"), "a") as f:
+        f.write(line + "\n")
+
+
+class _CountingReader:
+    """A file object that counts the bytes read through it and audits them when closed."""
+
+    def __init__(self, f: Any, url: str) -> None:
+        self._f, self._url, self._n = f, url, 0
+
+    def read(self, *args: Any) -> bytes:
+        data = self._f.read(*args)
+        self._n += len(data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(memoryview(buf)))
+        memoryview(buf)[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self._f.closed:
+            audit("read", self._url, self._n)
+        self._f.close()
+
+    def __enter__(self) -> "_CountingReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 def exists(url: str) -> bool:
     """Whether an object or directory exists at ``url``."""
     fs, path = url_to_fs(url)
@@ -125,13 +175,16 @@ def read_bytes(url: str) -> bytes:
     """Read a whole object. Raises FileNotFoundError naming the URL when it is missing."""
     fs, path = url_to_fs(url)
     try:
-        return with_retries(lambda: fs.cat_file(path), what=f"read {url}")
+        data = with_retries(lambda: fs.cat_file(path), what=f"read {url}")
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{url}: no such file or object") from exc
+    audit("read", url, len(data))
+    return data
 
 
 def atomic_write_bytes(url: str, data: bytes) -> None:
     """Write ``data`` so that ``url`` holds either the old object or the complete new one."""
+    audit("write", url, len(data))
     fs, path = url_to_fs(url)
     if is_local(url):
         target = Path(path)
@@ -178,6 +231,8 @@ def local_temp_for(url: str, suffix: str = "") -> Path:
 
 def publish_file(local: Path, url: str) -> None:
     """Atomically make the complete local file ``local`` visible at ``url``, then drop ``local``."""
+    if os.environ.get(IO_AUDIT_ENV):
+        audit("write", url, Path(local).stat().st_size)
     fs, path = url_to_fs(url)
     try:
         if is_local(url):
@@ -225,15 +280,18 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 def sha256_url(url: str, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of an object at any URL, streamed."""
     fs, path = url_to_fs(url)
-    h = hashlib.sha256()
 
-    def run() -> None:
+    def run() -> tuple[str, int]:
+        h, size = hashlib.sha256(), 0  # a retried read starts over
         with fs.open(path, "rb") as f:
             while block := f.read(chunk):
                 h.update(block)
+                size += len(block)
+        return h.hexdigest(), size
 
-    with_retries(run, what=f"checksum {url}")
-    return h.hexdigest()
+    digest, size = with_retries(run, what=f"checksum {url}")
+    audit("read", url, size)
+    return digest
 
 
 def list_files(url: str, suffix: str = "") -> list[str]:
@@ -394,6 +452,7 @@ def open_input(url: str, mode: str = "rb") -> Any:
     """Open an object for streaming reads (a seekable file object)."""
     fs, path = url_to_fs(url)
     try:
-        return fs.open(path, mode)
+        f = fs.open(path, mode)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{url}: no such file or object") from exc
+    return _CountingReader(f, url) if os.environ.get(IO_AUDIT_ENV) and "r" in mode else f

@@ -19,6 +19,9 @@ class _ReducerActor:
     """Ray actor body: a :class:`CKAReduction` that rebuilds itself from the checkpoint on (re)start."""
 
     def __init__(self, checkpoint_url: str | None, checkpoint_every: int, fanout: int) -> None:
+        from layerlab.usage import Meter
+
+        self.meter = Meter()
         self.core = CKAReduction(checkpoint_url, checkpoint_every, fanout)
 
     def add(self, shard_id: str, state: dict[str, Any], ids: list[str] | None = None) -> bool:
@@ -40,6 +43,10 @@ class _ReducerActor:
         import os
 
         return {"pid": os.getpid(), "resumed": self.core.resumed, "shards": len(self.core.seen)}
+
+    def usage(self) -> dict[str, Any]:
+        """This actor's usage unit so far (layerlab.usage)."""
+        return self.meter.unit("CKA reducer")
 
 
 def start_reducer(
@@ -85,7 +92,10 @@ def send_until_committed(reducer: Any, states: Mapping[str, dict[str, Any]], max
 
 
 def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bootstrap: int = 0, env_vars: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Distributed CKA of a :class:`~layerlab.cka.pipeline.CKAJob`: one Ray task per shard, one reducer actor."""
+    """Distributed CKA of a :class:`~layerlab.cka.pipeline.CKAJob`: one Ray task per shard, one reducer actor.
+
+    Returns the summary plus ``usage_units`` (each shard task's and the reducer's node and CPU seconds).
+    """
     from layerlab.cache.reader import IdLedger
     from layerlab.cka.pipeline import HALF_KEY, finish, merge_copy, merge_groups, pilot_shift_for, plan_sample, shard_group_states
     from layerlab.cka.state_io import accumulator_from_state
@@ -93,19 +103,22 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     from layerlab.runtime import runtime_env
 
     @ray.remote(num_cpus=1, runtime_env=runtime_env(env_vars))
-    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], list[str], dict[str, Any]]:
+    def shard_task(urls: list[str], shift: Any, keep_groups: bool) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], list[str], dict[str, Any], dict[str, Any]]:
+        from layerlab.usage import Meter
+
+        meter = Meter()
         ids: list[str] = []
         groups = shard_group_states(job, urls, shift, ids)
         counts = job.counts[urls[0]]
         half = groups.pop(HALF_KEY, None)
         counts["sample_parts"] = job.collector.parts if job.collector is not None else []  # this shard's sampled items
         if not groups:  # every utterance of the shard was quarantined (or outside the CKA sample)
-            return None, {}, ids, counts
+            return None, {}, ids, counts, meter.unit("CKA shard task")
         merged = merge_copy(groups.values())
         kept = {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}
         if half is not None:  # the convergence half travels with the groups, under its own key
             kept[HALF_KEY] = half.state_dict()
-        return merged.state_dict(), kept, ids, counts
+        return merged.state_dict(), kept, ids, counts, meter.unit("CKA shard task")
 
     job.bootstrap = job.bootstrap or bootstrap  # groups are kept only when intervals are asked
     shift = pilot_shift_for(job)
@@ -127,4 +140,6 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
         for name in sorted(results):
             job.collector.extend(job.counts[name].pop("sample_parts", []))
         job.sample = job.collector.sample()
-    return finish(job, merged, out_url, groups if keep else None, bootstrap, half=half)
+    units = [res[4] for res in results.values()] + [ray.get(reducer.usage.remote())]
+    summary = finish(job, merged, out_url, groups if keep else None, bootstrap, half=half)
+    return {**summary, "usage_units": units}

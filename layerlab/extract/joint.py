@@ -22,7 +22,7 @@ from layerlab.cache import format as cf
 from layerlab.cache.reader import read_cache_manifest
 from layerlab.data.manifest import read_manifest
 from layerlab.extract.config import ExtractConfig
-from layerlab.extract.joint_cka import joint_name, member_names, member_spec
+from layerlab.extract.joint_cka import GroupSpec, joint_name, member_names, member_spec
 from layerlab.extract.pipeline import (
     _finalise,
     _metadata,
@@ -34,7 +34,7 @@ from layerlab.extract.pipeline import (
     selection_json,
     start_pool,
 )
-from layerlab.extract.pool import JointExtractActor, ModelActorPool, ShardTask
+from layerlab.extract.pool import JointExtractActor, ModelActorPool, ShardTask, usage_units
 from layerlab.extract.summary import ExtractSummary, JointSummary, ShardCost, busy_seconds
 from layerlab.progress import AudioProgress
 from layerlab.runtime import init_ray
@@ -42,13 +42,15 @@ from layerlab.runtime import init_ray
 log = logging.getLogger(__name__)
 
 
-def joint_side_outputs(names: list[str], desc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Per member, the ``metadata.json`` records of its joint side-outputs (one per later member)."""
+def joint_side_outputs(names: list[str], desc: dict[str, Any], pairs: list[tuple[str, str]] | None = None,
+                       layers: dict[str, list[str]] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Per member, the ``metadata.json`` records of its joint side-outputs (one per later member it is paired with)."""
     frame_layers = {n: [ln for ln, r in zip(d["layer_names"], d["frame_rates_hz"]) if r is not None] for n, d in desc.items()}
+    frame_layers.update({n: list(v) for n, v in (layers or {}).items() if n in frame_layers})
+    pairs = pairs if pairs is not None else [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            out[a].append({"name": joint_name(b), "estimator": "feature", "joint_with": b, "layers": frame_layers[a], "layers_b": frame_layers[b]})
+    for a, b in pairs:
+        out[a].append({"name": joint_name(b), "estimator": "feature", "joint_with": b, "layers": frame_layers[a], "layers_b": frame_layers[b]})
     return out
 
 
@@ -68,32 +70,43 @@ def _joint_shifts(urls: dict[str, str], sides: dict[str, list[str]], pool: Model
     return shifts
 
 
-def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: ExtractConfig | None = None) -> JointSummary:
-    """Extract every model of ``model_specs`` (``[NAME=]SPEC``) in one actor per group into ``out_url/<name>/`` caches plus joint CKA states."""
+def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: ExtractConfig | None = None, *,
+                  member_urls: dict[str, str] | None = None, member_configs: dict[str, ExtractConfig] | None = None,
+                  pairs: list[tuple[str, str]] | None = None, layers: dict[str, list[str]] | None = None) -> JointSummary:
+    """Extract every model of ``model_specs`` (``[NAME=]SPEC``) in one actor per group into ``out_url/<name>/`` caches plus joint CKA states.
+
+    The study passes ``member_urls`` (each member's cache URL), ``member_configs`` (each member's tier and own
+    side-outputs; batching must agree), ``pairs`` (the pairs that get a joint state; default all) and ``layers``
+    (each member's joint CKA layers; default its frame-level ones).
+    """
     config = config or ExtractConfig()
     t0 = time.perf_counter()
     if len(model_specs) < 2:
         raise ValueError(f"--model: a joint extraction needs at least 2 models, got {len(model_specs)}")
     names = member_names(model_specs)
     specs = {n: member_spec(s) for n, s in zip(names, model_specs)}
+    configs = {n: (member_configs or {}).get(n, config) for n in names}
+    group = GroupSpec(specs, {n: c.model_dump_json() for n, c in configs.items()}, [tuple(p) for p in pairs] if pairs is not None else None,  # type: ignore[misc]
+                      dict(layers) if layers else None)
     data_url, out_url = storage.canonical_url(data_url), storage.canonical_url(out_url)
     source = read_manifest(data_url)
-    storage.check_output_dir(out_url)
+    urls = {n: storage.canonical_url((member_urls or {})[n]) if member_urls else storage.join_inside(out_url, n) for n in names}  # names are checked; join_inside keeps every cache inside --out
+    for url in set(urls.values()) if member_urls else {out_url}:
+        storage.check_output_dir(url)
     init_ray()
-    pool = start_pool(specs, config, actor_body=JointExtractActor)
+    pool = start_pool(group, config, actor_body=JointExtractActor)
     pool.request(len(source.shards))
-    urls = {n: storage.join_inside(out_url, n) for n in names}  # names are checked; this keeps every cache inside --out
     summary = JointSummary(out_url=out_url, members={})
     manifests: dict[str, cf.CacheManifest] = {}
     joint_sides: dict[str, list[dict[str, Any]]] = {}
     try:
         _, desc = pool.first_ready()
-        joint_sides = joint_side_outputs(names, desc["members"])
+        joint_sides = joint_side_outputs(names, desc["members"], group.all_pairs(), layers)
         for n in names:
-            meta = _metadata(specs[n], data_url, config, desc["members"][n], source)
+            meta = _metadata(specs[n], data_url, configs[n], desc["members"][n], source)
             meta.source.relative = cf.relative_location(data_url, urls[n])
             meta.cka = meta.cka + joint_sides[n]
-            _prepare_output(urls[n], meta, config.overwrite, selection_json(config))
+            _prepare_output(urls[n], meta, configs[n].overwrite, selection_json(configs[n]))
         by_name = {s.name: s for s in source.shards}
         done = None
         for n in names:
@@ -107,16 +120,20 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
         skipped = len(source.shards) - len(todo)
         if config.max_shards is not None:
             todo = todo[: config.max_shards]
-        sides = {n: [c.name for c in config.cka if c.estimator == "feature"] + [j["name"] for j in joint_sides[n]] for n in names}
+        sides = {n: [c.name for c in configs[n].cka if c.estimator == "feature"] + [j["name"] for j in joint_sides[n]] for n in names}
         shifts = _joint_shifts(urls, sides, pool, pilot_urls(data_url, source, config)) if source.shards else {}
         for n in names:
-            summary.members[n] = ExtractSummary(out_url=urls[n], model_spec=specs[n], mode=desc["mode"], tiers=config.tiers,
+            summary.members[n] = ExtractSummary(out_url=urls[n], model_spec=specs[n], mode=desc["mode"], tiers=configs[n].tiers,
                                                 shards_total=len(source.shards), shards_written=0, shards_skipped=skipped, complete=False)
         progress = AudioProgress(sum(by_name[t.name].rows for t in todo), sum(by_name[t.name].audio_seconds for t in todo), config.progress)
 
         intervals: list[tuple[float, float, float]] = []
+        actors: dict[int, dict[str, Any]] = {}
 
         def on_result(task: ShardTask, outcome: Any) -> None:
+            if outcome.usage:
+                actors[int(outcome.usage["pid"])] = outcome.usage
+                summary.actor_usage = usage_units(actors)
             intervals.append((outcome.stats.get("pid", 0.0), outcome.stats.get("t_start", 0.0), outcome.stats.get("t_end", outcome.wall_seconds)))
             for n, o in outcome.members.items():
                 s = summary.members[n]
@@ -136,7 +153,7 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
                 s.shards_failed[task.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
         try:
-            pool.run(todo, out_url, shifts, on_result, on_error)
+            pool.run(todo, urls, shifts, on_result, on_error)
         finally:
             progress.close()
     finally:
@@ -146,7 +163,7 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
     for n in names:
         manifest = manifests[n]
         if len(manifest.shards) == len(source.shards):
-            sides_n = [c.name for c in config.cka] + [j["name"] for j in joint_sides[n]]
+            sides_n = [c.name for c in configs[n].cka] + [j["name"] for j in joint_sides[n]]
             summary.members[n].cka_results = _finalise(urls[n], data_url, source, manifest, sides_n)
         manifest.recount()
         storage.write_json(storage.join(urls[n], cf.MANIFEST_NAME), manifest.model_dump(mode="json"))
@@ -154,7 +171,7 @@ def extract_joint(model_specs: list[str], data_url: str, out_url: str, config: E
         s.complete, s.cache_utterances = manifest.complete, manifest.kept
         s.quarantined_source = manifest.quarantined_source if manifest.complete else source.quarantined
         s.quarantined_model = manifest.quarantined_model
-        s.tier_bytes = {t: manifest.tier_bytes(t) for t in config.tiers}
+        s.tier_bytes = {t: manifest.tier_bytes(t) for t in configs[n].tiers}
         s.wall_seconds = round(time.perf_counter() - t0, 3)
     summary.joint = [f"{urls[n]}/cka/{j['name']}" for n in names for j in joint_sides[n]]
     summary.wall_seconds = round(time.perf_counter() - t0, 3)

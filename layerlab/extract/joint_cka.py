@@ -22,6 +22,27 @@ from layerlab.models.base import LayerOutput
 
 
 @dataclass(frozen=True)
+class GroupSpec:
+    """A joint group as its actor builds it: specs, per-member extraction settings, compared pairs, CKA layers.
+
+    ``configs`` (ExtractConfig JSON per member) may differ only in tier and side-outputs; ``pairs`` default to
+    every pair in group order; ``layers`` names each member's joint CKA layers (default: its frame-level ones).
+    """
+
+    specs: dict[str, str]
+    configs: dict[str, str] | None = None
+    pairs: list[tuple[str, str]] | None = None
+    layers: dict[str, list[str]] | None = None
+
+    def all_pairs(self) -> list[tuple[str, str]]:
+        """The pairs that get a joint state, each as (earlier member, later member)."""
+        names = list(self.specs)
+        if self.pairs is None:
+            return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        return [(a, b) if names.index(a) < names.index(b) else (b, a) for a, b in self.pairs]
+
+
+@dataclass(frozen=True)
 class JointMember:
     """One model of a joint group: which of its layers enter CKA, their dims and frame rates."""
 

@@ -48,6 +48,7 @@ class JointOutcome:
     joint_seconds: float = 0.0
     joint_state_bytes: int = 0
     stats: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)  # the actor's node, pid and CPU/wall since it was created (layerlab.usage)
 
 
 def state_nbytes(acc: Any) -> int:
@@ -59,15 +60,17 @@ def state_nbytes(acc: Any) -> int:
 class JointShardExtractor:
     """Turns audio shards into one cache shard per member plus joint CKA states, with every model loaded once."""
 
-    def __init__(self, models: dict[str, LayeredModel], config: ExtractConfig, mode: str) -> None:
+    def __init__(self, models: dict[str, LayeredModel], config: ExtractConfig, mode: str, configs: dict[str, ExtractConfig] | None = None,
+                 pairs: list[Pair] | None = None, layers: dict[str, list[str]] | None = None) -> None:
         check_sample_rates({n: m.sample_rate for n, m in models.items()})
         self.config = config
+        self.configs = {n: (configs or {}).get(n, config) for n in models}  # per member: its tiers and own side-outputs
         self.mode = mode
-        self.workers = {n: ShardExtractor(m, config, mode) for n, m in models.items()}
+        self.workers = {n: ShardExtractor(m, self.configs[n], mode) for n, m in models.items()}
         self.first = next(iter(self.workers.values()))
-        self.members: dict[str, JointMember] = {n: member(n, m) for n, m in models.items()}
+        self.members: dict[str, JointMember] = {n: member(n, m, (layers or {}).get(n)) for n, m in models.items()}
         names = list(models)
-        self.pairs: list[Pair] = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        self.pairs: list[Pair] = list(pairs) if pairs is not None else [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
         self.float16 = config.side_output_dtype == "float16"
         self.model_lock = threading.Lock()  # one shard at a time runs the models (see ShardExtractor)
 
@@ -114,20 +117,20 @@ class JointShardExtractor:
         return results
 
     # ---------------------------------------------------------------- shard
-    def run(self, source_url: str, source_name: str, source_sha256: str, out_url: str, shifts: dict[str, dict[str, Any]]) -> JointOutcome:
-        """Extract one shard into every member's cache under ``out_url`` and publish the joint states."""
+    def run(self, source_url: str, source_name: str, source_sha256: str, out_url: str | dict[str, str], shifts: dict[str, dict[str, Any]]) -> JointOutcome:
+        """Extract one shard into every member's cache (``out_url/<member>``, or the given URL per member); publish the joint states."""
         t_start = time.perf_counter()
         if self.config.verify and storage.sha256_url(source_url) != source_sha256:
             raise artifacts.IntegrityError(f"{source_url}: checksum mismatch (SHA-256 differs from the dataset manifest): the audio shard changed or is corrupted; run `layerlab corpus verify`")
-        urls = {n: storage.join(out_url, n) for n in self.workers}
+        urls = dict(out_url) if isinstance(out_url, dict) else {n: storage.join(out_url, n) for n in self.workers}
         quarantine: list[cf.QuarantineRow] = []
         outcome = JointOutcome(members={
             n: ShardOutcome(record=cf.ShardRecord(source=source_name, source_sha256=source_sha256, kept=0, audio_seconds=0.0)) for n in self.workers})
-        accs = {n: {c.name: new_accumulator(c, w.model, shifts.get(n, {}).get(c.name), source_name) for c in self.config.cka}
+        accs = {n: {c.name: new_accumulator(c, w.model, shifts.get(n, {}).get(c.name), source_name) for c in self.configs[n].cka}
                 for n, w in self.workers.items()}
         joint = {(a, b): new_joint_accumulator(self.members[a], self.members[b], shift=shifts.get(a, {}).get(joint_name(b)),
                                                device=self.first.model.device) for a, b in self.pairs}
-        writers = {n: tier_writers(self.config, urls[n], source_name, w.model.layer_names, w.model.frame_rates) for n, w in self.workers.items()}
+        writers = {n: tier_writers(self.configs[n], urls[n], source_name, w.model.layer_names, w.model.frame_rates) for n, w in self.workers.items()}
         kept_ids: list[str] = []  # the utterances in every member's states (recorded with them: duplicates are caught on read)
         outcome.stats["t_start"] = time.time()
         decoded = prefetch(self.first._items(source_url, quarantine), depth=64)  # decodes ahead while the models are busy
@@ -180,7 +183,7 @@ class JointShardExtractor:
     # ---------------------------------------------------------------- pilot
     def pilot_shifts(self, source_urls: list[str]) -> dict[str, dict[str, np.ndarray]]:
         """Shared shifts per member (its own feature side-outputs and its ``joint-<B>`` states), from one pilot sample."""
-        want = max([c.pilot_utterances for c in self.config.cka if c.estimator == "feature"] or [8])
+        want = max([c.pilot_utterances for cfg in self.configs.values() for c in cfg.cka if c.estimator == "feature"] or [8])
         with self.model_lock:
             return self._pilot_shifts(self.first.pilot_items(source_urls, want))
 

@@ -22,7 +22,7 @@ from layerlab.cache.reader import read_cache_manifest
 from layerlab.data.manifest import read_manifest
 from layerlab.data.shards import read_quarantine as read_source_quarantine
 from layerlab.extract.config import ExtractConfig
-from layerlab.extract.pool import ModelActorPool, ShardTask
+from layerlab.extract.pool import ModelActorPool, ShardTask, usage_units
 from layerlab.extract.resources import autoscaler_node_types, plan_resources
 from layerlab.extract.summary import ExtractSummary, busy_seconds, cpu_seconds
 from layerlab.progress import AudioProgress
@@ -247,9 +247,13 @@ def extract(
         progress = AudioProgress(sum(by_name[t.name].rows for t in todo), sum(by_name[t.name].audio_seconds for t in todo), config.progress)
         intervals: list[tuple[float, float, float]] = []
         cpu_spans: list[tuple[float, float, float]] = []
+        actors: dict[int, dict[str, Any]] = {}
 
         def on_result(task: ShardTask, outcome: Any) -> None:
             record_shard(out_url, manifest, summary, task.name, outcome)
+            if outcome.usage:
+                actors[int(outcome.usage["pid"])] = outcome.usage
+                summary.actor_usage = usage_units(actors)
             intervals.append((outcome.stats.get("pid", 0.0), outcome.stats.get("t_start", 0.0), outcome.stats.get("t_end", outcome.record.wall_seconds)))
             summary.shard_seconds = round(busy_seconds(intervals), 3)
             cpu_spans.append((outcome.stats.get("pid", 0.0), outcome.stats.get("cpu_start", 0.0), outcome.stats.get("cpu_end", 0.0)))

@@ -60,11 +60,30 @@ def placement() -> dict[str, Any]:
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "pid": os.getpid()}
 
 
+def actor_usage(born: tuple[float, float]) -> dict[str, Any]:
+    """This actor's usage so far: where it runs, CPU and wall seconds since it was created, GPUs held, peak RSS."""
+    import resource
+
+    return {**placement(), "cpu_seconds": time.process_time() - born[0], "wall_seconds": time.time() - born[1],
+            "gpus": len(ray.get_gpu_ids()), "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def usage_units(latest: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``layerlab.usage`` unit per actor process from its latest report (GPU seconds: GPUs held x its lifetime so far)."""
+    from layerlab.usage import unit
+
+    return [unit("model actor", cpu_seconds=u["cpu_seconds"], wall_seconds=u["wall_seconds"], gpu_seconds=u["wall_seconds"] * u["gpus"],
+                 peak_rss_bytes=u["peak_rss_bytes"], node_id=u.get("node_id"), node_ip=u.get("node_ip"), pid=pid)
+            for pid, u in sorted(latest.items())]
+
+
 class ExtractActor:
     """Ray actor body: loads the model once, then extracts shards on request."""
 
     def __init__(self, model_spec: str, config_json: str, torch_threads: int) -> None:
         import torch
+
+        self._born = (time.process_time(), time.time())  # model loading counts as the actor's work
 
         from layerlab.extract.config import resolve_mode
         from layerlab.extract.shard_worker import ShardExtractor
@@ -91,6 +110,7 @@ class ExtractActor:
         outcome = self.worker.run(task.url, task.name, task.sha256, out_url, shifts)
         outcome.stats.update(pid=float(os.getpid()), cpu_start=cpu_start, cpu_end=time.process_time())
         outcome.stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        outcome.usage = actor_usage(self._born)
         return outcome
 
     def pilot_shifts(self, source_urls: list[str]) -> dict[str, Any]:
@@ -101,19 +121,24 @@ class ExtractActor:
 class JointExtractActor(ExtractActor):
     """Ray actor body for a model group: every model loaded once in one actor (one GPU on a cluster)."""
 
-    def __init__(self, model_specs: dict[str, str], config_json: str, torch_threads: int) -> None:  # noqa: D107
+    def __init__(self, model_specs: Any, config_json: str, torch_threads: int) -> None:  # noqa: D107
         import torch
 
+        self._born = (time.process_time(), time.time())
+
         from layerlab.extract.config import resolve_mode
+        from layerlab.extract.joint_cka import GroupSpec
         from layerlab.extract.joint_worker import JointShardExtractor
         from layerlab.models import load
 
+        group = model_specs if isinstance(model_specs, GroupSpec) else GroupSpec(dict(model_specs))
         torch.set_num_threads(torch_threads)
         config = ExtractConfig.model_validate_json(config_json)
         device = actor_device(config.device)
-        self.models = {name: load(spec, device, trust_remote_code=config.trust_remote_code) for name, spec in model_specs.items()}
+        self.models = {name: load(spec, device, trust_remote_code=config.trust_remote_code) for name, spec in group.specs.items()}
         self.mode = resolve_mode(config.mode, all(m.padding_invariant for m in self.models.values()))
-        self.worker = JointShardExtractor(self.models, config, self.mode)
+        configs = {n: ExtractConfig.model_validate_json(c) for n, c in (group.configs or {}).items()}
+        self.worker = JointShardExtractor(self.models, config, self.mode, configs, group.all_pairs(), group.layers)
         for m in self.models.values():
             m(torch.zeros(1, m.sample_rate), torch.tensor([m.sample_rate]))  # warm-up call
 

@@ -53,6 +53,7 @@ class ShardOutcome:
     model_seconds: float = 0.0
     retried_alone: int = 0
     stats: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)  # the actor's node, pid and CPU/wall since it was created (layerlab.usage)
 
 
 def describe_model(m: LayeredModel, mode: str) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class ExtractSummary(BaseModel):
     actor_resources: dict[str, float] = Field(default_factory=dict, description="Ray resources of one actor")
     actors_by_node: dict[str, dict[str, int]] = Field(default_factory=dict, description="node IP -> {gpu|cpu: actors that ran}")
     actor_events: list[dict] = Field(default_factory=list, description="requested/up/released over time (seconds)")
+    actor_usage: list[dict] = Field(default_factory=list, description="per actor process: node, CPU s and wall s since it was "
+                                    "created (model loading included), GPU s held, peak RSS (layerlab.usage units)")
 
     @property
     def ok(self) -> bool:
@@ -112,6 +114,7 @@ class JointSummary(BaseModel):
     joint: list[str] = Field(default_factory=list, description="joint side-outputs written, as '<A cache>/cka/joint-<B>'")
     shards: list[ShardCost] = Field(default_factory=list)
     wall_seconds: float = 0.0
+    actor_usage: list[dict] = Field(default_factory=list, description="per group actor process: layerlab.usage units")
 
     @property
     def ok(self) -> bool:

@@ -133,11 +133,20 @@ def fetch_dir(url: str, required: Sequence[str], optional: Sequence[str] = (), w
 
 
 def load_torch_file(path: Path | str, what: str) -> object:
-    """``torch.load(weights_only=True)`` on CPU with a readable CheckpointError when it fails."""
+    """``torch.load(weights_only=True)`` on CPU with a readable CheckpointError when it fails.
+
+    Memory-mapped where the file allows it (zip format): the weights are copied into the model from the page
+    cache, so loading a Large model does not hold a second full copy in the process (1.3 GB for WavLM Large).
+    """
     import torch
 
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+        return torch.load(str(path), map_location="cpu", weights_only=True)  # a legacy (non-zip) file cannot be mapped
     except Exception as exc:
         raise CheckpointError(
             f"{what} {path}: not a readable torch checkpoint with plain tensors/containers "

@@ -131,6 +131,7 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                                "config": cfg.model_dump(mode="json"), "runner": runner,
                                "settings": settings, "settings_fingerprint": fingerprint(settings)}
     convergence: dict[str, dict[str, Any]] = {}
+    usage: list[dict[str, Any]] = []  # Tune trials' usage units (local trials run in this process)
     if not tdef.trains:
         metrics, info = _cosine(source, tdef, cfg, model_name, seed)
         start_output(out, settings, overwrite, source.url)
@@ -155,6 +156,7 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                 outcomes = run_sweep(source, task, cfg, layers=summed, storage_url=tune_url, name="weighted_sum",
                                      space=param_space(cfg, tune_samples), samples=tune_samples, scheduler=scheduler, mode=mode, seed=seed,
                                      trust_tune_state=trust_tune_state, within=out)
+            usage += [o.usage for o in outcomes if o.usage]
             best = _best(outcomes, higher, f"{source.url}: task {task!r}: weighted-sum sweep")
             rows, model, wbound = _evaluate(source, tdef, cfg, summed, best, model_name, WEIGHTED, seed, evaluations)
             metrics += rows
@@ -184,6 +186,7 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                     outcomes = run_sweep(source, task, cfg, layers=all_layers, storage_url=tune_url, name="per_layer",
                                          space={**hp, "layer": tune.grid_search(all_layers)}, samples=1, scheduler=None, mode=mode, seed=seed,
                                          trust_tune_state=trust_tune_state, within=out)
+                usage += [o.usage for o in outcomes if o.usage]
                 for o in sorted(outcomes, key=lambda o: all_layers.index(o.config["layer"])):
                     if o.state is None:
                         raise RuntimeError(f"{source.url}: task {task!r}: per-layer probe of {o.config['layer']!r} failed ({o.error})")
@@ -192,6 +195,8 @@ def run_probe(cache: str, task: str, out: str, *, layers: str = "both", tune_sam
                 trials += _trial_rows(outcomes, model_name, task, lambda o: str(o.config["layer"]))
     if tdef.trains:
         summary["convergence"] = convergence
+    if usage:
+        summary["trial_usage"] = usage
     summary["test_speakers"] = summary.get("speakers", {}).get("test", [])
     summary.update(_write(out, metrics, trials, weights))
     test = [r for r in metrics if r["split"] == "test"]

@@ -77,6 +77,7 @@ class TrialOutcome:
     stopped_by: str = ""  # patience | max_epochs | scheduler (ASHA stopped it) | "" (failed)
     best_epoch: int = 0
     max_epochs: int = 0
+    usage: dict[str, Any] | None = None  # where the trial ran and its CPU/GPU seconds (a layerlab.usage unit)
 
     def convergence(self) -> dict[str, Any]:
         """The summary.json record of this trial (CONTRACTS §4)."""
@@ -90,7 +91,9 @@ def _trial(config: dict[str, Any], *, source: Any, task_name: str, cfg_json: str
 
     from layerlab.probe.tasks import get_task
     from layerlab.probe.train import fit
+    from layerlab.usage import Meter
 
+    meter = Meter()
     cfg = ProbeConfig.model_validate_json(cfg_json)
     torch.set_num_threads(max(1, int(cfg.cpus_per_trial)))
     task = get_task(task_name)
@@ -101,7 +104,12 @@ def _trial(config: dict[str, Any], *, source: Any, task_name: str, cfg_json: str
         with checkpoint.as_directory() as d:
             resume = load_state(d)
 
+    import ray
+
+    gpus = len(ray.get_gpu_ids())
+
     def report(metrics: dict[str, float], snap: dict[str, Any] | None) -> None:
+        metrics = {**metrics, **{f"usage_{k}": v for k, v in meter.unit("tune trial", gpus=gpus).items() if k != "role"}}
         if snap is None:
             tune.report(metrics)
             return
@@ -291,8 +299,15 @@ def run_sweep(source: Any, task_name: str, cfg: ProbeConfig, *, layers: list[str
             best_dev=float(metrics.get("best_dev", float("nan"))), epochs=epochs, state=state,
             error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
             stopped_by=stopped, best_epoch=int(metrics.get("best_epoch", 0)), max_epochs=cap,
+            usage=trial_usage(metrics),
         ))
     return outcomes
+
+
+def trial_usage(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The layerlab.usage unit a trial reported with its last metrics (None for a trial that reported nothing)."""
+    found = {k[len("usage_"):]: v for k, v in metrics.items() if k.startswith("usage_")}
+    return {"role": "tune trial", **found} if found else None
 
 
 RUNNERS = ("tune", "local")

@@ -108,8 +108,19 @@ def selectivity_html(select: pd.DataFrame, models: dict[str, Any]) -> str:
             f"<th>probe</th><th>control</th><th>selectivity</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
+def _usage_cells(usage: dict[str, Any] | None) -> str:
+    """CPU s, GPU s and the nodes (with what ran there) of one stage; blank where it was not measured."""
+    if not usage:
+        return "<td></td><td></td><td></td>"
+    nodes = "; ".join(f"{esc(k)}: {', '.join(esc(str(r)) for r in v.get('roles') or [])} ({float(v.get('cpu_seconds') or 0):.1f} CPU s)"
+                      for k, v in (usage.get("nodes") or {}).items())
+    return (f"<td>{float(usage.get('cpu_seconds') or 0):.1f}</td><td>{float(usage.get('gpu_seconds') or 0):.1f}</td>"
+            f"<td style='text-align:left'><small>{nodes}</small></td>")
+
+
 def stages_html(stages: Sequence[dict[str, Any]], cost: dict[str, Any] | None = None) -> str:
-    """The stage table: status, wall time and the plan's estimate (where it runs, bytes written and read, GPU-hours, peak memory)."""
+    """The stage table: status, wall time, the plan's estimate (where it runs, bytes written and read, GPU-hours, peak memory) and
+    what it used (CPU and GPU seconds, the nodes and what ran on each)."""
     rows = []
     for s in stages:
         status = esc(s["status"]) if s["status"] != "failed" else "<span class='failed'>FAILED</span>"
@@ -117,7 +128,8 @@ def stages_html(stages: Sequence[dict[str, Any]], cost: dict[str, Any] | None = 
         planned = (f"<td>{esc(est.get('runs_on', ''))}</td><td>{est.get('stored_bytes', 0) / 1e9:,.2f}</td><td>{est.get('read_bytes', 0) / 1e9:,.2f}</td>"
                    f"<td>{est.get('gpu_hours', 0):,.2f}</td><td>{est.get('peak_memory_bytes', 0) / 1e9:,.1f}</td>") if est else "<td></td>" * 5
         rows.append(f"<tr><td class='name'>{esc(s['id'])}</td><td>{status}</td><td>{'reused' if s.get('reused') else 'computed'}</td>"
-                    f"<td>{float(s.get('wall_seconds') or 0):.1f}</td>{planned}<td style='text-align:left'>{esc(s.get('error') or '')}</td></tr>")
+                    f"<td>{float(s.get('wall_seconds') or 0):.1f}</td>{planned}{_usage_cells(s.get('usage'))}"
+                    f"<td style='text-align:left'>{esc(s.get('error') or '')}</td></tr>")
     totals = ""
     if cost and cost.get("totals"):
         t = cost["totals"]
@@ -125,7 +137,8 @@ def stages_html(stages: Sequence[dict[str, Any]], cost: dict[str, Any] | None = 
                   f"(CKA stages {t.get('cka_read_bytes', 0) / 1e12:,.3f} TB, probes {t.get('probe_read_bytes', 0) / 1e12:,.3f} TB), "
                   f"{t.get('gpu_hours', 0):,.1f} GPU-hours, largest peak memory {t.get('peak_memory_bytes', 0) / 1e9:,.1f} GB.</p>")
     return (totals + "<table id='stages'><thead><tr><th>stage</th><th>status</th><th>this run</th><th>wall time (s)</th><th>runs on</th>"
-            "<th>est. written GB</th><th>est. read GB</th><th>est. GPU-h</th><th>est. peak GB</th><th>note</th></tr></thead>"
+            "<th>est. written GB</th><th>est. read GB</th><th>est. GPU-h</th><th>est. peak GB</th><th>CPU s</th><th>GPU s</th>"
+            "<th>nodes (what ran there)</th><th>note</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 

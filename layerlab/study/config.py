@@ -195,6 +195,11 @@ class CKAAcross(CKAComparison):
     """Across-model comparisons: ``all`` pairs or an explicit list of [model_a, model_b]."""
 
     pairs: Literal["all"] | list[tuple[str, str]] = "all"
+    joint: bool = Field(True, description="frame level: extract the compared models of a dataset in joint groups (one actor each) "
+                        "so a pair inside a group comes from its joint side-output states; other pairs (and speaker/utterance "
+                        "CIs) read the frames tier with the distributed per-shard reduction")
+    joint_memory_gb: float | None = Field(None, gt=0, description="memory a joint group's actor may use (models, batches, CKA "
+                                          "states); default: what an actor gets on the GPU node type (nodes.gpu)")
 
 
 class CKASection(_Strict):
@@ -204,6 +209,7 @@ class CKASection(_Strict):
     within: CKAComparison | None = Field(default_factory=CKAComparison)
     across: CKAAcross | None = Field(default_factory=CKAAcross)
     datasets: list[str] | None = Field(None, description="datasets to compare on (default: all)")
+    layers: dict[str, list[str]] = Field(default_factory=dict, description="per model, the layer names CKA compares (default: all)")
     split: str | None = Field(None, description="compare on this split only (e.g. test; of split_task, else of the first task "
                               "whose split key the rows carry); None: every utterance")
     split_task: str | None = Field(None, description="the task whose split key `split` refers to (e.g. pr)")
@@ -337,6 +343,9 @@ class StudyConfig(_Strict):
             for d in names or []:
                 if d not in self.datasets:
                     raise ValueError(f"{section}.datasets: {d!r} is not a dataset of this study ({sorted(self.datasets)})")
+        for m in (self.cka.layers if self.cka else {}):
+            if m not in self.models:
+                raise ValueError(f"cka.layers: {m!r} is not a model of this study ({sorted(self.models)})")
         if self.cka and self.cka.across and self.cka.across.pairs != "all":
             for a, b in self.cka.across.pairs:
                 for m in (a, b):

@@ -29,10 +29,13 @@ What each kind costs:
   trial (``max_epochs`` x ``tune_samples``, twice with ``layers: both``) unless they fit ``frames_memory_mb``, and test
   once (an upper bound: early stopping ends sooner).
 * cka: the source comes from the stage's settings (``params["source"]``, else: utterance level -> ``pooled``, frame
-  level -> ``side_output`` when ``from_side_output`` is set, else ``frames``; part B's ``reduction`` and joint
-  ``side_output`` plug in here): ``pooled`` reads both caches' pooled tiers, ``frames`` the frames files of the shards
-  holding the CKA sample, ``side_output`` one state per shard; memory holds one state per jackknife group (speakers,
-  shards or utterances of the sample; one group without intervals) plus CKA_EXTRA_STATES.
+  level -> ``side_output`` when ``from_side_output`` is set (a model's own states, or a joint group's), else
+  ``reduction``, the distributed per-shard reduction over the frames tiers): ``pooled`` reads both caches' pooled
+  tiers, ``reduction`` the frames files of the shards holding the CKA sample, ``side_output`` one state per shard;
+  memory holds one state per jackknife group (speakers, shards or utterances of the sample; one group without
+  intervals) plus CKA_EXTRA_STATES. Every stage runs as a task on a worker node (study/remote.py).
+* a joint extraction group (``params["members"]``, ``params["joint_cka"]``): its members' tiers and side-outputs, one joint state per compared
+  pair, the audio read once, and one actor's memory (``actor_memory``); a member's own stage costs nothing.
 * train: epochs x audio processed per epoch (crops) x 3 forwards; reads the training audio every epoch.
 * corpus / report: what they write (audio of a synthetic or imported corpus; small result files).
 
@@ -62,7 +65,7 @@ class StageCost:
 
     id: str
     kind: str
-    runs_on: str = "driver"
+    runs_on: str = "cpu workers"  # every stage is a Ray task on a worker (study/remote.py); the driver only schedules
     node: str = ""
     audio_hours: float = 0.0
     written: dict[str, float] = field(default_factory=dict)
@@ -269,7 +272,35 @@ def spec_architecture(spec: str) -> tuple[F.Architecture | None, str]:
     key = arg if prefix in ("s3prl", "hf", "speechbrain") else spec
     if key in F.SPEC_ARCHITECTURES:
         return F.ARCHITECTURES[F.SPEC_ARCHITECTURES[key]], "cost table"
-    return _described(spec)
+    return _from_checkpoint_config(spec) or _described(spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _from_checkpoint_config(spec: str) -> tuple[F.Architecture, str] | None:
+    """A local s3prl WavLM/HuBERT or layerlab ECAPA checkpoint's architecture from its config (memory-mapped: weights not read)."""
+    from pathlib import Path
+
+    prefix, _, arg = spec.partition(":")
+    name, _, url = arg.partition(":") if prefix == "s3prl" else ("", "", arg if prefix == "ckpt" else "")
+    if not url or not storage.is_local(url) or not Path(url.removeprefix("file://")).is_file():
+        return None
+    try:
+        from layerlab.models.formats import detect_format
+        from layerlab.models.preflight import open_checkpoint
+
+        ckpt = open_checkpoint(Path(url.removeprefix("file://")), "checkpoint")
+        fmt = {"wavlm_local": "s3prl-wavlm", "hubert_local": "s3prl-hubert"}.get(name) or detect_format(ckpt, url)
+        if fmt in ("s3prl-wavlm", "s3prl-hubert"):
+            cfg, weights = (ckpt["cfg"], ckpt["model"]) if fmt == "s3prl-wavlm" else (ckpt["model_cfg"], ckpt["model_weight"])
+            arch = transformer_architecture(Path(url).stem, dict(cfg))
+            params = sum(int(t.numel()) for t in weights.values())
+            return F.Architecture(arch.name, arch.layers, params, arch.flops_per_second, arch.source), f"{fmt} checkpoint config"
+        if fmt == "layerlab-ecapa-v1":
+            cfg = dict(ckpt["config"])
+            return F.ecapa(list(cfg.get("channels", [1024, 1024, 1024, 1024, 3072])), int(cfg.get("lin_neurons", 192))), "ECAPA checkpoint config"
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is the plan's problem; fall back to loading it
+        return None
+    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -465,11 +496,11 @@ def _gpu_hours(ctx: _Ctx, flops: float, efficiency: float) -> float:
 
 def _corpus(ctx: _Ctx, stage: Any) -> StageCost:
     facts = ctx.facts[stage.id.split("/", 1)[1]]
-    c = StageCost(stage.id, "corpus", "driver", ctx.nodes.head, audio_hours=facts.seconds / 3600.0)
+    c = StageCost(stage.id, "corpus", "cpu workers", ctx.nodes.cpu, audio_hours=facts.seconds / 3600.0)  # a stage task (study/remote.py)
     source = stage.params.get("source")
     if source in ("synth", "import") and not (facts.source == "manifest"):
         c.written["audio"] = facts.audio_bytes
-        c.runs_on = "driver (corpus workers)"
+        c.runs_on = "cpu workers (corpus processes)"
     elif source in ("synth", "import"):
         c.notes.append("built: reused as it is")
     c.notes.append(f"dataset size: {facts.source}")
@@ -516,7 +547,7 @@ def _train(ctx: _Ctx, stage: Any) -> StageCost:
 
 def extract_members(stage: Any) -> list[dict[str, Any]]:
     """The models an extract stage runs: ``params["members"]`` of a joint group (each like a single stage's params:
-    ``model``, ``spec``, optional ``random_init_of`` and ``frames``), else the stage's own params."""
+    ``model``, ``spec``, ``config``, optional ``random_init_of`` and ``frames``), else the stage's own params."""
     return list(stage.params.get("members") or [stage.params])
 
 
@@ -524,32 +555,38 @@ def _extract(ctx: _Ctx, stage: Any) -> StageCost:
     """One actor group over the dataset: every member's tiers and side-outputs, one forward each, summed weights and batches.
 
     A joint group also lists ``params["joint_cka"]``: ``[[model_a, model_b], ...]`` pairs whose joint FeatureCKA state
-    (A x A, B x B and A x B blocks of the frame-level layers) each shard writes.
+    (A x A, B x B and A x B blocks of the frame-level layers, or of ``params["layers"][model]``) each shard writes.
+    A joint group's member (``params["group"]``) only hands on its group's result: it costs nothing.
     """
     dname = stage.id.split("/")[1]
     facts = ctx.facts[dname]
     params = stage.params
-    cfg = params.get("config", {})
+    if "group" in params:
+        return StageCost(stage.id, "extract", "(its joint group)", "", notes=[f"extracted by {params['group']}"])
+    cfg = params.get("config") or extract_members(stage)[0].get("config", {})
     gpu = float(cfg.get("num_gpus_per_actor", 1.0)) > 0 and cfg.get("device") != "cpu"
     c = StageCost(stage.id, "extract", "gpu workers" if gpu else "cpu workers", ctx.nodes.gpu if gpu else ctx.nodes.cpu,
                   audio_hours=facts.seconds / 3600.0)
-    c.read["audio"] = facts.audio_bytes
+    shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
+    # the audio: checksummed (verify) and decoded once per shard, plus the pilot utterances' shards (feature side-outputs)
+    feature_sides = any(s.get("estimator", "feature") == "feature" for m in extract_members(stage) for s in (m.get("config") or cfg).get("cka") or [])
+    pilot = min(int(cfg.get("pilot_shards", 8)), shards) / shards if feature_sides or params.get("joint_cka") else 0.0
+    c.read["audio"] = facts.audio_bytes * (1 + (1 if cfg.get("verify", True) else 0) + pilot)
     if not facts.known:
         c.notes.append(f"dataset size unknown ({facts.source}): bytes and hours not estimated")
-    tier = cfg.get("tier", "pooled")
-    compression = str(cfg.get("compression", "zstd"))
-    shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
     from layerlab.cka.feature_stats import state_bytes_for
 
-    weights = kept = 0.0
     archs: dict[str, F.Architecture] = {}
+    configs: dict[str, dict[str, Any]] = {}
     for member in extract_members(stage):
         arch, how = stage_architecture(ctx.plan, member)
         ctx.archs[(dname, member["model"])] = (arch, how)
         if arch is None:
             c.notes.append(f"{member['model']}: no architecture: {how}")
             continue
-        archs[member["model"]] = arch
+        mcfg = member.get("config") or cfg  # a joint group's members keep their own tier and side-outputs
+        archs[member["model"]], configs[member["model"]] = arch, mcfg
+        tier, compression = mcfg.get("tier", "pooled"), str(mcfg.get("compression", "zstd"))
         rules = member.get("frames", params.get("frames"))
         stored = Stored()
         if tier in ("both", "frames"):
@@ -563,35 +600,55 @@ def _extract(ctx: _Ctx, stage: Any) -> StageCost:
             share = stored.total_seconds(facts) / max(facts.seconds, 1e-9)
             c.notes.append(f"{member['model']} frames tier: {stored.utterances(facts):,.0f} utterances, {stored.total_seconds(facts) / 3600:,.2f} h "
                            f"({share:.1%} of the audio): " + "; ".join(dict.fromkeys(stored.purposes)))
-        for side in cfg.get("cka") or []:
+        for side in mcfg.get("cka") or []:
             dims = [l.dim for l in arch.frame_layers] if not side.get("layers") else [l.dim for l in arch.layers if l.name in side["layers"]]
             _add_state(c, state_bytes_for(dims), sum(dims), arch, facts, shards)
         c.flops += facts.seconds * arch.flops_per_second
-        weights += arch.params * 4.0
-        kept += float(cfg.get("batch_seconds", 40.0)) * arch.frames_bytes_per_second() * 2  # float32 hidden states of a full batch
         c.notes.append(f"{arch.name}: {arch.params / 1e6:,.1f} M parameters, {arch.flops_per_second / 1e9:,.2f} GFLOP per audio second ({how})")
+    layers = params.get("layers") or {}
     for a, b in params.get("joint_cka") or []:
         if a in archs and b in archs:
-            da, db = [l.dim for l in archs[a].frame_layers], [l.dim for l in archs[b].frame_layers]
+            da, db = joint_dims(archs[a], layers.get(a)), joint_dims(archs[b], layers.get(b))
             slow = archs[a] if min(l.rate for l in archs[a].frame_layers) <= min(l.rate for l in archs[b].frame_layers) else archs[b]
             _add_state(c, state_bytes_for(da, db, "joint"), sum(da) + sum(db), slow, facts, shards)
     c.gpu_hours = _gpu_hours(ctx, c.flops, F.INFERENCE_EFFICIENCY) if gpu else 0.0
-    row_groups = 2 * float(cfg.get("row_group_mb", 32.0)) * 2**20 * (2 if tier == "both" else 1) * max(1, len(archs))
-    window = float(cfg.get("bucket_window_seconds", 600.0)) * 16000 * 4 * 2
-    host = F.PROCESS_BASE_BYTES + weights + window + row_groups + kept * 1.5  # the batch's features copied to the host, fp16 + fp32
-    device = weights + kept * (1 + F.FORWARD_TRANSIENT_FACTOR) + 2 * c.cka_state_bytes
+    host, device = actor_memory([(archs[m], configs[m]) for m in archs], c.cka_state_bytes)
     if gpu:
         c.gpu_memory_bytes = device
         c.peak_memory_bytes = host
-    else:
-        c.peak_memory_bytes = host + device
+    else:  # on the CPU the device copy is the host copy: the weights once
+        c.peak_memory_bytes = host + device - 4.0 * sum(a.params for a in archs.values())
     return c
 
 
+def joint_dims(arch: F.Architecture, selection: list[str] | None) -> list[int]:
+    """Widths of a model's frame-level layers entering CKA (all, or the named ones)."""
+    return [l.dim for l in arch.frame_layers if selection is None or l.name in selection]
+
+
+def actor_memory(members: list[tuple[F.Architecture, dict[str, Any]]], state_bytes: float) -> tuple[float, float]:
+    """(host, device) bytes of one extraction actor running these models (a joint group: several) with ``state_bytes`` of CKA states.
+
+    One process and decode window; each model's weights, a batch of its hidden states and its tier writers' queue add up.
+    """
+    if not members:
+        return F.PROCESS_BASE_BYTES, 0.0
+    cfg = members[0][1]
+    weights = sum(a.params * 4.0 for a, _ in members)
+    kept = sum(float(m.get("batch_seconds", 40.0)) * a.frames_bytes_per_second() * 2 for a, m in members)  # float32 hidden states
+    row_groups = sum(2 * float(m.get("row_group_mb", 32.0)) * 2**20 * (2 if m.get("tier", "pooled") == "both" else 1) for _, m in members)
+    window = float(cfg.get("bucket_window_seconds", 600.0)) * 16000 * 4 * 2
+    host = F.PROCESS_BASE_BYTES + weights + window + row_groups + kept * 1.5  # the batch's features copied to the host, fp16 + fp32
+    device = weights + kept * (1 + F.FORWARD_TRANSIENT_FACTOR) + 2 * state_bytes
+    return host, device
+
+
 def _add_state(c: StageCost, state: float, width: int, arch: F.Architecture, facts: DatasetFacts, shards: int) -> None:
-    """One side-output: its state in memory, one state per shard (+ the merged one) written, the Gram update's FLOPs."""
+    """One side-output: its state in memory, one state per shard (+ the merged one) written and the shards' read back once
+    (the finished extraction merges them), the Gram update's FLOPs."""
     c.cka_state_bytes += state
     c.written["side_outputs"] = c.written.get("side_outputs", 0.0) + state * (shards + 1)
+    c.read["side_outputs"] = c.read.get("side_outputs", 0.0) + state * shards
     rate = min((l.rate for l in arch.frame_layers), default=0.0) or 0.0
     c.flops += facts.seconds * float(rate) * width * width  # the packed Gram update (half a full GEMM)
 
@@ -605,11 +662,10 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
     arch = ctx.archs.get(key, (None, ""))[0]
     facts = ctx.facts[p["dataset"]]
     local = p.get("runner") == "local"
-    c = StageCost(stage.id, "probe", "driver" if local else "tune workers", ctx.nodes.head if local else ctx.nodes.cpu)
+    c = StageCost(stage.id, "probe", "cpu worker (stage task)" if local else "tune workers", ctx.nodes.cpu)
     c.written["results"] = F.PROBE_RESULTS_BYTES
     cfg = ProbeConfig.model_validate(p.get("config") or {})
     trials = int(p.get("tune_samples", 1))
-    passes_layers = 2 if p.get("layers") == "both" else 1
     if arch is None:
         return c
     if task_tier(p["task"]) != "frames":
@@ -621,20 +677,31 @@ def _probe(ctx: _Ctx, stage: Any) -> StageCost:
     per_split = _probe_split_bytes(ctx, facts, stage, arch, stored, frames_total)
     max_epochs, _ = cfg.epochs_for("frames")
     hold = cfg.frames_memory_mb * 2**20
-    read = 0.0
-    for split, b in per_split.items():
-        epochs = 1 if split == "test" or b <= hold else max_epochs
-        read += b * epochs * trials * passes_layers
-    c.read["frames"] = read
+    # Every open of a shard's frames file reads all of it (up to IN_MEMORY_BYTES: read and checksummed in memory; larger:
+    # a checksum pass, then the reads), and a split's utterances are spread over the shards, so each split a process
+    # reads costs one pass over the files. The stage's own process reads train once (the bound task's scales) and dev
+    # and test once (the best trial's evaluation); each trial reads train and dev once, or every epoch when they do not
+    # fit frames_memory_mb. Per-layer probes (layers: each/both) add one trial per layer.
+    from layerlab.artifacts import IN_MEMORY_BYTES
+
+    shards = max(1, facts.shards or math.ceil(facts.audio_bytes / (128 * 2**20)))
+    per_pass = frames_total * (1 if frames_total / shards <= IN_MEMORY_BYTES else 2)
+    fits = per_split.get("train", 0.0) + per_split.get("dev", 0.0) <= hold
+    n_trials = (trials if p.get("layers") in ("weighted", "both", None) else 0) + (len(arch.layers) if p.get("layers") in ("each", "both") else 0)
+    passes = 3 + n_trials * 2 * (1 if fits else max_epochs)
+    c.read["frames"] = per_pass * passes
+    c.read["pooled"] = pooled_bytes(arch, facts.utterances)  # the probe source opens the pooled tier
+    c.read["audio"] = facts.audio_bytes  # labels and splits joined from the source dataset's shards
     c.audio_hours = sum(per_split.values()) / max(arch.frames_bytes_per_second(), 1.0) / 3600.0
     c.peak_memory_bytes = F.PROCESS_BASE_BYTES + min(hold, sum(per_split.values())) * 2.5
     # per value read: the weighted sum (one multiply-add) and the head's projection of the summed frame (hidden per layer width),
     # forward and backward (x 3)
     per_value = 3 * 2 * (1 + cfg.hidden / max(1, len(arch.layers)))
-    c.flops = read / 2 * per_value
+    c.flops = c.read["frames"] / 2 * per_value
     if not local and cfg.gpus_per_trial > 0:
         c.gpu_hours = _gpu_hours(ctx, c.flops, F.TRAIN_EFFICIENCY)
-    c.notes.append(f"frames read (upper bound: {max_epochs} epochs x {trials} trial(s) x {passes_layers} probe kinds): train "
+    c.notes.append(f"frames read: {passes} passes over the {frames_total / GB:,.2f} GB of frames files ({n_trials} trial(s), "
+                   f"{'in memory' if fits else f'{max_epochs} epochs from the files'}); train "
                    f"{per_split.get('train', 0) / GB:,.2f} GB, dev {per_split.get('dev', 0) / GB:,.2f} GB, test {per_split.get('test', 0) / GB:,.2f} GB")
     return c
 
@@ -688,7 +755,7 @@ def cka_source(stage: Any) -> str:
         return str(p["source"])
     if p.get("level") == "utterance":
         return "pooled"
-    return "side_output" if p.get("from_side_output") else "frames"
+    return "side_output" if p.get("from_side_output") else "reduction"  # frames tiers: the distributed per-shard reduction
 
 
 def _cka(ctx: _Ctx, stage: Any) -> StageCost:
@@ -696,8 +763,7 @@ def _cka(ctx: _Ctx, stage: Any) -> StageCost:
     source = cka_source(stage)
     dname = stage.id.split("/")[1]
     facts = ctx.facts[dname]
-    on_workers = source == "reduction" or p.get("runs_on") == "workers"
-    c = StageCost(stage.id, "cka", "cpu workers" if on_workers else "driver", ctx.nodes.cpu if on_workers else ctx.nodes.head)
+    c = StageCost(stage.id, "cka", "cpu workers", ctx.nodes.cpu)  # a stage task on a worker (shard tasks too for a reduction)
     keys = [(dname, m) for m in p.get("models", [])]
     archs = [ctx.archs.get(k, (None, ""))[0] for k in keys]
     if any(a is None for a in archs):
@@ -706,7 +772,9 @@ def _cka(ctx: _Ctx, stage: Any) -> StageCost:
     sample = p.get("sample")
     sample_ids, sample_speakers, sample_seconds = _sample_size(ctx, facts, sample, stage)
     frame_level = p.get("level") == "frame"
-    dims = [[l.dim for l in (a.frame_layers if frame_level else a.layers)] for a in archs]  # type: ignore[union-attr]
+    chosen = list(p.get("layers") or []) + [None, None]
+    dims = [[l.dim for l in (a.frame_layers if frame_level else a.layers) if chosen[i] is None or l.name in chosen[i]]  # type: ignore[union-attr]
+            for i, a in enumerate(archs)]
     from layerlab.cka.feature_stats import state_bytes_for
 
     state = state_bytes_for(dims[0], dims[1], "joint") if len(dims) == 2 else state_bytes_for(dims[0])
@@ -801,7 +869,7 @@ def _frames_read_for_sample(ctx: _Ctx, facts: DatasetFacts, key: tuple[str, str]
 
 
 def _report(ctx: _Ctx, stage: Any) -> StageCost:
-    c = StageCost(stage.id, "report", "driver", ctx.nodes.head)
+    c = StageCost(stage.id, "report", "cpu workers", ctx.nodes.cpu)
     results = sum(x.written.get("results", 0.0) for x in ctx.costs.values())
     c.read["results"] = results
     c.written["results"] = 5e6 + 0.1 * results

@@ -83,11 +83,18 @@ def stage_model_spec(params: dict[str, Any], results: dict[str, dict[str, Any]])
 
 
 def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
-    """Extract every layer into an activation cache (resumes finished shards of an interrupted run)."""
-    from layerlab.cache import open_cache
+    """Extract every layer into an activation cache (resumes finished shards of an interrupted run).
+
+    A joint group's stage runs all its models in one actor (``extract_joint``) into each member's cache;
+    a member's own stage then only hands on its part of the group's result.
+    """
     from layerlab.extract import ExtractConfig, extract
 
     p = stage.params
+    if "group" in p:
+        return dict(ctx.results[p["group"]]["members"][p["model"]])
+    if "members" in p:
+        return _run_joint_extract(stage, ctx)
     spec = stage_model_spec(p, ctx.results)
     data = ctx.results[stage.deps[0]]["url"]
     config = ExtractConfig.model_validate({**p["config"], "trust_remote_code": ctx.plan.config.trust_remote_code,  # consent: not a setting
@@ -96,15 +103,55 @@ def run_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     if selection is not None:  # the frames tier only for what the probes and CKA of this study read
         config = config.model_copy(update={"frames_select": selection.ids})
     summary = extract(spec, data, stage.out, config)
+    _check_complete(summary, spec, stage.out)
+    return {**_cache_result(stage.out, spec, summary, selection), "usage_units": summary.actor_usage}
+
+
+def _check_complete(summary: Any, spec: str, out: str) -> None:
     if summary.shards_failed or not summary.complete:
         failed = "; ".join(f"{k}: {v}" for k, v in sorted(summary.shards_failed.items())[:3])
-        raise RuntimeError(f"extraction of {spec} into {stage.out} incomplete ({failed or 'shards missing'})")
-    meta = open_cache(stage.out).metadata
-    return {"cache": stage.out, "model_spec": spec, "layer_names": meta.layer_names, "frame_rates_hz": meta.frame_rates_hz,
+        raise RuntimeError(f"extraction of {spec} into {out} incomplete ({failed or 'shards missing'})")
+
+
+def _cache_result(cache: str, spec: str, summary: Any, selection: Any = None) -> dict[str, Any]:
+    """What consumers of an extraction read from its result: the cache, its layers and counts."""
+    from layerlab.cache import open_cache
+
+    meta = open_cache(cache).metadata
+    return {"cache": cache, "model_spec": spec, "layer_names": meta.layer_names, "frame_rates_hz": meta.frame_rates_hz,
             "utterances": summary.cache_utterances, "quarantined_source": summary.quarantined_source,
             "quarantined_model": summary.quarantined_model, "extract_seconds": summary.wall_seconds,
             "tier_bytes": summary.tier_bytes, "frames_selection": None if selection is None else
             {"utterances": len(selection.ids), "cropped": selection.cropped, "purposes": selection.purposes}}
+
+
+def _run_joint_extract(stage: Stage, ctx: StageContext) -> dict[str, Any]:
+    """Every model of a joint group in one actor: each member's cache (its own tier and side-outputs) plus the pairs' joint states."""
+    from layerlab.extract import ExtractConfig
+    from layerlab.extract.joint import extract_joint
+
+    p = stage.params
+    members = {mp["model"]: mp for mp in p["members"]}
+    specs = {m: stage_model_spec(mp, ctx.results) for m, mp in members.items()}
+    data = ctx.results[stage.deps[0]]["url"]
+    configs = {m: ExtractConfig.model_validate(mp["config"]) for m, mp in members.items()}
+    rows = dataset_rows(data) if any(mp.get("frames") and not mp["frames"].get("all") for mp in members.values()) else None
+    selections = {m: frames_selection(mp.get("frames"), data, rows) for m, mp in members.items()}
+    for m, selection in selections.items():  # each member's frames tier only for what its probes and CKA read
+        if selection is not None:
+            configs[m] = configs[m].model_copy(update={"frames_select": selection.ids})
+    dname = stage.id.split("/")[1]
+    caches = {m: ctx.plan.stages[f"extract/{dname}/{m}"].out for m in members}  # where each member's own stage points
+    summary = extract_joint([f"{m}={s}" for m, s in specs.items()], data, stage.out, next(iter(configs.values())),
+                            member_urls=caches, member_configs=configs, pairs=[tuple(x) for x in p["joint_cka"]],
+                            layers=p.get("layers") or None)
+    storage.write_json(storage.join(stage.out, "summary.json"), summary.model_dump(mode="json"))
+    out = {}
+    for m, s in summary.members.items():
+        _check_complete(s, specs[m], caches[m])
+        out[m] = _cache_result(caches[m], specs[m], s, selections[m])
+    return {"members": out, "joint": summary.joint, "shards": [c.model_dump() for c in summary.shards],
+            "summary": storage.join(stage.out, "summary.json"), "usage_units": summary.actor_usage}
 
 
 def dataset_rows(url: str) -> tuple[Any, dict[str, Any]]:
@@ -113,17 +160,21 @@ def dataset_rows(url: str) -> tuple[Any, dict[str, Any]]:
     from layerlab.data.rows import read_rows
 
     manifest = read_manifest(url)
-    return read_rows(url, manifest), dict(manifest.tasks)
+    # not checksummed here: only the metadata columns are read, and an extraction checksums each shard it decodes
+    return read_rows(url, manifest, verify=False), dict(manifest.tasks)
 
 
-def frames_selection(rules: dict[str, Any] | None, data_url: str) -> Any:
-    """The FramesSelection an extract stage writes, resolved from the dataset's rows (None: every utterance)."""
+def frames_selection(rules: dict[str, Any] | None, data_url: str, rows: tuple[Any, dict[str, Any]] | None = None) -> Any:
+    """The FramesSelection an extract stage writes, resolved from the dataset's rows (None: every utterance).
+
+    ``rows``: the dataset's (rows, tasks) when the caller already read them (a joint group's members share one read).
+    """
     if not rules or rules.get("all"):
         return None
     from layerlab.study.frames import resolve_selection
 
-    rows, tasks = dataset_rows(data_url)
-    return resolve_selection(rules, rows, tasks, data_url)
+    rows_df, tasks = rows if rows is not None else dataset_rows(data_url)
+    return resolve_selection(rules, rows_df, tasks, data_url)
 
 
 def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
@@ -142,19 +193,31 @@ def run_probe_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     summary = probe.run_probe(cache, p["task"], stage.out, layers=p["layers"], tune_samples=p["tune_samples"],
                               scheduler=p["scheduler"], config=config, seed=p["seed"],
                               runner=p.get("runner", "tune"), trust_tune_state=ctx.plan.config.trust_tune_state)
+    units = list(summary.get("trial_usage") or [])
     return {"dir": stage.out, "metrics": storage.join(stage.out, "metrics.parquet"),
-            "layer_weights": storage.join(stage.out, "layer_weights.parquet"), "summary": _jsonable(summary)}
+            "layer_weights": storage.join(stage.out, "layer_weights.parquet"),
+            "summary": _jsonable({k: v for k, v in summary.items() if k != "trial_usage"}), "usage_units": units}
 
 
 def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
-    """Within- or across-model CKA with the existing `layerlab.cka` pipeline (frame-level within: side-output states)."""
+    """Within- or across-model CKA with the `layerlab.cka` engine, in this stage's task on a worker.
+
+    Frame level reads the extraction's side-output states (within: the model's own; across: its joint
+    group's) when the plan says so; otherwise the frames tiers go through the distributed per-shard
+    reduction (one Ray task per shard, a reducer actor). Utterance level reads the small pooled tiers here.
+    """
     from layerlab.cka.pipeline import CKAJob, run_cka
 
     from layerlab.cache import open_cache
 
     p = stage.params
     caches = [ctx.results[d]["cache"] for d in stage.deps]
-    side = "frames" if p["mode"] == "within" and p["level"] == "frame" and p.get("from_side_output", True) else None
+    frame = p["level"] == "frame"
+    side = None
+    if frame and p["mode"] == "within" and p.get("from_side_output", True):
+        side = "frames"
+    elif frame and p["mode"] == "across" and p.get("from_side_output"):
+        side = "joint"
     intervals, notes = p["bootstrap"], []
     if intervals and p["group_by"] == "shard" and len(open_cache(caches[0]).manifest.shards) < 2:
         intervals = 0  # one shard is one group: no resampling unit to build an interval from
@@ -179,15 +242,27 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
         speakers = rows.loc[sorted(ids), "speaker"] if ids is not None else rows["speaker"]
         folds = speaker_folds([str(s) for s in speakers], int(p["groups"]), ctx.plan.config.seed)
         notes.append(f"jackknife groups: {len(set(speakers))} speakers dealt into {min(int(p['groups']), len(set(speakers)))} groups of whole speakers")
+    layers = list(p.get("layers") or [None, None]) + [None]
+    group_by = "shard" if side and not intervals else p["group_by"]  # no interval: the grouping is unused (side-outputs are per shard)
     job = CKAJob(caches[0], caches[1] if len(caches) > 1 else None, estimator=p["estimator"], level=p["level"],
-                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals, ids=ids, half=half,
-                 speaker_groups=folds, measures=p.get("measures"), options=MeasureOptions(**p.get("measure_options", {})))
-    summary = run_cka(job, stage.out, bootstrap=intervals)
+                 group_by=group_by, side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals, ids=ids, half=half,
+                 speaker_groups=folds, layers_a=layers[0], layers_b=layers[1] if len(caches) > 1 else None,
+                 measures=p.get("measures"), options=MeasureOptions(**p.get("measure_options", {})))
+    units: list[dict[str, Any]] = []
+    if frame and side is None:  # frames tiers: one Ray task per shard and a reducer actor, never one process
+        from layerlab.cka.reducer import run_cka_on_ray
+
+        summary = run_cka_on_ray(job, stage.out, bootstrap=intervals)
+        units = summary.pop("usage_units", [])
+    else:
+        summary = run_cka(job, stage.out, bootstrap=intervals)
     return {"dir": stage.out, "tables": summary["tables"], "replicates": summary.get("replicates", []), "group_by": summary.get("group_by"),
             "heatmap": summary["heatmap"], "models": p["models"], "measures": summary.get("measures", {}), "agreement": summary.get("agreement"),
             "mode": p["mode"], "level": p["level"], "estimator": p["estimator"], "ci": summary.get("ci"),
             "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", [])),
-            "convergence": summary.get("convergence")}
+            "convergence": summary.get("convergence"),
+            "source": {"frames": "extraction side-output", "joint": "joint extraction side-output"}.get(side or "", "distributed reduction over the frames tiers" if frame else "pooled tier"),
+            "usage_units": units}
 
 
 def run_report_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:

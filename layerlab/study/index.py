@@ -26,6 +26,14 @@ def versions() -> dict[str, str]:
     return out
 
 
+def stage_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stage's usage for the run metadata: CPU and GPU seconds, and per node the same and the roles that ran there."""
+    if not usage:
+        return None
+    nodes = {k: {f: v.get(f) for f in ("cpu_seconds", "gpu_seconds", "roles")} for k, v in (usage.get("nodes") or {}).items()}
+    return {"cpu_seconds": usage.get("cpu_seconds"), "gpu_seconds": usage.get("gpu_seconds"), "nodes": nodes}
+
+
 def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Everything the report needs, as plain JSON."""
     config = plan.config
@@ -67,12 +75,12 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
                         **{k: res[k] for k in ("replicates", "group_by", "measures", "agreement") if res.get(k)}})
         elif stage.kind == "corpus" and res:
             quarantine[f"corpus {stage.id.split('/', 1)[1]}"] = res.get("quarantined", 0)
-        elif stage.kind == "extract" and res:
+        elif stage.kind == "extract" and res and "members" not in stage.params:  # a joint group's members report their own caches
             quarantine[f"cache {stage.id.split('/', 1)[1]}"] = res.get("quarantined_model", 0)
     estimates = {c["id"]: c for c in plan.cost.to_json()["stages"]} if plan.cost is not None else {}
     stages = [{**{k: r.get(k) for k in ("id", "kind", "status", "reused", "wall_seconds", "error")},
                "estimate": {k: estimates[r["id"]][k] for k in ("runs_on", "stored_bytes", "read_bytes", "gpu_hours", "peak_memory_bytes")}
-               if r["id"] in estimates else None} for r in records.values() if r["id"] != "report"]
+               if r["id"] in estimates else None, "usage": stage_usage(r.get("usage"))} for r in records.values() if r["id"] != "report"]
     skipped = list(plan.skipped) + [
         {"dataset": r["id"].split("/")[1], "task": r["id"].split("/")[3], "reason": r.get("error") or ""}
         for r in records.values() if r["kind"] == "probe" and r["status"] == "skipped"

@@ -7,6 +7,7 @@ data: the runner executes it, ``--dry-run`` prints it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from layerlab.cka.measure_registry import sample_names
 from layerlab.study import tasks as task_info
 from layerlab.study.config import FRAME_TASKS, StudyConfig
 from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
+from layerlab.study.groups import MemberInfo, choose_groups, group_id, settings_key
 
 #: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
 #: issue 20: corpus 2 / train 2 (nested speaker roles; training excludes every probe dev/test speaker), extract 2
@@ -38,6 +40,11 @@ class Stage:
     notes: list[str] = field(default_factory=list)
     needs_network: bool = False
     fingerprint: str = ""
+    cleans: list[str] | None = None  # folders a fresh (not resumed) run removes first; None: [out]
+
+    def stale_outputs(self) -> list[str]:
+        """What a fresh run of this stage clears: its own output, or the member caches of a joint group (none for a member)."""
+        return [self.out] if self.cleans is None else list(self.cleans)
 
 
 @dataclass
@@ -87,13 +94,34 @@ def _spec_input(spec: str) -> tuple[str, str | None, bool]:
                 return f"hub:{spec}", None, True  # a hub id (org/name)
             if prefix == "speechbrain:" and not (target.startswith(("/", ".", "~", "file://")) or "://" in target):
                 return f"hub:{spec}", None, True
+            if storage.is_local(target):
+                return _local_spec_input(spec, target, *_stat(target))
             checksum, problem = _external_checksum(target)
-            if problem is None and storage.is_local(target):
-                problem = _loadable_problem(spec)
-            return f"{spec}@{checksum}", problem, not storage.is_local(target)
+            return f"{spec}@{checksum}", problem, True
     if spec.startswith("s3prl:"):
         return f"hub:{spec}", None, True  # s3prl downloads hub names on first use
     return spec, None, False  # ge2e / fbank / mfcc: shipped with the install
+
+
+def _stat(target: str) -> tuple[int, int]:
+    """(size, mtime in ns) of a local file or folder (0, 0 when missing): what the per-process memo is keyed on."""
+    import os
+
+    path = target.removeprefix("file://")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0, 0
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=256)
+def _local_spec_input(spec: str, target: str, size: int, mtime_ns: int) -> tuple[str, str | None, bool]:
+    """A local checkpoint's checksum and load check, once per process while the file is unchanged (a study plans twice)."""
+    checksum, problem = _external_checksum(target)
+    if problem is None:
+        problem = _loadable_problem(spec)
+    return f"{spec}@{checksum}", problem, False
 
 
 def _loadable_problem(spec: str) -> str | None:
@@ -153,42 +181,20 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
     from layerlab.study import cost as cost_model
 
     plan.facts = cost_model.dataset_facts(plan, readable=set(corpus_tasks))
-    needs_frames = _frames_needs(plan, config, probes, partitions)
-    within = config.cka.within if config.cka else None
+    groups = _joint_groups(plan, config, spec_inputs)
+    covered = {(d, frozenset(p)) for d, gs in groups.items() for g in gs for p in g.pairs}
+    needs_frames = _frames_needs(plan, config, probes, partitions, covered)
     for dname in config.analysed_datasets():
-        for mname, m in config.models.items():
-            params = {**config.extract, **m.extract}
-            rules = needs_frames.get((dname, mname))
-            frame_cka = bool(within and "frame" in within.levels and dname in config.cka_datasets())
-            params["tier"] = "both" if rules else params.get("tier", "pooled")
-            if frame_cka and frame_cka_from_side_output(within):
-                params["cka"] = [{"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}]
-            params.setdefault("progress", False)
-            spec, weights_of = config.control_source(mname)
-            trained = mname if m.train else weights_of
-            deps = [f"corpus/{dname}"] + ([f"train/{trained}"] if trained else [])
-            sparams: dict[str, Any] = {"model": mname, "spec": spec, "config": params}
-            if rules and not rules["all"]:
-                sparams["frames"] = rules  # frames only for these utterances (layerlab.study.frames)
-            if weights_of:  # the random-init control of a trained model: its checkpoint's architecture, seeded weights
-                sparams["random_init_of"] = {"model": weights_of, "seed": m.seed or 0}
-            stage = Stage(f"extract/{dname}/{mname}", "extract", sparams,
-                          deps, storage.join_inside(out, "cache", dname, mname),
-                          estimate=f"{mname} over {dname}, tier {params['tier']}" + (" (random-init control)" if m.random_init else ""))
-            if spec:
-                if spec not in spec_inputs:
-                    spec_inputs[spec] = _spec_input(spec)
-                stage.inputs["model"], problem, stage.needs_network = spec_inputs[spec]
-                if problem is None and not config.trust_remote_code and _needs_remote_code(spec):
-                    problem = (f"{spec}: its hyperparams.yaml is HyperPyYAML, which runs code while loading; set "
-                               "trust_remote_code: true in the study config to load it (only for a bundle you trust)")
-                if problem:
-                    plan.problems.append(f"models.{mname}.spec: {problem}")
-                if stage.needs_network:
-                    stage.notes.append(f"{spec}: downloads from a model hub (needs network, or pre-stage the weights: README 'Pretrained weights offline')")
+        grouped = {m: g for g in groups.get(dname, []) for m in g.members}
+        for g in groups.get(dname, []):
+            _add_joint_stage(plan, add, dname, g, {m: _extract_stage(plan, config, dname, m, needs_frames, spec_inputs) for m in g.members})
+        for mname in config.models:
+            if mname in grouped:
+                gid = group_id(dname, grouped[mname].members)
+                add(Stage(f"extract/{dname}/{mname}", "extract", {"model": mname, "group": gid}, [gid],
+                          storage.join_inside(out, "cache", dname, mname), estimate=f"{mname}'s cache from the joint group {gid}", cleans=[]))
             else:
-                stage.notes.append(f"model from train/{trained}" + (" with random weights (seed {})".format(m.seed or 0) if weights_of else ""))
-            add(stage)
+                add(_extract_stage(plan, config, dname, mname, needs_frames, spec_inputs))
     for dname, entries in probes.items():
         part = partitions.get(dname)
         for entry in entries:
@@ -203,13 +209,110 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                 add(Stage(f"probe/{dname}/{mname}/{entry.task}", "probe", {"model": mname, "dataset": dname, **params},
                           [f"extract/{dname}/{mname}"], storage.join_inside(out, "probe", dname, mname, entry.task),
                           estimate=f"{entry.task} probe ({entry.layers}, {entry.tune_samples} trial(s)) on {mname}"))
-    _cka_stages(plan, config, out, add)
+    _cka_stages(plan, config, out, add, covered)
     deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "extract", "train", "corpus")]
     add(Stage("report", "report", {"report": config.report.model_dump(), "skipped": plan.skipped}, deps,
               storage.join(out, "report"), estimate="tables, figures, findings, one HTML file"))
     plan.cost = cost_model.estimate_plan(plan, plan.facts)
     plan.problems += plan.cost.problems
     return plan
+
+
+def _extract_stage(plan: StudyPlan, config: StudyConfig, dname: str, mname: str, needs_frames: dict[tuple[str, str], dict[str, Any]],
+                   spec_inputs: dict[str, tuple[str, str | None, bool]]) -> Stage:
+    """The extraction of one model over one dataset (its tier, side-outputs, inputs and notes); not yet added to the plan."""
+    m = config.models[mname]
+    within = config.cka.within if config.cka else None
+    params = {**config.extract, **m.extract}
+    rules = needs_frames.get((dname, mname))
+    frame_cka = bool(within and "frame" in within.levels and dname in config.cka_datasets())
+    params["tier"] = "both" if rules else params.get("tier", "pooled")
+    if frame_cka and frame_cka_from_side_output(within):
+        side: dict[str, Any] = {"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}
+        if config.cka and mname in config.cka.layers:
+            side["layers"] = list(config.cka.layers[mname])
+        params["cka"] = [side]
+    params.setdefault("progress", False)
+    spec, weights_of = config.control_source(mname)
+    trained = mname if m.train else weights_of
+    deps = [f"corpus/{dname}"] + ([f"train/{trained}"] if trained else [])
+    sparams: dict[str, Any] = {"model": mname, "spec": spec, "config": params}
+    if rules and not rules["all"]:
+        sparams["frames"] = rules  # frames only for these utterances (layerlab.study.frames)
+    if weights_of:  # the random-init control of a trained model: its checkpoint's architecture, seeded weights
+        sparams["random_init_of"] = {"model": weights_of, "seed": m.seed or 0}
+    stage = Stage(f"extract/{dname}/{mname}", "extract", sparams,
+                  deps, storage.join_inside(plan.out, "cache", dname, mname),
+                  estimate=f"{mname} over {dname}, tier {params['tier']}" + (" (random-init control)" if m.random_init else ""))
+    if spec:
+        if spec not in spec_inputs:
+            spec_inputs[spec] = _spec_input(spec)
+        stage.inputs["model"], problem, stage.needs_network = spec_inputs[spec]
+        if problem is None and not config.trust_remote_code and _needs_remote_code(spec):
+            problem = (f"{spec}: its hyperparams.yaml is HyperPyYAML, which runs code while loading; set "
+                       "trust_remote_code: true in the study config to load it (only for a bundle you trust)")
+        if problem:
+            plan.problems.append(f"models.{mname}.spec: {problem}")
+        if stage.needs_network:
+            stage.notes.append(f"{spec}: downloads from a model hub (needs network, or pre-stage the weights: README 'Pretrained weights offline')")
+    else:
+        stage.notes.append(f"model from train/{trained}" + (" with random weights (seed {})".format(m.seed or 0) if weights_of else ""))
+    return stage
+
+
+def _add_joint_stage(plan: StudyPlan, add: Any, dname: str, group: Any, members: dict[str, Stage]) -> None:
+    """One extraction stage running every model of a joint group in one actor, writing each member's cache."""
+    gid = group_id(dname, group.members)
+    params: dict[str, Any] = {"members": [s.params for s in members.values()], "joint_cka": [list(p) for p in group.pairs]}
+    chosen = {m: list(plan.config.cka.layers[m]) for m in group.members if plan.config.cka and m in plan.config.cka.layers}
+    if chosen:
+        params["layers"] = chosen
+    deps = sorted({d for s in members.values() for d in s.deps})
+    caches = [s.out for s in members.values()]
+    stage = Stage(gid, "extract", params, deps, storage.join_inside(plan.out, "joint", dname, "+".join(group.members)),
+                  estimate=f"{' + '.join(group.members)} over {dname} in one actor (~{group.memory_bytes / 2**30:.1f} GiB): caches plus joint "
+                           f"CKA states of {', '.join(f'{a} x {b}' for a, b in group.pairs)}", cleans=caches)
+    stage.cleans = [stage.out, *caches]
+    for m, s in members.items():
+        stage.inputs.update({f"{k}:{m}": v for k, v in s.inputs.items()})
+        stage.notes += [f"{m}: {n}" for n in s.notes]
+        stage.needs_network = stage.needs_network or s.needs_network
+    add(stage)
+
+
+def _joint_groups(plan: StudyPlan, config: StudyConfig, spec_inputs: dict[str, tuple[str, str | None, bool]]) -> dict[str, list[Any]]:
+    """Per CKA dataset, the joint extraction groups of its across-model frame-level pairs (study/groups.py)."""
+    from layerlab.study import cost_facts
+    from layerlab.study.cost import stage_architecture
+
+    across = config.cka.across if config.cka else None
+    within = config.cka.within if config.cka else None
+    if not across or "frame" not in across.levels or not across.joint or not config.across_pairs():
+        return {}
+    if across.bootstrap and across.group_by != "shard":
+        return {}  # speaker/utterance CIs need per-group states: joint states are per shard
+    if across.estimator == "minibatch":
+        return {}  # joint states are feature states
+    infos = []
+    for name in dict.fromkeys(m for p in config.across_pairs() for m in p):
+        spec, weights_of = config.control_source(name)
+        if spec and spec not in spec_inputs:
+            spec_inputs[spec] = _spec_input(spec)
+        if spec and spec_inputs[spec][1] is not None:
+            continue  # a model that cannot load is the plan's problem already
+        params = {"model": name, "spec": spec, **({"random_init_of": {"model": weights_of}} if weights_of else {})}
+        arch, _ = stage_architecture(plan, params)
+        if arch is None:
+            continue
+        extract = {**config.extract, **config.models[name].extract}
+        within_state = bool(within and "frame" in within.levels and frame_cka_from_side_output(within) and within.estimator != "minibatch")
+        infos.append(MemberInfo(name, arch, extract, config.cka.layers.get(name) if config.cka else None, within_state, settings_key(extract)))
+    if len(infos) < 2:
+        return {}
+    node = cost_facts.NODE_TYPES[config.nodes.gpu]
+    budget = across.joint_memory_gb * 2**30 if across.joint_memory_gb else node.memory_bytes * cost_facts.ACTOR_MEMORY_SHARE
+    groups = choose_groups(infos, config.across_pairs(), budget)
+    return {d: groups for d in config.cka_datasets() if d in config.analysed_datasets()} if groups else {}
 
 
 def probe_config(entry: Any, part: Any) -> dict[str, Any]:
@@ -375,11 +478,13 @@ def _train_problem(recipe: str, config: Any) -> str | None:
     return None
 
 
-def _frames_needs(plan: StudyPlan, config: StudyConfig, probes: dict[str, list[Any]], partitions: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+def _frames_needs(plan: StudyPlan, config: StudyConfig, probes: dict[str, list[Any]], partitions: dict[str, Any],
+                  covered: set[tuple[str, frozenset[str]]] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, model) -> the frames rules of its cache: what its frames probes and frame-level CKA read.
 
     ``{"all": True}`` when a consumer reads every utterance (frame-level CKA without a sample); otherwise the
     probes' splits (with their samples and, where the plan picks it, ASV's fixed training crops) and the CKA sample.
+    Across-model pairs inside a joint extraction group (``covered``) read side-output states, not the frames tier.
     """
     out: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -404,7 +509,7 @@ def _frames_needs(plan: StudyPlan, config: StudyConfig, probes: dict[str, list[A
             if within and "frame" in within.levels and sample_names(config.cka.measures):
                 readers |= set(config.models)  # rbf_cka / mutual_knn read sampled frames (a side-output state holds no frames)
             if across and "frame" in across.levels:
-                readers |= {m for pair in config.across_pairs() for m in pair}
+                readers |= {m for pair in config.across_pairs() if (d, frozenset(pair)) not in (covered or set()) for m in pair}
             for m in readers:
                 rules = need(d, m)
                 if sample is None:
@@ -470,10 +575,12 @@ def frame_cka_from_side_output(within: Any) -> bool:
     return not (within.bootstrap and within.group_by != "shard")
 
 
-def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> None:
+def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any, covered: set[tuple[str, frozenset[str]]]) -> None:
+    """One stage per comparison; each runs on a worker: side-output merges, or the distributed reduction over a tier."""
     if not config.cka:
         return
     within, across = config.cka.within, config.cka.across
+    chosen = config.cka.layers
     sample = config.cka.sample(config.seed)
     extra = {"sample": sample} if sample else {}
     for dname in config.cka_datasets():
@@ -482,6 +589,8 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
                 for level in within.levels:
                     params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"}, exclude_none=True), **extra,
                               **config.cka.non_default_measures()}
+                    if mname in chosen:
+                        params["layers"] = [list(chosen[mname])]
                     source = ""
                     if level == "frame":
                         params["from_side_output"] = frame_cka_from_side_output(within)
@@ -492,8 +601,17 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
         if across:
             for a, b in config.across_pairs():
                 for level in across.levels:
-                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"}, exclude_none=True), **extra,
+                    params = {"mode": "across", "models": [a, b], "level": level,
+                              **across.model_dump(exclude={"levels", "pairs", "joint_memory_gb"}, exclude_none=True), **extra,
                               **config.cka.non_default_measures()}
+                    if a in chosen or b in chosen:
+                        params["layers"] = [chosen.get(a), chosen.get(b)]
+                    source = ""
+                    if level == "frame" and (dname, frozenset((a, b))) in covered:
+                        params["from_side_output"] = True
+                        source = " (joint extraction side-output states)"
+                    elif level == "frame":
+                        source = " (frames tiers, distributed per-shard reduction)"
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
                               storage.join_inside(out, "cka", dname, "across", f"{a}__{b}", level),
-                              estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))
+                              estimate=f"{level}-level CKA {a} x {b}{source}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))

@@ -3,10 +3,12 @@
 Markers live under ``<out>/stages/``: ``<id>.started.json`` (fingerprint of a run in progress: a
 matching rerun resumes, e.g. extraction keeps finished shards) and ``<id>.done.json`` (fingerprint,
 result and effective parameters with paths relative to ``--out``, the files the stage wrote with sizes
-and checksums, wall time; ``layerlab.study.reuse``). A stage whose done-marker matches its fingerprint
-and whose files are intact (sizes; checksums with ``verify``) is reused; a damaged one is recomputed
-and the run says so. When a stage fails no new stage starts; running ones finish; the report still
-renders and says what failed.
+and checksums, wall time, usage; ``layerlab.study.reuse``). A stage whose done-marker matches its
+fingerprint and whose files are intact (sizes; checksums with ``verify``) is reused; a damaged one is
+recomputed and the run says so. Each stage runs as a Ray task on a worker (``study/remote.py``); this
+driver only schedules, writes markers and records each stage's nodes and CPU/GPU seconds (``run.json``
+adds the driver's own CPU and its share). When a stage fails no new stage starts; running ones finish;
+the report still renders and says what failed.
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ from layerlab.settings import SettingsMismatch
 from layerlab.study.config import StudyConfig, StudyConfigError
 from layerlab.study.execute import StageContext, StageSkipped, run_stage
 from layerlab.study.plan import Stage, StudyPlan, build_plan
+from layerlab.study.remote import run_on_worker
 from layerlab.study.reuse import Reuse, check_outputs, inside, produced_files, relocatable, resolve, shard_damage_only
-
-RAY_KINDS = {"train", "extract", "probe"}
 
 
 def marker_url(out: str, stage_id: str, what: str) -> str:
@@ -97,11 +98,12 @@ class Runner:
     """Executes stages of a plan with a bounded thread pool; extraction has its own smaller bound."""
 
     def __init__(self, out: str, say: Callable[[str], None] = print, parallel: int = 2, parallel_extract: int = 1,
-                 parallel_train: int = 1, verify: bool = False) -> None:
+                 parallel_train: int = 1, verify: bool = False, on_workers: bool = False) -> None:
         from layerlab.progress import StatusBoard
 
         self.out = out
         self.verify = verify
+        self.on_workers = on_workers  # each stage in a Ray task (study/remote.py); False: in this process (unit tests)
         self._reuse: dict[tuple[str, str], Reuse | None] = {}
         self.board = StatusBoard(say)  # stage lines from every thread (locked), and one status line for the stages running
         self.say = self.board.say
@@ -175,7 +177,7 @@ class Runner:
 
     def _gate(self, stage: Stage) -> threading.BoundedSemaphore | None:
         """The slot a stage of this kind must hold: extraction pools, Ray Train runs, one Tune driver at a time."""
-        if stage.kind == "extract":
+        if stage.kind == "extract" and "group" not in stage.params:  # a joint group's member only reads its group's result
             return self.extract_slots
         if stage.kind == "train":
             return self.train_slots
@@ -191,7 +193,8 @@ class Runner:
         """Record a reusable stage, or run it in a pool thread (its slot, if any, is already claimed); a damaged one is recomputed."""
         if reuse is not None and reuse.ok:
             done = reuse.done
-            self._record(stage, done["status"], done.get("wall_seconds", 0.0), True, result=done.get("result"), error=done.get("reason"))
+            self._record(stage, done["status"], done.get("wall_seconds", 0.0), True, result=done.get("result"), error=done.get("reason"),
+                         usage=done.get("usage"))
             self.say(f"[reuse] {stage.id}")
         else:
             repair = reuse.damage if reuse is not None else None
@@ -222,25 +225,28 @@ class Runner:
             if resume:
                 ctx.repairing.add(stage.id)
             self.say(f"[repair] {stage.id}: {repair}; " + ("extracting the damaged shards again" if resume else "recomputing the stage"))
-        if not resume and stage.out.startswith(self.out.rstrip("/") + "/") and storage.exists(stage.out):
-            storage.remove(stage.out, recursive=True, within=self.out)  # a stale output of another configuration (never outside --out)
+        for stale in [] if resume else stage.stale_outputs():
+            if stale.startswith(self.out.rstrip("/") + "/") and storage.exists(stale):
+                storage.remove(stale, recursive=True, within=self.out)  # a stale output of another configuration (never outside --out)
         storage.write_json(marker_url(self.out, stage.id, "started"), {"fingerprint": stage.fingerprint, "started_at": _now()})
         self.say(f"[run] {stage.id}" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
+        usage: dict[str, Any] | None = None
         try:
-            result = self._run_stage(stage, ctx, resume)
-            status, reason = "done", None
+            result, status, reason, usage = self._run_stage(stage, ctx, resume)
         except StageSkipped as exc:
             result, status, reason = {}, "skipped", str(exc)
         except Exception as exc:  # noqa: BLE001 - a failed stage is recorded and stops the study
             wall = time.perf_counter() - t0
-            message = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, IntegrityError):  # a reused input is damaged: the study's own option finds and recomputes it
+            kind = getattr(exc, "kind", None) or type(exc).__name__
+            message = f"{kind}: {exc}"
+            if kind == IntegrityError.__name__:  # a reused input is damaged: the study's own option finds and recomputes it
                 message = message.replace("; rerun the build or pass --no-verify", "") + \
                     " (rerun with --verify: reused stages are then checked by checksum and damaged ones recomputed)"
             self.say(f"[FAILED] {stage.id}: {message}")
             storage.write_json(marker_url(self.out, stage.id, "failed"), {"fingerprint": stage.fingerprint, "error": message,
-                                                                        "traceback": traceback.format_exc(), "at": _now()})
+                                                                        "traceback": getattr(exc, "remote_traceback", "") or traceback.format_exc(),
+                                                                        "at": _now()})
             self._record(stage, "failed", wall, False, error=message, repaired=repair)
             return
         wall = round(time.perf_counter() - t0, 3)
@@ -251,30 +257,40 @@ class Runner:
         storage.write_json(marker_url(self.out, stage.id, "done"), {
             "fingerprint": fingerprint, "status": status, "reason": reason, "result": relocatable(result, self.out),
             "wall_seconds": wall, "finished_at": _now(), "params": relocatable(stage.params, self.out),
-            "out": relocatable(stage.out, self.out), "files": files, "repaired": repair})
+            "out": relocatable(stage.out, self.out), "files": files, "repaired": repair, "usage": usage})
         storage.remove(marker_url(self.out, stage.id, "failed"), within=self.out)
         self._reuse.pop((stage.id, stage.fingerprint), None)
-        self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else "") + (" (repaired)" if repair else ""))
-        self._record(stage, status, wall, False, result=result, error=reason, repaired=repair)
+        self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else "") + _usage_text(usage) + (" (repaired)" if repair else ""))
+        self._record(stage, status, wall, False, result=result, error=reason, repaired=repair, usage=usage)
 
-    def _run_stage(self, stage: Stage, ctx: StageContext, resume: bool) -> dict[str, Any]:
+    def _run_once(self, stage: Stage, ctx: StageContext) -> tuple[dict[str, Any], str, str | None, dict[str, Any] | None]:
+        """(result, status, reason, usage) of one run of the stage: in a Ray task on a worker, or here (unit tests)."""
+        if self.on_workers:
+            outcome = run_on_worker(stage, ctx)
+            return outcome.get("result") or {}, outcome["status"], outcome.get("reason"), outcome.get("usage")
+        return run_stage(stage, ctx), "done", None, None
+
+    def _run_stage(self, stage: Stage, ctx: StageContext, resume: bool) -> tuple[dict[str, Any], str, str | None, dict[str, Any] | None]:
         """Run the stage; a resumed one whose library finds other recorded settings in its folder starts afresh once
         (e.g. a probe interrupted under other settings, or a moved study's cache that records its model's old checkpoint path)."""
         try:
-            return run_stage(stage, ctx)
-        except SettingsMismatch as exc:
-            if not resume or not inside(stage.out, self.out):
+            return self._run_once(stage, ctx)
+        except Exception as exc:
+            mismatch = isinstance(exc, SettingsMismatch) or getattr(exc, "kind", None) == SettingsMismatch.__name__
+            if not mismatch or not resume or not inside(stage.out, self.out):
                 raise
-            self.say(f"[restart] {stage.id}: the settings recorded in its folder differ in {', '.join(exc.keys)}; starting afresh")
+            keys = getattr(exc, "keys", None)
+            self.say(f"[restart] {stage.id}: the settings recorded in its folder differ" + (f" in {', '.join(keys)}" if keys else f" ({exc})")
+                     + "; starting afresh")
             storage.remove(stage.out, recursive=True, within=self.out)
-            return run_stage(stage, ctx)
+            return self._run_once(stage, ctx)
 
     def _record(self, stage: Stage, status: str, wall: float, reused: bool, result: dict[str, Any] | None = None, error: str | None = None,
-                repaired: str | None = None) -> None:
+                repaired: str | None = None, usage: dict[str, Any] | None = None) -> None:
         with self.lock:
             self.records[stage.id] = {"id": stage.id, "kind": stage.kind, "status": status, "reused": reused,
                                       "wall_seconds": round(float(wall), 3), "fingerprint": stage.fingerprint, "error": error,
-                                      "result": result, "repaired": repaired}
+                                      "result": result, "repaired": repaired, "usage": usage}
             if status == "done" and result is not None:
                 self.results[stage.id] = result
 
@@ -299,6 +315,26 @@ def downstream_counts(plan: StudyPlan) -> dict[str, int]:
         return memo[sid]
 
     return {s.id: len(below(s.id)) for s in plan.order()}
+
+
+def _usage_text(usage: dict[str, Any] | None) -> str:
+    """`` (CPU 12.3 s, GPU 4.0 s on 2 nodes)`` for a stage's progress line."""
+    if not usage:
+        return ""
+    gpu = f", GPU {usage['gpu_seconds']:.1f} s" if usage.get("gpu_seconds") else ""
+    nodes = len(usage.get("nodes") or {})
+    return f" (CPU {usage.get('cpu_seconds', 0):.1f} s{gpu} on {nodes} node{'s' if nodes != 1 else ''})"
+
+
+def usage_totals(records: dict[str, dict[str, Any]], driver_cpu_seconds: float) -> dict[str, Any]:
+    """The study's CPU and GPU seconds: stages computed in this run (their usage) and the driver's own CPU, with its share."""
+    computed = [r for r in records.values() if not r.get("reused") and r.get("usage")]
+    stage_cpu = sum(float(r["usage"].get("cpu_seconds") or 0) for r in computed)
+    total = stage_cpu + driver_cpu_seconds
+    return {"stage_cpu_seconds": round(stage_cpu, 3), "stage_gpu_seconds": round(sum(float(r["usage"].get("gpu_seconds") or 0) for r in computed), 3),
+            "driver_cpu_seconds": round(driver_cpu_seconds, 3), "total_cpu_seconds": round(total, 3),
+            "driver_cpu_share": round(driver_cpu_seconds / total, 4) if total > 0 else None,
+            "stages_measured": len(computed)}
 
 
 def _now() -> str:
@@ -342,6 +378,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
 
     ``verify``: check reused stages' files by checksum (sizes are always checked); damaged stages are recomputed.
     """
+    driver_cpu0 = time.process_time()  # the driver's own CPU (every thread of this process; not the Ray processes it may start)
     out = storage.canonical_url(out)  # Ray workers (extraction actors, Train workers) run in other working directories
     first = build_plan(config, out)
     if first.problems:
@@ -354,9 +391,11 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
                                                              "cost": plan.cost.to_json() if plan.cost is not None else None})
 
     write_study_json(first)
-    runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train, verify=verify)
+    runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train, verify=verify, on_workers=True)
     started_ray = False
     try:
+        if any(s.kind == "corpus" and not (runner.reuse(s) and runner.reuse(s).ok) for s in first.order()):  # type: ignore[union-attr]
+            started_ray = ensure_ray()
         runner.run(first, only={s.id for s in first.order() if s.kind == "corpus"})
         plan = build_plan(config, out, corpus_tasks_of(runner.records))
         plan.config_text = config_text  # type: ignore[attr-defined]
@@ -365,8 +404,8 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
         write_study_json(plan)  # the speaker partitions read from the built corpora
         for skip in plan.skipped:
             say(f"[skip] {skip['task']} on {skip['dataset']}: {skip['reason']}")
-        if any(s.kind in RAY_KINDS and not (runner.reuse(s) and runner.reuse(s).ok) for s in plan.order()):  # type: ignore[union-attr]
-            started_ray = ensure_ray()
+        if any(not (runner.reuse(s) and runner.reuse(s).ok) for s in plan.order()):  # type: ignore[union-attr]  # every stage runs as a Ray task
+            started_ray = ensure_ray() or started_ray
         runner.run(plan)
     finally:
         runner.close()
@@ -379,6 +418,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
         "finished_at": _now(), "computed": result.computed, "reused": result.reused, "failed": result.failed,
         "repaired": {k: runner.records[k]["repaired"] for k in result.repaired}, "skipped": plan.skipped,
         "stages": [{k: v for k, v in r.items() if k != "result"} for r in runner.records.values()],
-        "report": result.report,
+        "report": result.report, "usage": {**usage_totals(runner.records, time.process_time() - driver_cpu0),
+                                           "driver_process_cpu_seconds": round(time.process_time(), 3)},  # start-up and imports included
     })
     return result

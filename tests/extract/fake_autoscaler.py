@@ -24,8 +24,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def autoscaling_config(port: int, *, worker_resources: dict[str, float], max_workers: int) -> dict:
-    """The fake_multinode autoscaling config: head with 0 CPUs, one worker type, min 0 workers."""
+def autoscaling_config(port: int, *, worker_resources: dict[str, float], max_workers: int, min_workers: int = 0) -> dict:
+    """The fake_multinode autoscaling config: head with 0 CPUs, one worker type, ``min_workers`` (default 0) kept up."""
     return {
         "cluster_name": "fake", "max_workers": max_workers, "upscaling_speed": 1.0, "idle_timeout_minutes": 1,
         "provider": {"type": "fake_multinode", "gcs_address": f"127.0.0.1:{port}",
@@ -34,7 +34,7 @@ def autoscaling_config(port: int, *, worker_resources: dict[str, float], max_wor
         "auth": {"ssh_user": "ubuntu"},
         "available_node_types": {
             "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
-            "worker_node": {"resources": worker_resources, "node_config": {}, "min_workers": 0, "max_workers": max_workers},
+            "worker_node": {"resources": worker_resources, "node_config": {}, "min_workers": min_workers, "max_workers": max_workers},
         },
         "head_node_type": "ray.head.default",
         "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
@@ -54,10 +54,13 @@ def fake_env() -> dict[str, str]:
 
 @contextmanager
 def fake_cluster(tmp: Path, *, worker_resources: dict[str, float] | None = None, max_workers: int = 2,
-                 ready_timeout: float = 60.0) -> Iterator[str]:
-    """Start the head, yield its address (``127.0.0.1:PORT``), then kill its whole process group."""
+                 ready_timeout: float = 60.0, min_workers: int = 0) -> Iterator[str]:
+    """Start the head, yield its address (``127.0.0.1:PORT``), then kill its whole process group.
+
+    Ray's pointer to the head (``/tmp/ray/ray_current_cluster``) is removed afterwards when it names this head.
+    """
     for attempt in range(3):  # a loaded machine can miss Ray's fixed 30 s node start-up wait: retry the head
-        port, head = _start_head(tmp, worker_resources or {"CPU": 1, "GPU": 1}, max_workers, ready_timeout)
+        port, head = _start_head(tmp, worker_resources or {"CPU": 1, "GPU": 1}, max_workers, ready_timeout, min_workers)
         if head is not None:
             break
     else:
@@ -66,6 +69,9 @@ def fake_cluster(tmp: Path, *, worker_resources: dict[str, float] | None = None,
         yield f"127.0.0.1:{port}"
     finally:
         _kill_group(head)
+        pointer = Path("/tmp/ray/ray_current_cluster")
+        if pointer.exists() and pointer.read_text().strip().endswith(f":{port}"):
+            pointer.unlink()
 
 
 def _kill_group(head: subprocess.Popen) -> None:
@@ -83,11 +89,11 @@ def _kill_group(head: subprocess.Popen) -> None:
 
 
 def _start_head(tmp: Path, worker_resources: dict[str, float], max_workers: int,
-                ready_timeout: float) -> tuple[int, subprocess.Popen | None]:
+                ready_timeout: float, min_workers: int = 0) -> tuple[int, subprocess.Popen | None]:
     """Start one head in its own session; (port, process) or (port, None) after killing a failed start."""
     port = _free_port()
     cfg = tmp / "autoscaling.json"
-    cfg.write_text(json.dumps(autoscaling_config(port, worker_resources=worker_resources, max_workers=max_workers)))
+    cfg.write_text(json.dumps(autoscaling_config(port, worker_resources=worker_resources, max_workers=max_workers, min_workers=min_workers)))
     ray_bin = str(Path(sys.executable).with_name("ray"))
     with open(tmp / "head.log", "wb") as log:
         head = subprocess.Popen(

@@ -158,7 +158,7 @@ def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_r
 
 
 def test_local_probes_run_beside_other_stages_without_tune(tmp_path: Path, ray_session: None) -> None:
-    """runner: local trains probes in the driver (no Tune experiment), also two at once, and the report gets their rows.
+    """runner: local trains probes in their stage tasks (no Tune experiment), also two at once, and the report gets their rows.
 
     The dry run plans exactly what the run does, skips included; a damaged probe is recomputed, not reported as reused.
     """
