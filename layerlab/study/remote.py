@@ -42,8 +42,10 @@ def stage_cpus(stage: Stage) -> float:
 
 
 def _stage_task(stage: Stage, plan: Any, results: dict[str, dict[str, Any]], records: dict[str, dict[str, Any]] | None,
-                repairing: bool = False) -> dict[str, Any]:
-    """The body of a stage task: run the executor, measure this process, collect the executor's usage units."""
+                repairing: bool = False, out: str | None = None) -> dict[str, Any]:
+    """The body of a stage task: run the executor, measure this process, collect the executor's usage units, and list
+    (with checksums) the files the stage wrote, here on the worker."""
+    from layerlab.study.reuse import stage_files
     from layerlab.usage import Meter, summarize
 
     meter = Meter()
@@ -56,12 +58,14 @@ def _stage_task(stage: Stage, plan: Any, results: dict[str, dict[str, Any]], rec
     except Exception as exc:  # noqa: BLE001 - sent back whole: the driver records it as the stage's failure
         return {"status": "failed", "error_type": type(exc).__name__, "error": str(exc), "traceback": traceback.format_exc(),
                 "lines": lines, "usage": summarize([meter.unit(f"{stage.kind} stage task")])}
+    files = stage_files(stage, out) if out is not None else None
     units = [meter.unit(f"{stage.kind} stage task")] + list(result.pop("usage_units", None) or [])
-    return {"status": "done", "result": result, "lines": lines, "usage": summarize(units)}
+    return {"status": "done", "result": result, "lines": lines, "usage": summarize(units), "files": files}
 
 
-def run_on_worker(stage: Stage, ctx: StageContext) -> dict[str, Any]:
-    """Run ``stage`` in a Ray task and wait; returns ``{"status", "result" | "reason", "usage", "lines"}``.
+def run_on_worker(stage: Stage, ctx: StageContext, out: str | None = None) -> dict[str, Any]:
+    """Run ``stage`` in a Ray task and wait; returns ``{"status", "result" | "reason", "usage", "lines", "files"}``
+    (``files``: what the stage wrote under ``out``, listed by the task).
 
     A stage error comes back as :class:`RemoteStageError` (one line, the original type and message);
     a task lost for good (its node died more often than the retries allow) raises Ray's error.
@@ -78,7 +82,7 @@ def run_on_worker(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     task = ray.remote(_stage_task).options(
         num_cpus=stage_cpus(stage), max_retries=STAGE_TASK_RETRIES, retry_exceptions=False,
         runtime_env=runtime_env(tag), name=f"stage {stage.id}")
-    outcome = ray.get(task.remote(stage, ctx.plan, deps, ctx.records if stage.kind == "report" else None, stage.id in ctx.repairing))
+    outcome = ray.get(task.remote(stage, ctx.plan, deps, ctx.records if stage.kind == "report" else None, stage.id in ctx.repairing, out))
     for line in outcome.get("lines", []):
         ctx.say(line)
     if outcome["status"] == "failed":

@@ -57,6 +57,11 @@ def produced_files(kind: str, stage_out: str) -> list[dict[str, Any]]:
     return [e.model_dump() for e in artifacts.folder_entries(stage_out, exclude=INTERNAL_DIRS.get(kind, ()))]
 
 
+def stage_files(stage: Any, out: str) -> list[dict[str, Any]] | None:
+    """The file entries a finished stage's done-marker records (None for an output outside ``out``, e.g. a user's dataset)."""
+    return produced_files(stage.kind, stage.out) if inside(stage.out, out) else None
+
+
 @dataclass
 class Reuse:
     """A stage's done-marker when its fingerprint matches; ``damage`` says why its outputs cannot be reused as they are."""

@@ -28,7 +28,7 @@ from layerlab.study.config import StudyConfig, StudyConfigError
 from layerlab.study.execute import StageContext, StageSkipped, run_stage
 from layerlab.study.plan import Stage, StudyPlan, build_plan
 from layerlab.study.remote import run_on_worker
-from layerlab.study.reuse import Reuse, check_outputs, inside, produced_files, relocatable, resolve, shard_damage_only
+from layerlab.study.reuse import Reuse, check_outputs, inside, relocatable, resolve, shard_damage_only, stage_files
 
 
 def marker_url(out: str, stage_id: str, what: str) -> str:
@@ -233,7 +233,7 @@ class Runner:
         t0 = time.perf_counter()
         usage: dict[str, Any] | None = None
         try:
-            result, status, reason, usage = self._run_stage(stage, ctx, resume)
+            result, status, reason, usage, files = self._run_stage(stage, ctx, resume)
         except StageSkipped as exc:
             result, status, reason = {}, "skipped", str(exc)
         except Exception as exc:  # noqa: BLE001 - a failed stage is recorded and stops the study
@@ -253,7 +253,6 @@ class Runner:
         fingerprint = stage.fingerprint
         if stage.kind == "report" and any(r["status"] in ("failed", "not run") for r in self.records.values()):
             fingerprint += "+incomplete"  # a report of a failed run shows the failure: never reuse it once the stages finish
-        files = produced_files(stage.kind, stage.out) if status == "done" and inside(stage.out, self.out) else None
         storage.write_json(marker_url(self.out, stage.id, "done"), {
             "fingerprint": fingerprint, "status": status, "reason": reason, "result": relocatable(result, self.out),
             "wall_seconds": wall, "finished_at": _now(), "params": relocatable(stage.params, self.out),
@@ -263,14 +262,18 @@ class Runner:
         self.say(f"[{status}] {stage.id} in {wall:.1f} s" + (f": {reason}" if reason else "") + _usage_text(usage) + (" (repaired)" if repair else ""))
         self._record(stage, status, wall, False, result=result, error=reason, repaired=repair, usage=usage)
 
-    def _run_once(self, stage: Stage, ctx: StageContext) -> tuple[dict[str, Any], str, str | None, dict[str, Any] | None]:
-        """(result, status, reason, usage) of one run of the stage: in a Ray task on a worker, or here (unit tests)."""
-        if self.on_workers:
-            outcome = run_on_worker(stage, ctx)
-            return outcome.get("result") or {}, outcome["status"], outcome.get("reason"), outcome.get("usage")
-        return run_stage(stage, ctx), "done", None, None
+    def _run_once(self, stage: Stage, ctx: StageContext) -> tuple[dict[str, Any], str, str | None, dict[str, Any] | None, Any]:
+        """(result, status, reason, usage, files) of one run of the stage: in a Ray task on a worker, or here (unit tests).
 
-    def _run_stage(self, stage: Stage, ctx: StageContext, resume: bool) -> tuple[dict[str, Any], str, str | None, dict[str, Any] | None]:
+        ``files``: the entries (name, size, checksum) of what the stage wrote, listed where it ran (the driver reads no outputs).
+        """
+        if self.on_workers:
+            outcome = run_on_worker(stage, ctx, out=self.out)
+            return outcome.get("result") or {}, outcome["status"], outcome.get("reason"), outcome.get("usage"), outcome.get("files")
+        result = run_stage(stage, ctx)
+        return result, "done", None, None, stage_files(stage, self.out)
+
+    def _run_stage(self, stage: Stage, ctx: StageContext, resume: bool) -> tuple[dict[str, Any], str, str | None, dict[str, Any] | None, Any]:
         """Run the stage; a resumed one whose library finds other recorded settings in its folder starts afresh once
         (e.g. a probe interrupted under other settings, or a moved study's cache that records its model's old checkpoint path)."""
         try:
