@@ -18,7 +18,8 @@ from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_
 #: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
 #: issue 20: corpus 2 / train 2 (nested speaker roles; training excludes every probe dev/test speaker), extract 2
 #: (planted model), probe 2 (bounded intervals, replicates, contribution shares, convergence), cka 2 (replicates), report 2.
-STAGE_VERSIONS = {"corpus": 2, "train": 2, "extract": 2, "probe": 2, "cka": 2, "report": 2}
+#: issue 22: profile 1 (training-free per-layer profiles).
+STAGE_VERSIONS = {"corpus": 2, "train": 2, "extract": 2, "probe": 2, "cka": 2, "profile": 1, "report": 2}
 #: Spec prefixes whose argument is a local file or folder we can check offline.
 LOCAL_SPEC_PREFIXES = ("s3prl:wavlm_local:", "s3prl:hubert_local:", "hf:", "speechbrain:", "ckpt:")
 
@@ -189,7 +190,8 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                           [f"extract/{dname}/{mname}"], storage.join(out, "probe", dname, mname, entry.task),
                           estimate=f"{entry.task} probe ({entry.layers}, {entry.tune_samples} trial(s)) on {mname}"))
     _cka_stages(plan, config, out, add)
-    deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "extract", "train", "corpus")]
+    _profile_stages(plan, config, out, add)
+    deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "profile", "extract", "train", "corpus")]
     add(Stage("report", "report", {"report": config.report.model_dump(), "skipped": plan.skipped}, deps,
               storage.join(out, "report"), estimate="tables, figures, findings, one HTML file"))
     return plan
@@ -340,6 +342,10 @@ def _models_needing_frames(config: StudyConfig, probes: dict[str, list[Any]]) ->
         if any(task_tier(e.task) == "frames" for e in entries):
             for m in config.models:
                 out[(dname, m)] = True
+    if config.profile and any(profile_needs_frames(r) for r in _profile_references(config)):
+        for d in config.profile_datasets():
+            for m in config.profile_models():
+                out[(d, m)] = True
     across = config.cka.across if config.cka else None
     if across and "frame" in across.levels:
         for d in config.cka_datasets():
@@ -411,3 +417,29 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
                               storage.join(out, "cka", dname, "across", f"{a}__{b}", level),
                               estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))
+
+
+def _profile_references(config: StudyConfig) -> list[str]:
+    from layerlab.profile.references import parse_references
+
+    return parse_references(None if not config.profile or config.profile.references == "all" else config.profile.references)
+
+
+def profile_needs_frames(reference: str) -> bool:
+    """Whether a profile reference reads the frames tier (frame and span levels) rather than the pooled tier."""
+    from layerlab.profile.references import REFERENCES
+
+    return REFERENCES[reference].level != "utterance"
+
+
+def _profile_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> None:
+    """One training-free profile stage per (dataset, model): both passes over the model's cache (`layerlab profile`)."""
+    if not config.profile:
+        return
+    refs = _profile_references(config)
+    params_base = {**config.profile.model_dump(exclude={"models", "datasets"}), "references": refs, "seed": config.seed}
+    for dname in config.profile_datasets():
+        for mname in config.profile_models():
+            add(Stage(f"profile/{dname}/{mname}", "profile", {"model": mname, "dataset": dname, **params_base}, [f"extract/{dname}/{mname}"],
+                      storage.join(out, "profile", dname, mname),
+                      estimate=f"training-free profiles of {mname} ({', '.join(refs)}): two passes over its cache"))

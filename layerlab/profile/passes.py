@@ -1,0 +1,211 @@
+"""The two passes over a cache's shards, one shard at a time (what a Ray task runs): moments, then held-out scores.
+
+Pass 1 (:func:`shard_moments`) turns one shard into one :class:`LabelMoments` per reference and group
+(speaker x split) and counts each frame's k-means unit; pass 2 (:func:`shard_scores`) runs the fitted
+classifiers over the shard's dev and test items into :class:`ScoreCounts`. Both return plain state
+dicts, so a driver merges them in any order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from layerlab.profile.references import BoundReference
+from layerlab.profile.state import LabelMoments, ScoreCounts
+
+Key = tuple[str, str]  # (speaker, split)
+
+
+class _Buffers:
+    """Items waiting to be added, per (reference, group, layer), flushed in batches of ``rows`` (fewer, larger GEMMs)."""
+
+    def __init__(self, rows: int, flush: Any) -> None:
+        self.rows, self.flush_fn = rows, flush
+        self.items: dict[tuple[str, Key, int], list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {}
+        self.sizes: dict[tuple[str, Key, int], int] = {}
+
+    def add(self, ref: str, key: Key, layer: int, x: np.ndarray, y: np.ndarray, units: np.ndarray | None = None) -> None:
+        if not len(y):
+            return
+        slot = (ref, key, layer)
+        self.items.setdefault(slot, []).append((x, y, units))
+        self.sizes[slot] = self.sizes.get(slot, 0) + len(y)
+        if self.sizes[slot] >= self.rows:
+            self._flush(slot)
+
+    def _flush(self, slot: tuple[str, Key, int]) -> None:
+        parts = self.items.pop(slot, [])
+        self.sizes.pop(slot, None)
+        if parts:
+            units = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])  # type: ignore[misc]
+            self.flush_fn(slot, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), units)
+
+    def close(self) -> None:
+        for slot in list(self.items):
+            self._flush(slot)
+
+
+def _frame_items(prep: Any, shard: str) -> Iterator[tuple[str, str, list[np.ndarray], list[np.ndarray]]]:
+    """(id, speaker, frames per frame-level layer, phone span index per frame and layer) of one shard's labelled utterances."""
+    from layerlab.cka.cache_input import read_utterances
+
+    metas = [prep.frame_info.cache.layer(n) for n in prep.frame_info.layer_names]
+    for utt in read_utterances(shard, prep.frame_info, "frame"):
+        spans = prep.alignments.get(utt.id)
+        if spans is None:
+            yield utt.id, prep.speaker_of(utt), [], []
+            continue
+        _, starts, ends = spans
+        index = [m.spans_to_frames(starts, ends, len(x)) for m, x in zip(metas, utt.layers)]
+        yield utt.id, prep.speaker_of(utt), utt.layers, index
+
+
+def _span_means(x: np.ndarray, span: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(span ids, mean frame of each span) over the frames a span holds (frames outside every span left out)."""
+    ok = span >= 0
+    idx, xs = span[ok], x[ok]
+    if not len(idx):
+        return idx, np.zeros((0, x.shape[1]))
+    order = np.argsort(idx, kind="stable")
+    idx, xs = idx[order], xs[order]
+    uniq, start = np.unique(idx, return_index=True)
+    sums = np.add.reduceat(xs.astype(np.float64), start, axis=0)
+    counts = np.diff(np.append(start, len(idx)))
+    return uniq, sums / counts[:, None]
+
+
+def frame_level_items(prep: Any, ref: BoundReference, uid: str, layers: list[np.ndarray], index: list[np.ndarray]
+                      ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(layer, items, class labels, the frames' positions in the layer or -1 for span means) for a frame or span reference."""
+    classes = ref.labels[uid][0]
+    for layer, (x, span) in enumerate(zip(layers, index)):
+        if ref.level == "frame":
+            ok = np.flatnonzero(span >= 0)
+            yield layer, x[ok], classes[span[ok]], ok
+        else:
+            ids, means = _span_means(x, span)
+            yield layer, means, classes[ids], np.full(len(ids), -1)
+
+
+def shard_moments(prep: Any, pilot: Any, shard: str) -> tuple[dict[str, dict[Key, dict[str, Any]]], list[str], dict[str, int]]:
+    """Pass 1 over one shard: {reference: {(speaker, split): LabelMoments state}}, the ids read, and counts of what was left out."""
+    from layerlab.kmeans import assign
+
+    states: dict[str, dict[Key, LabelMoments]] = {r.name: {} for r in prep.refs}
+    refs = {r.name: r for r in prep.refs}
+    ids: list[str] = []
+    counts = {"utterances": 0, "unlabelled_frames": 0}
+
+    def new_state(ref: BoundReference) -> LabelMoments:
+        if ref.level == "utterance":
+            return LabelMoments(prep.info.dims, len(ref.classes), pilot.utterance_shift)
+        units = pilot.clusters if (ref.level == "frame" and pilot.codebooks) else 0
+        return LabelMoments(prep.frame_info.dims, len(ref.classes), pilot.frame_shift, units)
+
+    def flush(slot: tuple[str, Key, int], x: np.ndarray, y: np.ndarray, units: np.ndarray | None) -> None:
+        name, key, layer = slot
+        target = states[name].get(key)
+        if target is None:
+            target = states[name][key] = new_state(refs[name])
+        target.update(layer, x, y, units)
+
+    buf = _Buffers(prep.job.batch_rows, flush)
+    frame_refs = [r for r in prep.refs if r.level != "utterance"]
+    if frame_refs:
+        for uid, speaker, layers, index in _frame_items(prep, shard):
+            ids.append(uid)
+            counts["utterances"] += 1
+            units_of: dict[int, np.ndarray] = {}
+            for ref in frame_refs:
+                if uid not in ref.labels:
+                    continue
+                key = (speaker, ref.splits.get(uid, ""))
+                for layer, x, y, pos in frame_level_items(prep, ref, uid, layers, index):
+                    units = None
+                    if ref.level == "frame":
+                        counts["unlabelled_frames"] += len(layers[layer]) - len(pos)
+                        if pilot.codebooks:
+                            if layer not in units_of:
+                                units_of[layer] = assign(np.asarray(layers[layer], np.float32), pilot.codebooks[layer]).numpy()
+                            units = units_of[layer][pos]
+                    buf.add(ref.name, key, layer, x, y, units)
+    utt_refs = [r for r in prep.refs if r.level == "utterance"]
+    if utt_refs:
+        from layerlab.cka.cache_input import read_utterances
+
+        seen = set(ids)
+        for utt in read_utterances(shard, prep.info, "utterance"):
+            if not frame_refs:
+                ids.append(utt.id)
+                counts["utterances"] += 1
+            elif utt.id not in seen:
+                raise ValueError(f"{prep.info.url}: shard {shard}: utterance {utt.id!r} is in the pooled tier but not in the frames tier")
+            speaker = prep.speaker_of(utt)
+            for ref in utt_refs:
+                y = ref.labels.get(utt.id)
+                if y is None:
+                    continue
+                key = (speaker, ref.splits.get(utt.id, ""))
+                for layer, x in enumerate(utt.layers):
+                    buf.add(ref.name, key, layer, x.reshape(1, -1), np.array([y], dtype=np.int64))
+    buf.close()
+    return {name: {k: s.state_dict() for k, s in groups.items()} for name, groups in states.items()}, ids, counts
+
+
+def shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> dict[str, dict[Key, dict[str, Any]]]:
+    """Pass 2 over one shard: the classifiers' right and scored dev/test items, {reference: {(speaker, split): ScoreCounts state}}.
+
+    ``classifiers[ref][layer]`` is a fitted :class:`~layerlab.profile.solve.RidgeClassifier` (a reference without one is absent);
+    items whose class never occurred in training are counted apart (``unseen``), not scored.
+    """
+    states: dict[str, dict[Key, ScoreCounts]] = {name: {} for name in classifiers}
+    unseen: dict[str, dict[Key, np.ndarray]] = {name: {} for name in classifiers}
+    refs = {r.name: r for r in prep.refs if r.name in classifiers}
+
+    def score(name: str, key: Key, layer: int, x: np.ndarray, y: np.ndarray) -> None:
+        clf = classifiers[name][layer]
+        num_layers = len(classifiers[name])
+        ok = clf.seen[y]
+        miss = unseen[name].setdefault(key, np.zeros(num_layers, dtype=np.int64))
+        miss[layer] += int((~ok).sum())
+        if not ok.any():
+            return
+        pred = clf.predict(x[ok])
+        target = states[name].setdefault(key, ScoreCounts(num_layers, len(clf.eps)))
+        target.update(layer, (pred == y[ok][:, None]).sum(0), int(ok.sum()))
+
+    frame_refs = [r for r in refs.values() if r.level != "utterance"]
+    if frame_refs:
+        for uid, speaker, layers, index in _frame_items(prep, shard):
+            for ref in frame_refs:
+                split = ref.splits.get(uid, "")
+                if uid not in ref.labels or split not in ("dev", "test"):
+                    continue
+                for layer, x, y, _ in frame_level_items(prep, ref, uid, layers, index):
+                    if len(y):
+                        score(ref.name, (speaker, split), layer, x, y)
+    utt_refs = [r for r in refs.values() if r.level == "utterance"]
+    if utt_refs:
+        from layerlab.cka.cache_input import read_utterances
+
+        for utt in read_utterances(shard, prep.info, "utterance"):
+            speaker = prep.speaker_of(utt)
+            for ref in utt_refs:
+                split = ref.splits.get(utt.id, "")
+                if utt.id not in ref.labels or split not in ("dev", "test"):
+                    continue
+                y = np.array([ref.labels[utt.id]], dtype=np.int64)
+                for layer, x in enumerate(utt.layers):
+                    score(ref.name, (speaker, split), layer, x.reshape(1, -1), y)
+    out: dict[str, dict[Key, dict[str, Any]]] = {}
+    for name in classifiers:
+        keys = set(states[name]) | set(unseen[name])
+        out[name] = {}
+        for key in keys:
+            st = states[name].get(key) or ScoreCounts(len(classifiers[name]), len(classifiers[name][0].eps))
+            doc = st.state_dict()
+            doc["unseen"] = unseen[name].get(key, np.zeros(len(classifiers[name]), dtype=np.int64))
+            out[name][key] = doc
+    return out
