@@ -307,6 +307,24 @@ class FeatureCKA:
         lo = self.offsets[a]
         return self.M[a][:, self.offsets[b] - lo : self.offsets[b + 1] - lo]
 
+    def centred_block(self, a: int, b: int) -> torch.Tensor:
+        """``C_ab = sum_i (x_ai - mean_a)(x_bi - mean_b)^T`` (float64, on the accumulator's device) for a stored pair.
+
+        Stored pairs: every (a, b) in ``within``/``joint`` mode; in ``cross`` mode the A x B pairs and (a, a).
+        The similarity measures beyond CKA (:mod:`layerlab.cka.moment_measures`) read every block they need here.
+        """
+        num = len(self.dims)
+        if not (0 <= a < num and 0 <= b < num):
+            raise ValueError(f"centred_block: layer indices must lie in 0..{num - 1}, got ({a}, {b})")
+        if self.n < 1:
+            raise ValueError("centred_block: the state holds no frames")
+        if self.mode == "cross" and a != b and (a < self.num_a) == (b < self.num_a):
+            raise ValueError(f"centred_block: a cross state holds no block ({a}, {b}) within one model")
+        if a > b:  # only the upper block triangle (and, cross, A x B) is stored
+            return self.centred_block(b, a).T
+        delta = self.S / self.n
+        return self._m_block(a, b) - self.n * torch.outer(delta[self._block_slices(a)], delta[self._block_slices(b)])
+
     def hsic_terms(self, estimator: str = "biased") -> dict[tuple[int, int], float]:
         """Unnormalised HSIC for every stored layer pair ``(a, b)``, a <= b (factors that cancel dropped)."""
         if estimator not in ESTIMATORS:
