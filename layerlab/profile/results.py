@@ -28,7 +28,7 @@ from layerlab.profile.state import LabelMoments
 MEASURES = ("accuracy", "cca_mean", "cca_r2", "pnmi", "label_purity", "unit_purity")
 COLUMNS = ["model", "reference", "level", "layer", "layer_index", "measure", "value", "ci_low", "ci_high", "ci_method", "n", "n_groups",
            "grouping", "split", "chance", "ridge", "note"]
-REPLICATE_COLUMNS = ["model", "reference", "level", "layer", "measure", "group", "value"]
+REPLICATE_COLUMNS = ["model", "reference", "level", "layer", "measure", "split", "group", "value"]
 
 
 def _copy(state: LabelMoments) -> LabelMoments:
@@ -111,6 +111,7 @@ def reference_rows(prep: Any, ref: BoundReference, states: dict[tuple[str, str],
         return [], []
     speakers = _by_speaker(states) if job.intervals else {}
     train = _sum([s for (_, split), s in states.items() if split == "train"])
+    dev = _sum([s for (_, split), s in states.items() if split == "dev"])
     test = _sum([s for (_, split), s in states.items() if split == "test"])
     rows: list[dict[str, Any]] = []
     reps: list[dict[str, Any]] = []
@@ -122,7 +123,7 @@ def reference_rows(prep: Any, ref: BoundReference, states: dict[tuple[str, str],
                      "ci_method": method, "n": int(n), "n_groups": int(groups), "grouping": "speaker" if method else "", "split": split,
                      "chance": float(chance), "ridge": float(ridge), "note": note})
         for g, v in (loo or {}).items():
-            reps.append({**base, "layer": names[layer], "measure": measure, "group": g, "value": float(v)})
+            reps.append({**base, "layer": names[layer], "measure": measure, "split": split, "group": g, "value": float(v)})
 
     for layer in range(len(names)):
         progress(f"{ref.name}: layer {names[layer]}")
@@ -158,27 +159,32 @@ def reference_rows(prep: Any, ref: BoundReference, states: dict[tuple[str, str],
                     note=f"k-means units: {prep.job.clusters} (codebook from the seeded pilot sample)", loo=loo if method else None)
         if scores is not None and train is not None:
             r, ridge_note = _choose_ridge(scores, job.ridges, layer)
-            test_groups = {k[0]: v for k, v in scores.items() if k[1] == "test"}
-            c_tot = sum(int(v["correct"][layer][r]) for v in test_groups.values())
-            t_tot = sum(int(v["total"][layer]) for v in test_groups.values())
-            unseen = sum(int(v["unseen"][layer]) for v in test_groups.values())
-            if t_tot == 0:
-                continue
-            acc = c_tot / t_tot
-            loo_acc = {s: (c_tot - int(v["correct"][layer][r])) / (t_tot - int(v["total"][layer]))
-                       for s, v in test_groups.items() if t_tot - int(v["total"][layer]) > 0} if job.intervals else {}
-            left_acc = [float(t_tot - int(test_groups[s]["total"][layer])) for s in loo_acc]
-            lo, hi, method, g = _interval(acc, list(loo_acc.values()), t_tot, left_acc)
-            chance = float("nan")
-            if test is not None and int(test.n[layer]):
-                seen = train.counts[layer] > 0
-                chance = float(test.counts[layer][int(np.argmax(train.counts[layer]))]) / max(int(test.counts[layer][seen].sum()), 1)
-            notes = [x for x in (ridge_note, f"{unseen} test items of classes unseen in training left out" if unseen else "",
-                                 f"train/dev/test: {ref.split_rule}") if x]
-            lam_eps = job.ridges[r]
-            add(layer, "accuracy", acc, lo, hi, method, t_tot, g, "test", chance=chance, ridge=lam_eps, note="; ".join(notes),
-                loo=loo_acc if method else None)
+            for split, held in (("dev", dev), ("test", test)):
+                _accuracy_row(add, layer, split, held, train, scores, r, job, ridge_note, ref.split_rule)
     return rows, reps
+
+
+def _accuracy_row(add: Callable[..., None], layer: int, split: str, held: LabelMoments | None, train: LabelMoments,
+                  scores: dict[tuple[str, str], dict[str, np.ndarray]], r: int, job: Any, ridge_note: str, split_rule: str) -> None:
+    """The held-out accuracy of ``split`` (dev: where the ridge was chosen; test: the result) with its speaker-jackknife interval."""
+    groups = {k[0]: v for k, v in scores.items() if k[1] == split}
+    c_tot = sum(int(v["correct"][layer][r]) for v in groups.values())
+    t_tot = sum(int(v["total"][layer]) for v in groups.values())
+    unseen = sum(int(v["unseen"][layer]) for v in groups.values())
+    if t_tot == 0:
+        return
+    acc = c_tot / t_tot
+    loo = {s: (c_tot - int(v["correct"][layer][r])) / (t_tot - int(v["total"][layer]))
+           for s, v in groups.items() if t_tot - int(v["total"][layer]) > 0} if job.intervals else {}
+    lo, hi, method, g = _interval(acc, list(loo.values()), t_tot, [float(t_tot - int(groups[s]["total"][layer])) for s in loo])
+    chance = float("nan")
+    if held is not None and int(held.n[layer]):
+        seen = train.counts[layer] > 0
+        chance = float(held.counts[layer][int(np.argmax(train.counts[layer]))]) / max(int(held.counts[layer][seen].sum()), 1)
+    notes = [x for x in (ridge_note, f"{unseen} {split} items of classes unseen in training left out" if unseen else "",
+                         f"train/dev/test: {split_rule}") if x]
+    add(layer, "accuracy", acc, lo, hi, method, t_tot, g, split, chance=chance, ridge=job.ridges[r], note="; ".join(notes),
+        loo=loo if method else None)
 
 
 def _write_parquet(url: str, df: pd.DataFrame) -> None:

@@ -28,7 +28,7 @@ def _cca_mean(x: np.ndarray, y: np.ndarray, k: int) -> float:
     return float(rho[: min(bx.shape[1], k - 1)].mean())
 
 
-def _accuracy(x: np.ndarray, y: np.ndarray, split: np.ndarray, classes: int) -> float:
+def _accuracy(x: np.ndarray, y: np.ndarray, split: np.ndarray, classes: int) -> tuple[float, float]:
     """Least squares (augmented-system lstsq) on train for each ridge, chosen on dev (ties: larger), scored on test."""
     tr = split == "train"
     xm = x[tr].mean(0)
@@ -47,7 +47,7 @@ def _accuracy(x: np.ndarray, y: np.ndarray, split: np.ndarray, classes: int) -> 
         dev_acc.append(float(np.mean(pred[(split == "dev") & ok] == y[(split == "dev") & ok])))
         test_acc.append(float(np.mean(pred[(split == "test") & ok] == y[(split == "test") & ok])))
     best = len(EPS) - 1 - int(np.argmax(np.asarray(dev_acc)[::-1]))
-    return test_acc[best]
+    return dev_acc[best], test_acc[best]
 
 
 def _frame_items(cache_url: str, span_means: bool = False) -> tuple[list[str], dict[str, list]]:
@@ -87,8 +87,8 @@ def wavlm_profile(wavlm_profile_cache: str, tmp_path_factory: pytest.TempPathFac
     return job, summary, pd.read_parquet(summary["table"]), pd.read_parquet(summary["replicates"])
 
 
-def _value(df: pd.DataFrame, ref: str, layer: str, measure: str) -> float:
-    sel = df[(df["reference"] == ref) & (df["layer"] == layer) & (df["measure"] == measure)]
+def _value(df: pd.DataFrame, ref: str, layer: str, measure: str, split: str = "test") -> float:
+    sel = df[(df["reference"] == ref) & (df["layer"] == layer) & (df["measure"] == measure) & (df["split"] == (split if measure == "accuracy" else "all"))]
     assert len(sel) == 1, (ref, layer, measure)
     return float(sel["value"].iloc[0])
 
@@ -100,7 +100,9 @@ def test_frame_phone_profile_equals_a_direct_computation_on_the_frames(wavlm_pro
     for n in names:
         x, y, spk, split = items[n]
         assert _value(df, "phone", n, "cca_mean") == pytest.approx(_cca_mean(x, y, len(np.unique(y))), abs=1e-8)
-        assert _value(df, "phone", n, "accuracy") == pytest.approx(_accuracy(x, y, split, y.max() + 1), abs=1e-12)
+        dev, test = _accuracy(x, y, split, y.max() + 1)
+        assert _value(df, "phone", n, "accuracy", "dev") == pytest.approx(dev, abs=1e-12)
+        assert _value(df, "phone", n, "accuracy") == pytest.approx(test, abs=1e-12)
         keep = spk != "spk0"  # the jackknife replicate leaving speaker spk0 out
         loo = reps[(reps["reference"] == "phone") & (reps["layer"] == n) & (reps["measure"] == "cca_mean") & (reps["group"] == "spk0")]
         assert float(loo["value"].iloc[0]) == pytest.approx(_cca_mean(x[keep], y[keep], len(np.unique(y[keep]))), abs=1e-8)
@@ -112,7 +114,7 @@ def test_span_pooled_profile_equals_a_direct_computation_on_span_means(wavlm_pro
     for n in names:
         x, y, _, split = items[n]
         assert _value(df, "phone_span", n, "cca_mean") == pytest.approx(_cca_mean(x, y, len(np.unique(y))), abs=1e-8)
-        assert _value(df, "phone_span", n, "accuracy") == pytest.approx(_accuracy(x, y, split, y.max() + 1), abs=1e-12)
+        assert _value(df, "phone_span", n, "accuracy") == pytest.approx(_accuracy(x, y, split, y.max() + 1)[1], abs=1e-12)
         assert int(df[(df["reference"] == "phone_span") & (df["layer"] == n) & (df["measure"] == "cca_mean")]["n"].iloc[0]) == len(y)
 
 
@@ -142,7 +144,7 @@ def test_utterance_keyword_accuracy_equals_least_squares_on_the_pooled_means(wav
     split = np.array([dict(s)["ks"] for s in rows["splits"]])
     for n in cache.metadata.layer_names:
         x = pooled.mean[n].astype(np.float64)
-        assert _value(df, "keyword", n, "accuracy") == pytest.approx(_accuracy(x, y, split, len(words)), abs=1e-12)
+        assert _value(df, "keyword", n, "accuracy") == pytest.approx(_accuracy(x, y, split, len(words))[1], abs=1e-12)
 
 
 def test_references_without_labels_are_skipped_with_their_reason_and_intervals_stay_in_range(wavlm_profile) -> None:
@@ -153,7 +155,7 @@ def test_references_without_labels_are_skipped_with_their_reason_and_intervals_s
     assert not df["value"].isna().any()
     ci = df.dropna(subset=["ci_low"])
     assert len(ci) and ((ci["ci_low"] >= 0) & (ci["ci_high"] <= 1) & (ci["ci_low"] <= ci["value"]) & (ci["value"] <= ci["ci_high"])).all()
-    speaker_acc = df[(df["reference"] == "speaker") & (df["measure"] == "accuracy")]
+    speaker_acc = df[(df["reference"] == "speaker") & (df["measure"] == "accuracy") & (df["split"] == "test")]
     assert (speaker_acc["n_groups"] == 5).all()  # SID holds out utterances of all five speakers: intervals over them
     assert Path(summary["figure"]).stat().st_size > 1000
 
