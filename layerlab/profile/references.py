@@ -50,18 +50,22 @@ REFERENCES: dict[str, ReferenceDef] = {r.name: r for r in (
 ALL = tuple(REFERENCES)
 
 
-def parse_references(names: str | Sequence[str] | None) -> list[str]:
-    """Reference names from ``phone,speaker`` / a list / ``all`` / None (all); unknown names are a ValueError listing the known ones."""
+def parse_references(names: str | Sequence[str] | None, what: str = "--reference") -> list[str]:
+    """Reference names from ``phone,speaker`` / a list / ``all`` / None (all); unknown names are a ValueError listing the known ones.
+
+    ``what`` names the option or key in the message (empty: none, for a config field that names itself).
+    """
+    where = f"{what}: " if what else ""
     if names is None:
         return list(ALL)
     items = [s.strip() for s in (names.split(",") if isinstance(names, str) else names) if str(s).strip()]
     if not items:
-        raise ValueError("--reference: empty list")
+        raise ValueError(f"{where}empty list")
     if items == ["all"]:
         return list(ALL)
     unknown = [n for n in items if n not in REFERENCES]
     if unknown:
-        raise ValueError(f"--reference: unknown reference(s) {', '.join(unknown)}; known: {', '.join(ALL)}, all")
+        raise ValueError(f"{where}unknown reference(s) {', '.join(unknown)}; known: {', '.join(ALL)}, all")
     return list(dict.fromkeys(items))
 
 

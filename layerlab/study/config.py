@@ -209,7 +209,7 @@ class ProfileSection(_Strict):
     def _known(cls, value: Any) -> Any:
         from layerlab.profile.references import parse_references
 
-        parse_references(value)  # unknown names: one line listing the known ones
+        parse_references(value, what="")  # unknown names: one line listing the known ones
         return value
 
     @field_validator("ridges")
