@@ -197,3 +197,21 @@ def test_score_counts_merge_and_mismatched_states_are_refused() -> None:
     t.update(0, np.ones((2, 3)), [0, 1])
     with pytest.raises(ValueError, match="different shifts"):
         s.merge(t)
+
+
+def test_profile_states_follow_the_accumulator_protocol_and_round_trip_through_bytes() -> None:
+    from layerlab.accumulator import Accumulator, merge_all, state_from_bytes, state_to_bytes
+
+    x, y = _data(8, n=200, d=5, k=3)
+    parts = []
+    for idx in np.array_split(np.arange(200), 5):
+        s = LabelMoments([5], 3, [x.mean(0)], num_units=4)
+        s.update(0, x[idx], y[idx], units=y[idx] % 4)
+        assert isinstance(s, Accumulator)
+        parts.append(LabelMoments.from_state_dict(state_from_bytes(state_to_bytes(s.state_dict()))))
+    merged = merge_all(parts)
+    direct = LabelMoments([5], 3, [x.mean(0)], num_units=4)
+    direct.update(0, x, y, units=y % 4)
+    np.testing.assert_allclose(merged.blocks(0).cxx, direct.blocks(0).cxx, rtol=1e-10, atol=1e-9)
+    np.testing.assert_array_equal(merged.unit_table(0), direct.unit_table(0))
+    assert isinstance(ScoreCounts(1, 1), Accumulator)
