@@ -102,23 +102,27 @@ def _choose_ridge(ref_scores: dict[tuple[str, str], dict[str, np.ndarray]], ridg
 
 
 def reference_rows(prep: Any, ref: BoundReference, states: dict[tuple[str, str], LabelMoments], scores: dict[tuple[str, str], dict[str, np.ndarray]] | None,
-                   model: str, progress: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All measure rows (and leave-one-speaker-out replicates) of one reference."""
+                   model: str, progress: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """All measure rows, leave-one-speaker-out replicates and the reasons of undefined measures (left out) of one reference."""
     job = prep.job
     names = prep.layers_of(ref)
     total = _sum(list(states.values()))
     if total is None:
-        return [], []
+        return [], [], []
     speakers = _by_speaker(states) if job.intervals else {}
     train = _sum([s for (_, split), s in states.items() if split == "train"])
     dev = _sum([s for (_, split), s in states.items() if split == "dev"])
     test = _sum([s for (_, split), s in states.items() if split == "test"])
     rows: list[dict[str, Any]] = []
     reps: list[dict[str, Any]] = []
+    undefined: list[str] = []
     base = {"model": model, "reference": ref.name, "level": ref.level}
 
     def add(layer: int, measure: str, value: float, low: float, high: float, method: str, n: int, groups: int, split: str,
             chance: float = float("nan"), ridge: float = float("nan"), note: str = "", loo: dict[str, float] | None = None) -> None:
+        if not np.isfinite(value):  # undefined (a constant layer, one class): no row, the reason goes to summary.json
+            undefined.append(f"{measure} of layer {names[layer]} undefined: {note or 'no variance'}")
+            return
         rows.append({**base, "layer": names[layer], "layer_index": layer, "measure": measure, "value": float(value), "ci_low": low, "ci_high": high,
                      "ci_method": method, "n": int(n), "n_groups": int(groups), "grouping": "speaker" if method else "", "split": split,
                      "chance": float(chance), "ridge": float(ridge), "note": note})
@@ -161,7 +165,7 @@ def reference_rows(prep: Any, ref: BoundReference, states: dict[tuple[str, str],
             r, ridge_note = _choose_ridge(scores, job.ridges, layer)
             for split, held in (("dev", dev), ("test", test)):
                 _accuracy_row(add, layer, split, held, train, scores, r, job, ridge_note, ref.split_rule)
-    return rows, reps
+    return rows, reps, undefined
 
 
 def _accuracy_row(add: Callable[..., None], layer: int, split: str, held: LabelMoments | None, train: LabelMoments,
@@ -205,10 +209,13 @@ def finish(prep: Any, pilot: Any, groups: dict[str, dict[Any, LabelMoments]], cl
     t0 = time.perf_counter()
     name = model or prep.info.name
     rows, reps = [], []
+    undefined: dict[str, list[str]] = {}
     for ref in prep.refs:
-        r, p = reference_rows(prep, ref, groups.get(ref.name, {}), scores.get(ref.name) if ref.name in classifiers else None, name, say)
+        r, p, missing = reference_rows(prep, ref, groups.get(ref.name, {}), scores.get(ref.name) if ref.name in classifiers else None, name, say)
         rows += r
         reps += p
+        if missing:
+            undefined[ref.name] = missing
     timing["finish_s"] = time.perf_counter() - t0
     df = pd.DataFrame(rows, columns=COLUMNS)
     rep_df = pd.DataFrame(reps, columns=REPLICATE_COLUMNS)
@@ -222,7 +229,9 @@ def finish(prep: Any, pilot: Any, groups: dict[str, dict[Any, LabelMoments]], cl
     summary = {
         "cache": prep.info.url, "model_spec": prep.info.model_spec, "model": name, "table": table, "replicates": rep_url, "figure": png,
         "references": [{"name": r.name, "level": r.level, "classes": len(r.classes), "layers": prep.layers_of(r), "split": r.split_rule,
-                        "utterances": len(r.labels), "classifier": r.name in classifiers, "note": fit_notes.get(r.name, "")} for r in prep.refs],
+                        "utterances": len(r.labels), "classifier": r.name in classifiers,
+                        "note": "; ".join(([fit_notes[r.name]] if r.name in fit_notes else []) + undefined.get(r.name, [])[:4])}
+                       for r in prep.refs],
         "skipped": prep.skipped, "pilot": pilot.record,
         "settings": {"clusters": pilot.clusters, "pilot_frames": job.pilot_frames, "kmeans_iters": job.kmeans_iters, "ridges": list(job.ridges),
                      "cca_ridge": job.cca_ridge, "seed": job.seed, "intervals": job.intervals,
