@@ -122,3 +122,28 @@ def read_utterances(shard: str, info: CacheInfo, level: str, batch_rows: int = 8
         if level == "utterance":  # pooled from the frames tier: the mean over valid frames, as the pooled tier holds
             frames = [f.mean(axis=0, keepdims=True) if len(f) else np.zeros((1, f.shape[1]), np.float32) for f in frames]
         yield Utterance(row.id, row.speaker if has_speaker else None, frames)
+
+
+def utterance_index(info: CacheInfo, level: str) -> dict[str, tuple[str, list[int]]]:
+    """``{id: (speaker, [valid frames of each chosen layer])}`` of every completed shard, from small columns only.
+
+    What a sample is planned from (:mod:`layerlab.cka.sample_measures`): ids, speakers and frame counts, without
+    decoding a frame. At utterance level every layer counts 1. The files are checksummed when the pass reads them.
+    """
+    import pyarrow.parquet as pq
+
+    tier = tier_for(info, level)
+    out: dict[str, tuple[str, list[int]]] = {}
+    for _, entry in info.cache.tier_entries(tier):
+        with storage.open_input(storage.join(info.url, entry.name)) as f:
+            pf = pq.ParquetFile(f)
+            present = set(pf.schema_arrow.names)
+            counts = [cf.num_frames_column(n) for n in info.layer_names] if tier == "frames" else []
+            cols = ["id"] + (["speaker"] if "speaker" in present else []) + counts
+            table = pf.read(columns=cols)
+        ids = [str(i) for i in table.column("id").to_pylist()]
+        speakers = [str(s or "") for s in table.column("speaker").to_pylist()] if "speaker" in cols else [""] * len(ids)
+        frames = [table.column(c).to_numpy(zero_copy_only=False).astype(np.int64) for c in counts]
+        for k, uid in enumerate(ids):
+            out[uid] = (speakers[k], [int(x[k]) for x in frames] if (tier == "frames" and level == "frame") else [1] * len(info.layer_names))
+    return out

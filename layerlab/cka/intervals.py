@@ -1,16 +1,21 @@
-"""Confidence intervals for CKA from per-group states (utterances, speakers or shards): leave-one-group-out jackknife.
+"""Confidence intervals for CKA (and every measure of the state) from per-group states: leave-one-group-out jackknife.
 
 Frames are temporally correlated, so resampling frames overstates certainty; whole groups are left
 out instead. All states are additive sums, so "all groups but g" is a weighted sum of the groups'
 states (weight 0 for g): no activation is read again. A percentile bootstrap with replacement was
 used before and is gone: duplicated utterances inflate CKA, so its intervals sat above the estimate
 (see layerlab.metrics.ci for the interval and its simulated coverage).
+
+:func:`jackknife_matrices` runs any function of a merged state (one or several matrices, e.g. all
+similarity measures at once, sharing their eigendecompositions) on the total and on every
+leave-one-group-out state; :func:`bounded_matrix_interval` turns the replicates into intervals kept
+inside a measure's range; :func:`jackknife_cka` is linear CKA's case.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -23,7 +28,7 @@ _ADDITIVE = {
 }
 
 
-def _group_states(parts: Sequence[Any]) -> list[dict[str, Any]]:
+def group_states(parts: Sequence[Any]) -> list[dict[str, Any]]:
     states = []
     for p in parts:
         if isinstance(p, dict):
@@ -43,7 +48,7 @@ def _group_states(parts: Sequence[Any]) -> list[dict[str, Any]]:
     return states
 
 
-def _weighted_state(states: list[dict[str, Any]], weights: np.ndarray) -> dict[str, Any]:
+def weighted_state(states: list[dict[str, Any]], weights: np.ndarray) -> dict[str, Any]:
     base = dict(next(s for s, w in zip(states, weights) if w > 0))
     for key in _ADDITIVE[base["kind"]]:
         if isinstance(base[key], (list, tuple)):  # per-layer blocks (G, packed block rows)
@@ -73,21 +78,47 @@ def jackknife_cka(parts: Sequence[Any], estimator: str = "biased", confidence: f
     simulated coverage of tests/metrics/test_ci_coverage.py: the population value lies in [0, 1], so a clipped
     interval covers it whenever the unclipped one does). Debiased CKA can be negative: its interval is not clipped.
     """
-    if len(parts) < 2:
-        raise ValueError(f"confidence interval: needs at least 2 groups, got {len(parts)}")
     if estimator == "minibatch":
         raise ValueError("confidence interval: only for the biased and debiased estimators")
-    states = _group_states(parts)
-    total = _weighted_state(states, np.ones(len(states)))
-    point = _compute(total, estimator)
-    loo = np.stack([_compute(_without(total, s), estimator) for s in states])
-    iv = jackknife_interval(point, loo, confidence)
-    if estimator == "biased":
-        iv = replace(iv, low=np.clip(iv.low, 0.0, 1.0), high=np.clip(iv.high, 0.0, 1.0), method=f"{iv.method}, clipped to [0, 1]")
+    point, loo = jackknife_matrices(parts, lambda state: _compute(state, estimator))
+    iv = bounded_matrix_interval(point, loo, (0.0, 1.0) if estimator == "biased" else None, confidence)
     return (iv, loo) if return_replicates else iv
 
 
-def _without(total: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+def jackknife_matrices(parts: Sequence[Any], compute: Callable[[dict[str, Any]], Any]) -> tuple[Any, Any]:
+    """``compute`` on the merged state of all groups and on each leave-one-group-out state: ``(point, replicates)``.
+
+    ``compute`` returns an array (replicates: ``[G, ...]`` in ``parts`` order) or a dict of arrays (replicates:
+    a dict of ``[G, ...]`` stacks), so several measures share one state and its decompositions.
+    """
+    if len(parts) < 2:
+        raise ValueError(f"confidence interval: needs at least 2 groups, got {len(parts)}")
+    states = group_states(parts)
+    total = weighted_state(states, np.ones(len(states)))
+    point = compute(total)
+    loo = [compute(without(total, s)) for s in states]
+    if isinstance(point, dict):
+        return point, {k: np.stack([r[k] for r in loo]) for k in point}
+    return point, np.stack(loo)
+
+
+def bounded_matrix_interval(point: np.ndarray, replicates: np.ndarray, bounds: tuple[float, float] | None,
+                            confidence: float = 0.95) -> Interval:
+    """Jackknife interval of every entry, clipped to the measure's range ``bounds`` (None: unbounded).
+
+    Clipping, not a transform, keeps the simulated coverage of tests/metrics/test_ci_coverage.py: the population
+    value lies in the range, so a clipped interval covers it whenever the unclipped one does.
+    """
+    iv = jackknife_interval(point, replicates, confidence)
+    if bounds is None:
+        return iv
+    lo, hi = bounds
+    low, high = np.clip(iv.low, lo, hi), np.clip(iv.high, lo, hi)
+    rng = f"[{lo:g}, {hi:g}]" if np.isfinite(lo) else f"(-inf, {hi:g}]"
+    return replace(iv, low=low, high=high, method=f"{iv.method}, clipped to {rng}")
+
+
+def without(total: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """All groups but one: the total minus that group's additive sums (one pass per group, not a re-sum of all)."""
     if state.get("n", 1) == 0 or state.get("num_batches", 1) == 0:
         return total

@@ -15,6 +15,7 @@ import numpy as np
 
 from layerlab.accumulator import merge_all
 from layerlab.cache.reader import IdLedger
+from layerlab.cka.measure_registry import MEASURES, MeasureOptions, moment_names, parse_measures, sample_names
 from layerlab.cka.cache_input import (
     CacheInfo, Utterance, frame_level_only, read_cache_info, read_utterances, shard_names, side_output_estimator, side_output_info,
     tier_for,
@@ -47,8 +48,16 @@ class CKAJob:
     notes: list[str] = field(default_factory=list, repr=False)  # caveats written to summary.json and printed  # set when --from-side-output reads a joint extraction's A x B states
     info_a: CacheInfo | None = field(default=None, repr=False)
     info_b: CacheInfo | None = field(default=None, repr=False)
+    measures: str | list[str] | None = None  # names (registry); None: linear CKA only
+    options: MeasureOptions = field(default_factory=MeasureOptions)
+    sample: Any = field(default=None, repr=False)  # the speaker-balanced sample of items (sample measures), once collected
+    collector: Any = field(default=None, repr=False)  # what keeps the planned items during the pass (plan_sample)
 
     def __post_init__(self) -> None:
+        self.measures = parse_measures(self.measures)
+        beyond = [m for m in moment_names(self.measures) if m != "linear_cka"]
+        if beyond and self.estimator == "minibatch":
+            raise ValueError(f"--measure {beyond[0]}: needs the full second moments; use --estimator biased or debiased (minibatch keeps only HSIC sums)")
         if self.group_by not in GROUPINGS:
             raise ValueError(f"--group-by: must be one of {', '.join(GROUPINGS)}, got {self.group_by!r}")
         if self.estimator not in ("biased", "debiased", "minibatch"):
@@ -73,6 +82,13 @@ class CKAJob:
         if self.level == "frame" and not self.side_output:
             self.info_a = frame_level_only(self.info_a)
             self.info_b = frame_level_only(self.info_b) if self.info_b else None
+        wanted = sample_names(self.measures)
+        if wanted:
+            from layerlab.cka.sample_measures import check_sample_options
+
+            check_sample_options(self.options, wanted, sum(len(info.layer_names) for info in self.infos))
+            for info in self.infos:
+                tier_for(info, self.level)  # the sample reads items: a side-output state holds none
 
     def _check_side_output(self) -> None:
         """Side-output states are frame-level, per shard, of one cache (or a joint pair), with a fixed accumulator kind."""
@@ -208,6 +224,8 @@ def shard_group_states(job: CKAJob, shards: list[str], shift: Any, ids: list[str
             for name, n in zip(names, alignment_drops([len(x) for x in layers], rates)):
                 counts["frames_dropped"][name] += n
         key = _group_key(job, shard_key, uid, speaker, f"{job.a_url} frames tier, shard {shards[0]}")
+        if job.collector is not None and uid in job.collector.plan.chosen:
+            job.collector.offer(uid, speaker, key, aligned_items(layers, rates))
         counts["group_utterances"][key] = counts["group_utterances"].get(key, 0) + 1
         buffers.setdefault(key, []).append(layers)
         if sum(len(u[0]) for u in buffers[key]) >= job.batch_size:
@@ -215,6 +233,55 @@ def shard_group_states(job: CKAJob, shards: list[str], shift: Any, ids: list[str
     for key in list(buffers):
         flush(key)
     return groups
+
+
+def aligned_items(layers: list[np.ndarray], rates: list[float] | None) -> list[np.ndarray]:
+    """One utterance's items per layer: its aligned frames (the rule CKA uses), or its ``(1, d)`` means at utterance level."""
+    if not rates:
+        return [np.asarray(x) for x in layers]
+    from layerlab.cka.align import flatten_frames
+
+    return [t.cpu().numpy() for t in flatten_frames([np.asarray(x)[None] for x in layers], frame_rates_hz=rates)]
+
+
+def plan_sample(job: CKAJob, progress: Callable[[str], None] | None = None) -> None:
+    """Plan the speaker-balanced sample of the sample measures from the caches' index; the pass then keeps its items."""
+    from layerlab.cka.cache_input import utterance_index
+    from layerlab.cka.sample_measures import SampleCollector, plan_sample as plan_items
+
+    if not sample_names(job.measures):
+        return
+    indexes = [utterance_index(info, job.level) for info in job.infos]
+    rates = [r for info in job.infos for r in info.frame_rates_hz] if job.level == "frame" else None
+    factors = [int(round(r / min(rates))) for r in rates] if rates else None
+    rows = []
+    for uid, (speaker, counts) in sorted(indexes[0].items()):
+        both = [counts] + [idx[uid][1] for idx in indexes[1:] if uid in idx]
+        if len(both) != len(indexes):
+            continue  # in one cache only (--allow-partial): not compared, not sampled
+        flat = [c for side in both for c in side]
+        items = min(c // f for c, f in zip(flat, factors)) if factors else 1
+        rows.append((uid, speaker, items))
+    unit = "frames" if job.level == "frame" else "utterances"
+    plan = plan_items(rows, job.options.sample_size, job.options.sample_seed, unit)
+    job.collector = SampleCollector(plan)
+    job.notes.extend(plan.notes)
+    if progress:
+        progress(f"sample: {plan.size} of {plan.available} {unit} from {plan.speakers} speakers (seed {plan.seed})")
+
+
+def collect_sample(job: CKAJob, progress: Callable[[str], None] | None = None) -> None:
+    """A pass that only keeps the planned items (the side-output paths read no tier otherwise)."""
+    if job.collector is None:
+        return
+    wanted = set(job.collector.plan.chosen)
+    rates = [r for info in job.infos for r in info.frame_rates_hz] if job.level == "frame" else None
+    for name, urls in job.shard_pairs():
+        if progress:
+            progress(f"sample: shard {name}")
+        for uid, speaker, layers in job.layers_of(urls):
+            if uid in wanted:
+                job.collector.offer(uid, speaker, _group_key(job, name, uid, speaker, f"{job.a_url}, shard {name}"), aligned_items(layers, rates))
 
 
 def group_sizes(counts: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -336,24 +403,23 @@ def _alignment(job: CKAJob) -> dict[str, Any] | None:
 
 def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list[Any] | None = None, bootstrap: int = 0,
            progress: Callable[[str], None] | None = None, sizes: dict[str, int] | None = None) -> dict[str, Any]:
-    """Compute the matrices from the merged state (and jackknife CIs from the groups) and write all outputs.
+    """Compute every requested measure from the merged state (and jackknife CIs from the groups) and write all outputs.
 
-    ``groups``: one accumulator per jackknife group, keyed by the group's name (shard, speaker, utterance);
-    ``sizes``: utterances per group (default: counted while reading), so groups of one utterance are merged.
-    With intervals, each table gets ``<stem>_replicates.parquet`` beside it (leave-one-group-out values).
+    ``groups``: one accumulator per group, keyed by the group's name (shard, speaker, utterance): the jackknife's
+    groups, and ``ridge_r2``'s cross-validation units; ``sizes``: utterances per group (default: counted while
+    reading), so groups of one utterance are merged. With intervals, each table gets ``<stem>_replicates.parquet``
+    beside it (leave-one-group-out values). Linear CKA keeps its names (``cka_<estimator>_<level>``); another measure
+    writes ``cka_<measure>_<level>``; ``measure_agreement_<level>.parquet`` ranks the measures against each other.
     """
     from layerlab import storage
-    from layerlab.cka.heatmap import HeatmapPanel, write_heatmaps
-    from layerlab.cka.intervals import jackknife_cka
-    from layerlab.cka.tables import write_matrix, write_replicates
+    from layerlab.cka.measure_run import compute_measures
 
     notes: list[str] = list(job.notes)
     for url, names in job.dropped.items():
         notes.append(f"{url}: utterance-level layers {', '.join(names)} left out of frame-level CKA (they have no frames)")
-    matrix = merged.compute()
-    ci, replicates, group_names = None, None, []
+    keyed = groups if isinstance(groups, dict) else {f"group{k:04d}": g for k, g in enumerate(groups or [])}
+    group_names: list[str] = []
     if bootstrap:
-        keyed = groups if isinstance(groups, dict) else {f"group{k:04d}": g for k, g in enumerate(groups or [])}
         if job.group_by != "utterance":
             keyed, merge_notes = merge_small_groups(keyed, sizes if sizes is not None else group_sizes(job.counts.values()), job.group_by)
             notes += merge_notes
@@ -363,10 +429,12 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list
         if progress:
             progress(f"confidence intervals: leave-one-{job.group_by}-out jackknife over {len(keyed)} groups")
         group_names = list(keyed)
-        ci, replicates = jackknife_cka(list(keyed.values()), job.estimator, return_replicates=True)
-        notes += ci.notes
     infos = job.infos
     names = [info.layer_names for info in infos]
+    results = compute_measures(merged, job.measures, job.options, job.estimator, groups=list(keyed.values()), intervals=bool(bootstrap),
+                               names=[n for side in names for n in side], sample=job.sample, device=job.device, progress=progress)
+    for res in results.values():
+        notes += [n for n in (res.ci.notes if res.ci else []) if n not in notes]
     specs = [info.model_spec or info.url for info in infos]
     la = len(names[0])
     blocks = {"a_a": (slice(0, la), slice(0, la), 0, 0)}
@@ -376,31 +444,26 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list
     used = [info.cache.usage() for info in infos]
     n_utterances = sum(c["n_utterances"] for c in job.counts.values()) if job.counts else (n_frames if job.level == "utterance" else used[0]["n_utterances"])
     shards_used = len(job.counts) if job.counts else used[0]["n_shards"]
-    stem = f"cka_{job.estimator}_{job.level}"
-    written, written_reps, panels = [], [], []
     count_text = f"N={n_utterances} utt" + (f", {n_frames} frames" if job.level == "frame" else "")
-    for tag, (rows, cols, i, j) in blocks.items():
-        suffix = "" if len(blocks) == 1 else f"_{tag}"
-        url = storage.join(out_url, f"{stem}{suffix}.parquet")
-        write_matrix(
-            url, matrix[rows, cols], names[i], names[j], model_a=specs[i], model_b=specs[j], estimator=job.estimator,
-            level=job.level, n_frames=n_frames, n_utterances=n_utterances, fast_matmul=job.fast_matmul,
-            ci_low=None if ci is None else ci.low[rows, cols], ci_high=None if ci is None else ci.high[rows, cols],
-            ci_method=None if ci is None else ci.method, ci_groups=None if ci is None else ci.n_groups,
-            ci_group_by=None if ci is None else job.group_by,
-        )
-        written.append(url)
-        if replicates is not None:
-            rep_url = storage.join(out_url, f"{stem}{suffix}_replicates.parquet")
-            write_replicates(rep_url, replicates[:, rows, cols], names[i], names[j], group_names, group_by=job.group_by,
-                             estimator=job.estimator, level=job.level)
-            written_reps.append(rep_url)
-        title = f"{infos[i].name} vs {infos[j].name}\n{job.estimator} CKA, {job.level} level, {count_text}"
-        panels.append(HeatmapPanel(matrix[rows, cols], title, f"{infos[i].name} layer", f"{infos[j].name} layer", names_a=names[i], names_b=names[j]))
-    png = storage.join(out_url, f"{stem}.png")
-    write_heatmaps(png, panels)
+    common = dict(level=job.level, n_frames=n_frames, n_utterances=n_utterances, fast_matmul=job.fast_matmul)
+    per_measure: dict[str, Any] = {}
+    for name, res in results.items():
+        mine = dict(blocks)
+        if len(names) == 2 and not MEASURES[name].symmetric:
+            mine["b_a"] = (slice(la, None), slice(0, la), 1, 0)  # an asymmetric measure: B's layers as rows too
+        per_measure[name] = _write_measure(job, res, out_url, mine, names, specs, group_names, count_text, common)
+    first = per_measure.get("linear_cka") or next(iter(per_measure.values()))
+    agreement = None
+    if len(results) > 1:
+        from layerlab.cka.agreement import write_agreement
+
+        agreement = write_agreement(storage.join(out_url, f"measure_agreement_{job.level}.parquet"), results, blocks, names, specs, job.level)
+    ci = next((r.ci for r in results.values() if r.ci is not None), None)
     summary: dict[str, Any] = {
-        "tables": written, "replicates": written_reps, "group_by": job.group_by if ci is not None else None, "heatmap": png, "estimator": job.estimator, "level": job.level,
+        "tables": per_measure["linear_cka"]["tables"] if "linear_cka" in per_measure else [],
+        "replicates": per_measure["linear_cka"]["replicates"] if "linear_cka" in per_measure else [],
+        "group_by": job.group_by if ci is not None else None, "heatmap": first["heatmap"], "estimator": job.estimator, "level": job.level,
+        "measures": per_measure, "agreement": agreement,
         "n_frames": n_frames if job.level == "frame" else None, "n_utterances": n_utterances, "n_shards": shards_used,
         "caches": used, "layers": {info.url: info.layer_names for info in infos},
         "ci": None if ci is None else {"method": ci.method, "confidence": ci.confidence, "n_groups": ci.n_groups, "group_by": job.group_by,
@@ -409,6 +472,53 @@ def finish(job: CKAJob, merged: Any, out_url: str, groups: dict[str, Any] | list
     }
     storage.write_json(storage.join(out_url, "summary.json"), summary)
     return summary
+
+
+def _measure_estimator(job: CKAJob, name: str) -> str:
+    """What the ``estimator`` column says for a measure (linear CKA: the job's estimator)."""
+    if name == "linear_cka":
+        return job.estimator
+    if name == "rbf_cka":
+        return f"{job.options.rbf_hsic} HSIC, sample"
+    return {"ridge_r2": "held-out", "mutual_knn": "sample"}.get(name, "plug-in")
+
+
+def _write_measure(job: CKAJob, res: Any, out_url: str, blocks: dict[str, tuple[slice, slice, int, int]], names: list[list[str]],
+                   specs: list[str], group_names: list[str], count_text: str, common: dict[str, Any]) -> dict[str, Any]:
+    """Tables (and replicates) per block and one heat map of one measure; returns its entry of summary.json."""
+    from layerlab import storage
+    from layerlab.cka.heatmap import HeatmapPanel, colour_scale, write_heatmaps
+    from layerlab.cka.tables import write_matrix, write_replicates
+
+    spec = MEASURES[res.name]
+    stem = f"cka_{job.estimator}_{job.level}" if res.name == "linear_cka" else f"cka_{res.name}_{job.level}"
+    estimator = _measure_estimator(job, res.name)
+    ci = res.ci
+    written, written_reps, panels = [], [], []
+    for tag, (rows, cols, i, j) in blocks.items():
+        suffix = "" if len(blocks) == 1 else f"_{tag}"
+        url = storage.join(out_url, f"{stem}{suffix}.parquet")
+        write_matrix(
+            url, res.values[rows, cols], names[i], names[j], model_a=specs[i], model_b=specs[j], estimator=estimator, measure=res.name,
+            notes=res.notes[rows, cols], settings=res.info, **common,
+            ci_low=None if ci is None else ci.low[rows, cols], ci_high=None if ci is None else ci.high[rows, cols],
+            ci_method=None if ci is None else ci.method, ci_groups=None if ci is None else ci.n_groups,
+            ci_group_by=None if ci is None else job.group_by,
+        )
+        written.append(url)
+        if res.replicates is not None:
+            rep_url = storage.join(out_url, f"{stem}{suffix}_replicates.parquet")
+            write_replicates(rep_url, res.replicates[:, rows, cols], names[i], names[j], res.groups or group_names, group_by=job.group_by,
+                             estimator=estimator, measure=res.name, level=job.level)
+            written_reps.append(rep_url)
+        infos = job.infos
+        title = f"{infos[i].name} vs {infos[j].name}\n{spec.label if res.name != 'linear_cka' else job.estimator + ' CKA'}, {job.level} level, {count_text}"
+        panels.append(HeatmapPanel(res.values[rows, cols], title, f"{infos[i].name} layer", f"{infos[j].name} layer", names_a=names[i], names_b=names[j]))
+    png = storage.join(out_url, f"{stem}.png")
+    vmin, vmax, cmap = colour_scale(spec.low, spec.high, spec.similarity, [p.matrix for p in panels])
+    write_heatmaps(png, panels, vmin, vmax, label=spec.label, cmap=cmap)
+    return {"tables": written, "replicates": written_reps, "heatmap": png, "blocks": list(blocks), "info": res.info,
+            "range": [vmin, vmax], "similarity": spec.similarity, "symmetric": spec.symmetric}
 
 
 def collect_groups(job: CKAJob, shift: Any, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -432,6 +542,10 @@ def run_from_side_output(job: CKAJob, out_url: str, bootstrap: int = 0, progress
     """CKA from the extraction's per-shard side-output states (no tier is read); shards are the bootstrap groups."""
     from layerlab.cka.state_io import accumulator_from_state
 
+    if sample_names(job.measures):
+        plan_sample(job, progress)
+        collect_sample(job, progress)
+        job.sample = job.collector.sample()
     if job.joint is not None:
         return _run_from_joint(job, out_url, bootstrap, progress)
     states = job.info_a.cache.cka_states(str(job.side_output))
@@ -475,9 +589,12 @@ def run_cka(job: CKAJob, out_url: str, bootstrap: int = 0, progress: Callable[[s
     if job.side_output:
         return run_from_side_output(job, out_url, bootstrap, progress)
     shift = pilot_shift_for(job)
+    plan_sample(job, progress)
     groups = collect_groups(job, shift, progress)
     if not groups:
         raise ValueError(f"{job.a_url}: no frames found in any shard")
+    if job.collector is not None:
+        job.sample = job.collector.sample()
     from layerlab.cka.state_io import accumulator_from_state
 
     merged = _with_estimator(merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()]), job.estimator)

@@ -88,7 +88,7 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     """Distributed CKA of a :class:`~layerlab.cka.pipeline.CKAJob`: one Ray task per shard, one reducer actor."""
     from layerlab.accumulator import merge_all
     from layerlab.cache.reader import IdLedger
-    from layerlab.cka.pipeline import finish, merge_groups, pilot_shift_for, shard_group_states
+    from layerlab.cka.pipeline import finish, merge_groups, pilot_shift_for, plan_sample, shard_group_states
     from layerlab.cka.state_io import accumulator_from_state
 
     from layerlab.runtime import runtime_env
@@ -98,13 +98,16 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
         ids: list[str] = []
         groups = shard_group_states(job, urls, shift, ids)
         counts = job.counts[urls[0]]
+        counts["sample_parts"] = job.collector.parts if job.collector is not None else []  # this shard's sampled items
         if not groups:  # every utterance of the shard was quarantined
             return None, {}, ids, counts
         merged = merge_all([accumulator_from_state(g.state_dict()) for g in groups.values()])
         return merged.state_dict(), {k: g.state_dict() for k, g in groups.items()} if keep_groups else {}, ids, counts
 
     shift = pilot_shift_for(job)
-    refs = {name: shard_task.options(num_returns=1).remote(urls, shift, bootstrap > 0) for name, urls in job.shard_pairs()}
+    plan_sample(job)
+    keep = bootstrap > 0 or "ridge_r2" in job.measures  # ridge_r2 cross-validates over the groups
+    refs = {name: shard_task.options(num_returns=1).remote(urls, shift, keep) for name, urls in job.shard_pairs()}
     results = dict(zip(refs, ray.get(list(refs.values()))))
     ledger = IdLedger(job.a_url)  # the tasks read one shard each: utterances in two shards are caught here, checksums or not
     for name in sorted(results):
@@ -115,4 +118,8 @@ def run_cka_on_ray(job: Any, out_url: str, checkpoint_url: str | None = None, bo
     merged = accumulator_from_state(ray.get(reducer.state_dict.remote()), estimator=job.estimator)
     groups = merge_groups((k, accumulator_from_state(g)) for res in results.values() for k, g in res[1].items())
     job.counts.update({name: res[3] for name, res in results.items()})  # the tasks counted on their copies of the job
+    if job.collector is not None:
+        for name in sorted(results):
+            job.collector.extend(job.counts[name].pop("sample_parts", []))
+        job.sample = job.collector.sample()
     return finish(job, merged, out_url, groups, bootstrap)

@@ -1,4 +1,7 @@
-"""CKA matrices as tidy Parquet tables (one row per layer pair, layer names kept) and back."""
+"""Similarity matrices (CKA and the other measures) as tidy Parquet tables (one row per layer pair, layer names kept) and back.
+
+Undefined entries (a constant layer) are written as nulls with the reason in ``note``, never as NaN.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +14,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _floats(values: Any) -> pa.Array:
+    """A float64 column with NaN written as null (a missing value, explained by the row's ``note``)."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    return pa.array(arr, mask=np.isnan(arr), type=pa.float64())
+
+
 def matrix_table(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], **meta: Any) -> pa.Table:
-    """Long-format table: ``model_a, model_b, layer_a, layer_b, index_a, index_b, value`` (= ``cka``), ``level``,
-    ``estimator`` (+ ``ci_low``/``ci_high`` and ``ci_group_by`` when given); the rest of ``meta`` goes to the schema metadata."""
+    """Long-format table: ``model_a, model_b, layer_a, layer_b, index_a, index_b, value``, ``measure``, ``note``, ``level``,
+    ``estimator`` (+ ``cka``, the same values, for linear CKA; ``ci_low``/``ci_high`` and ``ci_group_by`` when given);
+    ``notes`` (a matrix of strings) fills ``note``; the rest of ``meta`` goes to the schema metadata."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (len(names_a), len(names_b)):
         raise ValueError(f"matrix: shape {matrix.shape} does not match {len(names_a)} x {len(names_b)} layer names")
+    measure = str(meta.setdefault("measure", "linear_cka"))
+    notes = meta.pop("notes", None)
     ia, ib = np.meshgrid(np.arange(len(names_a)), np.arange(len(names_b)), indexing="ij")
     size = matrix.size
+    note = [""] * size if notes is None else [str(x) for x in np.asarray(notes, dtype=object).ravel()]
+    note = [n or ("undefined" if not np.isfinite(v) else "") for n, v in zip(note, matrix.ravel())]
     cols: dict[str, Any] = {
         "model_a": [str(meta.get("model_a", ""))] * size,
         "model_b": [str(meta.get("model_b", ""))] * size,
@@ -26,14 +40,19 @@ def matrix_table(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[s
         "layer_b": [str(names_b[j]) for j in ib.ravel()],
         "index_a": ia.ravel().astype(np.int32),
         "index_b": ib.ravel().astype(np.int32),
-        "value": matrix.ravel(),
-        "cka": matrix.ravel(),  # the same values under the name tables had before
+        "value": _floats(matrix),
+    }
+    if measure == "linear_cka":
+        cols["cka"] = _floats(matrix)  # the same values under the name tables had before
+    cols.update({
+        "measure": [measure] * size,
+        "note": note,
         "level": [str(meta.get("level", ""))] * size,
         "estimator": [str(meta.get("estimator", ""))] * size,
-    }
+    })
     for key in ("ci_low", "ci_high"):
         if key in meta and meta[key] is not None:
-            cols[key] = np.asarray(meta.pop(key), dtype=np.float64).ravel()
+            cols[key] = _floats(meta.pop(key))
         meta.pop(key, None)
     if "ci_low" in cols and meta.get("ci_group_by"):
         cols["ci_group_by"] = [str(meta["ci_group_by"])] * size  # what the interval's jackknife groups are
@@ -62,7 +81,8 @@ def read_matrix(url: str) -> tuple[np.ndarray, list[str], list[str], dict[str, A
     meta = json.loads(raw)
     names_a, names_b = meta.pop("names_a"), meta.pop("names_b")
     matrix = np.full((len(names_a), len(names_b)), np.nan)
-    matrix[table.column("index_a").to_numpy(), table.column("index_b").to_numpy()] = table.column("cka").to_numpy()
+    values = table.column("value" if "value" in table.column_names else "cka").to_numpy(zero_copy_only=False)
+    matrix[table.column("index_a").to_numpy(), table.column("index_b").to_numpy()] = np.asarray(values, dtype=np.float64)
     return matrix, names_a, names_b, meta
 
 
@@ -79,7 +99,7 @@ def write_replicates(url: str, replicates: np.ndarray, names_a: Sequence[str], n
         "layer_a": [str(names_a[i]) for i in ia.ravel()],
         "layer_b": [str(names_b[j]) for j in ib.ravel()],
         "group": [str(groups[k]) for k in g.ravel()],
-        "value": reps.ravel(),
+        "value": _floats(reps),
     })
     table = table.replace_schema_metadata({b"layerlab.cka_replicates": json.dumps({"groups": list(map(str, groups)), **meta}, default=str).encode()})
     buf = io.BytesIO()

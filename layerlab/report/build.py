@@ -48,7 +48,14 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
     methods = sorted({str(x) for x in metrics.get("ci_method", pd.Series(dtype=str)) if str(x)}) if not metrics.empty else []
     ci_label = "95% CI (" + (", ".join(methods) if methods else "method not recorded") + ")"
 
+    from layerlab.report.measures import measures_section
+
+    measures_html, agreement, measure_pngs = measures_section(index.get("cka", []), models)
     written: dict[str, str] = {}
+    if not agreement.empty:
+        url = storage.join(out, "tables", "measure_agreement.parquet")
+        _write_parquet(url, agreement)
+        written["measure_agreement"] = url
     for name, df in (("model_task", table), ("probe_metrics", metrics), ("layer_weights", weights), ("weighted_vs_best_layer", versus),
                      ("selectivity", select),
                      ("cka", pd.concat([m.tidy() for m in maps], ignore_index=True) if maps else pd.DataFrame()), *encodes_tables.items()):
@@ -79,6 +86,7 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
                 continue  # a one-layer model's map is a single 1
             pngs.append(("cka", f"cka_{mode}_{key[0]}_{key[1]}.png", figures.cka_figure(group, models, f"{caption} ({key[0]}, {key[1]} level)"),
                          f"{caption}: dataset {key[0]}, {key[1]} level, one colour scale [0, 1]"))
+    pngs += [("measures", fname, png, cap) for fname, png, cap in measure_pngs]
     for _, fname, png, _ in pngs:
         url = storage.join(out, "figures", fname)
         storage.atomic_write_bytes(url, png)
@@ -117,6 +125,7 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
         ("profiles", "Per-layer probe profiles", figs("profiles") + html.selectivity_html(select, models)),
         ("encodes", "What each layer encodes (training-free and SGD)", encodes_html + (figs("encodes") if encodes_pngs else "")),
         ("cka", "CKA (Figures 3–5)", figs("cka")),
+        *([("measures", "Similarity measures", measures_html)] if measures_html else []),
         ("instrument", "Instrument check", check_html),
         ("skipped", "Skipped tasks", skipped_html),
         ("run", "Run metadata", html.stages_html(index.get("stages", [])) +

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from layerlab.cka.measure_registry import MeasureOptions, moment_names, parse_measures
 from layerlab.config import ConfigError, read_yaml
 
 Family = Literal["speech_ssl", "speaker", "baseline", "other"]
@@ -184,11 +185,38 @@ class CKAAcross(CKAComparison):
 
 
 class CKASection(_Strict):
-    """CKA within each model and across chosen pairs of models (per dataset)."""
+    """CKA within each model and across chosen pairs of models (per dataset), and the similarity measures computed beside it."""
 
     within: CKAComparison | None = Field(default_factory=CKAComparison)
     across: CKAAcross | None = Field(default_factory=CKAAcross)
     datasets: list[str] | None = Field(None, description="datasets to compare on (default: all)")
+    measures: list[str] = Field(default_factory=lambda: ["linear_cka"], min_length=1,
+                                description="similarity measures of every comparison (layerlab.cka.measure_registry): linear_cka, cca_r2, cca_mean, "
+                                            "svcca, pwcca, procrustes, ridge_r2 (from the CKA state), rbf_cka, mutual_knn (on a sample)")
+    measure_options: MeasureOptions = Field(default_factory=MeasureOptions, description="ridge, svcca_fraction, ridge_grid/folds, sample_size/seed, knn_k, rbf_*")
+
+    @field_validator("measures")
+    @classmethod
+    def _known_measures(cls, value: list[str]) -> list[str]:
+        return parse_measures(value)
+
+    @model_validator(mode="after")
+    def _measures_need_moments(self) -> "CKASection":
+        beyond = [m for m in moment_names(self.measures) if m != "linear_cka"]
+        for name, comp in (("within", self.within), ("across", self.across)):
+            if comp and beyond and comp.estimator == "minibatch":
+                raise ValueError(f"measures: {beyond[0]} needs the full second moments; {name}.estimator minibatch keeps only HSIC sums")
+        return self
+
+    def non_default_measures(self) -> dict[str, Any]:
+        """The measure settings a CKA stage records (empty for linear CKA alone with default options: fingerprints unchanged)."""
+        out: dict[str, Any] = {}
+        if self.measures != ["linear_cka"]:
+            out["measures"] = list(self.measures)
+        options = self.measure_options.model_dump(exclude_defaults=True)
+        if options:
+            out["measure_options"] = options
+        return out
 
 
 class ProfileSection(_Strict):

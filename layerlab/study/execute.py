@@ -132,11 +132,14 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     if intervals and p["group_by"] == "shard" and len(open_cache(caches[0]).manifest.shards) < 2:
         intervals = 0  # one shard is one group: no resampling unit to build an interval from
         notes.append("no confidence interval: the cache has a single shard (the resampling unit of shard-level states)")
+    from layerlab.cka.measure_registry import MeasureOptions
+
     job = CKAJob(caches[0], caches[1] if len(caches) > 1 else None, estimator=p["estimator"], level=p["level"],
-                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals)
+                 group_by=p["group_by"], side_output=side, seed=ctx.plan.config.seed, bootstrap=intervals,
+                 measures=p.get("measures"), options=MeasureOptions(**p.get("measure_options", {})))
     summary = run_cka(job, stage.out, bootstrap=intervals)
     return {"dir": stage.out, "tables": summary["tables"], "replicates": summary.get("replicates", []), "group_by": summary.get("group_by"),
-            "heatmap": summary["heatmap"], "models": p["models"],
+            "heatmap": summary["heatmap"], "models": p["models"], "measures": summary.get("measures", {}), "agreement": summary.get("agreement"),
             "mode": p["mode"], "level": p["level"], "estimator": p["estimator"], "ci": summary.get("ci"),
             "n_utterances": summary.get("n_utterances"), "n_frames": summary.get("n_frames"), "notes": notes + list(summary.get("notes", []))}
 

@@ -64,7 +64,7 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
                            **{k: summary[k] for k in ("convergence", "speakers", "test_speakers") if k in summary}})
         elif stage.kind == "cka" and res:
             cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")},
-                        **{k: res[k] for k in ("replicates", "group_by") if res.get(k)}})
+                        **{k: res[k] for k in ("replicates", "group_by", "measures", "agreement") if res.get(k)}})
         elif stage.kind == "profile" and res:
             profiles.append({k: res.get(k) for k in ("dataset", "model", "table", "replicates", "figure", "references", "skipped", "notes")})
         elif stage.kind == "corpus" and res:

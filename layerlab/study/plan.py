@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layerlab import storage
+from layerlab.cka.measure_registry import sample_names
 from layerlab.study import tasks as task_info
 from layerlab.study.config import FRAME_TASKS, StudyConfig
 from layerlab.study.fingerprint import listing_checksum, stage_fingerprint, url_checksum
@@ -151,6 +152,8 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
             frame_cka = bool(within and "frame" in within.levels and dname in config.cka_datasets())
             if frame_cka and not frame_cka_from_side_output(within):
                 wants = True  # speaker-grouped CIs read the frames tier (side-output states are per shard)
+            if frame_cka and sample_names(config.cka.measures):
+                wants = True  # rbf_cka / mutual_knn read sampled frames (a side-output state holds no frames)
             params["tier"] = "both" if wants else params.get("tier", "pooled")
             if frame_cka and frame_cka_from_side_output(within):
                 params["cka"] = [{"name": "frames", "estimator": "minibatch" if within.estimator == "minibatch" else "feature"}]
@@ -402,7 +405,8 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
         if within:
             for mname in config.models:
                 for level in within.levels:
-                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"})}
+                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"}),
+                              **config.cka.non_default_measures()}
                     source = ""
                     if level == "frame":
                         params["from_side_output"] = frame_cka_from_side_output(within)
@@ -413,7 +417,8 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> Non
         if across:
             for a, b in config.across_pairs():
                 for level in across.levels:
-                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"})}
+                    params = {"mode": "across", "models": [a, b], "level": level, **across.model_dump(exclude={"levels", "pairs"}),
+                              **config.cka.non_default_measures()}
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
                               storage.join(out, "cka", dname, "across", f"{a}__{b}", level),
                               estimate=f"{level}-level CKA {a} x {b}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))

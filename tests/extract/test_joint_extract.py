@@ -89,3 +89,19 @@ def test_cli_reads_the_joint_side_output(joint_run, tmp_path):
                                       "--estimator", "debiased", "--out", str(tmp_path / "cka"), "--on-ray"])
     assert result.exit_code == 0, result.output
     assert sum(line.endswith(".parquet") for line in result.output.splitlines()) == 3  # A x A, B x B, A x B
+
+
+def test_every_second_moment_measure_from_the_joint_side_output_equals_the_two_frames_tiers(joint_run, tmp_path):
+    from layerlab.cka.pipeline import CKAJob, run_cka
+
+    out, _ = joint_run
+    measures = "linear_cka,cca_r2,cca_mean,svcca,pwcca,procrustes,ridge_r2"
+    side = run_cka(CKAJob(f"{out}/fbank", f"{out}/wavlm", side_output="joint", measures=measures), str(tmp_path / "side"))
+    tiers = run_cka(CKAJob(f"{out}/fbank", f"{out}/wavlm", measures=measures), str(tmp_path / "tiers"))
+    for name in measures.split(","):
+        got_urls, want_urls = side["measures"][name]["tables"], tiers["measures"][name]["tables"]
+        assert len(got_urls) == len(want_urls) == (4 if name in ("pwcca", "ridge_r2") else 3)
+        for got_url, want_url in zip(got_urls, want_urls):
+            got, want = _table(got_url), _table(want_url)
+            assert got[1:] == want[1:] and np.isfinite(got[0]).all()
+            assert np.abs(got[0] - want[0]).max() <= 1e-6, (name, got_url)

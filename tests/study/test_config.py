@@ -67,3 +67,12 @@ def test_demo_config_ships_in_the_package_and_configs_links_to_it() -> None:
     config, _ = load_study_config(str(DEMO_CONFIG))
     assert config.datasets["synth"].source == "synth"  # needs no ../shared data
     assert {"fbank", "mfcc", "ge2e", "ecapa_supervised", "ecapa_dino", "hubert_mini"} <= set(config.models)
+
+
+def test_cka_measures_are_checked_against_the_registry(tmp_path: Path) -> None:
+    msg = _load(tmp_path, {**BASE, "cka": {"measures": ["linear_cka", "cka_rbf"]}})
+    assert "cka.measures: --measure: unknown measure 'cka_rbf' (allowed: linear_cka, cca_r2" in msg and "\n" not in msg
+    msg = _load(tmp_path, {**BASE, "cka": {"measures": ["svcca"], "within": {"estimator": "minibatch"}}})
+    assert "svcca needs the full second moments; within.estimator minibatch" in msg
+    msg = _load(tmp_path, {**BASE, "cka": {"measure_options": {"knn": 3}}})
+    assert "cka.measure_options.knn: unknown key" in msg

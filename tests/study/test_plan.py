@@ -113,3 +113,21 @@ def test_a_relative_out_plans_absolute_stage_outputs(tmp_path: Path, monkeypatch
     plan = build_plan(parse_study_config(tiny_study(), "test.yaml"), "runs/rel")
     assert plan.out == str(tmp_path / "runs" / "rel")
     assert all(s.out.startswith(str(tmp_path / "runs" / "rel") + "/") for s in plan.stages.values())
+
+
+def test_cka_measures_reach_the_stages_and_only_change_cka_fingerprints() -> None:
+    base = _plan(DOC)
+    doc = copy.deepcopy(DOC)
+    doc["cka"]["measures"] = ["linear_cka", "cca_r2", "procrustes"]
+    doc["cka"]["measure_options"] = {"ridge": 1e-4}
+    plan = _plan(doc)
+    changed = {k for k, s in plan.stages.items() if s.fingerprint != base.stages[k].fingerprint}
+    assert changed == {k for k in base.stages if k.startswith("cka/")} | {"report"}
+    stage = plan.stages["cka/synth/across/fbank__ge2e/utterance"]
+    assert stage.params["measures"] == ["linear_cka", "cca_r2", "procrustes"] and stage.params["measure_options"] == {"ridge": 1e-4}
+    assert "measures" not in base.stages["cka/synth/across/fbank__ge2e/utterance"].params  # the default adds nothing
+    # sample measures read frames: frame-level CKA then needs the frames tier even without a frame task
+    doc = {**copy.deepcopy(DOC), "probe": {"tasks": ["sid"]}}
+    assert _plan(doc).stages["extract/synth/ge2e"].params["config"]["tier"] == "pooled"
+    doc["cka"]["measures"] = ["linear_cka", "mutual_knn"]
+    assert _plan(doc).stages["extract/synth/ge2e"].params["config"]["tier"] == "both"
