@@ -89,8 +89,22 @@ def frame_level_items(prep: Any, ref: BoundReference, uid: str, layers: list[np.
             yield layer, means, classes[ids], np.full(len(ids), -1)
 
 
+def _one_thread() -> Any:
+    """torch on one thread for the block (layerlab.cka.linalg.single_threaded: shared cores make thread pools collapse)."""
+    import torch
+
+    from layerlab.cka.linalg import single_threaded
+
+    return single_threaded(torch.device("cpu"))
+
+
 def shard_moments(prep: Any, pilot: Any, shard: str) -> tuple[dict[str, dict[Key, dict[str, Any]]], list[str], dict[str, int]]:
     """Pass 1 over one shard: {reference: {(speaker, split): LabelMoments state}}, the ids read, and counts of what was left out."""
+    with _one_thread():
+        return _shard_moments(prep, pilot, shard)
+
+
+def _shard_moments(prep: Any, pilot: Any, shard: str) -> tuple[dict[str, dict[Key, dict[str, Any]]], list[str], dict[str, int]]:
     from layerlab.kmeans import assign
 
     states: dict[str, dict[Key, LabelMoments]] = {r.name: {} for r in prep.refs}
@@ -160,6 +174,11 @@ def shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> di
     ``classifiers[ref][layer]`` is a fitted :class:`~layerlab.profile.solve.RidgeClassifier` (a reference without one is absent);
     items whose class never occurred in training are counted apart (``unseen``), not scored.
     """
+    with _one_thread():
+        return _shard_scores(prep, classifiers, shard)
+
+
+def _shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> dict[str, dict[Key, dict[str, Any]]]:
     states: dict[str, dict[Key, ScoreCounts]] = {name: {} for name in classifiers}
     unseen: dict[str, dict[Key, np.ndarray]] = {name: {} for name in classifiers}
     refs = {r.name: r for r in prep.refs if r.name in classifiers}

@@ -184,12 +184,15 @@ def make_pilot(prep: Prepared) -> Pilot:
 
             from layerlab.kmeans import kmeans
 
+            from layerlab.cka.linalg import single_threaded
+
             codebooks = []
             for name, s in zip(prep.frame_info.layer_names, samples):
                 if job.clusters >= len(s):
                     raise ValueError(f"--clusters {job.clusters}: k must be below the number of frames, but the pilot sample holds only "
                                      f"{len(s)} frames of layer {name} ({prep.info.url}); lower --clusters or raise --pilot-frames")
-                codebooks.append(kmeans(torch.from_numpy(s), job.clusters, job.kmeans_iters, job.seed).numpy())
+                with single_threaded(torch.device("cpu")):  # shared cores make thread pools collapse (layerlab/cka/linalg.py)
+                    codebooks.append(kmeans(torch.from_numpy(s), job.clusters, job.kmeans_iters, job.seed).numpy())
             record.update(clusters=job.clusters, kmeans_iters=job.kmeans_iters)
     if any(r.level == "utterance" for r in prep.refs):
         means: list[list[np.ndarray]] = [[] for _ in prep.info.layer_names]

@@ -46,6 +46,15 @@ def _sum(states: list[LabelMoments]) -> LabelMoments | None:
 
 def fit_classifiers(prep: Any, groups: dict[str, dict[tuple[str, str], LabelMoments]]) -> tuple[dict[str, list[Any]], dict[str, str]]:
     """Per reference with a train split and dev/test items, one ridge classifier per layer fitted on the merged train states."""
+    import torch
+
+    from layerlab.cka.linalg import single_threaded
+
+    with single_threaded(torch.device("cpu")):
+        return _fit_classifiers(prep, groups)
+
+
+def _fit_classifiers(prep: Any, groups: dict[str, dict[tuple[str, str], LabelMoments]]) -> tuple[dict[str, list[Any]], dict[str, str]]:
     classifiers: dict[str, list[Any]] = {}
     notes: dict[str, str] = {}
     for ref in prep.refs:
@@ -205,17 +214,22 @@ def finish(prep: Any, pilot: Any, groups: dict[str, dict[Any, LabelMoments]], cl
 
     from layerlab.profile.figure import profile_figure
 
+    import torch
+
+    from layerlab.cka.linalg import single_threaded
+
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     name = model or prep.info.name
     rows, reps = [], []
     undefined: dict[str, list[str]] = {}
-    for ref in prep.refs:
-        r, p, missing = reference_rows(prep, ref, groups.get(ref.name, {}), scores.get(ref.name) if ref.name in classifiers else None, name, say)
-        rows += r
-        reps += p
-        if missing:
-            undefined[ref.name] = missing
+    with single_threaded(torch.device("cpu")):  # many small decompositions: one thread (layerlab/cka/linalg.py)
+        for ref in prep.refs:
+            r, p, missing = reference_rows(prep, ref, groups.get(ref.name, {}), scores.get(ref.name) if ref.name in classifiers else None, name, say)
+            rows += r
+            reps += p
+            if missing:
+                undefined[ref.name] = missing
     timing["finish_s"] = time.perf_counter() - t0
     df = pd.DataFrame(rows, columns=COLUMNS)
     rep_df = pd.DataFrame(reps, columns=REPLICATE_COLUMNS)

@@ -13,7 +13,7 @@ equals a direct least-squares solve on the items (tests/profile/test_solve.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -56,13 +56,21 @@ class RidgeClassifier:
     lambdas: np.ndarray  # absolute ridge per grid value
     eps: np.ndarray  # relative ridge grid
     seen: np.ndarray  # [K] bool: classes with training items
+    _flat: Any = field(default=None, repr=False)  # weights as one [d, R*K] torch matrix, built on first use
 
     def scores(self, x: Any) -> np.ndarray:
         """[n, R, K] class scores of items ``x`` [n, d]."""
-        x = np.asarray(x, dtype=np.float64)
+        import torch
+
+        from layerlab.cka.linalg import single_threaded
+
         r, d, k = self.weights.shape
-        flat = self.weights.transpose(1, 0, 2).reshape(d, r * k)  # one GEMM for the whole grid
-        return (x @ flat).reshape(len(x), r, k) + self.bias[None]
+        if self._flat is None:
+            self._flat = torch.from_numpy(np.ascontiguousarray(self.weights.transpose(1, 0, 2).reshape(d, r * k)))
+        xt = torch.from_numpy(np.asarray(x, dtype=np.float64))
+        with single_threaded(xt.device):  # one GEMM for the whole grid
+            out = (xt @ self._flat).numpy()
+        return out.reshape(len(out), r, k) + self.bias[None]
 
     def predict(self, x: Any) -> np.ndarray:
         """[n, R] predicted class of each item under each ridge value."""
@@ -81,14 +89,20 @@ def ridge_classifier(blocks: Blocks, eps: Sequence[float]) -> RidgeClassifier:
     eps_arr = np.asarray(list(eps), dtype=np.float64)
     if not len(eps_arr) or (eps_arr <= 0).any():
         raise ValueError(f"ridge grid: needs positive values, got {list(eps)}")
+    import torch
+
+    from layerlab.cka import linalg
+
     d = blocks.cxx.shape[0]
-    values, vectors = np.linalg.eigh(blocks.cxx)
-    values = np.maximum(values, 0.0)
-    trace = float(values.sum())
-    scale = trace / d if trace > 0 else 1.0
-    lambdas = eps_arr * scale
-    proj = vectors.T @ blocks.cxz  # [d, K]
-    weights = np.stack([vectors @ (proj / (values + lam)[:, None]) for lam in lambdas])  # [R, d, K]
+    cxx = torch.from_numpy(np.ascontiguousarray(blocks.cxx, dtype=np.float64))
+    with linalg.single_threaded(cxx.device):  # one eigendecomposition serves the whole grid
+        values, vectors = linalg.eigh(cxx)
+        values = values.clamp_min(0.0)
+        trace = float(values.sum())
+        scale = trace / d if trace > 0 else 1.0
+        lambdas = eps_arr * scale
+        proj = vectors.T @ torch.from_numpy(np.asarray(blocks.cxz, dtype=np.float64))  # [d, K]
+        weights = torch.stack([vectors @ (proj / (values + float(lam))[:, None]) for lam in lambdas]).numpy()  # [R, d, K]
     prior = blocks.counts / max(int(blocks.n), 1)
     bias = prior[None, :] - np.einsum("d,rdk->rk", blocks.mean, weights)
     seen = blocks.counts > 0

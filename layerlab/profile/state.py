@@ -2,7 +2,7 @@
 
 :class:`LabelMoments`, per layer ``l`` over the items labelled with one of K classes (frames, spans or
 utterance means), around a shift ``c_l`` shared by every worker (``u = x - c_l``):
-``n``, ``S = sum u``, ``M = sum u u^T`` (the layer's diagonal block of the FeatureCKA state; its upper triangle), the class
+``n``, ``S = sum u``, ``M = sum u u^T`` (the layer's diagonal block of the FeatureCKA state), the class
 counts ``n_c`` and class sums ``sum_{i in c} u_i``, and optionally a contingency table
 ``N[unit, class]`` of k-means units. That is everything CCA with the one-hot reference and a
 least-squares classifier need (notes/similarity-math.md, "Label references as one more layer"):
@@ -33,11 +33,25 @@ class Blocks:
     counts: np.ndarray  # n_c (K)
 
 
-def _gram_upper(u: np.ndarray) -> np.ndarray:
-    """The upper triangle of ``u^T u`` (the lower left zero) by BLAS SYRK: half the flops of a full GEMM."""
-    from scipy.linalg.blas import dsyrk
+def _gram(u: np.ndarray) -> np.ndarray:
+    """``u^T u`` in float64 by torch on one thread: a multi-threaded BLAS collapses when cores are shared
+    (measured on a loaded 2-core machine: 4096 x 128 took 5-13 ms on one thread, 100-340 ms on two; see
+    layerlab/cka/linalg.py); Ray tasks hold one CPU each anyway."""
+    import torch
 
-    return dsyrk(1.0, u.T, trans=0, lower=0)  # u.T of a C-ordered u is Fortran-ordered: no copy
+    from layerlab.cka.linalg import single_threaded
+
+    t = torch.from_numpy(u)
+    with single_threaded(t.device):
+        return (t.T @ t).numpy()
+
+
+def _class_sums(y: np.ndarray, u: np.ndarray, k: int) -> np.ndarray:
+    """``sum_{i in c} u_i`` for each class c as a sparse one-hot product (O(n d), no dense n x K matrix)."""
+    import scipy.sparse as sp
+
+    onehot = sp.csr_matrix((np.ones(len(y)), (y, np.arange(len(y)))), shape=(k, len(y)))
+    return np.asarray(onehot @ u)
 
 
 class LabelMoments:
@@ -65,7 +79,7 @@ class LabelMoments:
     # ------------------------------------------------------------------ update
     def update(self, layer: int, x: Any, labels: Any, units: Any = None) -> None:
         """Add items of layer ``layer``: ``x`` [n, d], class ``labels`` [n] in 0..K-1, optional k-means ``units`` [n]."""
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
         y = np.asarray(labels, dtype=np.int64).reshape(-1)
         if x.ndim != 2 or x.shape[1] != self.dims[layer] or len(y) != len(x):
             raise ValueError(f"LabelMoments.update: layer {layer} expects [n, {self.dims[layer]}] items and n labels, got {x.shape}, {y.shape}")
@@ -73,18 +87,16 @@ class LabelMoments:
             return
         if y.min() < 0 or y.max() >= self.num_classes:
             raise ValueError(f"LabelMoments.update: labels must lie in 0..{self.num_classes - 1}")
-        if not np.isfinite(x).all():
-            raise ValueError("LabelMoments.update: items contain NaN or Inf")
         if self.shift is None:
             self.shift = [np.zeros(d) for d in self.dims]
-        u = x - self.shift[layer]
+        u = np.subtract(x, self.shift[layer], dtype=np.float64)  # one pass: cast and shift
+        if not np.isfinite(u).all():
+            raise ValueError("LabelMoments.update: items contain NaN or Inf")
         self.n[layer] += len(u)
         self.S[layer] += u.sum(0)
-        self.M[layer] += _gram_upper(u)
+        self.M[layer] += _gram(u)
         self.counts[layer] += np.bincount(y, minlength=self.num_classes)
-        onehot = np.zeros((len(y), self.num_classes))
-        onehot[np.arange(len(y)), y] = 1.0
-        self.class_sums[layer] += onehot.T @ u
+        self.class_sums[layer] += _class_sums(y, u, self.num_classes)
         if units is not None and self.num_units:
             k = np.asarray(units, dtype=np.int64).reshape(-1)
             flat = np.bincount(k * self.num_classes + y, minlength=self.num_units * self.num_classes)
@@ -171,7 +183,6 @@ class LabelMoments:
         delta = s / n
         shift = self.shift[layer] if self.shift is not None else np.zeros(self.dims[layer])
         counts = counts_i.astype(np.float64)
-        m = np.triu(m) + np.triu(m, 1).T  # M holds the upper triangle (SYRK)
         cxx = m - n * np.outer(delta, delta)
         cxz = sums.T - np.outer(delta, counts)
         czz = np.diag(counts) - np.outer(counts, counts) / n
