@@ -186,6 +186,6 @@ def test_on_ray_equals_the_local_run(wavlm_profile, ray_session, tmp_path: Path)
     job, _, df, _ = wavlm_profile
     summary = run_profile_on_ray(job, str(tmp_path / "ray"), model="wavlm")
     got = pd.read_parquet(summary["table"])
-    merged = df.merge(got, on=["reference", "layer", "measure"], suffixes=("", "_ray"))
+    merged = df.merge(got, on=["reference", "layer", "measure", "split"], suffixes=("", "_ray"))
     assert len(merged) == len(df)
     np.testing.assert_allclose(merged["value_ray"], merged["value"], rtol=0, atol=1e-9)
