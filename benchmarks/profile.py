@@ -96,10 +96,12 @@ def ranking(demo: Path, work: Path, seed: int) -> None:
         table = demo / "profile" / dataset / model / "profile.parquet"
         t0 = time.perf_counter()
         if not table.exists():  # the demo did not run the profile stage: compute it now
-            table = Path(run_profile(ProfileJob(str(cache), "phone", clusters=0, seed=seed), str(work / "rank" / model))["table"])
+            table = Path(run_profile(ProfileJob(str(cache), "phone", seed=seed), str(work / "rank" / model))["table"])
         took = time.perf_counter() - t0
         prof = pd.read_parquet(table)
-        acc = prof[(prof["reference"] == "phone") & (prof["measure"] == "accuracy") & (prof["split"] == "test")].set_index("layer")["value"]
+        phone = prof[prof["reference"] == "phone"]
+        acc = phone[(phone["measure"] == "accuracy") & (phone["split"] == "test")].set_index("layer")["value"]
+        other = {m: phone[phone["measure"] == m].set_index("layer")["value"] for m in ("cca_mean", "pnmi")}
         m = pd.read_parquet(metrics_url)
         per = m[(m["probe"] != "weighted_sum") & (m["split"] == "test") & (m["metric"].str.lower() == "per")].drop_duplicates("probe", keep="last")
         per = per.set_index("probe")["value"]
@@ -109,10 +111,13 @@ def ranking(demo: Path, work: Path, seed: int) -> None:
         rho = spearman(acc.loc[layers].to_numpy(), -per.loc[layers].to_numpy())
         if np.isfinite(rho):
             rhos.append(rho)
+        also = ", ".join(f"{m} {spearman(v.reindex(layers).to_numpy(), -per.loc[layers].to_numpy()):+.2f}" for m, v in other.items()
+                         if v.reindex(layers).notna().all())
         best_tf = layers[int(np.argmax(acc.loc[layers]))] if layers else "-"
         best_sgd = layers[int(np.argmin(per.loc[layers]))] if layers else "-"
-        print(f"  {model:22s} {len(layers):2d} frame layers  Spearman {rho:+.2f}  best: closed form {best_tf}, SGD {best_sgd}; "
-              f"SGD stopped by {stops or 'not recorded'}; closed form {took:.1f} s")
+        print(f"  {model:22s} {len(layers):2d} frame layers  Spearman {rho:+.2f} (other measures: {also or '-'})  best: closed form "
+              f"{best_tf}, SGD {best_sgd}; SGD test PER {', '.join(f'{n} {per[n]:.3f}' for n in layers)}; closed-form test accuracy "
+              f"{', '.join(f'{n} {acc[n]:.3f}' for n in layers)}; SGD stopped by {stops or 'not recorded'}; closed form {took:.1f} s")
     if rhos:
         print(f"  median Spearman over {len(rhos)} models: {np.median(rhos):+.2f} (min {min(rhos):+.2f})")
 

@@ -120,6 +120,7 @@ def encodes_figure(table: pd.DataFrame, model: str, label: str, layers: Sequence
     fig, axes = plt.subplots(1, 2, figsize=(2 * width, 3.8), squeeze=False, constrained_layout=True, sharey=True)
     left, right = axes[0]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn: set[str] = set()  # an SGD task mirrored by two references (phone, phone_span: PR) is drawn once
     for k, (ref, part) in enumerate(sub.groupby("reference", sort=False)):
         colour = colours[k % len(colours)]
         tf = part.dropna(subset=["accuracy"])
@@ -131,7 +132,9 @@ def encodes_figure(table: pd.DataFrame, model: str, label: str, layers: Sequence
             if tf["chance"].notna().any():
                 left.axhline(float(tf["chance"].mean()), color=colour, lw=0.6, ls=":")
         sg = part.dropna(subset=["sgd_value"])
-        if len(sg):
+        if len(sg) and sg["sgd_task"].iloc[0] not in drawn:
+            drawn.add(sg["sgd_task"].iloc[0])
+            ref = ", ".join(sub[sub["sgd_task"] == sg["sgd_task"].iloc[0]]["reference"].unique())
             x = sg["layer"].map(pos).to_numpy()
             right.plot(x, sg["sgd_value"], "--s", ms=3, color=colour, label=f"{ref}: {sg['sgd_task'].iloc[0].upper()} ({sg['sgd_metric'].iloc[0]})")
             if sg["sgd_low"].notna().any():
