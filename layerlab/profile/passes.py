@@ -209,15 +209,20 @@ def _shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> d
     if utt_refs:
         from layerlab.cka.cache_input import read_utterances
 
+        held: dict[tuple[str, Key], tuple[list[list[np.ndarray]], list[int]]] = {}  # one prediction per group and layer, not per utterance
         for utt in read_utterances(shard, prep.info, "utterance"):
             speaker = prep.speaker_of(utt)
             for ref in utt_refs:
                 split = ref.splits.get(utt.id, "")
                 if utt.id not in ref.labels or split not in ("dev", "test"):
                     continue
-                y = np.array([ref.labels[utt.id]], dtype=np.int64)
+                items, ys = held.setdefault((ref.name, (speaker, split)), ([[] for _ in utt.layers], []))
                 for layer, x in enumerate(utt.layers):
-                    score(ref.name, (speaker, split), layer, x.reshape(1, -1), y)
+                    items[layer].append(x.reshape(-1))
+                ys.append(int(ref.labels[utt.id]))
+        for (name, key), (items, ys) in held.items():
+            for layer, rows in enumerate(items):
+                score(name, key, layer, np.stack(rows), np.asarray(ys, dtype=np.int64))
     out: dict[str, dict[Key, dict[str, Any]]] = {}
     for name in classifiers:
         keys = set(states[name]) | set(unseen[name])

@@ -10,7 +10,7 @@ Prints, in one process:
    layers between the closed-form phone accuracy (test split) and the SGD per-layer PR probes (test PER,
    lower is better), with the probes' convergence (stopped by patience or the epoch cap).
 
-Run:  .venv/bin/python benchmarks/profile.py --demo runs/demo [--speakers 12] [--skip-speed] [--skip-ranking]
+Run:  .venv/bin/python benchmarks/profile_vs_probes.py --demo runs/demo [--speakers 12] [--skip-speed] [--skip-ranking]
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def ranking(demo: Path, work: Path, seed: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--demo", type=Path, help="a finished demo study (runs/demo): caches and per-layer PR probes to rank against")
+    ap.add_argument("--demo", type=Path, default=Path("runs/demo"),
+                    help="a finished demo study (default runs/demo): caches and per-layer PR probes to rank against")
     ap.add_argument("--speakers", type=int, default=12, help="speakers of the synthetic corpus for the speed comparison")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-speed", action="store_true")
@@ -133,8 +134,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-profile-") as tmp:
         if not args.skip_speed:
             speed(Path(tmp) / "speed", args.speakers, args.seed)
-        if not args.skip_ranking and args.demo:
-            ranking(args.demo, Path(tmp), args.seed)
+        if args.skip_ranking:
+            return
+        if not (args.demo / "probe").is_dir():
+            print(f"ranking: skipped, no finished demo study at {args.demo} (run `make demo`, or pass --demo DIR)")
+            return
+        ranking(args.demo, Path(tmp), args.seed)
 
 
 if __name__ == "__main__":
