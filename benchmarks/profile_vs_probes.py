@@ -4,13 +4,14 @@ Prints, in one process:
 1. speed: a 13-layer model (s3prl WavLM architecture, 12 encoder layers, random weights) over a synthetic
    corpus; the closed-form per-layer phone profile (``layerlab profile --reference phone``: pilot, both
    passes, CCA and the ridge classifier with jackknife intervals; once without and once with k-means MI)
-   against the per-layer SGD PR probes (``layerlab probe --task pr --layers each --runner local`` with the
-   demo's PR settings) on the same cache, and the ratio SGD seconds / closed-form seconds;
+   against the per-layer SGD PR probes (``layerlab probe --task pr --layers each --runner local``) with the
+   demo's PR settings and with ProbeConfig's defaults, on the same cache, and the ratios SGD s / closed-form s;
 2. ranking: for each model of a finished demo study (``--demo runs/demo``), Spearman rho over the frame-level
    layers between the closed-form phone accuracy (test split) and the SGD per-layer PR probes (test PER,
    lower is better), with the probes' convergence (stopped by patience or the epoch cap).
 
-Run:  .venv/bin/python benchmarks/profile_vs_probes.py --demo runs/demo [--speakers 12] [--skip-speed] [--skip-ranking]
+Run:  .venv/bin/python benchmarks/profile_vs_probes.py --demo runs/demo [--data runs/demo/corpus/synth] [--sgd demo,default]
+      [--skip-speed] [--skip-ranking]
 """
 
 from __future__ import annotations
@@ -43,33 +44,38 @@ def deep_wavlm(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def speed(work: Path, speakers: int, seed: int) -> None:
+def speed(work: Path, speakers: int, seed: int, data: Path | None, sgd: list[str]) -> None:
     from layerlab.data.synth import SynthConfig, build_synth_corpus
     from layerlab.extract import ExtractConfig, extract
     from layerlab.probe import ProbeConfig, run_probe
     from layerlab.profile import ProfileJob, run_profile
 
-    data = work / "corpus"
-    build_synth_corpus(str(data), SynthConfig(speakers=speakers, seed=seed, workers=2), progress=False)
+    if data is None:
+        data = work / "corpus"
+        build_synth_corpus(str(data), SynthConfig(speakers=speakers, seed=seed, workers=2), progress=False)
     spec = f"s3prl:wavlm_local:{deep_wavlm(work / 'wavlm13.pt', seed)}"
     cache = work / "cache"
     extract(spec, str(data), str(cache), ExtractConfig(tier="both", progress=False, concurrency=[1, 1]))
     layers = json.loads((cache / "metadata.json").read_text())["layer_names"]
-    print(f"speed: {len(layers)}-layer WavLM (random weights, dim 64) on a {speakers}-speaker synthetic corpus")
+    manifest = json.loads((cache / "manifest.json").read_text())
+    print(f"speed: {len(layers)}-layer WavLM (random weights, dim 64), {manifest.get('kept', '?')} utterances of {data}")
     timings = {}
     for name, clusters in (("closed form (CCA + ridge classifier, intervals)", 0), ("closed form + k-means MI (k=100)", 100)):
         t0 = time.perf_counter()
         summary = run_profile(ProfileJob(str(cache), "phone", clusters=clusters, seed=seed), str(work / f"profile{clusters}"))
         timings[name] = time.perf_counter() - t0
         print(f"  {name}: {timings[name]:.1f} s  (phases: {summary['timing_s']})")
-    t0 = time.perf_counter()
-    run_probe(str(cache), "pr", str(work / "sgd"), layers="each", config=ProbeConfig(**DEMO_PR), seed=seed, runner="local")
-    sgd = time.perf_counter() - t0
-    stopped = json.loads((work / "sgd" / "summary.json").read_text()).get("convergence", {})
-    print(f"  SGD per-layer PR probes ({len(layers)} probes, demo settings): {sgd:.1f} s; stopped by "
-          f"{sorted({str(v.get('stopped_by')) for v in stopped.values()}) if stopped else 'not recorded'}")
-    for name, t in timings.items():
-        print(f"  ratio SGD / {name}: {sgd / t:.1f}x")
+    for setting in sgd:  # demo: the demo's budget settings; default: ProbeConfig's defaults (whole train split, patience 10)
+        t0 = time.perf_counter()
+        config = ProbeConfig(**DEMO_PR) if setting == "demo" else ProbeConfig()
+        run_probe(str(cache), "pr", str(work / f"sgd-{setting}"), layers="each", config=config, seed=seed, runner="local")
+        took = time.perf_counter() - t0
+        conv = json.loads((work / f"sgd-{setting}" / "summary.json").read_text()).get("convergence", {})
+        epochs = [int(v.get("epochs", 0)) for v in conv.values()]
+        print(f"  SGD per-layer PR probes ({len(layers)} probes, {setting} settings): {took:.1f} s; stopped by "
+              f"{sorted({str(v.get('stopped_by')) for v in conv.values()}) if conv else 'not recorded'}, epochs {min(epochs, default=0)}-{max(epochs, default=0)}")
+        for name, t in timings.items():
+            print(f"  ratio SGD ({setting}) / {name}: {took / t:.1f}x")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -126,14 +132,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", type=Path, default=Path("runs/demo"),
                     help="a finished demo study (default runs/demo): caches and per-layer PR probes to rank against")
-    ap.add_argument("--speakers", type=int, default=12, help="speakers of the synthetic corpus for the speed comparison")
+    ap.add_argument("--speakers", type=int, default=12, help="speakers of the synthetic corpus built for the speed comparison")
+    ap.add_argument("--data", type=Path, help="an audio-shard dataset with phone alignments to use instead (e.g. runs/demo/corpus/synth)")
+    ap.add_argument("--sgd", default="demo,default", help="SGD probe settings to time: demo (the demo's PR budget), default (ProbeConfig)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-ranking", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-profile-") as tmp:
         if not args.skip_speed:
-            speed(Path(tmp) / "speed", args.speakers, args.seed)
+            speed(Path(tmp) / "speed", args.speakers, args.seed, args.data, [x.strip() for x in args.sgd.split(",") if x.strip()])
         if args.skip_ranking:
             return
         if not (args.demo / "probe").is_dir():
