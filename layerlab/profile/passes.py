@@ -98,13 +98,16 @@ def _one_thread() -> Any:
     return single_threaded(torch.device("cpu"))
 
 
-def shard_moments(prep: Any, pilot: Any, shard: str) -> tuple[dict[str, dict[Key, dict[str, Any]]], list[str], dict[str, int]]:
-    """Pass 1 over one shard: {reference: {(speaker, split): LabelMoments state}}, the ids read, and counts of what was left out."""
+def shard_moments(prep: Any, pilot: Any, shard: str, held: "HeldOut | None" = None) -> tuple[dict[str, dict[Key, dict[str, Any]]], list[str], dict[str, int]]:
+    """Pass 1 over one shard: {reference: {(speaker, split): LabelMoments state}}, the ids read, and counts of what was left out.
+
+    ``held`` (in-process runs): receives the shard's dev and test items, so that pass 2 can score them from memory.
+    """
     with _one_thread():
-        return _shard_moments(prep, pilot, shard)
+        return _shard_moments(prep, pilot, shard, held)
 
 
-def _shard_moments(prep: Any, pilot: Any, shard: str) -> tuple[dict[str, dict[Key, dict[str, Any]]], list[str], dict[str, int]]:
+def _shard_moments(prep: Any, pilot: Any, shard: str, held: "HeldOut | None" = None) -> tuple[dict[str, dict[Key, dict[str, Any]]], list[str], dict[str, int]]:
     from layerlab.kmeans import assign
 
     states: dict[str, dict[Key, LabelMoments]] = {r.name: {} for r in prep.refs}
@@ -145,6 +148,8 @@ def _shard_moments(prep: Any, pilot: Any, shard: str) -> tuple[dict[str, dict[Ke
                                 units_of[layer] = assign(np.asarray(layers[layer], np.float32), pilot.codebooks[layer]).numpy()
                             units = units_of[layer][pos]
                     buf.add(ref.name, key, layer, x, y, units)
+                    if held is not None and key[1] in ("dev", "test"):
+                        held.add(ref.name, key, layer, x, y)
     utt_refs = [r for r in prep.refs if r.level == "utterance"]
     if utt_refs:
         from layerlab.cka.cache_input import read_utterances
@@ -164,6 +169,8 @@ def _shard_moments(prep: Any, pilot: Any, shard: str) -> tuple[dict[str, dict[Ke
                 key = (speaker, ref.splits.get(utt.id, ""))
                 for layer, x in enumerate(utt.layers):
                     buf.add(ref.name, key, layer, x.reshape(1, -1), np.array([y], dtype=np.int64))
+                    if held is not None and key[1] in ("dev", "test"):
+                        held.add(ref.name, key, layer, x.reshape(1, -1), np.array([y], dtype=np.int64))
     buf.close()
     return {name: {k: s.state_dict() for k, s in groups.items()} for name, groups in states.items()}, ids, counts
 
@@ -178,23 +185,90 @@ def shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> di
         return _shard_scores(prep, classifiers, shard)
 
 
-def _shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> dict[str, dict[Key, dict[str, Any]]]:
-    states: dict[str, dict[Key, ScoreCounts]] = {name: {} for name in classifiers}
-    unseen: dict[str, dict[Key, np.ndarray]] = {name: {} for name in classifiers}
-    refs = {r.name: r for r in prep.refs if r.name in classifiers}
+class HeldOut:
+    """Dev and test items kept from pass 1 (float32, per reference, group and layer), so pass 2 needs no second read.
 
-    def score(name: str, key: Key, layer: int, x: np.ndarray, y: np.ndarray) -> None:
-        clf = classifiers[name][layer]
-        num_layers = len(classifiers[name])
+    Kept while they fit in ``budget_bytes``; past it they are dropped and pass 2 reads the shards again.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = int(budget_bytes)
+        self.nbytes = 0
+        self.items: dict[tuple[str, Key, int], tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self.complete = self.budget > 0
+
+    def add(self, ref: str, key: Key, layer: int, x: np.ndarray, y: np.ndarray) -> None:
+        if not self.complete or not len(y):
+            return
+        x = np.asarray(x, dtype=np.float32)
+        self.nbytes += x.nbytes + y.nbytes
+        if self.nbytes > self.budget:
+            self.complete, self.items = False, {}
+            return
+        xs, ys = self.items.setdefault((ref, key, layer), ([], []))
+        xs.append(x)
+        ys.append(np.asarray(y, dtype=np.int64))
+
+    def merge(self, other: "HeldOut") -> "HeldOut":
+        """Add another shard's held items (the budget counts them all)."""
+        if not other.complete or not self.complete:
+            self.complete, self.items = False, {}
+            return self
+        self.nbytes += other.nbytes
+        if self.nbytes > self.budget:
+            self.complete, self.items = False, {}
+            return self
+        for slot, (xs, ys) in other.items.items():
+            mine = self.items.setdefault(slot, ([], []))
+            mine[0].extend(xs)
+            mine[1].extend(ys)
+        return self
+
+
+class _Scorer:
+    """Pass 2's counts: every item a classifier scores, right or wrong per ridge value, and the items of unseen classes."""
+
+    def __init__(self, classifiers: dict[str, list[Any]]) -> None:
+        self.classifiers = classifiers
+        self.states: dict[str, dict[Key, ScoreCounts]] = {name: {} for name in classifiers}
+        self.unseen: dict[str, dict[Key, np.ndarray]] = {name: {} for name in classifiers}
+
+    def score(self, name: str, key: Key, layer: int, x: np.ndarray, y: np.ndarray) -> None:
+        clf = self.classifiers[name][layer]
+        num_layers = len(self.classifiers[name])
         ok = clf.seen[y]
-        miss = unseen[name].setdefault(key, np.zeros(num_layers, dtype=np.int64))
+        miss = self.unseen[name].setdefault(key, np.zeros(num_layers, dtype=np.int64))
         miss[layer] += int((~ok).sum())
         if not ok.any():
             return
         pred = clf.predict(x[ok])
-        target = states[name].setdefault(key, ScoreCounts(num_layers, len(clf.eps)))
+        target = self.states[name].setdefault(key, ScoreCounts(num_layers, len(clf.eps)))
         target.update(layer, (pred == y[ok][:, None]).sum(0), int(ok.sum()))
 
+    def result(self) -> dict[str, dict[Key, dict[str, Any]]]:
+        out: dict[str, dict[Key, dict[str, Any]]] = {}
+        for name, fitted in self.classifiers.items():
+            out[name] = {}
+            for key in set(self.states[name]) | set(self.unseen[name]):
+                doc = (self.states[name].get(key) or ScoreCounts(len(fitted), len(fitted[0].eps))).state_dict()
+                doc["unseen"] = self.unseen[name].get(key, np.zeros(len(fitted), dtype=np.int64))
+                out[name][key] = doc
+        return out
+
+
+def held_scores(classifiers: dict[str, list[Any]], held: HeldOut) -> dict[str, dict[Key, dict[str, Any]]]:
+    """Pass 2 from the items pass 1 kept in memory (same counts as :func:`shard_scores` over every shard)."""
+    scorer = _Scorer(classifiers)
+    with _one_thread():
+        for (name, key, layer), (xs, ys) in held.items.items():
+            if name in classifiers:
+                scorer.score(name, key, layer, np.concatenate(xs), np.concatenate(ys))
+    return scorer.result()
+
+
+def _shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> dict[str, dict[Key, dict[str, Any]]]:
+    scorer = _Scorer(classifiers)
+    refs = {r.name: r for r in prep.refs if r.name in classifiers}
     frame_refs = [r for r in refs.values() if r.level != "utterance"]
     if frame_refs:
         for uid, speaker, layers, index in _frame_items(prep, shard):
@@ -204,7 +278,7 @@ def _shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> d
                     continue
                 for layer, x, y, _ in frame_level_items(prep, ref, uid, layers, index):
                     if len(y):
-                        score(ref.name, (speaker, split), layer, x, y)
+                        scorer.score(ref.name, (speaker, split), layer, x, y)
     utt_refs = [r for r in refs.values() if r.level == "utterance"]
     if utt_refs:
         from layerlab.cka.cache_input import read_utterances
@@ -222,14 +296,5 @@ def _shard_scores(prep: Any, classifiers: dict[str, list[Any]], shard: str) -> d
                 ys.append(int(ref.labels[utt.id]))
         for (name, key), (items, ys) in held.items():
             for layer, rows in enumerate(items):
-                score(name, key, layer, np.stack(rows), np.asarray(ys, dtype=np.int64))
-    out: dict[str, dict[Key, dict[str, Any]]] = {}
-    for name in classifiers:
-        keys = set(states[name]) | set(unseen[name])
-        out[name] = {}
-        for key in keys:
-            st = states[name].get(key) or ScoreCounts(len(classifiers[name]), len(classifiers[name][0].eps))
-            doc = st.state_dict()
-            doc["unseen"] = unseen[name].get(key, np.zeros(len(classifiers[name]), dtype=np.int64))
-            out[name][key] = doc
-    return out
+                scorer.score(name, key, layer, np.stack(rows), np.asarray(ys, dtype=np.int64))
+    return scorer.result()

@@ -44,6 +44,7 @@ class ProfileJob:
     verify: bool = True
     allow_partial: bool = False
     batch_rows: int = 4096
+    held_mb: float = 1024.0  # in one process, dev/test items up to this size stay in memory for pass 2 (0: always read again)
 
     def __post_init__(self) -> None:
         self.references = parse_references(self.references)
@@ -209,7 +210,7 @@ def make_pilot(prep: Prepared) -> Pilot:
 
 def run_profile(job: ProfileJob, out_url: str, progress: Callable[[str], None] | None = None, model: str | None = None) -> dict[str, Any]:
     """Both passes in this process, shard by shard, then :func:`layerlab.profile.results.finish`."""
-    from layerlab.profile.passes import shard_moments, shard_scores
+    from layerlab.profile.passes import HeldOut, held_scores, shard_moments, shard_scores
     from layerlab.profile.results import fit_classifiers, finish
 
     say = progress or (lambda _msg: None)
@@ -220,9 +221,10 @@ def run_profile(job: ProfileJob, out_url: str, progress: Callable[[str], None] |
     shards = prep.shards()
     parts, counts = [], {}
     ledger = _ledger(prep)
+    held = HeldOut(int(job.held_mb * 2**20))
     for shard in shards:
         say(f"pass 1: shard {shard}")
-        states, ids, c = shard_moments(prep, pilot, shard)
+        states, ids, c = shard_moments(prep, pilot, shard, held)
         ledger.add(ids, shard)
         parts.append(states)
         counts[shard] = c
@@ -230,7 +232,12 @@ def run_profile(job: ProfileJob, out_url: str, progress: Callable[[str], None] |
     groups = merge_parts(parts)
     classifiers, fit_notes = fit_classifiers(prep, groups)
     t1 = time.perf_counter()
-    scores = merge_scores([shard_scores(prep, classifiers, shard) for shard in shards]) if classifiers else {}
+    scores: dict[str, Any] = {}
+    if classifiers and held.complete:  # the dev/test items fit in memory: pass 2 scores them without reading the shards again
+        say(f"pass 2: {held.nbytes / 2**20:.0f} MiB of dev/test items kept in memory")
+        scores = held_scores(classifiers, held)
+    elif classifiers:
+        scores = merge_scores([shard_scores(prep, classifiers, shard) for shard in shards])
     timing["pass2_s"] = time.perf_counter() - t1
     return finish(prep, pilot, groups, classifiers, scores, out_url, counts, fit_notes, timing, model=model, progress=say)
 

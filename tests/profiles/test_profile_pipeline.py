@@ -189,3 +189,14 @@ def test_on_ray_equals_the_local_run(wavlm_profile, ray_session, tmp_path: Path)
     merged = df.merge(got, on=["reference", "layer", "measure", "split"], suffixes=("", "_ray"))
     assert len(merged) == len(df)
     np.testing.assert_allclose(merged["value_ray"], merged["value"], rtol=0, atol=1e-9)
+
+
+def test_pass_two_from_memory_equals_reading_the_shards_again(wavlm_profile, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    job, summary, df, _ = wavlm_profile
+    again = run_profile(replace(job, references="phone,keyword", held_mb=0), str(tmp_path / "reread"), model="wavlm")
+    got = pd.read_parquet(again["table"])
+    acc = got[got["measure"] == "accuracy"].merge(df, on=["reference", "layer", "measure", "split"], suffixes=("", "_mem"))
+    assert len(acc) == len(got[got["measure"] == "accuracy"]) > 0
+    np.testing.assert_allclose(acc["value"], acc["value_mem"], rtol=0, atol=1e-12)
