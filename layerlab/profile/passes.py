@@ -58,7 +58,12 @@ def _frame_items(prep: Any, shard: str) -> Iterator[tuple[str, str, list[np.ndar
             yield utt.id, prep.speaker_of(utt), [], []
             continue
         _, starts, ends = spans
-        index = [m.spans_to_frames(starts, ends, len(x)) for m, x in zip(metas, utt.layers)]
+        index, seen = [], {}  # layers of one geometry (hop, convention, window, frame count) share one span map
+        for m, x in zip(metas, utt.layers):
+            geometry = (m.hop_samples, m.frame_convention, m.window_samples, len(x))
+            if geometry not in seen:
+                seen[geometry] = m.spans_to_frames(starts, ends, len(x))
+            index.append(seen[geometry])
         yield utt.id, prep.speaker_of(utt), utt.layers, index
 
 

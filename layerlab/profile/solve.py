@@ -34,12 +34,14 @@ class CCAScore:
 
 def cca_with_reference(blocks: Blocks, ridge: float = 1e-6) -> CCAScore:
     """CCA of one layer's items with their one-hot labels (classes without items left out)."""
-    from layerlab.cka.measures import canonical_correlations
+    from layerlab.cka.measures import canonical_from_spectra, spectrum
 
     present = blocks.counts > 0
     if present.sum() < 2:
         return CCAScore(float("nan"), float("nan"), 0, ridge, "fewer than 2 classes among these items: no correlation is defined")
-    res = canonical_correlations(blocks.cxx, blocks.czz[np.ix_(present, present)], blocks.cxz[:, present], ridge=ridge, n=blocks.n)
+    # canonical_correlations without the canonical weights (only the correlations are reported)
+    res = canonical_from_spectra(spectrum(blocks.cxx), spectrum(blocks.czz[np.ix_(present, present)]), blocks.cxz[:, present], ridge=ridge,
+                                 n=blocks.n, vectors=False)
     if res.constant:
         return CCAScore(float("nan"), float("nan"), 0, ridge, res.note)
     k = min(res.rank_a, res.rank_b)
