@@ -135,6 +135,7 @@ def _register() -> None:
     __import__("layerlab.cka.cli", fromlist=["register"]).register(app)
     __import__("layerlab.extract.cli", fromlist=["register"]).register(app)
     __import__("layerlab.probe.cli", fromlist=["register"]).register(app)
+    __import__("layerlab.profile.cli", fromlist=["register"]).register(app)
     __import__("layerlab.study.cli", fromlist=["register"]).register(app)
     __import__("layerlab.train.cli", fromlist=["register"]).register(app)
 

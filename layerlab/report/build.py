@@ -11,6 +11,7 @@ import pandas as pd
 from layerlab import storage
 from layerlab.report import figures, html
 from layerlab.report.checks import capped_probes, instrument_check, leakage_statement
+from layerlab.report.encodes import encodes_section, load_profiles, training_free_profiles
 from layerlab.report.findings import compute_findings
 from layerlab.report.load import WEIGHTED, CKAMatrix, load_cka, load_metrics, load_replicates, load_weights
 from layerlab.report.tables import fmt, model_task_table, ordered_tasks, selectivity, weighted_vs_best_layer
@@ -30,7 +31,9 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
     maps: list[CKAMatrix] = [m for m in (load_cka(e, models) for e in index.get("cka", [])) if m is not None]
     replicates = load_replicates(index.get("probes", []))
     table = model_task_table(metrics, models)
-    findings = [f.as_dict() for f in compute_findings(metrics, weights, maps, models, split, replicates)]
+    tf_profiles, tf_replicates = training_free_profiles(*load_profiles(index.get("profiles", [])), models)
+    findings = [f.as_dict() for f in compute_findings(metrics, weights, maps, models, split, replicates, tf_profiles, tf_replicates)]
+    encodes_html, encodes_pngs, encodes_tables = encodes_section(index, metrics, models, split)
     leakage = leakage_statement(index)
     capped = capped_probes(index)
     versus = weighted_vs_best_layer(metrics, split)
@@ -55,7 +58,7 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
         written["measure_agreement"] = url
     for name, df in (("model_task", table), ("probe_metrics", metrics), ("layer_weights", weights), ("weighted_vs_best_layer", versus),
                      ("selectivity", select),
-                     ("cka", pd.concat([m.tidy() for m in maps], ignore_index=True) if maps else pd.DataFrame())):
+                     ("cka", pd.concat([m.tidy() for m in maps], ignore_index=True) if maps else pd.DataFrame()), *encodes_tables.items()):
         url = storage.join(out, "tables", f"{name}.parquet")
         _write_parquet(url, df)
         written[name] = url
@@ -75,6 +78,7 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
         pngs.append(("profiles", f"profile_{task}.png", figures.profile_figure(metrics, task, models, split, ci_label, set(capped)),
                      f"Per-layer {task.upper()} probes ({split}) with {ci_label}; dotted: the random-init control, with selectivity (probe minus control); "
                      "red rings: probes that stopped at the epoch cap (not converged)"))
+    pngs += [("encodes", fname, png, caption) for fname, png, caption in encodes_pngs]
     for mode, caption in (("within", "Figures 3–4 — CKA within each model"), ("across", "Figure 5 — CKA across models")):
         for key in sorted({(m.dataset, m.level) for m in maps if m.mode == mode}):
             group = [m for m in maps if m.mode == mode and (m.dataset, m.level) == key and not (mode == "within" and m.value.size == 1)]
@@ -119,6 +123,7 @@ def build_report(index: dict[str, Any], out: str) -> dict[str, Any]:
         ("table", "Model × task (Table 1)", html.model_task_html(table, models, split, cap_cells, worse_cells) + notes_html + cap_html),
         ("weights", "Learned layer weights (Figure 2)", single_html + figs("weights")),
         ("profiles", "Per-layer probe profiles", figs("profiles") + html.selectivity_html(select, models)),
+        ("encodes", "What each layer encodes (training-free and SGD)", encodes_html + (figs("encodes") if encodes_pngs else "")),
         ("cka", "CKA (Figures 3–5)", figs("cka")),
         *([("measures", "Similarity measures", measures_html)] if measures_html else []),
         ("instrument", "Instrument check", check_html),

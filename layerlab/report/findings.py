@@ -318,8 +318,38 @@ def _counts(votes: Sequence[str]) -> str:
     return ", ".join(f"{votes.count(v)} {v}" for v in VERDICTS if votes.count(v))
 
 
-def ssl_deep_content(metrics: pd.DataFrame, models: dict[str, Any], split: str, replicates: pd.DataFrame | None = None) -> Finding:
-    """(2) Per speech-SSL model: the best frame-level PR layer (on dev) lies deep and beats the first layer (paired, on test)."""
+#: how the findings name their lines of evidence (``numbers["evidence"]`` lists the ones a verdict rests on)
+EVIDENCE_SGD = "SGD per-layer PR probes"
+EVIDENCE_CKA = "CKA speaker-late x SSL deep vs shallow"
+EVIDENCE_TRAINING_FREE = "training-free phone profiles (closed-form held-out accuracy)"
+
+
+def _training_free_votes(tf_profiles: dict[str, Profile] | None, tf_replicates: pd.DataFrame | None, models: dict[str, Any], family: str,
+                         split: str, expect_deep: bool) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Votes of the training-free phone profiles (second line of evidence): the same rule as the SGD probes' (best layer on dev, paired test)."""
+    votes, evidence, per_model = [], [], {}
+    for name, info in models.items():
+        if info.get("family") != family or info.get("control_of") or not tf_profiles or name not in tf_profiles:
+            continue
+        v, text, nums = _vote(tf_profiles[name], tf_replicates, split, expect_deep, f"{info.get('label', name)}, training-free phone profile")
+        votes.append(v)
+        evidence.append(f"{text} → {v}")
+        per_model[name] = {"vote": v, **nums}
+    return votes, evidence, per_model
+
+
+def _evidence_used(lines: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """Names of the lines of evidence with at least one testable vote."""
+    return [name for name, votes in lines if any(v != "untestable" for v in votes)]
+
+
+def ssl_deep_content(metrics: pd.DataFrame, models: dict[str, Any], split: str, replicates: pd.DataFrame | None = None,
+                     tf_profiles: dict[str, Profile] | None = None, tf_replicates: pd.DataFrame | None = None) -> Finding:
+    """(2) Per speech-SSL model: the best frame-level PR layer (on dev) lies deep and beats the first layer (paired, on test).
+
+    A second line of evidence, when the study ran training-free profiles: the closed-form phone accuracy profile
+    by the same rule. The verdict combines every testable vote of both lines; the sentence names the lines used.
+    """
     claim = "Deeper layers of speech-SSL models specialise in linguistic content."
     votes, evidence, per_model = [], [], {}
     for name, info in models.items():
@@ -330,15 +360,22 @@ def ssl_deep_content(metrics: pd.DataFrame, models: dict[str, Any], split: str, 
         votes.append(v)
         evidence.append(f"{text} → {v}")
         per_model[name] = {"vote": v, **nums}
-    numbers = {"split": split, "chosen_on": "dev", "models": per_model}
-    if not votes:
-        return Finding("ssl_deep_content", claim, "untestable", "Untestable: no speech-SSL model in this study has per-layer PR probes.", evidence, numbers)
-    verdict = _combine(votes)
-    why = {"supported": "in every testable model the best frame-level PR layer (chosen on dev) lies in the upper half and beats the first layer on test by a paired interval",
-           "contradicted": "in every testable model the best frame-level PR layer (chosen on dev) lies in the lower half and beats the last layer on test by a paired interval",
-           "inconclusive": "the models disagree or the differences are within noise (paired intervals containing 0)",
-           "untestable": "no model could be tested (fewer than 3 frame-level layers, or no replicates.parquet for a paired comparison)"}[verdict]
-    return Finding("ssl_deep_content", claim, verdict, f"{verdict.capitalize()}: {why} ({len(votes)} speech-SSL models: {_counts(votes)}).", evidence, numbers)
+    tf_votes, tf_evidence, tf_models = _training_free_votes(tf_profiles, tf_replicates, models, "speech_ssl", split, True)
+    used = _evidence_used([(EVIDENCE_SGD, votes), (EVIDENCE_TRAINING_FREE, tf_votes)])
+    numbers = {"split": split, "chosen_on": "dev", "models": per_model, "training_free": tf_models, "evidence": used}
+    if not votes and not tf_votes:
+        return Finding("ssl_deep_content", claim, "untestable", "Untestable: no speech-SSL model in this study has per-layer PR probes "
+                       "or a training-free phone profile.", evidence, numbers)
+    verdict = _combine(votes + tf_votes)
+    why = {"supported": "in every testable model the best frame-level phone layer (chosen on dev) lies in the upper half and beats the first layer on test by a paired interval",
+           "contradicted": "in every testable model the best frame-level phone layer (chosen on dev) lies in the lower half and beats the last layer on test by a paired interval",
+           "inconclusive": "the models (or the lines of evidence) disagree, or the differences are within noise (paired intervals containing 0)",
+           "untestable": "no model could be tested (fewer than 3 frame-level layers, or no replicates for a paired comparison)"}[verdict]
+    parts = [f"{EVIDENCE_SGD} in {len(votes)} speech-SSL models: {_counts(votes)}" if votes else f"no {EVIDENCE_SGD}"]
+    if tf_votes:
+        parts.append(f"{EVIDENCE_TRAINING_FREE} in {len(tf_votes)} models: {_counts(tf_votes)}")
+    return Finding("ssl_deep_content", claim, verdict, f"{verdict.capitalize()}: {why} ({'; '.join(parts)}; evidence used: "
+                   f"{', '.join(used) or 'none testable'}).", evidence + tf_evidence, numbers)
 
 
 # ---------------------------------------------------------------- finding 3: speaker models, with the CKA control
@@ -383,7 +420,8 @@ def cka_control(mp: CKAMatrix, spk_layers: Sequence[str], ssl_layers: Sequence[s
 
 
 def speaker_models_discard_content(metrics: pd.DataFrame, maps: Sequence[CKAMatrix], models: dict[str, Any], split: str,
-                                   replicates: pd.DataFrame | None = None) -> Finding:
+                                   replicates: pd.DataFrame | None = None, tf_profiles: dict[str, Profile] | None = None,
+                                   tf_replicates: pd.DataFrame | None = None) -> Finding:
     """(3) Speaker models: PR peaks early (frame-level layers) then falls; their late layers are less like SSL deep than SSL shallow layers."""
     claim = "Speaker models represent phonemes early and discard linguistic information in later layers."
     votes, evidence, per_model = [], [], {}
@@ -410,11 +448,14 @@ def speaker_models_discard_content(metrics: pd.DataFrame, maps: Sequence[CKAMatr
         cka_votes.append(v)
         evidence.append(f"{models[spk].get('label', spk)} × {models[ssl].get('label', ssl)}: {text} → {v}")
         pairs[f"{spk}|{ssl}|{mp.level}"] = {"vote": v, **nums}
-    numbers = {"split": split, "chosen_on": "dev", "models": per_model, "cka_pairs": pairs}
-    if not votes and not cka_votes:
+    tf_votes, tf_evidence, tf_models = _training_free_votes(tf_profiles, tf_replicates, models, "speaker", split, False)
+    evidence += tf_evidence
+    used = _evidence_used([(EVIDENCE_SGD, votes), (EVIDENCE_CKA, cka_votes), (EVIDENCE_TRAINING_FREE, tf_votes)])
+    numbers = {"split": split, "chosen_on": "dev", "models": per_model, "cka_pairs": pairs, "training_free": tf_models, "evidence": used}
+    if not votes and not cka_votes and not tf_votes:
         return Finding("speaker_discard", claim, "untestable",
                        "Untestable: the study has neither per-layer PR probes of a speaker model nor CKA between a speaker model and a speech-SSL model.", evidence, numbers)
-    verdict = _combine(votes + cka_votes)
+    verdict = _combine(votes + cka_votes + tf_votes)
     parts = []
     if votes:
         parts.append(f"PR profile on frame-level layers (best chosen on dev, paired test difference) in {len(votes)} speaker models: {_counts(votes)}")
@@ -424,12 +465,17 @@ def speaker_models_discard_content(metrics: pd.DataFrame, maps: Sequence[CKAMatr
         parts.append(f"CKA of speaker-late layers with SSL deep vs SSL shallow layers (paired) in {len(cka_votes)} pairs: {_counts(cka_votes)}")
     else:
         parts.append("no speaker × speech-SSL CKA map")
-    return Finding("speaker_discard", claim, verdict, f"{verdict.capitalize()}: " + "; ".join(parts) + ".", evidence, numbers)
+    if tf_votes:
+        parts.append(f"{EVIDENCE_TRAINING_FREE} of {len(tf_votes)} speaker models (peak early, then fall): {_counts(tf_votes)}")
+    return Finding("speaker_discard", claim, verdict, f"{verdict.capitalize()}: " + "; ".join(parts) + f"; evidence used: {', '.join(used) or 'none testable'}.",
+                   evidence, numbers)
 
 
 def compute_findings(metrics: pd.DataFrame, weights: pd.DataFrame, maps: Sequence[CKAMatrix | None], models: dict[str, Any], split: str,
-                     replicates: pd.DataFrame | None = None) -> list[Finding]:
-    """All three findings, in the paper's order (``weights`` kept for callers; the verdicts rest on probes and CKA)."""
+                     replicates: pd.DataFrame | None = None, tf_profiles: dict[str, Profile] | None = None,
+                     tf_replicates: pd.DataFrame | None = None) -> list[Finding]:
+    """All three findings, in the paper's order (``weights`` kept for callers; the verdicts rest on probes and CKA, and for
+    findings 2 and 3 also on the training-free phone profiles when given: ``layerlab.report.encodes.training_free_profiles``)."""
     usable = [m for m in maps if m is not None]
-    return [content_vs_speaker(metrics, models, split), ssl_deep_content(metrics, models, split, replicates),
-            speaker_models_discard_content(metrics, usable, models, split, replicates)]
+    return [content_vs_speaker(metrics, models, split), ssl_deep_content(metrics, models, split, replicates, tf_profiles, tf_replicates),
+            speaker_models_discard_content(metrics, usable, models, split, replicates, tf_profiles, tf_replicates)]

@@ -281,6 +281,35 @@ class Nodes(_Strict):
         return self
 
 
+class ProfileSection(_Strict):
+    """Training-free per-layer profiles (`layerlab profile`): CCA, a closed-form classifier and MI against label references."""
+
+    references: Literal["all"] | list[str] = Field("all", description="phone, phone_span, word_span, speaker, keyword, intent, style, "
+                                                   "or all (a reference a dataset has no labels for is skipped with its reason)")
+    clusters: int = Field(100, ge=0, description="k of the k-means units for MI/purity with phones (0: no MI)")
+    pilot_frames: int = Field(20000, ge=1, description="frames per layer in the seeded pilot sample (shift, k-means codebook)")
+    ridges: list[float] = Field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1,
+                                description="relative ridge grid of the closed-form classifier, chosen per layer on dev")
+    intervals: bool = Field(True, description="leave-one-speaker-out jackknife intervals")
+    models: list[str] | None = Field(None, description="profile only these study models (default: every model)")
+    datasets: list[str] | None = Field(None, description="datasets to profile on (default: all)")
+
+    @field_validator("references")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        from layerlab.profile.references import parse_references
+
+        parse_references(value, what="")  # unknown names: one line listing the known ones
+        return value
+
+    @field_validator("ridges")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(not r > 0 for r in value):
+            raise ValueError(f"ridges must be positive, got {value}")
+        return value
+
+
 class ReportSection(_Strict):
     """What the report shows."""
 
@@ -309,6 +338,7 @@ class StudyConfig(_Strict):
     extract: dict[str, Any] = Field(default_factory=dict, description="ExtractConfig defaults for every model")
     probe: ProbeSection | None = Field(default_factory=ProbeSection)
     cka: CKASection | None = Field(default_factory=CKASection)
+    profile: ProfileSection | None = Field(None, description="training-free per-layer profiles (off unless given)")
     report: ReportSection = Field(default_factory=ReportSection)
     budget: Budget | None = Field(None, description="stored/read terabytes and GPU-hours the plan must stay under")
     nodes: Nodes = Field(default_factory=Nodes, description="node types of the cluster (cost model: GPU-hours, memory limits)")
@@ -339,13 +369,17 @@ class StudyConfig(_Strict):
                 raise ValueError(f"models.{name}.train.data: {model.train.data!r} is not a dataset of this study ({sorted(self.datasets)})")
             ExtractConfig.model_validate({**self.extract, **model.extract})
         ExtractConfig.model_validate(self.extract)
-        for section, names in (("probe", self.probe.datasets if self.probe else None), ("cka", self.cka.datasets if self.cka else None)):
+        for section, names in (("probe", self.probe.datasets if self.probe else None), ("cka", self.cka.datasets if self.cka else None),
+                               ("profile", self.profile.datasets if self.profile else None)):
             for d in names or []:
                 if d not in self.datasets:
                     raise ValueError(f"{section}.datasets: {d!r} is not a dataset of this study ({sorted(self.datasets)})")
         for m in (self.cka.layers if self.cka else {}):
             if m not in self.models:
                 raise ValueError(f"cka.layers: {m!r} is not a model of this study ({sorted(self.models)})")
+        for m in (self.profile.models or []) if self.profile else []:
+            if m not in self.models:
+                raise ValueError(f"profile.models: {m!r} is not a model of this study ({sorted(self.models)})")
         if self.cka and self.cka.across and self.cka.across.pairs != "all":
             for a, b in self.cka.across.pairs:
                 for m in (a, b):
@@ -409,8 +443,14 @@ class StudyConfig(_Strict):
 
     def analysed_datasets(self) -> list[str]:
         """Datasets that get activation caches (probed or compared); the others only feed training."""
-        used = set(self.probe_datasets()) | set(self.cka_datasets())
+        used = set(self.probe_datasets()) | set(self.cka_datasets()) | set(self.profile_datasets())
         return [d for d in self.datasets if d in used]
+
+    def profile_datasets(self) -> list[str]:
+        return list(self.profile.datasets or self.datasets) if self.profile else []
+
+    def profile_models(self) -> list[str]:
+        return [m for m in self.models if not self.profile or self.profile.models is None or m in self.profile.models] if self.profile else []
 
     def cka_datasets(self) -> list[str]:
         return list(self.cka.datasets or self.datasets) if self.cka else []

@@ -468,7 +468,8 @@ def estimate_plan(plan: Any, facts: dict[str, DatasetFacts] | None = None) -> Pl
     ctx = _Ctx(plan, facts if facts is not None else getattr(plan, "facts", None) or dataset_facts(plan))
     problems: list[str] = []
     for stage in plan.order():
-        fn = {"corpus": _corpus, "train": _train, "extract": _extract, "probe": _probe, "cka": _cka, "report": _report}[stage.kind]
+        fn = {"corpus": _corpus, "train": _train, "extract": _extract, "probe": _probe, "cka": _cka, "profile": _profile,
+              "report": _report}[stage.kind]
         try:
             cost = fn(ctx, stage)
         except _StageProblem as exc:
@@ -866,6 +867,29 @@ def _frames_read_for_sample(ctx: _Ctx, facts: DatasetFacts, key: tuple[str, str]
             utt, secs = max(got)
             return frames_bytes(arch, secs, utt, compression)
     return total
+
+
+def _profile(ctx: _Ctx, stage: Any) -> StageCost:
+    """A training-free profile: two passes over the model's cache (frames tier for frame and span references, else pooled)."""
+    from layerlab.study.plan import profile_needs_frames
+
+    p = stage.params
+    key = (p["dataset"], p["model"])
+    arch = ctx.archs.get(key, (None, ""))[0]
+    facts = ctx.facts[p["dataset"]]
+    c = StageCost(stage.id, "profile", "cpu worker (stage task)", ctx.nodes.cpu)
+    c.written["results"] = F.PROBE_RESULTS_BYTES
+    if arch is None:
+        c.notes.append("the architecture is unknown: not estimated")
+        return c
+    c.read["pooled"] = 2 * pooled_bytes(arch, facts.utterances)
+    if any(profile_needs_frames(r) for r in p.get("references", [])):
+        stored = ctx.stored.get(key, Stored())
+        c.read["frames"] = 2 * frames_bytes(arch, stored.total_seconds(facts), stored.utterances(facts), ctx.compression.get(key, "zstd"))
+        c.audio_hours = stored.total_seconds(facts) / 3600.0
+    width = sum(layer.dim for layer in arch.layers)
+    c.peak_memory_bytes = F.PROCESS_BASE_BYTES + 8 * width * width  # one float64 second-moment block per layer, at most
+    return c
 
 
 def _report(ctx: _Ctx, stage: Any) -> StageCost:

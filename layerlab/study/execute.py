@@ -265,6 +265,22 @@ def run_cka_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
             "usage_units": units}
 
 
+def run_profile_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
+    """Training-free per-layer profiles of one model's cache (`layerlab.profile`); every reference skipped -> a skipped stage."""
+    from layerlab.profile.pipeline import NothingToProfile, ProfileJob, run_profile
+
+    p = stage.params
+    job = ProfileJob(ctx.results[stage.deps[0]]["cache"], p["references"], clusters=p["clusters"], pilot_frames=p["pilot_frames"],
+                     ridges=tuple(p["ridges"]), seed=p["seed"], intervals=p["intervals"])
+    try:
+        summary = run_profile(job, stage.out, model=p["model"])
+    except NothingToProfile as exc:
+        raise StageSkipped(str(exc)) from None
+    return {"dir": stage.out, "table": summary["table"], "replicates": summary["replicates"], "figure": summary["figure"], "model": p["model"],
+            "dataset": p["dataset"], "references": [r["name"] for r in summary["references"]], "skipped": summary["skipped"],
+            "notes": [f"{r['name']}: {r['note']}" for r in summary["references"] if r["note"]], "timing_s": summary["timing_s"]}
+
+
 def run_report_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
     """Write the study index (what exists, what failed or was skipped) and render the report from results only."""
     from layerlab.report import build_report
@@ -286,7 +302,7 @@ def _jsonable(obj: Any) -> Any:
 
 EXECUTORS: dict[str, Callable[[Stage, StageContext], dict[str, Any]]] = {
     "corpus": run_corpus, "train": run_train, "extract": run_extract, "probe": run_probe_stage,
-    "cka": run_cka_stage, "report": run_report_stage,
+    "cka": run_cka_stage, "profile": run_profile_stage, "report": run_report_stage,
 }
 
 

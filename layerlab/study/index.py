@@ -59,7 +59,7 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
             models[name]["trained"] = True
             if "training_speakers" in trained:  # CONTRACTS §5
                 models[name]["training_speakers"] = list(trained["training_speakers"])
-    probes, cka, quarantine = [], [], {}
+    probes, cka, profiles, quarantine = [], [], [], {}
     for sid, stage in plan.stages.items():
         res = results.get(sid)
         if stage.kind == "probe" and res:
@@ -73,6 +73,8 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
         elif stage.kind == "cka" and res:
             cka.append({"dataset": sid.split("/")[1], **{k: res.get(k) for k in ("mode", "models", "level", "estimator", "tables", "ci", "n_utterances", "n_frames", "notes")},
                         **{k: res[k] for k in ("replicates", "group_by", "measures", "agreement") if res.get(k)}})
+        elif stage.kind == "profile" and res:
+            profiles.append({k: res.get(k) for k in ("dataset", "model", "table", "replicates", "figure", "references", "skipped", "notes")})
         elif stage.kind == "corpus" and res:
             quarantine[f"corpus {stage.id.split('/', 1)[1]}"] = res.get("quarantined", 0)
         elif stage.kind == "extract" and res and "members" not in stage.params:  # a joint group's members report their own caches
@@ -84,10 +86,13 @@ def study_index(plan: StudyPlan, results: dict[str, dict[str, Any]], records: di
     skipped = list(plan.skipped) + [
         {"dataset": r["id"].split("/")[1], "task": r["id"].split("/")[3], "reason": r.get("error") or ""}
         for r in records.values() if r["kind"] == "probe" and r["status"] == "skipped"
+    ] + [
+        {"dataset": r["id"].split("/")[1], "task": f"profile of {r['id'].split('/')[2]}", "reason": r.get("error") or ""}
+        for r in records.values() if r["kind"] == "profile" and r["status"] == "skipped"
     ]
     return {
         "title": config.report.title, "study": config.name, "out": plan.out, "split": config.report.split,
-        "models": models, "probes": probes, "cka": cka, "stages": stages, "skipped": skipped,
+        "models": models, "probes": probes, "cka": cka, "profiles": profiles, "stages": stages, "skipped": skipped,
         "quarantine": quarantine, "versions": versions(), "config_text": getattr(plan, "config_text", ""),
         "allow_overlap": bool(getattr(config, "allow_overlap", False)), "leakage": plan.leakage,
         "cost": None if plan.cost is None else {k: v for k, v in plan.cost.to_json().items() if k != "stages"},  # the plan's totals and budget

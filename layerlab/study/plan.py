@@ -21,7 +21,8 @@ from layerlab.study.groups import MemberInfo, choose_groups, group_id, settings_
 #: Bump a kind's version when its stage code changes what it writes (invalidates earlier results).
 #: issue 20: corpus 2 / train 2 (nested speaker roles; training excludes every probe dev/test speaker), extract 2
 #: (planted model), probe 2 (bounded intervals, replicates, contribution shares, convergence), cka 2 (replicates), report 2.
-STAGE_VERSIONS = {"corpus": 2, "train": 2, "extract": 2, "probe": 2, "cka": 2, "report": 2}
+#: issue 22: profile 1 (training-free per-layer profiles).
+STAGE_VERSIONS = {"corpus": 2, "train": 2, "extract": 2, "probe": 2, "cka": 2, "profile": 1, "report": 2}
 #: Spec prefixes whose argument is a local file or folder we can check offline.
 LOCAL_SPEC_PREFIXES = ("s3prl:wavlm_local:", "s3prl:hubert_local:", "hf:", "speechbrain:", "ckpt:")
 
@@ -210,7 +211,8 @@ def build_plan(config: StudyConfig, out: str, corpus_tasks: dict[str, dict[str, 
                           [f"extract/{dname}/{mname}"], storage.join_inside(out, "probe", dname, mname, entry.task),
                           estimate=f"{entry.task} probe ({entry.layers}, {entry.tune_samples} trial(s)) on {mname}"))
     _cka_stages(plan, config, out, add, covered)
-    deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "extract", "train", "corpus")]
+    _profile_stages(plan, config, out, add)
+    deps = [s.id for s in plan.stages.values() if s.kind in ("probe", "cka", "profile", "extract", "train", "corpus")]
     add(Stage("report", "report", {"report": config.report.model_dump(), "skipped": plan.skipped}, deps,
               storage.join(out, "report"), estimate="tables, figures, findings, one HTML file"))
     plan.cost = cost_model.estimate_plan(plan, plan.facts)
@@ -499,6 +501,10 @@ def _frames_needs(plan: StudyPlan, config: StudyConfig, probes: dict[str, list[A
             for m in config.models:
                 if entry.models is None or m in entry.models:
                     need(dname, m)["probes"].append(rule)
+    if config.profile and any(profile_needs_frames(r) for r in _profile_references(config)):
+        for d in config.profile_datasets():
+            for m in config.profile_models():
+                need(d, m)["all"] = True  # frame and span references read every utterance's frames (train, dev and test)
     if config.cka:
         sample = config.cka.sample(config.seed)
         within, across = config.cka.within, config.cka.across
@@ -615,3 +621,29 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any, covere
                     add(Stage(f"cka/{dname}/across/{a}__{b}/{level}", "cka", params, [f"extract/{dname}/{a}", f"extract/{dname}/{b}"],
                               storage.join_inside(out, "cka", dname, "across", f"{a}__{b}", level),
                               estimate=f"{level}-level CKA {a} x {b}{source}" + (f", CIs over {across.group_by}s" if across.bootstrap else "")))
+
+
+def _profile_references(config: StudyConfig) -> list[str]:
+    from layerlab.profile.references import parse_references
+
+    return parse_references(None if not config.profile or config.profile.references == "all" else config.profile.references)
+
+
+def profile_needs_frames(reference: str) -> bool:
+    """Whether a profile reference reads the frames tier (frame and span levels) rather than the pooled tier."""
+    from layerlab.profile.references import REFERENCES
+
+    return REFERENCES[reference].level != "utterance"
+
+
+def _profile_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any) -> None:
+    """One training-free profile stage per (dataset, model): both passes over the model's cache (`layerlab profile`)."""
+    if not config.profile:
+        return
+    refs = _profile_references(config)
+    params_base = {**config.profile.model_dump(exclude={"models", "datasets"}), "references": refs, "seed": config.seed}
+    for dname in config.profile_datasets():
+        for mname in config.profile_models():
+            add(Stage(f"profile/{dname}/{mname}", "profile", {"model": mname, "dataset": dname, **params_base}, [f"extract/{dname}/{mname}"],
+                      storage.join_inside(out, "profile", dname, mname),
+                      estimate=f"training-free profiles of {mname} ({', '.join(refs)}): two passes over its cache"))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from layerlab.kmeans import kmeans
 from layerlab.train.config import HubertTrainConfig
 from layerlab.train.data import (
     crop_length,
@@ -54,26 +55,6 @@ def mfcc_frames(wav: np.ndarray) -> torch.Tensor:
     feats = torchaudio.compliance.kaldi.mfcc(x, sample_frequency=SAMPLE_RATE, frame_length=25.0, frame_shift=20.0,
                                              num_ceps=13, dither=0.0, energy_floor=0.0, snip_edges=True)
     return utterance_cmvn(add_deltas(feats))
-
-
-def kmeans(x: torch.Tensor, k: int, iters: int, seed: int) -> torch.Tensor:
-    """Centroids [k, D] by Lloyd's algorithm from a k-means++ start (float64, deterministic for ``seed``)."""
-    g = torch.Generator().manual_seed(seed)
-    x = x.double()
-    centers = [x[torch.randint(len(x), (1,), generator=g)].squeeze(0)]
-    d2 = ((x - centers[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        i = torch.multinomial(d2 / d2.sum(), 1, generator=g)
-        centers.append(x[i].squeeze(0))
-        d2 = torch.minimum(d2, ((x - centers[-1]) ** 2).sum(1))
-    c = torch.stack(centers)
-    for _ in range(iters):
-        assign = torch.cdist(x, c).argmin(1)
-        sums = torch.zeros_like(c).index_add_(0, assign, x)
-        counts = torch.bincount(assign, minlength=k).to(x.dtype)
-        empty = counts == 0
-        c = torch.where(empty[:, None], c, sums / counts.clamp(min=1)[:, None])
-    return c.float()
 
 
 class HubertRecipe(Recipe):
