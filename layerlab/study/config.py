@@ -183,6 +183,12 @@ class CKAComparison(_Strict):
     group_by: Literal["shard", "speaker", "utterance"] = Field("speaker", description="resampling unit of the CIs")
     groups: int | None = Field(None, ge=2, description="group_by speaker: deal the speakers (seeded) into this many jackknife groups "
                                "of whole speakers; memory holds one CKA state per group (None: one group per speaker)")
+    measures: list[str] | None = Field(None, min_length=1, description="the similarity measures of these comparisons (None: cka.measures)")
+
+    @field_validator("measures")
+    @classmethod
+    def _known_measures(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else parse_measures(value)
 
     @model_validator(mode="after")
     def _bootstrap_estimator(self) -> "CKAComparison":
@@ -236,17 +242,22 @@ class CKASection(_Strict):
 
     @model_validator(mode="after")
     def _measures_need_moments(self) -> "CKASection":
-        beyond = [m for m in moment_names(self.measures) if m != "linear_cka"]
         for name, comp in (("within", self.within), ("across", self.across)):
+            beyond = [m for m in moment_names(self.measures_of(comp)) if m != "linear_cka"] if comp else []
             if comp and beyond and comp.estimator == "minibatch":
                 raise ValueError(f"measures: {beyond[0]} needs the full second moments; {name}.estimator minibatch keeps only HSIC sums")
         return self
 
-    def non_default_measures(self) -> dict[str, Any]:
+    def measures_of(self, comparison: CKAComparison | None) -> list[str]:
+        """The measures of one family of comparisons: its own list, else the section's."""
+        return list(comparison.measures) if comparison is not None and comparison.measures is not None else list(self.measures)
+
+    def non_default_measures(self, comparison: CKAComparison | None = None) -> dict[str, Any]:
         """The measure settings a CKA stage records (empty for linear CKA alone with default options: fingerprints unchanged)."""
         out: dict[str, Any] = {}
-        if self.measures != ["linear_cka"]:
-            out["measures"] = list(self.measures)
+        measures = self.measures_of(comparison)
+        if measures != ["linear_cka"]:
+            out["measures"] = measures
         options = self.measure_options.model_dump(exclude_defaults=True)
         if options:
             out["measure_options"] = options

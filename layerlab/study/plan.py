@@ -512,7 +512,7 @@ def _frames_needs(plan: StudyPlan, config: StudyConfig, probes: dict[str, list[A
             readers: set[str] = set()
             if within and "frame" in within.levels and not frame_cka_from_side_output(within):
                 readers |= set(config.models)  # speaker-grouped CIs read the frames tier (side-output states are per shard)
-            if within and "frame" in within.levels and sample_names(config.cka.measures):
+            if within and "frame" in within.levels and sample_names(config.cka.measures_of(within)):
                 readers |= set(config.models)  # rbf_cka / mutual_knn read sampled frames (a side-output state holds no frames)
             if across and "frame" in across.levels:
                 readers |= {m for pair in config.across_pairs() if (d, frozenset(pair)) not in (covered or set()) for m in pair}
@@ -593,8 +593,8 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any, covere
         if within:
             for mname in config.models:
                 for level in within.levels:
-                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels"}, exclude_none=True), **extra,
-                              **config.cka.non_default_measures()}
+                    params = {"mode": "within", "models": [mname], "level": level, **within.model_dump(exclude={"levels", "measures"}, exclude_none=True),
+                              **extra, **config.cka.non_default_measures(within)}
                     if mname in chosen:
                         params["layers"] = [list(chosen[mname])]
                     source = ""
@@ -608,8 +608,8 @@ def _cka_stages(plan: StudyPlan, config: StudyConfig, out: str, add: Any, covere
             for a, b in config.across_pairs():
                 for level in across.levels:
                     params = {"mode": "across", "models": [a, b], "level": level,
-                              **across.model_dump(exclude={"levels", "pairs", "joint_memory_gb"}, exclude_none=True), **extra,
-                              **config.cka.non_default_measures()}
+                              **across.model_dump(exclude={"levels", "pairs", "joint_memory_gb", "measures"}, exclude_none=True), **extra,
+                              **config.cka.non_default_measures(across)}
                     if a in chosen or b in chosen:
                         params["layers"] = [chosen.get(a), chosen.get(b)]
                     source = ""

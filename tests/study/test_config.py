@@ -74,5 +74,9 @@ def test_cka_measures_are_checked_against_the_registry(tmp_path: Path) -> None:
     assert "cka.measures: --measure: unknown measure 'cka_rbf' (allowed: linear_cka, cca_r2" in msg and "\n" not in msg
     msg = _load(tmp_path, {**BASE, "cka": {"measures": ["svcca"], "within": {"estimator": "minibatch"}}})
     assert "svcca needs the full second moments; within.estimator minibatch" in msg
+    msg = _load(tmp_path, {**BASE, "cka": {"across": {"measures": ["pwcca"], "estimator": "minibatch"}}})
+    assert "pwcca needs the full second moments; across.estimator minibatch" in msg
+    msg = _load(tmp_path, {**BASE, "cka": {"within": {"measures": ["cca"]}}})
+    assert "cka.within.measures: --measure: unknown measure 'cca'" in msg
     msg = _load(tmp_path, {**BASE, "cka": {"measure_options": {"knn": 3}}})
     assert "cka.measure_options.knn: unknown key" in msg

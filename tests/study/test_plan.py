@@ -153,3 +153,9 @@ def test_cka_measures_reach_the_stages_and_only_change_cka_fingerprints() -> Non
     assert _plan(doc).stages["extract/synth/ge2e"].params["config"]["tier"] == "pooled"
     doc["cka"]["measures"] = ["linear_cka", "mutual_knn"]
     assert _plan(doc).stages["extract/synth/ge2e"].params["config"]["tier"] == "both"
+    # one family of comparisons may name its own measures (the demo: the across pairs only); the other keeps the section's
+    doc = copy.deepcopy(DOC)
+    doc["cka"]["across"] = {**doc["cka"].get("across", {}), "measures": ["linear_cka", "procrustes"]}
+    plan = _plan(doc)
+    assert plan.stages["cka/synth/across/fbank__ge2e/utterance"].params["measures"] == ["linear_cka", "procrustes"]
+    assert all("measures" not in s.params for k, s in plan.stages.items() if k.startswith("cka/synth/within/"))

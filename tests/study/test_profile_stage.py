@@ -57,7 +57,7 @@ def test_a_profile_setting_reruns_only_the_profile_and_the_report() -> None:
     ({"clusters": 5, "k": 3}, "profile.k: unknown key"),
 ])
 def test_bad_profile_sections_are_one_line_naming_the_key(section: dict[str, Any], message: str) -> None:
-    with pytest.raises(StudyConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(StudyConfigError, match="^test.yaml: " + message.replace("(", r"\(").replace(")", r"\)")):
         parse_study_config({**DOC, "profile": section}, "test.yaml")
 
 
