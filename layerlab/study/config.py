@@ -170,8 +170,22 @@ class ProbeSection(_Strict):
             return [TaskEntry(task=t, **base) for t in available]
         out = []
         for t in self.tasks:
-            out.append(TaskEntry(task=t, **base) if isinstance(t, str) else TaskEntry(**{**base, **t.model_dump(exclude_unset=True)}))
+            if isinstance(t, str):
+                out.append(TaskEntry(task=t, **base))
+                continue
+            own = t.model_dump(exclude_unset=True)
+            if "config" in own:  # a task's config refines the defaults' config key by key (nested blocks too), never drops it
+                own["config"] = deep_merge(base.get("config") or {}, own["config"] or {})
+            out.append(TaskEntry(**{**base, **own}))
         return out
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; nested dicts merge key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 class CKAComparison(_Strict):

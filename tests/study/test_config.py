@@ -24,7 +24,7 @@ def _load(tmp_path: Path, doc: dict) -> str:
 
 def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
     msg = _load(tmp_path, {**BASE, "cka": {"within": {"level": ["frame"]}}})
-    assert msg == f"{tmp_path / 'study.yaml'}: cka.within.level: unknown key (allowed: bootstrap, estimator, group_by, groups, levels)"
+    assert msg == f"{tmp_path / 'study.yaml'}: cka.within.level: unknown key (allowed: bootstrap, estimator, group_by, groups, levels, measures)"
     msg = _load(tmp_path, {**BASE, "modles": {}})
     assert "modles: unknown key (allowed: allow_overlap, budget, cka, datasets, extract, models, name, nodes, out" in msg
 
@@ -80,3 +80,15 @@ def test_cka_measures_are_checked_against_the_registry(tmp_path: Path) -> None:
     assert "cka.within.measures: --measure: unknown measure 'cca'" in msg
     msg = _load(tmp_path, {**BASE, "cka": {"measure_options": {"knn": 3}}})
     assert "cka.measure_options.knn: unknown key" in msg
+
+
+def test_a_task_config_refines_the_defaults_config_key_by_key() -> None:
+    """probe.tasks[i].config merges over probe.defaults.config (nested blocks too): a task that sets its own lr keeps the
+    defaults' weight decay (the demo's IC, PR and ASV lost it when an entry's config replaced the defaults' wholesale)."""
+    from layerlab.study.config import ProbeSection
+
+    section = ProbeSection.model_validate({"defaults": {"config": {"weight_decay": 1e-3, "lr": 0.005, "asv": {"proj": 64, "tdnn": 32}}},
+                                           "tasks": ["sid", {"task": "asv", "config": {"lr": 0.01, "asv": {"tdnn": 16}}}]})
+    sid, asv = section.entries([])
+    assert sid.config == {"weight_decay": 1e-3, "lr": 0.005, "asv": {"proj": 64, "tdnn": 32}}
+    assert asv.config == {"weight_decay": 1e-3, "lr": 0.01, "asv": {"proj": 64, "tdnn": 16}}

@@ -33,7 +33,10 @@ def test_demo_plan_is_offline_and_complete(tmp_path: Path) -> None:
     assert plan.problems == [] and not any(s.needs_network for s in plan.order())
     probes = {s.params["task"] for s in plan.order() if s.kind == "probe"}
     assert probes == {"pr", "ks", "ic", "sid", "asv"}
-    assert len([s for s in plan.order() if s.kind == "cka" and "/across/" in s.id]) == 28  # every pair of 8 models
+    across = {tuple(s.params["models"]) for s in plan.order() if s.kind == "cka" and "/across/" in s.id}
+    assert len(across) == 12 and ("hubert_mini", "hubert_mini_random") in across  # the learned models' pairs, the control with its model
+    assert all("measures" in s.params for s in plan.order() if s.kind == "cka" and "/across/" in s.id)  # the measure-agreement table
+    assert {s.id.split("/")[-1] for s in plan.order() if s.kind == "profile"} == set(config.models)  # the 'what each layer encodes' panel
     probed = {(s.params["model"], s.params["task"]) for s in plan.order() if s.kind == "probe"}
     assert {("planted", "pr"), ("planted", "sid"), ("hubert_mini_random", "pr")} <= probed and ("planted", "asv") not in probed
     assert all(s.params["config"]["tier"] == "both" for s in plan.order() if s.kind == "extract")  # PR and ASV read frames
