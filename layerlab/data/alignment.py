@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
+
+import numpy as np
 
 from layerlab.data.records import PhoneSpan
+
+
+def spans_of(alignment: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(phones, starts, ends) of an alignment as a dataset row holds it: (phone, start, end) tuples or dicts."""
+    phones, starts, ends = [], [], []
+    for item in alignment:
+        p, s, e = (item["phone"], item["start"], item["end"]) if isinstance(item, dict) else item
+        phones.append(str(p))
+        starts.append(int(s))
+        ends.append(int(e))
+    return phones, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 
 def rescale_spans(spans: Sequence[PhoneSpan], old_length: int, new_length: int) -> list[PhoneSpan]:

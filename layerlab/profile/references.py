@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from layerlab.data.alignment import spans_of
+
 LEVELS = ("frame", "span", "utterance")
 #: the label keys of the intent reference (Fluent Speech Commands' slots; an intent is all three together)
 INTENT_KEYS = ("ic_action", "ic_object", "ic_location")
@@ -100,13 +102,7 @@ def _label(labels: dict[str, Any], key: str) -> str | None:
 def _spans(alignment: Any) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     if alignment is None or len(alignment) == 0:
         return None
-    phones, starts, ends = [], [], []
-    for item in alignment:
-        p, s, e = (item["phone"], item["start"], item["end"]) if isinstance(item, dict) else item
-        phones.append(str(p))
-        starts.append(int(s))
-        ends.append(int(e))
-    return phones, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    return spans_of(alignment)
 
 
 def _utterance_value(name: str, row: Any) -> str | None:

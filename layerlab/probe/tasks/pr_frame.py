@@ -15,23 +15,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from layerlab.data.alignment import spans_of
 from layerlab.probe.config import ProbeConfig
 from layerlab.probe.evaluation import Evaluation, speaker_groups
 from layerlab.probe.source import Layer, ProbeSource, input_error
 from layerlab.probe.tasks.base import TaskDef, check_tier, find_spec, frames_held, resolve_splits
 from layerlab.probe.tasks.frames import aligned_utterances, batched, frames_spread, train_scales
 from layerlab.probe.tasks.pr import FrameProbe
-
-
-def spans_of(alignment: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(phones, starts, ends) of an alignment given as (phone, start, end) tuples or dicts."""
-    phones, starts, ends = [], [], []
-    for item in alignment:
-        p, s, e = (item["phone"], item["start"], item["end"]) if isinstance(item, dict) else item
-        phones.append(str(p))
-        starts.append(int(s))
-        ends.append(int(e))
-    return phones, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 
 def frame_labels(layer: Layer, alignment: Any, num_frames: int, index: dict[str, int]) -> np.ndarray:
