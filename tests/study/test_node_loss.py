@@ -22,8 +22,10 @@ import psutil
 import pytest
 import yaml
 
-from fake_autoscaler import fake_cluster, fake_env
-from helpers.speech_corpus import build_corpus
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "extract"))  # the fake cluster harness, also when tests/study runs alone
+
+from fake_autoscaler import fake_cluster, fake_env  # noqa: E402
+from helpers.speech_corpus import build_corpus  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
