@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 #: the demo's PR probe settings (layerlab/study/demo.yaml), per layer
-DEMO_PR = {"lr": 0.02, "patience": 4, "max_train_utterances": 200, "batch_size": 16, "hidden": 128}
+DEMO_PR = {"lr": 0.02, "patience": 4, "max_train_utterances": 200, "batch_size": 8, "hidden": 128, "weight_decay": 1e-3}
 
 
 def deep_wavlm(path: Path, seed: int = 0) -> Path:
