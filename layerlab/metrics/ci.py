@@ -140,11 +140,16 @@ def bounded_interval(estimate: float, leave_one_out: Sequence[float] | np.ndarra
     loo = np.asarray(leave_one_out, dtype=np.float64)
     m_k = np.asarray(units_left, dtype=np.float64)
     ok = np.isfinite(loo) & (m_k > 0)
+    given = loo.size
     loo, m_k = loo[ok], m_k[ok]
     g = loo.size
-    if g < 2:
-        raise ValueError(f"confidence interval: needs at least 2 groups, got {g}")
+    if given < 2:
+        raise ValueError(f"confidence interval: needs at least 2 groups, got {given}")
     est, m = float(estimate), float(units)
+    if g < 2:  # e.g. an EER on a few speakers: leaving any one out removes every target (or non-target) trial
+        nan = float("nan")
+        return Interval(est, nan, nan, nan, n_groups=g, confidence=confidence, method=BOUNDED_METHOD[_method_key(rng)],
+                        notes=[f"no interval: the statistic is defined without only {g} of the {given} groups (needs 2)"])
     if not np.isfinite(est):
         nan = float("nan")
         return Interval(est, nan, nan, nan, n_groups=g, confidence=confidence, method=BOUNDED_METHOD[_method_key(rng)],

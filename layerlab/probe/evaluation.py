@@ -69,7 +69,8 @@ class Evaluation:
             for k in self.metrics:
                 iv, reps = group_jackknife(lambda keep, k=k: values(keep)[k], list(self.groups), confidence=confidence,
                                            return_replicates=True, bounds=metric_bounds(k))
-                out[k] = MetricInterval(float(iv.low), float(iv.high), int(iv.n_groups), grouping, iv.method, note,
+                why = [n for n in iv.notes if n.startswith("no interval")]  # e.g. an EER undefined without any one speaker
+                out[k] = MetricInterval(float(iv.low), float(iv.high), int(iv.n_groups), grouping, iv.method, "; ".join(why + ([note] if note else [])),
                                         {str(g): float(v) for g, v in reps.items()})
         return out
 

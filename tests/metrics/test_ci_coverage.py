@@ -251,6 +251,17 @@ def test_bounded_interval_at_the_edges() -> None:
         bounded_interval(0.5, np.full(6, 0.5), 72, m.sum() - m, METRIC_BOUNDS["accuracy"])
 
 
+def test_a_metric_undefined_without_any_one_group_gets_no_interval_and_says_why() -> None:
+    """An EER on a few speakers: leaving any one out removes every target trial, so no replicate is defined. The row keeps
+    its estimate with no interval and a note (a tiny study's ASV stage failed on this)."""
+    m = np.full(3, 10)
+    ci = bounded_interval(0.2, np.full(3, np.nan), 30, m.sum() - m, METRIC_BOUNDS["eer"])
+    assert ci.estimate == 0.2 and np.isnan(ci.low) and np.isnan(ci.high) and ci.n_groups == 0
+    assert "no interval" in ci.notes[0] and "0 of the 3 groups" in ci.notes[0]
+    with pytest.raises(ValueError, match="at least 2 groups, got 1"):
+        bounded_interval(0.2, np.array([0.1]), 10, np.array([5]), METRIC_BOUNDS["eer"])
+
+
 def test_bounded_coverage_quick() -> None:
     """A few cells, fewer replications: coverage near 95 % (wide band: 150 runs)."""
     for metric, groups, p in (("accuracy", 10, 0.9), ("per", 10, 0.9), ("accuracy", 30, 0.5)):

@@ -34,6 +34,7 @@ class BoundCosineTask:
         rows = source.rows.loc[source.rows["speaker"].astype(str) != ""]
         dev_cfg = cfg.model_copy(update={"derived_dev_fraction": cfg.asv.dev_speaker_fraction})
         self.splits = resolve_splits(source, task.name, spec, rows, dev_cfg, strata=None, speaker_disjoint=True)
+        self.rows = rows  # the split speakers a probe's summary records (test_speakers)
         self.trials: dict[str, Trials] = {}
         for split in ("dev", "test"):
             ids = self.splits.ids[split]
