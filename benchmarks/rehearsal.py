@@ -311,6 +311,7 @@ def compare_outputs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
 
     from layerlab import storage
     from layerlab.cka.tables import read_matrix
+    from layerlab.study.reuse import resolve
 
     worst, tables, probes, mismatched = 0.0, 0, 0, []
     for s in a.run["stages"]:
@@ -318,8 +319,9 @@ def compare_outputs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
             continue
         sid = s["id"]
         if sid.startswith("cka/"):
-            done_a = storage.read_json(storage.join(a.out, "stages", sid.replace("/", "__") + ".done.json"))["result"]
-            done_b = storage.read_json(storage.join(b.out, "stages", sid.replace("/", "__") + ".done.json"))["result"]
+            # done-markers are relocatable: paths under --out are stored as {out}/...
+            done_a = resolve(storage.read_json(storage.join(a.out, "stages", sid.replace("/", "__") + ".done.json"))["result"], a.out)
+            done_b = resolve(storage.read_json(storage.join(b.out, "stages", sid.replace("/", "__") + ".done.json"))["result"], b.out)
             for ta, tb in zip(done_a["tables"], done_b["tables"]):
                 ma, mb = read_matrix(ta), read_matrix(tb)
                 assert ma[1:3] == mb[1:3], (ta, tb)

@@ -140,12 +140,14 @@ def test_study_cli_dry_run_then_run(tmp_path: Path) -> None:
 def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_report(tmp_path: Path, ray_session: None) -> None:
     out = tmp_path / "study"
     # parallel: 2 also checks that Tune-based stages never overlap in one driver (Tune's registry is process-global)
-    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}, {"task": "ic", "layers": "weighted"}]}, cka=None, parallel=2)
+    # ASV-cosine as the second task (this tiny corpus has no KS, and its IC dev split holds no slot value seen in training:
+    # an error by design)
+    doc = tiny_study(probe={"tasks": [{"task": "sid", "layers": "both"}, {"task": "asv-cosine"}]}, cka=None, parallel=2)
     first, lines = _run(doc, out)
     assert not first.failed, lines
-    assert {"probe/synth/fbank/sid", "probe/synth/mfcc/sid", "probe/synth/fbank/ic", "probe/synth/mfcc/ic"} <= set(first.computed)
+    assert {"probe/synth/fbank/sid", "probe/synth/mfcc/sid", "probe/synth/fbank/asv-cosine", "probe/synth/mfcc/asv-cosine"} <= set(first.computed)
     table = pd.read_parquet(out / "report" / "tables" / "model_task.parquet")
-    assert set(table["model"]) == {"fbank", "mfcc"} and {"sid", "ic"} <= set(table["task"])  # study names, not cache specs
+    assert set(table["model"]) == {"fbank", "mfcc"} and "sid" in set(table["task"])  # study names, not cache specs (asv-cosine: no table row)
     has_ci = table["ci_low"].notna() & table["ci_high"].notna()
     assert (table.loc[has_ci, "ci_low"] <= table.loc[has_ci, "ci_high"]).all()
     page = (out / "report" / "index.html").read_text()
@@ -154,7 +156,7 @@ def test_probe_stages_run_and_one_probe_setting_reruns_only_that_probe_and_the_r
     doc["probe"]["tasks"][1]["seed"] = 1  # one probe setting of one task
     changed, lines = _run(doc, out)
     assert not changed.failed, lines
-    assert set(changed.computed) == {"probe/synth/fbank/ic", "probe/synth/mfcc/ic", "report"}
+    assert set(changed.computed) == {"probe/synth/fbank/asv-cosine", "probe/synth/mfcc/asv-cosine", "report"}
 
 
 def test_local_probes_run_beside_other_stages_without_tune(tmp_path: Path, ray_session: None) -> None:
