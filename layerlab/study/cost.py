@@ -631,16 +631,19 @@ def actor_memory(members: list[tuple[F.Architecture, dict[str, Any]]], state_byt
     """(host, device) bytes of one extraction actor running these models (a joint group: several) with ``state_bytes`` of CKA states.
 
     One process and decode window; each model's weights, a batch of its hidden states and its tier writers' queue add up.
+    The models of a group run one after another on each batch, so only one forward pass's transient activations are live
+    at a time (the largest), while every model's kept hidden states wait for the joint CKA update.
     """
     if not members:
         return F.PROCESS_BASE_BYTES, 0.0
     cfg = members[0][1]
     weights = sum(a.params * 4.0 for a, _ in members)
-    kept = sum(float(m.get("batch_seconds", 40.0)) * a.frames_bytes_per_second() * 2 for a, m in members)  # float32 hidden states
+    each = [float(m.get("batch_seconds", 40.0)) * a.frames_bytes_per_second() * 2 for a, m in members]  # float32 hidden states
+    kept = sum(each)
     row_groups = sum(2 * float(m.get("row_group_mb", 32.0)) * 2**20 * (2 if m.get("tier", "pooled") == "both" else 1) for _, m in members)
     window = float(cfg.get("bucket_window_seconds", 600.0)) * 16000 * 4 * 2
     host = F.PROCESS_BASE_BYTES + weights + window + row_groups + kept * 1.5  # the batch's features copied to the host, fp16 + fp32
-    device = weights + kept * (1 + F.FORWARD_TRANSIENT_FACTOR) + 2 * state_bytes
+    device = weights + kept + max(each) * F.FORWARD_TRANSIENT_FACTOR + 2 * state_bytes
     return host, device
 
 

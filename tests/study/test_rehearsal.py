@@ -38,6 +38,8 @@ def test_full_width_rehearsal_on_a_fake_multinode_cluster(tmp_path: Path) -> Non
     heavy = [r for r in rows if r["stage"].startswith(("extract/synth/joint", "probe/", "cka/"))]
     assert heavy and all(r["cpu_seconds"] > 0 for r in heavy)
     for r in results["estimates"]:
+        if r["stage"].startswith("corpus/"):
+            continue  # the estimates are re-planned from the built corpus, which then is an existing dataset: its build is not priced
         for key in ("written", "read", "peak"):
             measured, estimate = r[key], r[f"{key}_est"]
             if max(measured or 0, estimate or 0) < MATTERS:
