@@ -157,33 +157,13 @@ def joint_memory_estimate(doc: dict[str, Any]) -> tuple[str, float]:
 # ------------------------------------------------------------------ S3 and drivers
 @contextlib.contextmanager
 def moto_s3() -> Iterator[dict[str, str]]:
-    """A moto S3 server on 127.0.0.1 and the AWS environment pointing at it (for this process and its children)."""
-    import logging
-    import socket
-
+    """A moto S3 server on 127.0.0.1 and the AWS environment pointing at it (tests/helpers/moto_s3.py), with the bucket."""
     import boto3
-    from moto.server import ThreadedMotoServer
+    from helpers.moto_s3 import moto_s3 as moto_server
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1").create_bucket(Bucket="rehearsal")
-    try:
+    with moto_server() as env:
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1").create_bucket(Bucket="rehearsal")
         yield env
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def driver_env(extra: dict[str, str]) -> dict[str, str]:
@@ -312,6 +292,7 @@ def compare_outputs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     from layerlab import storage
     from layerlab.cka.tables import read_matrix
     from layerlab.study.reuse import resolve
+    from layerlab.study.runner import read_marker
 
     worst, tables, probes, mismatched = 0.0, 0, 0, []
     for s in a.run["stages"]:
@@ -320,8 +301,8 @@ def compare_outputs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
         sid = s["id"]
         if sid.startswith("cka/"):
             # done-markers are relocatable: paths under --out are stored as {out}/...
-            done_a = resolve(storage.read_json(storage.join(a.out, "stages", sid.replace("/", "__") + ".done.json"))["result"], a.out)
-            done_b = resolve(storage.read_json(storage.join(b.out, "stages", sid.replace("/", "__") + ".done.json"))["result"], b.out)
+            done_a = resolve(read_marker(a.out, sid, "done")["result"], a.out)  # type: ignore[index]
+            done_b = resolve(read_marker(b.out, sid, "done")["result"], b.out)  # type: ignore[index]
             for ta, tb in zip(done_a["tables"], done_b["tables"]):
                 ma, mb = read_matrix(ta), read_matrix(tb)
                 assert ma[1:3] == mb[1:3], (ta, tb)

@@ -42,6 +42,8 @@ FLOOR_THRESHOLD = 0.8
 
 #: below this many groups an interval is reported with a warning (it is wide and its coverage is unproven)
 MIN_GROUPS = 10
+#: how the note of an interval that could not be formed begins (callers carry such notes into their rows)
+NO_INTERVAL = "no interval"
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def bounded_interval(estimate: float, leave_one_out: Sequence[float] | np.ndarra
     if g < 2:  # e.g. an EER on a few speakers: leaving any one out removes every target (or non-target) trial
         nan = float("nan")
         return Interval(est, nan, nan, nan, n_groups=g, confidence=confidence, method=BOUNDED_METHOD[_method_key(rng)],
-                        notes=[f"no interval: the statistic is defined without only {g} of the {given} groups (needs 2)"])
+                        notes=[f"{NO_INTERVAL}: the statistic is defined without only {g} of the {given} groups (needs 2)"])
     if not np.isfinite(est):
         nan = float("nan")
         return Interval(est, nan, nan, nan, n_groups=g, confidence=confidence, method=BOUNDED_METHOD[_method_key(rng)],

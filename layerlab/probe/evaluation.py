@@ -44,7 +44,7 @@ class Evaluation:
         Fewer than 2 groups: NaN bounds and a note saying why. Fewer than ``MIN_GROUPS``: the interval plus a
         visible note (not a warning swallowed here). Each carries its leave-one-group-out replicates.
         """
-        from layerlab.metrics.ci import MIN_GROUPS, group_jackknife, metric_bounds
+        from layerlab.metrics.ci import MIN_GROUPS, NO_INTERVAL, group_jackknife, metric_bounds
 
         labels = {g for m in (self.groups or []) for g in (m if isinstance(m, tuple) else (m,))}
         grouping = self.group_label()
@@ -69,7 +69,7 @@ class Evaluation:
             for k in self.metrics:
                 iv, reps = group_jackknife(lambda keep, k=k: values(keep)[k], list(self.groups), confidence=confidence,
                                            return_replicates=True, bounds=metric_bounds(k))
-                why = [n for n in iv.notes if n.startswith("no interval")]  # e.g. an EER undefined without any one speaker
+                why = [n for n in iv.notes if n.startswith(NO_INTERVAL)]  # e.g. an EER undefined without any one speaker
                 out[k] = MetricInterval(float(iv.low), float(iv.high), int(iv.n_groups), grouping, iv.method, "; ".join(why + ([note] if note else [])),
                                         {str(g): float(v) for g, v in reps.items()})
         return out

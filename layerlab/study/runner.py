@@ -132,6 +132,11 @@ class Runner:
             self._reuse[key] = reusable(stage, self.out, self.verify)
         return self._reuse[key]
 
+    def must_run(self, stage: Stage) -> bool:
+        """Whether a run computes ``stage``: no matching done-marker, or damaged outputs (it then needs Ray)."""
+        reuse = self.reuse(stage)
+        return reuse is None or not reuse.ok
+
     def run(self, plan: StudyPlan, only: set[str] | None = None) -> None:
         """Run (or reuse) the plan's stages (``only``: a subset), dependencies first; stop scheduling on failure."""
         todo = [s for s in plan.order() if (only is None or s.id in only) and s.id not in self.records]
@@ -162,11 +167,10 @@ class Runner:
                 self._record(stage, "not run", 0.0, False, error=why)
                 progressed = True
             elif None not in states:
-                done = self.reuse(stage)
-                if (done is None or not done.ok) and (len(running) >= self.parallel or not self._claim(stage)):
+                if self.must_run(stage) and (len(running) >= self.parallel or not self._claim(stage)):
                     continue  # no free pool thread, or its kind's slot is busy: a later pass starts it
                 todo.remove(stage)
-                self._start(stage, running, ctx, done)
+                self._start(stage, running, ctx, self.reuse(stage))
                 progressed = True
         if not running and all(s.kind == "report" for s in todo):
             for stage in list(todo):
@@ -397,7 +401,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
     runner = Runner(out, say, config.parallel, config.parallel_extract, config.parallel_train, verify=verify, on_workers=True)
     started_ray = False
     try:
-        if any(s.kind == "corpus" and not (runner.reuse(s) and runner.reuse(s).ok) for s in first.order()):  # type: ignore[union-attr]
+        if any(s.kind == "corpus" and runner.must_run(s) for s in first.order()):
             started_ray = ensure_ray()
         runner.run(first, only={s.id for s in first.order() if s.kind == "corpus"})
         plan = build_plan(config, out, corpus_tasks_of(runner.records))
@@ -407,7 +411,7 @@ def run_study(config: StudyConfig, out: str, *, config_text: str = "", say: Call
         write_study_json(plan)  # the speaker partitions read from the built corpora
         for skip in plan.skipped:
             say(f"[skip] {skip['task']} on {skip['dataset']}: {skip['reason']}")
-        if any(not (runner.reuse(s) and runner.reuse(s).ok) for s in plan.order()):  # type: ignore[union-attr]  # every stage runs as a Ray task
+        if any(runner.must_run(s) for s in plan.order()):  # every stage runs as a Ray task
             started_ray = ensure_ray() or started_ray
         runner.run(plan)
     finally:
